@@ -1,0 +1,26 @@
+"""The Redis client the site's own code uses, and a cheap liveness probe."""
+
+from functools import cache
+
+from django.conf import settings
+from redis import Redis
+from redis.exceptions import RedisError
+
+LAB_QUEUE = "lab"
+
+
+@cache
+def _client(url: str) -> Redis:
+    # redis-py's pool notices a fork (pid check), so RQ work-horses get fresh sockets.
+    return Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30)
+
+
+def get_redis() -> Redis:
+    return _client(settings.REDIS_URL)
+
+
+def redis_ok() -> bool:
+    try:
+        return bool(get_redis().ping())
+    except (RedisError, OSError):
+        return False

@@ -1,0 +1,33 @@
+from django.db import connection
+from django.db.utils import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from redis.exceptions import RedisError
+from rq import Worker
+from rq.scheduler import RQScheduler
+
+from prepsite.redis_conn import LAB_QUEUE, get_redis
+
+
+@require_GET
+def home(request: HttpRequest):
+    return render(request, "home.html")
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    body = {"database": "ok", "redis": "ok", "workers": 0, "scheduler": False}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        body["database"] = "error"
+    try:
+        redis = get_redis()
+        body["workers"] = Worker.count(connection=redis)
+        body["scheduler"] = bool(redis.exists(RQScheduler.get_locking_key(LAB_QUEUE)))
+    except (RedisError, OSError):
+        body["redis"] = "error"
+    healthy = body["database"] == "ok" and body["redis"] == "ok"
+    return JsonResponse(body, status=200 if healthy else 503)

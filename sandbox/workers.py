@@ -1,0 +1,12 @@
+"""The worker class `make run` and the tests start (through django-rq's `rqworker-pool`)."""
+
+from rq import Worker
+
+# A busy worker heartbeats every this many seconds; the janitor uses it to spot dead workers fast.
+HEARTBEAT_SECONDS = 2
+
+
+class LabWorker(Worker):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("job_monitoring_interval", HEARTBEAT_SECONDS)
+        super().__init__(*args, **kwargs)

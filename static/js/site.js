@@ -1,0 +1,1 @@
+// Small progressive enhancements; the site works without this file.

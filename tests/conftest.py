@@ -1,0 +1,215 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import Worker
+
+from prepsite import devstack
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ARTIFACTS = BASE_DIR / "artifacts"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+SYSTEM_CHROMIUM = "/usr/bin/chromium"
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+
+
+STATE: dict = {}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_services(tmp_path_factory):
+    """The session's own Redis on a free loopback port (TEST_REDIS_URL points it elsewhere)."""
+    from django.conf import settings
+
+    workdir = tmp_path_factory.mktemp("services")
+    STATE["workdir"] = workdir
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        if not devstack.answers(url):
+            pytest.exit(f"TEST_REDIS_URL={url} is not answering", returncode=2)
+    else:
+        STATE["redis_port"] = free_port()
+        STATE["redis_dir"] = workdir / "redis"
+        STATE["redis"] = devstack.start_redis(STATE["redis_port"], STATE["redis_dir"])
+        url = f"redis://127.0.0.1:{STATE['redis_port']}/0"
+    STATE["redis_url"] = url
+    settings.REDIS_URL = url
+    for queue in settings.RQ_QUEUES.values():
+        queue["URL"] = url
+    yield
+    process = STATE.get("redis")
+    if process and process.poll() is None:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings, tmp_path_factory):
+    """A file-backed SQLite test database (not :memory:) so worker processes share it."""
+    from django.db import connections
+
+    default = connections["default"].settings_dict
+    if default["ENGINE"].endswith("sqlite3"):
+        default["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
+    """Poll until predicate() is truthy; return its value or fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return STATE["redis_url"]
+
+
+@pytest.fixture
+def redis_conn(redis_url) -> Redis:
+    return Redis.from_url(redis_url)
+
+
+class RedisControl:
+    """Stop and restart the test session's own Redis (never anyone else's)."""
+
+    def stop(self) -> None:
+        process = STATE.get("redis")
+        if process is None:
+            pytest.skip("TEST_REDIS_URL points at a server this session does not own")
+        process.terminate()
+        process.wait(timeout=10)
+
+    def start(self) -> None:
+        STATE["redis"] = devstack.start_redis(STATE["redis_port"], STATE["redis_dir"])
+
+
+@pytest.fixture
+def redis_control():
+    control = RedisControl()
+    yield control
+    if STATE.get("redis") is not None and STATE["redis"].poll() is not None:
+        control.start()
+
+
+def worker_env(db_settings: dict) -> dict:
+    env = {**os.environ, "REDIS_URL": STATE["redis_url"], "PYTHONUNBUFFERED": "1"}
+    if db_settings["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db_settings['NAME']}"
+    else:
+        user, password = db_settings.get("USER", ""), db_settings.get("PASSWORD", "")
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        env["DATABASE_URL"] = f"postgres://{auth}{db_settings['HOST']}:{db_settings['PORT']}/{db_settings['NAME']}"
+    return env
+
+
+class WorkerPool:
+    """A real `rqworker-pool` process (as `make run` starts it) plus the lab janitor."""
+
+    def __init__(self, env: dict, num_workers: int = 2):
+        self.env = env
+        self.num_workers = num_workers
+        self.processes: list[subprocess.Popen] = []
+        self.log = open(STATE["workdir"] / "workers.log", "ab")  # noqa: SIM115
+
+    def start(self) -> None:
+        manage = [sys.executable, str(BASE_DIR / "manage.py")]
+        pool = [*manage, "rqworker-pool", "lab", "default", "--num-workers", str(self.num_workers)]
+        pool += ["--worker-class", "sandbox.workers.LabWorker"]
+        self.processes.append(subprocess.Popen(pool, env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log))
+        self.processes.append(
+            subprocess.Popen([*manage, "lab_janitor"], env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log)
+        )
+        connection = Redis.from_url(STATE["redis_url"])
+        wait_for(lambda: Worker.count(connection=connection) >= self.num_workers, 30, message="RQ workers to register")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def workers(self) -> list[Worker]:
+        return Worker.all(connection=Redis.from_url(STATE["redis_url"]))
+
+
+@pytest.fixture(scope="session")
+def rq_workers(django_db_setup, django_db_blocker):
+    """Real RQ worker processes sharing the test database; started once per session."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        env = worker_env(connection.settings_dict)
+    pool = WorkerPool(env)
+    pool.start()
+    yield pool
+    pool.stop()
+
+
+# Browser: Playwright's own Chromium when installed, else Debian's /usr/bin/chromium.
+def _playwright_chromium_installed() -> bool:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        return Path(p.chromium.executable_path).exists()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    args = {
+        **browser_type_launch_args,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+    if _playwright_chromium_installed():
+        return args
+    if Path(SYSTEM_CHROMIUM).exists():
+        return {**args, "executable_path": SYSTEM_CHROMIUM}
+    reason = "no browser: neither Playwright's Chromium (`playwright install chromium`) nor /usr/bin/chromium"
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    print(f"\n!!! SKIPPING BROWSER TESTS: {reason} !!!\n", file=sys.stderr)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def screenshot(page):
+    """Save a full-page screenshot under artifacts/screenshots/ (git-ignored)."""
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(name: str) -> Path:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
