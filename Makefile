@@ -18,7 +18,7 @@ test: $(STAMP)
 
 setup: $(STAMP)
 	@$(PY) manage.py migrate --noinput -v0
-	@$(PY) manage.py load_content 2>/dev/null || true
+	@$(PY) manage.py load_content
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11+ (or run make PYTHON=/path/to/python3.11)"; exit 1; }

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django_rq",
     "template_partials",
     "topics",
+    "topics.drills",
     "sandbox",
 ]
 

@@ -10,5 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("topics.urls")),
+    path("", include("topics.drills.urls")),
     path("sandbox/", include("sandbox.urls")),
 ]

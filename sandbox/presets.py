@@ -1,0 +1,121 @@
+"""Named Lab experiments. The names are a contract: Study and Drills link to them."""
+
+from dataclasses import dataclass, field
+
+DEFAULTS: dict = {
+    "jobs": 20,
+    "failure_rate": 0.0,
+    "poison_rate": 0.0,
+    "duration_ms": 200,
+    "duration_spread_ms": 100,
+    "timeout_s": 5,
+    "max_retries": 3,
+    "backoff": "exponential",
+    "backoff_base_s": 1,
+    "backoff_cap_s": 16,
+    "jitter": "full",
+    "idempotency": "on",
+    "duplicate_rate": 0.0,
+    "queue_cap": 200,
+    "concurrency": 2,
+    "crash_rate": 0.0,
+    "arrival_per_s": 0.0,
+    "slo_seconds": 10.0,
+    "slo_percentile": 95,
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    title: str
+    expect: str
+    section: str  # the Study section that explains it
+    params: dict = field(default_factory=dict)
+
+    def parameters(self) -> dict:
+        return {**DEFAULTS, **self.params}
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in [
+        Preset(
+            "happy",
+            "Happy path",
+            "Twenty charges, no faults. Every job succeeds on its first attempt, the queue drains in a few "
+            "seconds and latency sits near the job's own duration. This is the baseline the other presets "
+            "are compared with.",
+            "core-concepts",
+            {"jobs": 20},
+        ),
+        Preset(
+            "flaky",
+            "Flaky dependency",
+            "Each attempt fails with probability 0.4, as a payment provider returning 503s would. With 4 "
+            "retries and exponential backoff with full jitter, expect about 0.4^5 ≈ 1% of jobs in the DLQ, "
+            "retry times spread across each backoff window instead of landing on the same second, and "
+            "latency stretched by the waits.",
+            "scalability-and-reliability",
+            {"jobs": 30, "failure_rate": 0.4, "max_retries": 4, "backoff_base_s": 1, "backoff_cap_s": 16},
+        ),
+        Preset(
+            "poison",
+            "Poison messages",
+            "Every message is malformed, so every attempt fails the same way. Each job is tried 1 + 3 times "
+            "on a jittered schedule and then lands in the dead-letter queue. Retrying cannot fix a poison "
+            "message: the DLQ is where a human looks. Redrive them to see the retry budget restored.",
+            "scalability-and-reliability",
+            {"jobs": 12, "poison_rate": 1.0, "max_retries": 3, "backoff_base_s": 2, "backoff_cap_s": 30,
+             "duration_ms": 100, "duration_spread_ms": 50},
+        ),
+        Preset(
+            "timeout",
+            "Timeouts",
+            "Jobs take 3 s but the job timeout is 1 s, so RQ's death penalty raises JobTimeoutException in "
+            "the work-horse. Timeouts follow the normal retry path: each job is tried twice and then "
+            "dead-lettered. A timeout shorter than the work means retries only add load.",
+            "scalability-and-reliability",
+            {"jobs": 6, "duration_ms": 3000, "duration_spread_ms": 0, "timeout_s": 1, "max_retries": 1,
+             "backoff": "fixed", "backoff_base_s": 1},
+        ),
+        Preset(
+            "crash",
+            "Crashing work-horse",
+            "Half the attempts SIGKILL their own work-horse mid-job, as an out-of-memory kill would. The "
+            "worker notices at once ('waitpid returned 9') and the job follows the retry path. You can also "
+            "press 'crash its worker' on a running job. Nothing is charged twice: the charge is idempotent.",
+            "core-concepts",
+            {"jobs": 8, "crash_rate": 0.5, "duration_ms": 1500, "duration_spread_ms": 500, "max_retries": 3,
+             "backoff_base_s": 1, "backoff_cap_s": 4},
+        ),
+        Preset(
+            "duplicates",
+            "Duplicate delivery",
+            "Half the messages are delivered twice — the same job id pushed onto the queue again, as an "
+            "at-least-once broker does after a lost ack. With idempotency on, the second delivery finds the "
+            "idempotency key and is suppressed: 0 double charges. Turn idempotency off and count them.",
+            "data-and-request-flow",
+            {"jobs": 30, "duplicate_rate": 0.5, "duration_ms": 100, "duration_spread_ms": 50},
+        ),
+        Preset(
+            "spike",
+            "Traffic spike",
+            "A burst of 200 charges arrives at once but the queue admits at most 50 in flight. The other "
+            "150 are shed immediately with a clear 'rejected' outcome instead of building an unbounded "
+            "backlog: rejected = requested − cap. Nothing is silently lost.",
+            "scalability-and-reliability",
+            {"jobs": 200, "queue_cap": 50, "duration_ms": 100, "duration_spread_ms": 50},
+        ),
+        Preset(
+            "slow-consumer",
+            "Slow consumer",
+            "Ten jobs arrive per second but two workers at 400 ms each serve only five per second, so the "
+            "queue grows by about five a second while arrivals last. Little's law (L = λW) predicts the "
+            "depth; compare it with the observed peak and watch latency blow through the SLO.",
+            "scalability-and-reliability",
+            {"jobs": 60, "arrival_per_s": 10.0, "duration_ms": 400, "duration_spread_ms": 0, "concurrency": 2,
+             "slo_seconds": 3.0},
+        ),
+    ]
+}
