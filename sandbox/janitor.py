@@ -17,13 +17,13 @@ from rq.registry import StartedJobRegistry
 from rq.utils import utcparse
 from rq.worker import Worker
 
+from sandbox.live import beat_key
 from sandbox.workers import HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER_SECONDS = 5 * HEARTBEAT_SECONDS
 LOCK_SECONDS = 30
-JOB_BEAT_KEY = "lab:beat:{job_id}"  # set by the running job itself, see sandbox.consumer
 
 
 def worker_is_alive(connection: Redis, worker_name: str | None, now: datetime) -> bool:
@@ -37,7 +37,7 @@ def worker_is_alive(connection: Redis, worker_name: str | None, now: datetime) -
 
 
 def job_is_beating(connection: Redis, job_id: str) -> bool:
-    return bool(connection.exists(JOB_BEAT_KEY.format(job_id=job_id)))
+    return bool(connection.exists(beat_key(job_id)))
 
 
 def recover_abandoned(queue: Queue) -> list[str]:

@@ -1,0 +1,106 @@
+"""The lab's consumer: "charge order #k", with the experiment's faults injected on the way."""
+
+import os
+import signal
+import time
+
+from django.db import IntegrityError, transaction
+from rq import Queue
+
+from prepsite.redis_conn import LAB_QUEUE
+from sandbox.fault_plan import FaultPlan
+from sandbox.live import Recorder
+from sandbox.models import LedgerEntry
+
+SLICE_SECONDS = 0.05
+BEAT_EVERY_SECONDS = 1.0
+
+
+class TransientError(Exception):
+    """A failure worth retrying (the payment provider answered 503)."""
+
+
+class PoisonMessage(Exception):
+    """A message that can never succeed (its payload is malformed)."""
+
+
+def flag_key(experiment_id: int, name: str) -> str:
+    return f"lab:exp:{experiment_id}:flag:{name}"
+
+
+def amount_cents(order_number: int) -> int:
+    return 500 + (order_number * 37) % 9500
+
+
+def _work(recorder: Recorder, *, job_id: str, seconds: float, crash_at: float | None, job: int) -> str | None:
+    """Sleep through the job's work in slices, honouring crash/stop requests; return 'stop' if asked."""
+    redis = recorder.redis
+    pid = os.getpid()
+    start = time.monotonic()
+    last_beat = start
+    crash_flag, stop_flag = flag_key(recorder.experiment_id, f"crash:{job}"), flag_key(recorder.experiment_id, f"stop:{job}")
+    while True:
+        elapsed = time.monotonic() - start
+        if crash_at is not None and elapsed >= crash_at:
+            recorder.note("crash_injected", job, detail="SIGKILL to own work-horse")
+            os.kill(pid, signal.SIGKILL)
+        if elapsed >= seconds:
+            return None
+        if time.monotonic() - last_beat >= BEAT_EVERY_SECONDS:
+            recorder.beat(job_id, pid)
+            last_beat = time.monotonic()
+        pipe = redis.pipeline()
+        pipe.getdel(crash_flag)
+        pipe.getdel(stop_flag)
+        crash, stop = pipe.execute()
+        if crash:
+            recorder.note("crash_requested", job, detail="visitor pressed 'crash its worker': SIGKILL")
+            os.kill(pid, signal.SIGKILL)
+        if stop:
+            return "stop"
+        time.sleep(min(SLICE_SECONDS, max(0.0, seconds - elapsed)))
+
+
+def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> str:
+    """The side effect. Returns charged, duplicate_suppressed or double_charge."""
+    key = f"order-{job}" if idempotent else None
+    try:
+        with transaction.atomic():
+            already = LedgerEntry.objects.filter(experiment_id=experiment_id, order_number=job).exists()
+            LedgerEntry.objects.create(
+                experiment_id=experiment_id,
+                order_number=job,
+                amount_cents=amount_cents(job),
+                idempotency_key=key,
+                job_id=job_id,
+            )
+    except IntegrityError:
+        return "duplicate_suppressed"
+    return "double_charge" if already else "charged"
+
+
+def process(experiment_id: int, job: int, *, job_id: str, worker: str) -> str:
+    recorder = Recorder(experiment_id)
+    context = recorder.context()
+    if context is None:
+        return "expired"  # the experiment's keys are gone; nothing to account for
+    params, seed = context["params"], context["seed"]
+    attempt = recorder.attempt_started(job=job, job_id=job_id, pid=os.getpid(), worker=worker)
+    if recorder.redis.exists(flag_key(experiment_id, "stop")):
+        recorder.stopped(job=job, job_id=job_id, attempt=attempt, reason="experiment stopped")
+        return "stopped"
+    plan = FaultPlan.from_params(seed, params)
+    crash_at = plan.crash_point_s(job, attempt) if plan.crashes(job, attempt) else None
+    if _work(recorder, job_id=job_id, seconds=plan.duration_s(job, attempt), crash_at=crash_at, job=job) == "stop":
+        recorder.stopped(job=job, job_id=job_id, attempt=attempt, reason="visitor stopped the job")
+        return "stopped"
+    if plan.is_poison(job):
+        raise PoisonMessage(f"order #{job}: payload fails schema validation (missing 'currency')")
+    if plan.fails_transiently(job, attempt):
+        raise TransientError(f"order #{job}: payment provider answered 503 on attempt {attempt}")
+    outcome = charge(experiment_id, job, job_id=job_id, idempotent=params["idempotency"] == "on")
+    recorder.succeeded(job=job, job_id=job_id, attempt=attempt, outcome=outcome)
+    if plan.delivered_twice(job) and recorder.redeliver_once(job):
+        # At-least-once delivery after a lost ack: the very same job id lands on the queue again.
+        Queue(LAB_QUEUE, connection=recorder.redis).push_job_id(job_id)
+    return outcome

@@ -1,0 +1,342 @@
+"""An experiment's live state in Redis: counters, a capped event stream, per-second buckets.
+
+Every key of experiment E starts with `lab:exp:E:` and expires with it. Reading the state costs
+O(counters + last K events + seconds elapsed), independent of how many jobs the experiment or any
+other experiment has.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from prepsite.redis_conn import get_redis
+
+TTL_SECONDS = 6 * 3600
+EVENTS_KEPT = 500
+JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this long as not running
+
+TERMINAL = ("succeeded", "dead_lettered", "stopped")
+COUNTERS = (
+    "requested", "enqueued", "rejected", "attempts", "failed_attempts", "retries", "timeouts", "crashes",
+    "succeeded", "dead_lettered", "stopped", "duplicates_delivered", "duplicates_suppressed", "double_charges",
+    "redriven", "discarded", "recovered",
+)  # fmt: skip
+
+# Set the job's terminal state once; only the first outcome of a message counts.
+_SET_TERMINAL = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  return 1
+end
+return 0
+"""
+
+
+def key(experiment_id: int, name: str) -> str:
+    return f"lab:exp:{experiment_id}:{name}"
+
+
+def job_id_for(experiment_id: int, job_index: int) -> str:
+    return f"lab-{experiment_id}-{job_index}"
+
+
+def parse_job_id(job_id: str) -> tuple[int, int] | None:
+    parts = job_id.split("-")
+    if len(parts) != 3 or parts[0] != "lab" or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return int(parts[1]), int(parts[2])
+
+
+def beat_key(job_id: str) -> str:
+    return f"lab:beat:{job_id}"
+
+
+class Recorder:
+    """Writes for one experiment, batched into one pipeline per call."""
+
+    def __init__(self, experiment_id: int, connection: Redis | None = None):
+        self.experiment_id = experiment_id
+        self.redis = connection or get_redis()
+
+    def k(self, name: str) -> str:
+        return key(self.experiment_id, name)
+
+    def _event(self, pipe, kind: str, job: int | None = None, **detail) -> None:
+        fields = {"t": f"{time.time():.3f}", "kind": kind, "job": "" if job is None else str(job)}
+        fields.update({name: str(value) for name, value in detail.items() if value is not None})
+        pipe.xadd(self.k("ev"), fields, maxlen=EVENTS_KEPT, approximate=True)
+
+    def _bucket(self, pipe, kind: str, at: float | None = None, amount: int = 1) -> None:
+        pipe.hincrby(self.k("ts"), f"{int(at if at is not None else time.time())}:{kind}", amount)
+
+    def _expire(self, pipe, *names: str) -> None:
+        for name in names:
+            pipe.expire(self.k(name), TTL_SECONDS)
+
+    def create(self, *, params: dict, seed: int, requested: int) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self.k("params"), json.dumps({"params": params, "seed": seed}), ex=TTL_SECONDS)
+        pipe.hset(self.k("c"), mapping={name: 0 for name in COUNTERS} | {"requested": requested})
+        pipe.hset(self.k("meta"), mapping={"t0": f"{time.time():.3f}"})
+        self._expire(pipe, "c", "meta")
+        pipe.execute()
+
+    def admitted(self, *, arrivals: dict[int, float], rejected: int, schedule: dict) -> None:
+        """Record the jobs admitted (with their arrival times and retry schedules) and those rejected."""
+        pipe = self.redis.pipeline()
+        pipe.hincrby(self.k("c"), "enqueued", len(arrivals))
+        pipe.hincrby(self.k("c"), "rejected", rejected)
+        if arrivals:
+            pipe.hset(self.k("enq"), mapping={str(i): f"{t:.3f}" for i, t in arrivals.items()})
+            pipe.hset(self.k("plan"), mapping={str(i): json.dumps(s) for i, s in schedule.items()})
+        for at in arrivals.values():
+            self._bucket(pipe, "arr", at)
+        self._event(pipe, "enqueued", count=len(arrivals))
+        if rejected:
+            self._event(pipe, "rejected", count=rejected, detail="queue cap reached: shed at admission")
+        self._expire(pipe, "enq", "plan", "ts", "ev")
+        pipe.execute()
+
+    def attempt_started(self, *, job: int, job_id: str, pid: int, worker: str) -> int:
+        pipe = self.redis.pipeline()
+        pipe.hincrby(self.k("attempt_no"), str(job), 1)
+        pipe.hincrby(self.k("c"), "attempts", 1)
+        pipe.hset(self.k("run"), str(job), json.dumps({"pid": pid, "worker": worker, "since": time.time()}))
+        pipe.zrem(self.k("sched"), str(job))
+        pipe.set(beat_key(job_id), pid, ex=JOB_BEAT_SECONDS)
+        self._bucket(pipe, "start")
+        self._expire(pipe, "attempt_no", "run")
+        attempt = pipe.execute()[0]
+        pipe = self.redis.pipeline()
+        self._event(pipe, "started", job, attempt=attempt, worker=worker, pid=pid)
+        pipe.execute()
+        return attempt
+
+    def beat(self, job_id: str, pid: int) -> None:
+        self.redis.set(beat_key(job_id), pid, ex=JOB_BEAT_SECONDS)
+
+    def _mark(self, pipe, job: int, mark: dict) -> None:
+        # Attempt marks for the per-job timeline; one list per job.
+        pipe.rpush(self.k(f"marks:{job}"), json.dumps(mark))
+        pipe.expire(self.k(f"marks:{job}"), TTL_SECONDS)
+
+    def _end_attempt(self, pipe, job: int, job_id: str) -> None:
+        pipe.hdel(self.k("run"), str(job))
+        pipe.delete(beat_key(job_id))
+        self._bucket(pipe, "end")
+
+    def _terminal(self, job: int, state: str) -> bool:
+        return bool(self.redis.eval(_SET_TERMINAL, 2, self.k("term"), self.k("c"), str(job), state))
+
+    def _latency(self, pipe, job: int) -> None:
+        enq = self.redis.hget(self.k("enq"), str(job))
+        if enq is not None:
+            pipe.zadd(self.k("lat"), {str(job): round((time.time() - float(enq)) * 1000)})
+            pipe.expire(self.k("lat"), TTL_SECONDS)
+
+    def succeeded(self, *, job: int, job_id: str, attempt: int, outcome: str) -> bool:
+        """outcome: charged, duplicate_suppressed or double_charge. Returns True if this ended the message."""
+        first = self._terminal(job, "succeeded")
+        pipe = self.redis.pipeline()
+        self._end_attempt(pipe, job, job_id)
+        self._bucket(pipe, "ok")
+        self._mark(pipe, job, {"n": attempt, "r": "ok", "t": time.time(), "e": outcome})
+        if outcome == "duplicate_suppressed":
+            pipe.hincrby(self.k("c"), "duplicates_suppressed", 1)
+        elif outcome == "double_charge":
+            pipe.hincrby(self.k("c"), "double_charges", 1)
+        if first:
+            self._latency(pipe, job)
+        self._event(pipe, "succeeded" if outcome == "charged" else outcome, job, attempt=attempt)
+        pipe.execute()
+        return first
+
+    def stopped(self, *, job: int, job_id: str, attempt: int, reason: str) -> bool:
+        first = self._terminal(job, "stopped")
+        pipe = self.redis.pipeline()
+        self._end_attempt(pipe, job, job_id)
+        self._mark(pipe, job, {"n": attempt, "r": "stopped", "t": time.time(), "e": reason})
+        if first:
+            self._latency(pipe, job)
+        self._event(pipe, "stopped", job, attempt=attempt, detail=reason)
+        pipe.execute()
+        return first
+
+    def attempt_failed(self, *, job: int, job_id: str, kind: str, error: str, retry_at: float | None) -> bool:
+        """kind: error, timeout, crash or abandoned. retry_at None means the job is dead-lettered."""
+        attempt = int(self.redis.hget(self.k("attempt_no"), str(job)) or 0)
+        first = False if retry_at is not None else self._terminal(job, "dead_lettered")
+        pipe = self.redis.pipeline()
+        self._end_attempt(pipe, job, job_id)
+        self._bucket(pipe, "fail")
+        pipe.hincrby(self.k("c"), "failed_attempts", 1)
+        counter = {"timeout": "timeouts", "crash": "crashes", "abandoned": "recovered"}.get(kind)
+        if counter:
+            pipe.hincrby(self.k("c"), counter, 1)
+        mark = {"n": attempt, "r": kind, "t": time.time(), "e": error[:300]}
+        if retry_at is not None:
+            mark["next"] = retry_at
+            pipe.hincrby(self.k("c"), "retries", 1)
+            pipe.zadd(self.k("sched"), {str(job): retry_at})
+            pipe.hincrby(self.k("retry_hist"), str(int(retry_at)), 1)
+            self._bucket(pipe, "arr", retry_at)
+            self._expire(pipe, "sched", "retry_hist")
+            self._event(pipe, "retry_scheduled", job, attempt=attempt, cause=kind, at=f"{retry_at:.0f}", error=error[:200])
+        else:
+            pipe.sadd(self.k("dlq"), str(job))
+            pipe.expire(self.k("dlq"), TTL_SECONDS)
+            if first:
+                self._latency(pipe, job)
+            self._event(pipe, "dead_lettered", job, attempt=attempt, cause=kind, error=error[:200])
+        self._mark(pipe, job, mark)
+        pipe.execute()
+        return first
+
+    def redeliver_once(self, job: int) -> bool:
+        """True the first time a message is picked for redelivery (so a redelivery is not redelivered)."""
+        if not self.redis.hsetnx(self.k("redelivered"), str(job), 1):
+            return False
+        pipe = self.redis.pipeline()
+        pipe.expire(self.k("redelivered"), TTL_SECONDS)
+        pipe.hincrby(self.k("c"), "duplicates_delivered", 1)
+        self._bucket(pipe, "arr")
+        self._event(pipe, "redelivered", job, detail="ack lost: broker delivers the same job id again")
+        pipe.execute()
+        return True
+
+    def claim_from_dlq(self, job: int) -> bool:
+        """Atomically take a job out of the experiment's DLQ; only one of two racing redrives wins."""
+        return bool(self.redis.srem(self.k("dlq"), str(job)))
+
+    def redriven(self, job: int) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hdel(self.k("term"), str(job))
+        pipe.hincrby(self.k("c"), "dead_lettered", -1)
+        pipe.hincrby(self.k("c"), "redriven", 1)
+        pipe.hset(self.k("enq"), str(job), f"{time.time():.3f}")
+        pipe.zrem(self.k("lat"), str(job))
+        self._bucket(pipe, "arr")
+        self._mark(pipe, job, {"n": 0, "r": "redriven", "t": time.time(), "e": "retry budget restored"})
+        self._event(pipe, "redriven", job)
+        pipe.execute()
+
+    def discarded(self, job: int) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hincrby(self.k("c"), "discarded", 1)
+        self._event(pipe, "discarded", job)
+        pipe.execute()
+
+    def note(self, kind: str, job: int | None = None, **detail) -> None:
+        pipe = self.redis.pipeline()
+        self._event(pipe, kind, job, **detail)
+        pipe.execute()
+
+    def context(self) -> dict | None:
+        raw = self.redis.get(self.k("params"))
+        return json.loads(raw) if raw else None
+
+
+@dataclass
+class LiveState:
+    experiment_id: int
+    exists: bool
+    counters: dict[str, int] = field(default_factory=dict)
+    t0: float = 0.0
+    running: dict[int, dict] = field(default_factory=dict)
+    scheduled: dict[int, float] = field(default_factory=dict)
+    dlq: list[int] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    buckets: dict[str, dict[int, int]] = field(default_factory=dict)
+    retry_hist: dict[int, int] = field(default_factory=dict)
+    latencies: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> int:
+        return sum(self.counters.get(name, 0) for name in TERMINAL)
+
+    @property
+    def open(self) -> int:
+        return max(0, self.counters.get("enqueued", 0) - self.terminal)
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.open - len(self.running) - len(self.scheduled))
+
+    @property
+    def pending_redeliveries(self) -> int:
+        c = self.counters
+        return max(0, c.get("duplicates_delivered", 0) - c.get("duplicates_suppressed", 0) - c.get("double_charges", 0))
+
+    @property
+    def finished(self) -> bool:
+        return self.exists and self.open == 0 and not self.running and not self.pending_redeliveries
+
+    def accounting_holds(self) -> bool:
+        c = self.counters
+        admitted = c.get("requested", 0) == c.get("enqueued", 0) + c.get("rejected", 0)
+        return admitted and (not self.finished or c.get("enqueued", 0) == self.terminal)
+
+
+def _percentile(redis: Redis, name: str, fraction: float) -> float | None:
+    count = redis.zcard(name)
+    if not count:
+        return None
+    rank = min(count - 1, max(0, round(fraction * count + 0.5) - 1))
+    member = redis.zrange(name, rank, rank, withscores=True)
+    return member[0][1] if member else None
+
+
+def read(experiment_id: int, *, events: int = 30, connection: Redis | None = None) -> LiveState:
+    redis = connection or get_redis()
+    k = lambda name: key(experiment_id, name)  # noqa: E731
+    pipe = redis.pipeline()
+    pipe.hgetall(k("c"))
+    pipe.hget(k("meta"), "t0")
+    pipe.hgetall(k("run"))
+    pipe.zrange(k("sched"), 0, -1, withscores=True)
+    pipe.smembers(k("dlq"))
+    pipe.xrevrange(k("ev"), count=max(1, events))
+    pipe.hgetall(k("ts"))
+    pipe.hgetall(k("retry_hist"))
+    counters, t0, running, scheduled, dlq, stream, ts, hist = pipe.execute()
+    if not counters:
+        return LiveState(experiment_id, exists=False)
+    buckets: dict[str, dict[int, int]] = {}
+    for raw_field, raw_value in ts.items():
+        second, kind = raw_field.decode().split(":")
+        buckets.setdefault(kind, {})[int(second)] = int(raw_value)
+    state = LiveState(
+        experiment_id,
+        exists=True,
+        counters={name.decode(): int(value) for name, value in counters.items()},
+        t0=float(t0 or 0),
+        running={int(j): json.loads(v) for j, v in running.items()},
+        scheduled={int(j): score for j, score in scheduled},
+        dlq=sorted(int(j) for j in dlq),
+        events=[{"id": eid.decode(), **{f.decode(): v.decode() for f, v in data.items()}} for eid, data in stream],
+        buckets=buckets,
+        retry_hist={int(s): int(n) for s, n in hist.items()},
+    )
+    lat = k("lat")
+    state.latencies = {
+        "p50": _percentile(redis, lat, 0.50),
+        "p95": _percentile(redis, lat, 0.95),
+        "max": (redis.zrange(lat, -1, -1, withscores=True) or [(None, None)])[0][1],
+        "count": redis.zcard(lat),
+    }
+    return state
+
+
+def job_marks(experiment_id: int, jobs: list[int], connection: Redis | None = None) -> dict[int, list[dict]]:
+    redis = connection or get_redis()
+    pipe = redis.pipeline()
+    for job in jobs:
+        pipe.lrange(key(experiment_id, f"marks:{job}"), 0, -1)
+    return {job: [json.loads(m) for m in marks] for job, marks in zip(jobs, pipe.execute(), strict=True)}
+
+
+def percentile_at(experiment_id: int, fraction: float, connection: Redis | None = None) -> float | None:
+    redis = connection or get_redis()
+    return _percentile(redis, key(experiment_id, "lat"), fraction)

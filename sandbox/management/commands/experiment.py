@@ -1,0 +1,128 @@
+"""python manage.py experiment run <preset> | list | redrive <id> — the Lab from a terminal."""
+
+import json
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from redis.exceptions import RedisError
+
+from sandbox import experiments, live
+from sandbox.models import Experiment, Owner
+from sandbox.params import ExperimentForm
+from sandbox.presets import PRESETS
+
+
+def parse_sets(pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--set expects name=value, got {pair!r}")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def result_line(experiment: Experiment, state: live.LiveState, elapsed: float) -> dict:
+    c = state.counters
+    p95 = state.latencies.get("p95")
+    slo = live.percentile_at(experiment.pk, experiment.params["slo_percentile"] / 100)
+    return {
+        "id": experiment.pk,
+        "preset": experiment.preset,
+        "seed": experiment.seed,
+        **{name: c.get(name, 0) for name in live.COUNTERS if name not in {"requested"}},
+        "requested": c.get("requested", 0),
+        "p50_ms": state.latencies.get("p50"),
+        "p95_ms": p95,
+        "elapsed_s": round(elapsed, 2),
+        "finished": state.finished,
+        "slo_met": slo is not None and slo <= experiment.params["slo_seconds"] * 1000,
+        "accounting_ok": state.accounting_holds(),
+    }
+
+
+class Command(BaseCommand):
+    help = "Run, list and redrive Lab experiments against the running workers."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        run = sub.add_parser("run", help="start an experiment and follow it to the end")
+        run.add_argument("preset", choices=sorted(PRESETS))
+        run.add_argument("--jobs", type=int)
+        run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+        run.add_argument("--seed", type=int)
+        run.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        run.add_argument("--timeout", type=float, default=300, help="give up following after this many seconds")
+        sub.add_parser("list", help="recent experiments")
+        redrive = sub.add_parser("redrive", help="redrive every dead-lettered job of an experiment")
+        redrive.add_argument("id", type=int)
+
+    def handle(self, *args, action: str, **options) -> None:
+        try:
+            getattr(self, f"handle_{action}")(**options)
+        except RedisError as exc:
+            raise CommandError(f"Redis is not answering ({exc}); start it or check REDIS_URL") from exc
+
+    def handle_run(self, *, preset: str, jobs: int | None, set: list[str], seed: int | None, json: bool, timeout: float, **_):
+        data = {**PRESETS[preset].parameters(), **parse_sets(set), "preset": preset}
+        if jobs is not None:
+            data["jobs"] = jobs
+        if seed is not None:
+            data["seed"] = seed
+        form = ExperimentForm(data=data)
+        if not form.is_valid():
+            problems = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+            self.stderr.write(f"invalid parameters: {problems}")
+            sys.exit(2)
+        try:
+            experiment = experiments.experiment_start(
+                owner=Owner.cli(), preset=preset, params=form.parameters(), seed=form.cleaned_data["seed"]
+            )
+        except experiments.LimitExceeded as exc:
+            raise CommandError(str(exc)) from exc
+        started = time.monotonic()
+        state = live.read(experiment.pk, events=0)
+        while not state.finished and time.monotonic() - started < timeout:
+            self.progress(state)
+            time.sleep(0.5)
+            state = live.read(experiment.pk, events=0)
+        self.progress(state, final=True)
+        summary = result_line(experiment, state, time.monotonic() - started)
+        for name in ("requested", "enqueued", "rejected", "succeeded", "dead_lettered", "stopped", "retries",
+                     "duplicates_suppressed", "double_charges", "p50_ms", "p95_ms", "slo_met"):  # fmt: skip
+            self.stdout.write(f"  {name:<22} {summary[name]}")
+        if not state.finished:
+            self.stderr.write(f"still running after {timeout:.0f}s: experiment {experiment.pk} continues in the background")
+        if json:
+            self.stdout.write(json_dumps(summary))
+
+    def progress(self, state: live.LiveState, final: bool = False) -> None:
+        total = max(1, state.counters.get("enqueued", 0))
+        done = state.terminal
+        width = 30
+        filled = int(width * min(done, total) / total)
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"\r[{bar}] {done}/{total} done, {len(state.running)} running, {len(state.scheduled)} waiting to retry"
+        self.stderr.write(line, ending="\n" if final else "")
+        self.stderr.flush()
+
+    def handle_list(self, **_):
+        for experiment in Experiment.objects.all()[:20]:
+            summary = experiment.summary or {}
+            self.stdout.write(
+                f"{experiment.pk:>5}  {experiment.preset:<14} {experiment.status:<9} "
+                f"ok={summary.get('succeeded', '-')} dlq={summary.get('dead_lettered', '-')} "
+                f"{experiment.created_at:%Y-%m-%d %H:%M}"
+            )
+
+    def handle_redrive(self, *, id: int, **_):
+        experiment = Experiment.objects.filter(pk=id).first()
+        if experiment is None:
+            raise CommandError(f"no experiment {id}")
+        count = experiments.experiment_redrive(experiment)
+        self.stdout.write(f"redrove {count} job(s) of experiment {id} with their retry budget restored")
+
+
+def json_dumps(value: dict) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,76 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ExperimentQuerySet(models.QuerySet):
+    def owned_by(self, owner: "Owner") -> "ExperimentQuerySet":
+        if owner.user_id:
+            return self.filter(owner_user_id=owner.user_id)
+        return self.filter(owner_user__isnull=True, owner_session=owner.session_key)
+
+    def active(self) -> "ExperimentQuerySet":
+        return self.filter(status=Experiment.Status.RUNNING)
+
+
+class Owner:
+    """Who an experiment belongs to: the logged-in user, else the browser session (or the CLI)."""
+
+    def __init__(self, *, user_id: int | None = None, session_key: str = ""):
+        self.user_id = user_id
+        self.session_key = session_key
+
+    @classmethod
+    def cli(cls) -> "Owner":
+        return cls(session_key="cli")
+
+
+class Experiment(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        FINISHED = "finished"
+        STOPPED = "stopped"
+
+    owner_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    owner_session = models.CharField(max_length=64, blank=True, db_index=True)
+    preset = models.CharField(max_length=32)
+    params = models.JSONField()
+    seed = models.BigIntegerField()
+    prediction = models.TextField(blank=True, max_length=2000)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    summary = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ExperimentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner_user", "status"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.preset}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == self.Status.RUNNING
+
+
+class LedgerEntry(models.Model):
+    """One charge: the side effect a lab job exists to produce."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="ledger")
+    order_number = models.PositiveIntegerField()
+    amount_cents = models.PositiveIntegerField()
+    # Set when the consumer is idempotent; NULLs never collide, so non-idempotent runs can double charge.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    job_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "idempotency_key"], name="one_charge_per_idempotency_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_number}: {self.amount_cents}c"
