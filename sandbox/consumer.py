@@ -38,7 +38,10 @@ def _work(recorder: Recorder, *, job_id: str, seconds: float, crash_at: float | 
     pid = os.getpid()
     start = time.monotonic()
     last_beat = start
-    crash_flag, stop_flag = flag_key(recorder.experiment_id, f"crash:{job}"), flag_key(recorder.experiment_id, f"stop:{job}")
+    crash_flag, stop_flag = (
+        flag_key(recorder.experiment_id, f"crash:{job}"),
+        flag_key(recorder.experiment_id, f"stop:{job}"),
+    )
     while True:
         elapsed = time.monotonic() - start
         if crash_at is not None and elapsed >= crash_at:

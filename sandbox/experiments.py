@@ -69,7 +69,9 @@ def check_limits(owner: Owner, params: dict) -> None:
         raise LimitExceeded(f"The shared lab queue holds {depth} jobs right now; try again in a minute.")
 
 
-def experiment_start(*, owner: Owner, preset: str, params: dict, seed: int | None = None, prediction: str = "") -> Experiment:
+def experiment_start(
+    *, owner: Owner, preset: str, params: dict, seed: int | None = None, prediction: str = ""
+) -> Experiment:
     """Create the experiment, admit up to queue_cap jobs onto the real lab queue, shed the rest."""
     check_limits(owner, params)
     seed = seed if seed is not None else random.randrange(2**31)

@@ -29,7 +29,7 @@ LOCK_SECONDS = 30
 def worker_is_alive(connection: Redis, worker_name: str | None, now: datetime) -> bool:
     if not worker_name:
         return False
-    raw = connection.hget(Worker.key_prefix + worker_name, "last_heartbeat")
+    raw = connection.hget(Worker.redis_worker_namespace_prefix + worker_name, "last_heartbeat")
     if raw is None:
         return False
     last = utcparse(raw.decode())

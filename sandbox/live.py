@@ -17,11 +17,16 @@ TTL_SECONDS = 6 * 3600
 EVENTS_KEPT = 500
 JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this long as not running
 
+MAX_JOBS = 500
+KEY_NAMES = (
+    "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
+    "dlq", "redelivered", "flag:stop",
+)  # fmt: skip
 TERMINAL = ("succeeded", "dead_lettered", "stopped")
 COUNTERS = (
     "requested", "enqueued", "rejected", "attempts", "failed_attempts", "retries", "timeouts", "crashes",
     "succeeded", "dead_lettered", "stopped", "duplicates_delivered", "duplicates_suppressed", "double_charges",
-    "redriven", "discarded", "recovered",
+    "redriven", "discarded", "recovered", "late_outcomes",
 )  # fmt: skip
 
 # Set the job's terminal state once; only the first outcome of a message counts.
@@ -77,6 +82,9 @@ class Recorder:
 
     def create(self, *, params: dict, seed: int, requested: int) -> None:
         pipe = self.redis.pipeline()
+        # Ids come from the database; if it was reset while Redis kept data, start from a clean slate.
+        names = [*KEY_NAMES, *(f"marks:{job}" for job in range(1, MAX_JOBS + 1))]
+        pipe.delete(*(self.k(name) for name in names))
         pipe.set(self.k("params"), json.dumps({"params": params, "seed": seed}), ex=TTL_SECONDS)
         pipe.hset(self.k("c"), mapping={name: 0 for name in COUNTERS} | {"requested": requested})
         pipe.hset(self.k("meta"), mapping={"t0": f"{time.time():.3f}"})
@@ -149,6 +157,8 @@ class Recorder:
             pipe.hincrby(self.k("c"), "double_charges", 1)
         if first:
             self._latency(pipe, job)
+        else:
+            pipe.hincrby(self.k("c"), "late_outcomes", 1)  # a second delivery of a finished message
         self._event(pipe, "succeeded" if outcome == "charged" else outcome, job, attempt=attempt)
         pipe.execute()
         return first
@@ -160,6 +170,8 @@ class Recorder:
         self._mark(pipe, job, {"n": attempt, "r": "stopped", "t": time.time(), "e": reason})
         if first:
             self._latency(pipe, job)
+        else:
+            pipe.hincrby(self.k("c"), "late_outcomes", 1)
         self._event(pipe, "stopped", job, attempt=attempt, detail=reason)
         pipe.execute()
         return first
@@ -183,12 +195,16 @@ class Recorder:
             pipe.hincrby(self.k("retry_hist"), str(int(retry_at)), 1)
             self._bucket(pipe, "arr", retry_at)
             self._expire(pipe, "sched", "retry_hist")
-            self._event(pipe, "retry_scheduled", job, attempt=attempt, cause=kind, at=f"{retry_at:.0f}", error=error[:200])
+            self._event(
+                pipe, "retry_scheduled", job, attempt=attempt, cause=kind, at=f"{retry_at:.0f}", error=error[:200]
+            )
         else:
-            pipe.sadd(self.k("dlq"), str(job))
-            pipe.expire(self.k("dlq"), TTL_SECONDS)
             if first:
+                pipe.sadd(self.k("dlq"), str(job))
+                pipe.expire(self.k("dlq"), TTL_SECONDS)
                 self._latency(pipe, job)
+            else:
+                pipe.hincrby(self.k("c"), "late_outcomes", 1)
             self._event(pipe, "dead_lettered", job, attempt=attempt, cause=kind, error=error[:200])
         self._mark(pipe, job, mark)
         pipe.execute()
@@ -267,7 +283,7 @@ class LiveState:
     @property
     def pending_redeliveries(self) -> int:
         c = self.counters
-        return max(0, c.get("duplicates_delivered", 0) - c.get("duplicates_suppressed", 0) - c.get("double_charges", 0))
+        return max(0, c.get("duplicates_delivered", 0) - c.get("late_outcomes", 0))
 
     @property
     def finished(self) -> bool:

@@ -66,8 +66,15 @@ PRESETS: dict[str, Preset] = {
             "on a jittered schedule and then lands in the dead-letter queue. Retrying cannot fix a poison "
             "message: the DLQ is where a human looks. Redrive them to see the retry budget restored.",
             "scalability-and-reliability",
-            {"jobs": 12, "poison_rate": 1.0, "max_retries": 3, "backoff_base_s": 2, "backoff_cap_s": 30,
-             "duration_ms": 100, "duration_spread_ms": 50},
+            {
+                "jobs": 12,
+                "poison_rate": 1.0,
+                "max_retries": 3,
+                "backoff_base_s": 2,
+                "backoff_cap_s": 30,
+                "duration_ms": 100,
+                "duration_spread_ms": 50,
+            },
         ),
         Preset(
             "timeout",
@@ -76,8 +83,15 @@ PRESETS: dict[str, Preset] = {
             "the work-horse. Timeouts follow the normal retry path: each job is tried twice and then "
             "dead-lettered. A timeout shorter than the work means retries only add load.",
             "scalability-and-reliability",
-            {"jobs": 6, "duration_ms": 3000, "duration_spread_ms": 0, "timeout_s": 1, "max_retries": 1,
-             "backoff": "fixed", "backoff_base_s": 1},
+            {
+                "jobs": 6,
+                "duration_ms": 3000,
+                "duration_spread_ms": 0,
+                "timeout_s": 1,
+                "max_retries": 1,
+                "backoff": "fixed",
+                "backoff_base_s": 1,
+            },
         ),
         Preset(
             "crash",
@@ -86,8 +100,15 @@ PRESETS: dict[str, Preset] = {
             "worker notices at once ('waitpid returned 9') and the job follows the retry path. You can also "
             "press 'crash its worker' on a running job. Nothing is charged twice: the charge is idempotent.",
             "core-concepts",
-            {"jobs": 8, "crash_rate": 0.5, "duration_ms": 1500, "duration_spread_ms": 500, "max_retries": 3,
-             "backoff_base_s": 1, "backoff_cap_s": 4},
+            {
+                "jobs": 8,
+                "crash_rate": 0.5,
+                "duration_ms": 1500,
+                "duration_spread_ms": 500,
+                "max_retries": 3,
+                "backoff_base_s": 1,
+                "backoff_cap_s": 4,
+            },
         ),
         Preset(
             "duplicates",
@@ -114,8 +135,14 @@ PRESETS: dict[str, Preset] = {
             "queue grows by about five a second while arrivals last. Little's law (L = λW) predicts the "
             "depth; compare it with the observed peak and watch latency blow through the SLO.",
             "scalability-and-reliability",
-            {"jobs": 60, "arrival_per_s": 10.0, "duration_ms": 400, "duration_spread_ms": 0, "concurrency": 2,
-             "slo_seconds": 3.0},
+            {
+                "jobs": 60,
+                "arrival_per_s": 10.0,
+                "duration_ms": 400,
+                "duration_spread_ms": 0,
+                "concurrency": 2,
+                "slo_seconds": 3.0,
+            },
         ),
     ]
 }

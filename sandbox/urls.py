@@ -5,4 +5,14 @@ from sandbox import views
 app_name = "sandbox"
 urlpatterns = [
     path("", views.lab_home, name="home"),
+    path("start/", views.start, name="start"),
+    path("experiments/", views.history, name="history"),
+    path("compare/", views.compare, name="compare"),
+    path("experiments/<int:pk>/", views.detail, name="detail"),
+    path("experiments/<int:pk>/live/", views.live_panels, name="live"),
+    path("experiments/<int:pk>/redrive/", views.redrive, name="redrive"),
+    path("experiments/<int:pk>/discard/", views.discard, name="discard"),
+    path("experiments/<int:pk>/crash/", views.crash, name="crash"),
+    path("experiments/<int:pk>/stop-job/", views.stop_job, name="stop_job"),
+    path("experiments/<int:pk>/stop/", views.stop, name="stop"),
 ]

@@ -64,7 +64,9 @@ class Command(BaseCommand):
         except RedisError as exc:
             raise CommandError(f"Redis is not answering ({exc}); start it or check REDIS_URL") from exc
 
-    def handle_run(self, *, preset: str, jobs: int | None, set: list[str], seed: int | None, json: bool, timeout: float, **_):
+    def handle_run(
+        self, *, preset: str, jobs: int | None, set: list[str], seed: int | None, json: bool, timeout: float, **_
+    ):
         data = {**PRESETS[preset].parameters(), **parse_sets(set), "preset": preset}
         if jobs is not None:
             data["jobs"] = jobs
@@ -93,7 +95,9 @@ class Command(BaseCommand):
                      "duplicates_suppressed", "double_charges", "p50_ms", "p95_ms", "slo_met"):  # fmt: skip
             self.stdout.write(f"  {name:<22} {summary[name]}")
         if not state.finished:
-            self.stderr.write(f"still running after {timeout:.0f}s: experiment {experiment.pk} continues in the background")
+            self.stderr.write(
+                f"still running after {timeout:.0f}s: experiment {experiment.pk} continues in the background"
+            )
         if json:
             self.stdout.write(json_dumps(summary))
 

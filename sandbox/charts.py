@@ -1,0 +1,286 @@
+"""Server-rendered SVG charts for the Lab's live view: no JavaScript library, readable without CSS.
+
+Every chart is an <svg role="img"> with a <title> and a <desc>, axis labels and a legend. Only numbers
+and fixed labels go into the markup, and all text passes through format_html, so nothing a visitor
+typed can reach it.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+MAX_POINTS = 240  # longer runs are binned so a chart never draws more than this many slots
+MIN_SLOTS = 10  # a run of a few seconds still gets a readable axis, which then fills up
+WIDTH, HEIGHT = 640, 220
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 12, 14, 40
+
+
+@dataclass
+class Series:
+    """Per-slot values of one experiment, derived from the per-second buckets."""
+
+    origin: int = 0  # epoch second of the first bucket
+    bin_s: int = 1  # seconds per slot
+    seconds: list[int] = field(default_factory=list)  # slot start, relative to origin
+    depth: list[int] = field(default_factory=list)
+    in_flight: list[int] = field(default_factory=list)
+    ok: list[int] = field(default_factory=list)
+    fail: list[int] = field(default_factory=list)
+
+    @property
+    def peak_depth(self) -> int:
+        return max(self.depth, default=0)
+
+
+def series_from_buckets(buckets: dict[str, dict[int, int]], *, now: float | None = None) -> Series:
+    """depth(t) = arrivals - starts so far; in_flight(t) = starts - ends so far; per-slot ok/fail counts."""
+    keys = [second for kind in buckets.values() for second in kind]
+    if not keys:
+        return Series()
+    now = time.time() if now is None else now
+    origin = min(keys)
+    # Arrivals are booked in the future (spaced arrivals, scheduled retries): stop the axis at now.
+    last = max(origin, min(max(keys), int(now)))
+    span = last - origin + 1
+    bin_s = max(1, math.ceil(span / MAX_POINTS))
+    series = Series(origin=origin, bin_s=bin_s)
+    arr = buckets.get("arr", {})
+    start, end = buckets.get("start", {}), buckets.get("end", {})
+    ok, fail = buckets.get("ok", {}), buckets.get("fail", {})
+    cum_arr = cum_start = cum_end = 0
+    for slot_start in range(origin, last + 1, bin_s):
+        slot = range(slot_start, min(slot_start + bin_s, last + 1))
+        cum_arr += sum(arr.get(s, 0) for s in slot)
+        cum_start += sum(start.get(s, 0) for s in slot)
+        cum_end += sum(end.get(s, 0) for s in slot)
+        series.seconds.append(slot_start - origin)
+        series.depth.append(max(0, cum_arr - cum_start))
+        series.in_flight.append(max(0, cum_start - cum_end))
+        series.ok.append(sum(ok.get(s, 0) for s in slot))
+        series.fail.append(sum(fail.get(s, 0) for s in slot))
+    return series
+
+
+def retry_histogram(retry_hist: dict[int, int], t0: float) -> tuple[list[int], list[int], int]:
+    """Retries due per slot since the experiment's start (slots of 1 s unless the run is long)."""
+    if not retry_hist:
+        return [], [], 1
+    base = int(t0)
+    first = min(min(retry_hist), base)
+    span = max(retry_hist) - first + 1
+    bin_s = max(1, math.ceil(span / MAX_POINTS))
+    seconds, values = [], []
+    for slot_start in range(first, max(retry_hist) + 1, bin_s):
+        seconds.append(slot_start - base)
+        values.append(sum(retry_hist.get(s, 0) for s in range(slot_start, slot_start + bin_s)))
+    return seconds, values, bin_s
+
+
+def _join(parts: list[SafeString]) -> SafeString:
+    return format_html_join("", "{}", ((part,) for part in parts))
+
+
+def _n(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _nice_max(value: float) -> int:
+    if value <= 4:
+        return 4
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * magnitude:
+            return math.ceil(step * magnitude)
+    return math.ceil(value)
+
+
+def _axis(xs: list[int]) -> list[int]:
+    """The x values of every slot on the axis: the data's, extended to at least MIN_SLOTS."""
+    if not xs:
+        return []
+    step = xs[1] - xs[0] if len(xs) > 1 else 1
+    return xs + [xs[-1] + step * (i + 1) for i in range(MIN_SLOTS - len(xs))]
+
+
+def _frame(
+    uid: str,
+    *,
+    title: str,
+    desc: str,
+    x_label: str,
+    y_label: str,
+    y_max: int,
+    xs: list[int],
+    body,
+    centered: bool = False,
+) -> SafeString:
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
+    bottom = PAD_TOP + plot_h
+    grid = []
+    for i in range(5):
+        value = y_max * i / 4
+        y = bottom - plot_h * i / 4
+        label = f"{value:g}" if value != int(value) else str(int(value))
+        grid.append(
+            format_html(
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"></line>'
+                '<text class="tick" x="{}" y="{}" text-anchor="end">{}</text>',
+                PAD_LEFT,
+                WIDTH - PAD_RIGHT,
+                _n(y),
+                _n(y),
+                PAD_LEFT - 6,
+                _n(y + 4),
+                label,
+            )
+        )
+    if xs:
+        n = len(xs)
+        for index in sorted({0, n // 2, n - 1}):
+            if centered:
+                x = PAD_LEFT + plot_w * (index + 0.5) / n
+            else:
+                x = PAD_LEFT + (plot_w * index / (n - 1) if n > 1 else plot_w / 2)
+            grid.append(
+                format_html(
+                    '<text class="tick" x="{}" y="{}" text-anchor="middle">{}s</text>', _n(x), bottom + 16, xs[index]
+                )
+            )
+    return format_html(
+        '<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="{uid}-t {uid}-d">'
+        '<title id="{uid}-t">{title}</title><desc id="{uid}-d">{desc}</desc>'
+        "{grid}"
+        '<line class="axis" x1="{l}" x2="{l}" y1="{top}" y2="{bottom}"></line>'
+        '<line class="axis" x1="{l}" x2="{r}" y1="{bottom}" y2="{bottom}"></line>'
+        "{body}"
+        '<text class="axis-label" x="{cx}" y="{xl}" text-anchor="middle">{x_label}</text>'
+        '<text class="axis-label" x="12" y="{cy}" text-anchor="middle" transform="rotate(-90 12 {cy})">{y_label}</text>'
+        "</svg>",
+        w=WIDTH,
+        h=HEIGHT,
+        uid=uid,
+        title=title,
+        desc=desc,
+        grid=_join(grid),
+        l=PAD_LEFT,
+        r=WIDTH - PAD_RIGHT,
+        top=PAD_TOP,
+        bottom=bottom,
+        body=body,
+        cx=_n(PAD_LEFT + plot_w / 2),
+        xl=HEIGHT - 6,
+        x_label=x_label,
+        cy=_n(PAD_TOP + plot_h / 2),
+        y_label=y_label,
+    )
+
+
+def _x_positions(n: int) -> list[float]:
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    if n == 1:
+        return [PAD_LEFT + plot_w / 2]
+    return [PAD_LEFT + plot_w * i / (n - 1) for i in range(n)]
+
+
+def line_chart(
+    *,
+    name: str,
+    title: str,
+    desc: str,
+    xs: list[int],
+    lines: list[tuple[str, str, list[int]]],
+    x_label: str,
+    y_label: str,
+) -> SafeString:
+    """lines: (legend label, css class, values) sharing the x slots in xs."""
+    uid = f"chart-{name}"
+    y_max = _nice_max(max((v for _, _, values in lines for v in values), default=0))
+    plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
+    bottom = PAD_TOP + plot_h
+    positions = _x_positions(len(_axis(xs))) if xs else []
+    paths = []
+    for _label, css, values in lines:
+        if not values:
+            continue
+        points = " ".join(f"{x:.1f},{bottom - plot_h * v / y_max:.1f}" for x, v in zip(positions, values, strict=False))
+        paths.append(format_html('<polyline class="line {}" points="{}"></polyline>', css, points))
+    body = _join(paths)
+    return _frame(
+        uid,
+        title=title,
+        desc=desc,
+        x_label=x_label,
+        y_label=y_label,
+        y_max=y_max,
+        xs=_axis(xs),
+        body=body,
+        centered=False,
+    )
+
+
+def bar_chart(
+    *,
+    name: str,
+    title: str,
+    desc: str,
+    xs: list[int],
+    bars: list[tuple[str, str, list[int]]],
+    x_label: str,
+    y_label: str,
+) -> SafeString:
+    """Stacked bars per x slot; bars: (legend label, css class, values)."""
+    uid = f"chart-{name}"
+    totals = [sum(values[i] for _, _, values in bars) for i in range(len(xs))]
+    y_max = _nice_max(max(totals, default=0))
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
+    bottom = PAD_TOP + plot_h
+    slot = plot_w / max(1, len(_axis(xs)))
+    bar_w = max(1.0, slot * 0.8)
+    rects = []
+    for i, x_value in enumerate(xs):
+        x = PAD_LEFT + slot * i + (slot - bar_w) / 2
+        y = bottom
+        for label, css, values in bars:
+            value = values[i]
+            if not value:
+                continue
+            height = plot_h * value / y_max
+            y -= height
+            rects.append(
+                format_html(
+                    '<rect class="bar {}" x="{}" y="{}" width="{}" height="{}"><title>{}s: {} {}</title></rect>',
+                    css,
+                    _n(x),
+                    _n(y),
+                    _n(bar_w),
+                    _n(height),
+                    x_value,
+                    value,
+                    label,
+                )
+            )
+    body = _join(rects)
+    return _frame(
+        uid,
+        title=title,
+        desc=desc,
+        x_label=x_label,
+        y_label=y_label,
+        y_max=y_max,
+        xs=_axis(xs),
+        body=body,
+        centered=True,
+    )
+
+
+def legend(items: list[tuple[str, str]]) -> SafeString:
+    """A legend under a chart: (label, css class) pairs."""
+    return format_html(
+        '<ul class="legend">{}</ul>',
+        format_html_join("", '<li><span class="swatch {}"></span>{}</li>', ((css, label) for label, css in items)),
+    )
