@@ -14,8 +14,8 @@ from django.utils.safestring import SafeString
 
 MAX_POINTS = 240  # longer runs are binned so a chart never draws more than this many slots
 MIN_SLOTS = 10  # a run of a few seconds still gets a readable axis, which then fills up
-WIDTH, HEIGHT = 640, 220
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 12, 14, 40
+WIDTH, HEIGHT = 480, 240
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 14, 14, 46
 
 
 @dataclass
@@ -147,7 +147,7 @@ def _frame(
                 x = PAD_LEFT + (plot_w * index / (n - 1) if n > 1 else plot_w / 2)
             grid.append(
                 format_html(
-                    '<text class="tick" x="{}" y="{}" text-anchor="middle">{}s</text>', _n(x), bottom + 16, xs[index]
+                    '<text class="tick" x="{}" y="{}" text-anchor="middle">{}s</text>', _n(x), bottom + 18, xs[index]
                 )
             )
     return format_html(

@@ -1,5 +1,6 @@
 """The Lab engine against a real Redis, a real rqworker-pool (with its scheduler) and the janitor."""
 
+import itertools
 import os
 import signal
 import threading
@@ -32,7 +33,7 @@ def test_poison_job_lands_in_dlq_after_max_retries_with_the_computed_spacing(rq_
     for job in (1, 2):
         times = attempt_failure_times(experiment, job)
         assert len(times) == 3
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert all(1.0 <= gap <= 3.5 for gap in gaps), gaps  # 2 s interval, whole-second scheduler, ±1 s
     assert ledger_rows(experiment) == 0
     assert state.accounting_holds()

@@ -18,7 +18,7 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise CommandError(f"--set expects name=value, got {pair!r}")
+            raise CommandError(f"--set expects name=value, got {pair!r}", returncode=2)
         values[name.strip()] = value.strip()
     return values
 

@@ -1,0 +1,110 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sandbox.params import ExperimentForm
+from sandbox.presets import DEFAULTS, PRESETS
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {
+    "preset", "requested", "enqueued", "rejected", "succeeded", "dead_lettered", "stopped", "attempts", "retries",
+    "duplicates_delivered", "duplicates_suppressed", "double_charges", "p50_ms", "p95_ms", "elapsed_s", "slo_met",
+}  # fmt: skip
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_cli_run_follows_the_experiment_and_prints_json_last(rq_workers, capsys):
+    call_command(
+        "experiment",
+        "run",
+        "spike",
+        "--jobs",
+        "12",
+        "--set",
+        "queue_cap=5",
+        "--set",
+        "duration_ms=30",
+        "--seed",
+        "3",
+        "--json",
+    )
+    out = capsys.readouterr()
+    summary = json.loads(out.out.strip().splitlines()[-1])
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["requested"] == 12
+    assert summary["rejected"] == 7
+    assert summary["succeeded"] == 5
+    assert summary["finished"] is True
+    assert "5/5 done" in out.err  # the progress bar's final line
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), "experiment", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=BASE_DIR,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "no-such-preset"],
+        ["run", "happy", "--jobs", "abc"],
+        ["run", "happy", "--set", "jobs=0"],
+        ["run", "happy", "--set", "failure_rate=2"],
+        ["run", "happy", "--set", "nonsense"],
+        ["frobnicate"],
+    ],
+)
+def test_cli_bad_arguments_are_a_usage_error_with_exit_2(args):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip()
+
+
+@pytest.mark.django_db
+def test_cli_with_redis_stopped_says_so_instead_of_a_traceback(redis_control):
+    redis_control.stop()
+    with pytest.raises(CommandError, match="Redis is not answering"):
+        call_command("experiment", "run", "happy", "--jobs", "1")
+
+
+fields = {
+    "jobs": st.one_of(st.integers(-10, 1000), st.text(max_size=5)),
+    "failure_rate": st.one_of(st.floats(allow_nan=True), st.text(max_size=5)),
+    "max_retries": st.one_of(st.integers(-5, 50), st.just("")),
+    "backoff": st.sampled_from(["fixed", "exponential", "linear", ""]),
+    "jitter": st.sampled_from(["none", "full", "equal", "decorrelated"]),
+    "backoff_base_s": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just("x")),
+    "backoff_cap_s": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just("")),
+    "queue_cap": st.integers(-5, 10_000),
+    "prediction": st.text(max_size=3000),
+    "preset": st.sampled_from([*PRESETS, "evil", ""]),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.fixed_dictionaries({}, optional=fields))
+def test_experiment_form_never_raises_and_valid_means_within_bounds(data):
+    form = ExperimentForm(
+        data={**{k: str(v) for k, v in DEFAULTS.items()}, "preset": "happy", **{k: str(v) for k, v in data.items()}}
+    )
+    if form.is_valid():
+        params = form.parameters()
+        assert 1 <= params["jobs"] <= 500
+        assert 0 <= params["failure_rate"] <= 1
+        assert params["backoff_cap_s"] >= params["backoff_base_s"]
+        assert params["backoff"] in {"fixed", "exponential"}
+    else:
+        assert form.errors
