@@ -135,6 +135,8 @@ def finish_if_done(experiment_id: int) -> bool:
 
 
 def _finish_if_done(experiment_id: int) -> bool:
+    if not live.looks_finished(experiment_id):
+        return False
     state = live.read(experiment_id, events=0)
     if not state.finished:
         return False

@@ -295,6 +295,19 @@ class LiveState:
         return admitted and (not self.finished or c.get("enqueued", 0) == self.terminal)
 
 
+def looks_finished(experiment_id: int, connection: Redis | None = None) -> bool:
+    """Cheap pre-check (one round trip) used after every job before the full read."""
+    redis = connection or get_redis()
+    pipe = redis.pipeline()
+    pipe.hmget(key(experiment_id, "c"), "enqueued", *TERMINAL, "duplicates_delivered", "late_outcomes")
+    pipe.hlen(key(experiment_id, "run"))
+    values, running = pipe.execute()
+    if values[0] is None:
+        return False
+    enqueued, ok, dead, stopped, delivered, late = (int(v or 0) for v in values)
+    return enqueued == ok + dead + stopped and running == 0 and delivered <= late
+
+
 def _percentile(redis: Redis, name: str, fraction: float) -> float | None:
     count = redis.zcard(name)
     if not count:

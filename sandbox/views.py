@@ -329,6 +329,8 @@ def _events(state: live.LiveState) -> list[dict]:
     rows = []
     for event in state.events:
         details = {k: v for k, v in event.items() if k not in {"id", "t", "kind", "job"}}
+        if len(details.get("worker", "")) > 12:
+            details["worker"] = details["worker"][:8] + "…"  # RQ names are 32 hex digits; 8 tell them apart
         if "at" in details and state.t0:
             with contextlib.suppress(ValueError):
                 details["at"] = f"+{float(details['at']) - state.t0:.0f}s"

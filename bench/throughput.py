@@ -1,0 +1,83 @@
+"""Jobs/s of Lab experiment jobs (event logging on, no faults) over bare no-op RQ jobs, same worker class.
+
+Runs against a private Redis and a throwaway SQLite database; prints `ratio=<x>` last.
+Usage: .venv/bin/python bench/throughput.py [jobs]
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+
+def drain(env: dict) -> None:
+    """One forking LabWorker in burst mode: it exits when the queue is empty."""
+    subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), "rqworker", "lab", "--burst", "--worker-class", "sandbox.workers.LabWorker"],
+        env=env, cwd=BASE_DIR, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def rate(jobs) -> float:
+    started = min(job.started_at for job in jobs)
+    ended = max(job.ended_at for job in jobs)
+    return len(jobs) / (ended - started).total_seconds()
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    from prepsite import devstack
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    port = 6500 + os.getpid() % 400
+    redis_server = devstack.start_redis(port, workdir / "redis", appendonly=False)
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+    }
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prepsite.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from rq import Queue
+    from rq.job import Job
+
+    from prepsite.redis_conn import get_redis
+    from sandbox import experiments, live
+    from sandbox.models import Owner
+    from sandbox.presets import PRESETS
+
+    call_command("migrate", verbosity=0)
+    try:
+        queue = Queue("lab", connection=get_redis())
+        print(f"no-op: {n} bare RQ jobs ...", file=sys.stderr)
+        noop = [queue.enqueue("operator.add", 1, 2, result_ttl=600) for _ in range(n)]
+        drain(env)
+        noop_rate = rate([Job.fetch(job.id, connection=get_redis()) for job in noop])
+
+        print(f"lab: one experiment of {n} charge jobs ...", file=sys.stderr)
+        params = {**PRESETS["happy"].parameters(), "jobs": n, "duration_ms": 0, "duration_spread_ms": 0,
+                  "queue_cap": n, "concurrency": 8}  # fmt: skip
+        experiment = experiments.experiment_start(owner=Owner.cli(), preset="happy", params=params, seed=1)
+        while not live.read(experiment.pk, events=0).finished:
+            drain(env)  # the rate limit releases jobs in batches of `concurrency`; drain until all ran
+        lab_jobs = [Job.fetch(live.job_id_for(experiment.pk, i), connection=get_redis()) for i in range(1, n + 1)]
+        lab_rate = rate(lab_jobs)
+        assert live.read(experiment.pk).counters["succeeded"] == n
+    finally:
+        redis_server.terminate()
+        redis_server.wait()
+    print(f"noop_jobs_per_s={noop_rate:.1f}")
+    print(f"lab_jobs_per_s={lab_rate:.1f}")
+    print(f"ratio={lab_rate / noop_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
