@@ -4,7 +4,7 @@ import contextlib
 import logging
 import random
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import DatabaseError
 from django.utils import timezone
@@ -15,6 +15,7 @@ from rq.job import Callback, Job
 from rq.rate_limit import RateLimit
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
+from prepsite.ratelimit import allow
 from prepsite.redis_conn import LAB_QUEUE, get_redis
 from sandbox import live
 from sandbox.consumer import flag_key
@@ -28,6 +29,8 @@ ACTIVE_WINDOW = timedelta(minutes=30)  # a "running" row older than this no long
 STARTS_PER_MINUTE = 10
 GLOBAL_DEPTH_CAP = 5000
 MAX_WORKER_SECONDS = 900
+REDRIVE_PER_SECOND = 20  # a redrive is itself a spike: release the DLQ in paced batches
+REDRIVES_PER_MINUTE = 20
 FAILURE_TTL = live.TTL_SECONDS
 RESULT_TTL = 600
 
@@ -46,7 +49,6 @@ def worst_case_worker_seconds(params: dict) -> float:
 
 
 def check_limits(owner: Owner, params: dict) -> None:
-    redis = get_redis()
     worst = worst_case_worker_seconds(params)
     if worst > MAX_WORKER_SECONDS:
         raise LimitExceeded(
@@ -57,11 +59,10 @@ def check_limits(owner: Owner, params: dict) -> None:
     active = Experiment.objects.owned_by(owner).active().filter(created_at__gte=recent).count()
     if active >= ACTIVE_PER_OWNER and owner.session_key != "cli":
         raise LimitExceeded(f"You already have {active} experiments running; wait for one to finish or stop it.")
-    rate_key = f"lab:rl:start:{owner.user_id or owner.session_key}:{int(time.time() // 60)}"
-    pipe = redis.pipeline()
-    pipe.incr(rate_key)
-    pipe.expire(rate_key, 120)
-    if pipe.execute()[0] > STARTS_PER_MINUTE and owner.session_key != "cli":
+    who = str(owner.user_id or owner.session_key)
+    if owner.session_key != "cli" and not allow(
+        "lab-start", who, limit=STARTS_PER_MINUTE, window_s=60, fail_open=False
+    ):
         raise LimitExceeded(f"At most {STARTS_PER_MINUTE} experiments a minute; try again shortly.")
     queue = lab_queue()
     depth = queue.count + ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False)
@@ -159,26 +160,30 @@ def summarize(state: live.LiveState) -> dict:
     }
 
 
-def _failed_registry() -> FailedJobRegistry:
-    return FailedJobRegistry(queue=lab_queue())
-
-
-def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None) -> int:
-    """Move dead-lettered jobs back to the queue with their whole retry budget; safe to double-submit."""
+def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *, who: str = "") -> int:
+    """Move dead-lettered jobs back with their whole retry budget, paced; safe to double-submit."""
+    if who and not allow("lab-redrive", who, limit=REDRIVES_PER_MINUTE, window_s=60, fail_open=False):
+        raise LimitExceeded(f"At most {REDRIVES_PER_MINUTE} redrives a minute; the DLQ is not going anywhere.")
     recorder = live.Recorder(experiment.pk)
     candidates = jobs if jobs is not None else live.read(experiment.pk, events=0).dlq
-    registry = _failed_registry()
+    queue = lab_queue()
+    registry = FailedJobRegistry(queue=queue)
     redriven = 0
     for job_index in candidates:
         if not recorder.claim_from_dlq(job_index):
             continue  # someone else's click got there first
         job_id = live.job_id_for(experiment.pk, job_index)
         try:
-            job = Job.fetch(job_id, connection=registry.connection)
+            job = Job.fetch(job_id, connection=queue.connection)
             # RQ's requeue keeps retries_left at 0: restore the budget first.
             job.retries_left = experiment.params["max_retries"]
             job.save()
-            registry.requeue(job_id)
+            batch = redriven // REDRIVE_PER_SECOND
+            if batch == 0:
+                registry.requeue(job_id)
+            else:
+                registry.remove(job)
+                queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=batch))
         except (NoSuchJobError, InvalidJobOperation):
             recorder.note("redrive_skipped", job_index, detail="job expired or no longer in the DLQ")
             continue
@@ -192,7 +197,7 @@ def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None) ->
 def experiment_discard(experiment: Experiment, jobs: list[int] | None = None) -> int:
     recorder = live.Recorder(experiment.pk)
     candidates = jobs if jobs is not None else live.read(experiment.pk, events=0).dlq
-    registry = _failed_registry()
+    registry = FailedJobRegistry(queue=lab_queue())
     discarded = 0
     for job_index in candidates:
         if not recorder.claim_from_dlq(job_index):

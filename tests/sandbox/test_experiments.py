@@ -240,3 +240,18 @@ def test_limits_answer_with_a_clear_message(rq_workers):
         experiments.experiment_stop(experiment)
     for experiment in started:
         wait_finished(experiment, 30)
+
+
+def test_redrive_releases_a_large_dlq_in_paced_batches(rq_workers):
+    from rq.registry import ScheduledJobRegistry
+
+    experiment = start("poison", jobs=30, max_retries=0, duration_ms=5, duration_spread_ms=0)
+    wait_finished(experiment, 40)
+    assert experiments.experiment_redrive(experiment) == 30
+    scheduled = ScheduledJobRegistry(queue=experiments.lab_queue()).get_job_ids(cleanup=False)
+    paced = [job_id for job_id in scheduled if job_id.startswith(f"lab-{experiment.pk}-")]
+    assert len(paced) == 30 - experiments.REDRIVE_PER_SECOND
+    state = wait_state(
+        experiment, lambda s: s.finished and s.counters["attempts"] == 60, 30, "all redriven jobs to run"
+    )
+    assert state.counters["dead_lettered"] == 30

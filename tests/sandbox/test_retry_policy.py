@@ -53,10 +53,12 @@ def test_fault_plan_is_a_pure_function_of_seed_job_and_attempt():
     params = {**PRESETS["flaky"].parameters(), "crash_rate": 0.2, "duplicate_rate": 0.3}
     a, b = FaultPlan.from_params(42, params), FaultPlan.from_params(42, params)
     other = FaultPlan.from_params(43, params)
+
     def draws(p):
         return [
             (p.fails_transiently(j, n), p.crashes(j, n), p.delivered_twice(j)) for j in range(50) for n in range(1, 4)
         ]
+
     assert draws(a) == draws(b)
     assert draws(a) != draws(other)
     failures = sum(a.fails_transiently(j, 1) for j in range(2000)) / 2000

@@ -1,0 +1,298 @@
+"""The Lab's pages and fragments over real Redis and real workers: what a visitor sees and can do."""
+
+import pytest
+from django.urls import reverse
+
+from sandbox import experiments, live
+from sandbox.models import Experiment, Owner
+from sandbox.presets import PRESETS
+from tests.conftest import wait_for
+from tests.sandbox.helpers import FAST, wait_finished, wait_state
+
+PANEL_IDS = [
+    "panel-status",
+    "panel-counters",
+    "panel-charts",
+    "panel-latency",
+    "panel-timeline",
+    "panel-dlq",
+    "panel-workers",
+    "panel-events",
+    "panel-outcome",
+]
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def visitor(client) -> Owner:
+    client.get(reverse("sandbox:home"))
+    return Owner(session_key=client.session.session_key)
+
+
+def form_data(name: str = "happy", **overrides) -> dict:
+    data = {**PRESETS[name].parameters(), "preset": name, "seed": "7", "prediction": ""}
+    data.update(overrides)
+    return {name: str(value) for name, value in data.items()}
+
+
+def start_via_form(client, name: str = "happy", **overrides) -> Experiment:
+    response = client.post(reverse("sandbox:start"), form_data(name, **overrides))
+    assert response.status_code == 302, response.content[:2000]
+    return Experiment.objects.get(pk=int(response["Location"].rstrip("/").split("/")[-1]))
+
+
+# ---------------------------------------------------------------- home and start
+
+
+@pytest.mark.django_db
+def test_lab_home_shows_every_preset_with_its_study_link_and_a_prediction_box(client):
+    response = client.get(reverse("sandbox:home"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    for preset in PRESETS.values():
+        assert preset.title in body
+        assert f"/topics/queueing/#{preset.section}" in body
+    assert "Study: Core concepts" in body
+    assert 'name="prediction"' in body
+    assert "How many jobs end in the DLQ?" in body
+
+
+@pytest.mark.django_db
+def test_preset_query_preselects_its_defaults(client):
+    response = client.get(reverse("sandbox:home"), {"preset": "poison"})
+    assert response.status_code == 200
+    assert response.context["preset"].name == "poison"
+    assert response.context["form"]["poison_rate"].value() == 1.0
+    assert "Parameters: Poison messages" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_unknown_preset_falls_back_to_happy_with_a_note(client):
+    response = client.get(reverse("sandbox:home"), {"preset": "<script>nope"})
+    assert response.status_code == 200
+    assert response.context["preset"].name == "happy"
+    body = response.content.decode()
+    assert "There is no preset with that name" in body
+    assert "<script>nope" not in body
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"preset": "nope"}, "preset", "Select a valid choice"),
+        ({"jobs": "0"}, "jobs", "greater than or equal to 1"),
+        ({"jobs": "501"}, "jobs", "less than or equal to 500"),
+        ({"jobs": "abc"}, "jobs", "Enter a whole number"),
+        ({"failure_rate": "2"}, "failure_rate", "less than or equal to 1"),
+        ({"prediction": "x" * 2001}, "prediction", "at most 2000 characters"),
+        ({"backoff_base_s": "10", "backoff_cap_s": "1"}, "backoff_cap_s", "at least the base delay"),
+    ],
+)
+def test_bad_input_re_renders_the_form_with_a_message_and_400(client, overrides, field, message):
+    response = client.post(reverse("sandbox:start"), form_data("happy", **overrides))
+    assert response.status_code == 400
+    assert field in response.context["form"].errors
+    assert message in response.content.decode()
+    assert not Experiment.objects.exists()
+
+
+@pytest.mark.django_db
+def test_bad_input_through_htmx_returns_only_the_start_panel(client):
+    response = client.post(reverse("sandbox:start"), form_data("happy", jobs="0"), **HX)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="start-panel"')
+    assert "<html" not in body
+
+
+@pytest.mark.django_db
+def test_get_on_start_is_not_allowed(client):
+    assert client.get(reverse("sandbox:start")).status_code == 405
+
+
+# ---------------------------------------------------------------- with real workers
+
+workers = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_start_redirects_to_the_live_view_and_htmx_gets_a_client_redirect(client, rq_workers):
+    experiment = start_via_form(client, "happy", jobs=3, prediction="none in the DLQ", **FAST)
+    assert experiment.prediction == "none in the DLQ"
+    assert experiment.params["jobs"] == 3
+    response = client.post(reverse("sandbox:start"), form_data("happy", jobs=2, **FAST), **HX)
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith("/sandbox/experiments/")
+    for e in Experiment.objects.all():
+        wait_finished(e, 30)
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_finished_experiment_page_has_every_panel_and_the_poll_stops_with_286(client, rq_workers):
+    experiment = start_via_form(client, "happy", jobs=3, prediction="<b>all three</b> succeed", **FAST)
+    wait_finished(experiment, 30)
+    page = client.get(reverse("sandbox:detail", args=[experiment.pk]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    for panel in PANEL_IDS:
+        assert f'id="{panel}"' in body
+    assert 'hx-swap-oob="true"' not in body
+    assert "Refresh" in body
+    assert 'data-counter="succeeded"><div class="n">3<' in body
+    assert "What happened" in body
+    assert "&lt;b&gt;all three&lt;/b&gt;" in body
+    assert "<b>all three</b>" not in body
+    assert 'role="img"' in body
+    assert "<title" in body
+    assert "/topics/queueing/#core-concepts" in body
+
+    poll = client.get(reverse("sandbox:live", args=[experiment.pk]), **HX)
+    assert poll.status_code == 286
+    fragment = poll.content.decode()
+    for panel in PANEL_IDS:
+        assert f'id="{panel}" class="panel' in fragment or f'id="{panel}"' in fragment
+    assert fragment.count('hx-swap-oob="true"') >= len(PANEL_IDS)
+    assert "<html" not in fragment
+    assert 'hx-trigger="every 1s"' not in fragment
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_running_experiment_polls_every_second_and_shows_running_jobs_with_crash_buttons(client, rq_workers):
+    experiment = start_via_form(client, "happy", jobs=2, duration_ms=4000, duration_spread_ms=0, max_retries=0)
+    wait_state(experiment, lambda s: s.running, 20, "a running job")
+    page = client.get(reverse("sandbox:detail", args=[experiment.pk])).content.decode()
+    assert 'hx-trigger="every 1s"' in page
+    assert reverse("sandbox:live", args=[experiment.pk]) in page
+    poll = client.get(reverse("sandbox:live", args=[experiment.pk]), **HX)
+    assert poll.status_code == 200
+    fragment = poll.content.decode()
+    assert "Crash its worker" in fragment
+    assert "Stop experiment" in fragment
+    assert 'id="panel-workers" class="panel" hx-swap-oob="true"' in fragment
+    response = client.post(reverse("sandbox:stop", args=[experiment.pk]))
+    assert response.status_code == 302
+    state = wait_finished(experiment, 30)
+    assert state.counters["stopped"] + state.counters["succeeded"] == 2
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_dead_letters_are_listed_and_redrive_and_discard_act_on_them(client, rq_workers):
+    experiment = start_via_form(
+        client, "poison", jobs=2, max_retries=0, backoff_base_s=1, backoff_cap_s=1, duration_ms=20, duration_spread_ms=0
+    )
+    wait_finished(experiment, 30)
+    body = client.get(reverse("sandbox:detail", args=[experiment.pk])).content.decode()
+    assert "Redrive all" in body
+    assert "PoisonMessage" in body
+    assert 'id="dlq-count">2<' in body
+
+    response = client.post(reverse("sandbox:discard", args=[experiment.pk]), {"job": "1"}, **HX)
+    assert response.status_code == 200
+    assert "Discarded 1 job" in response.content.decode()
+    assert client.post(reverse("sandbox:discard", args=[experiment.pk]), {"job": "1"}, **HX).status_code == 200
+
+    response = client.post(reverse("sandbox:redrive", args=[experiment.pk]))
+    assert response.status_code == 302
+    assert client.post(reverse("sandbox:redrive", args=[experiment.pk])).status_code == 302  # double submit
+    state = wait_state(
+        experiment, lambda s: s.counters["redriven"] == 1 and s.finished, 30, "the redriven job to fail again"
+    )
+    assert state.dlq == [2]
+    assert state.counters["discarded"] == 1
+    assert client.post(reverse("sandbox:redrive", args=[experiment.pk]), {"job": "abc"}).status_code == 400
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_history_lists_experiments_and_compare_highlights_differences(client, rq_workers):
+    a = start_via_form(client, "happy", jobs=2, **FAST)
+    b = start_via_form(client, "happy", jobs=3, **FAST)
+    wait_finished(a, 30)
+    wait_finished(b, 30)
+    history = client.get(reverse("sandbox:history")).content.decode()
+    assert f'value="{a.pk}"' in history
+    assert f'value="{b.pk}"' in history
+    response = client.get(reverse("sandbox:compare"), {"a": a.pk, "b": b.pk})
+    assert response.status_code == 200
+    jobs_row = next(row for row in response.context["params"] if row["name"] == "jobs")
+    assert jobs_row == {"name": "jobs", "a": 2, "b": 3, "differs": True}
+    assert 'class="differs"' in response.content.decode()
+    ticked = client.get(reverse("sandbox:compare") + f"?id={a.pk}&id={b.pk}")
+    assert ticked.status_code == 200
+    assert client.get(reverse("sandbox:compare"), {"id": a.pk}).status_code == 400
+    assert client.get(reverse("sandbox:compare"), {"a": "x", "b": "1"}).status_code == 400
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_fourth_running_experiment_is_refused_with_429_and_the_message(client, rq_workers):
+    # One message now, the other 30 s later: each run stays "running" without keeping a worker busy.
+    slow = dict(jobs=2, arrival_per_s=1 / 30, duration_ms=20, duration_spread_ms=0)
+    started = [start_via_form(client, "slow-consumer", **slow) for _ in range(3)]
+    response = client.post(reverse("sandbox:start"), form_data("slow-consumer", **slow))
+    assert response.status_code == 429
+    assert "already have 3 experiments running" in response.content.decode()
+    htmx = client.post(reverse("sandbox:start"), form_data("slow-consumer", **slow), **HX)
+    assert htmx.status_code == 429
+    assert 'id="limit-message"' in htmx.content.decode()
+    for experiment in started:
+        experiments.experiment_stop(experiment)
+
+
+# ---------------------------------------------------------------- expired, Redis down
+
+
+@pytest.mark.django_db
+def test_expired_experiment_shows_its_stored_summary(client):
+    owner = visitor(client)
+    summary = {name: 0 for name in live.COUNTERS} | {"requested": 5, "succeeded": 5}
+    experiment = Experiment.objects.create(
+        owner_session=owner.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1,
+        status=Experiment.Status.FINISHED, summary=summary,
+    )  # fmt: skip
+    response = client.get(reverse("sandbox:detail", args=[experiment.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="expired-notice"' in body
+    assert "final summary" in body
+    assert 'data-counter="succeeded"><div class="n">5<' in body
+    assert 'hx-trigger="every 1s"' not in body
+
+
+@pytest.mark.django_db
+def test_expired_experiment_without_summary_says_so(client):
+    owner = visitor(client)
+    experiment = Experiment.objects.create(
+        owner_session=owner.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1
+    )
+    response = client.get(reverse("sandbox:detail", args=[experiment.pk]))
+    assert response.status_code == 200
+    assert "No final summary was stored" in response.content.decode()
+    assert client.get(reverse("sandbox:live", args=[experiment.pk]), **HX).status_code == 286
+
+
+@pytest.mark.django_db
+def test_lab_pages_answer_503_with_the_banner_while_redis_is_down(client, redis_control):
+    owner = visitor(client)
+    experiment = Experiment.objects.create(
+        owner_session=owner.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1
+    )
+    redis_control.stop()
+    try:
+        for url in [reverse("sandbox:home"), reverse("sandbox:detail", args=[experiment.pk])]:
+            response = client.get(url)
+            assert response.status_code == 503
+            assert 'id="redis-banner"' in response.content.decode()
+        poll = client.get(reverse("sandbox:live", args=[experiment.pk]), **HX)
+        assert poll.status_code == 503
+        assert poll.content.decode().lstrip().startswith('<div class="banner banner-error"')
+        start = client.post(reverse("sandbox:start"), form_data("happy"))
+        assert start.status_code == 503
+        assert client.get(reverse("topics:topic_list")).status_code == 200
+    finally:
+        redis_control.start()
+    wait_for(lambda: client.get(reverse("sandbox:home")).status_code == 200, 10, message="the lab to recover")
