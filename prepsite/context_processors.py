@@ -1,5 +1,24 @@
+from django.db import DatabaseError
 from django.http import HttpRequest
 
 
+def drills_due_count(request: HttpRequest):
+    """A callable the template calls only if it shows the badge: one COUNT query, never an error."""
+    cache: list[int] = []
+
+    def count() -> int:
+        if not cache:
+            from topics.drills.learner import learner_for
+            from topics.drills.services import due_count
+
+            try:
+                cache.append(due_count(learner_for(request, create=False)) if hasattr(request, "session") else 0)
+            except DatabaseError:  # tables not migrated yet: no badge rather than a broken page
+                cache.append(0)
+        return cache[0]
+
+    return count
+
+
 def site(request: HttpRequest) -> dict:
-    return {"site_name": "Queue Prep"}
+    return {"site_name": "Queue Prep", "due_count": drills_due_count(request)}

@@ -208,6 +208,9 @@ def line_chart(
             continue
         points = " ".join(f"{x:.1f},{bottom - plot_h * v / y_max:.1f}" for x, v in zip(positions, values, strict=False))
         paths.append(format_html('<polyline class="line {}" points="{}"></polyline>', css, points))
+        if len(values) == 1:  # a polyline of one point draws nothing
+            x, y = points.split(",")
+            paths.append(format_html('<circle class="dot {}" cx="{}" cy="{}" r="3"></circle>', css, x, y))
     body = _join(paths)
     return _frame(
         uid,

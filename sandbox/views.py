@@ -89,7 +89,13 @@ def lab_status() -> dict:
 def home_context(request: HttpRequest, form: ExperimentForm, preset_name: str) -> dict:
     preset = PRESETS.get(preset_name) or PRESETS["happy"]
     cards = [
-        {"preset": p, "params": p.parameters(), "study_url": study_url(p.section), "chosen": p.name == preset.name}
+        {
+            "preset": p,
+            "params": p.parameters(),
+            "study_url": study_url(p.section),
+            "section_title": p.section.replace("-", " ").capitalize(),
+            "chosen": p.name == preset.name,
+        }
         for p in PRESETS.values()
     ]
     return {
@@ -110,7 +116,8 @@ def lab_home(request: HttpRequest) -> HttpResponse:
         messages.warning(request, "There is no preset with that name; showing the happy path instead.")
         name = "happy"
     form = ExperimentForm.for_preset(name)
-    return render(request, "sandbox/home.html", home_context(request, form, name))
+    context = {**home_context(request, form, name), "open_params": "preset" in request.GET}
+    return render(request, "sandbox/home.html", context)
 
 
 @require_POST
@@ -346,12 +353,31 @@ def _events(state: live.LiveState) -> list[dict]:
     return rows
 
 
-def explain(experiment: Experiment, counters: dict, peak_depth: int | None) -> list[dict]:
+def drain_seconds(buckets: dict[str, dict[int, int]]) -> int | None:
+    """Seconds from the first arrival to the last attempt's end (whole seconds, as bucketed)."""
+    arrivals, ends = buckets.get("arr"), buckets.get("end")
+    if not arrivals or not ends:
+        return None
+    return max(ends) - min(arrivals) + 1
+
+
+def explain(experiment: Experiment, counters: dict, peak_depth: int | None, drain_s: int | None = None) -> list[dict]:
     """What the parameters predict, next to what happened: one {topic, expected, observed} per effect."""
     p = experiment.params
     items = []
     requested = counters.get("requested", p["jobs"])
     admitted = min(p["jobs"], p["queue_cap"])
+    if drain_s is not None:
+        work = math.ceil(admitted / p["concurrency"]) * p["duration_ms"] / 1000
+        floor = max(work, admitted / p["arrival_per_s"] if p["arrival_per_s"] > 0 else 0)
+        items.append(
+            {
+                "topic": "Time to drain",
+                "expected": f"at best ≈ {floor:.1f} s ({admitted} jobs × {p['duration_ms']} ms over {p['concurrency']} "
+                "slots, or the arrival window if longer), plus every retry's wait",
+                "observed": f"about {drain_s} s from the first arrival to the last attempt's end",
+            }
+        )
     if p["jobs"] > p["queue_cap"]:
         items.append(
             {
@@ -545,7 +571,7 @@ def live_context(experiment: Experiment, state: live.LiveState) -> dict:
             for job, info in sorted(state.running.items())
         ],
         "events": _events(state),
-        "explain": explain(experiment, counters, series.peak_depth) if done else [],
+        "explain": explain(experiment, counters, series.peak_depth, drain_seconds(state.buckets)) if done else [],
         "t0": datetime.fromtimestamp(state.t0, tz=UTC) if state.t0 else None,
     }
 
@@ -564,10 +590,12 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "sandbox/detail.html", context)
 
 
-def render_panels(request: HttpRequest, experiment: Experiment, *, flash: str = "", status: int = 200) -> HttpResponse:
+def render_panels(
+    request: HttpRequest, experiment: Experiment, *, flash: str = "", flash_error: bool = False, status: int = 200
+) -> HttpResponse:
     state = live.read(experiment.pk, events=30)
     _maybe_finish(experiment, state)
-    context = {**live_context(experiment, state), "oob": True, "flash": flash}
+    context = {**live_context(experiment, state), "oob": True, "flash": flash, "flash_error": flash_error}
     if context["done"] and status == 200 and not flash:
         status = HTMX_STOP_POLLING
     return render(request, "sandbox/detail.html#panels", context, status=status)
@@ -598,6 +626,15 @@ def _after_action(request: HttpRequest, experiment: Experiment, text: str) -> Ht
     return redirect("sandbox:detail", pk=experiment.pk)
 
 
+def _limited(request: HttpRequest, experiment: Experiment, text: str) -> HttpResponse:
+    """A shared-lab limit: 429 with the message, as a fragment for htmx or on the whole page."""
+    if request.htmx:
+        return render_panels(request, experiment, flash=text, flash_error=True, status=429)
+    state = live.read(experiment.pk, events=30)
+    context = {"nav": "lab", **live_context(experiment, state), "flash": text, "flash_error": True}
+    return render(request, "sandbox/detail.html", context, status=429)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -608,7 +645,13 @@ def redrive(request: HttpRequest, pk: int) -> HttpResponse:
     job = _job_index(request, required=False)
     if isinstance(job, HttpResponse):
         return job
-    count = experiments.experiment_redrive(experiment, jobs=None if job is None else [job])
+    owner = owner_for(request)
+    try:
+        count = experiments.experiment_redrive(
+            experiment, jobs=None if job is None else [job], who=str(owner.user_id or owner.session_key)
+        )
+    except experiments.LimitExceeded as exc:
+        return _limited(request, experiment, str(exc))
     return _after_action(request, experiment, f"Redrove {_plural(count, 'job')} with a fresh retry budget.")
 
 

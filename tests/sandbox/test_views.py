@@ -2,8 +2,10 @@
 
 import pytest
 from django.urls import reverse
+from rq.scheduler import RQScheduler
 
-from sandbox import experiments, live
+from prepsite.redis_conn import LAB_QUEUE, get_redis
+from sandbox import charts, experiments, live, views
 from sandbox.models import Experiment, Owner
 from sandbox.presets import PRESETS
 from tests.conftest import wait_for
@@ -275,8 +277,18 @@ def test_expired_experiment_without_summary_says_so(client):
     assert client.get(reverse("sandbox:live", args=[experiment.pk]), **HX).status_code == 286
 
 
+def restart_worker_pool(pool) -> None:
+    """RQ's scheduler process does not survive a Redis outage (it dies releasing its lock), so tests
+    after this one would wait forever for retries: give them a fresh pool with a live scheduler."""
+    pool.stop()
+    pool.start()
+    lock = RQScheduler.get_locking_key(LAB_QUEUE)
+    wait_for(lambda: get_redis().exists(lock), 30, message="the new pool's scheduler lock")
+
+
+@pytest.mark.workers
 @pytest.mark.django_db
-def test_lab_pages_answer_503_with_the_banner_while_redis_is_down(client, redis_control):
+def test_lab_pages_answer_503_with_the_banner_while_redis_is_down(client, redis_control, rq_workers):
     owner = visitor(client)
     experiment = Experiment.objects.create(
         owner_session=owner.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1
@@ -295,4 +307,84 @@ def test_lab_pages_answer_503_with_the_banner_while_redis_is_down(client, redis_
         assert client.get(reverse("topics:topic_list")).status_code == 200
     finally:
         redis_control.start()
+        restart_worker_pool(rq_workers)
     wait_for(lambda: client.get(reverse("sandbox:home")).status_code == 200, 10, message="the lab to recover")
+
+
+@pytest.mark.django_db
+def test_too_many_redrives_answer_429_with_the_message(client):
+    owner = visitor(client)
+    experiment = Experiment.objects.create(
+        owner_session=owner.session_key, preset="poison", params=PRESETS["poison"].parameters(), seed=1
+    )
+    url = reverse("sandbox:redrive", args=[experiment.pk])
+    for _ in range(experiments.REDRIVES_PER_MINUTE):
+        assert client.post(url).status_code == 302
+    response = client.post(url)
+    assert response.status_code == 429
+    assert "redrives a minute" in response.content.decode()
+    fragment = client.post(url, **HX)
+    assert fragment.status_code == 429
+    assert 'id="lab-flash" role="status" class="msg msg-error" hx-swap-oob="true"' in fragment.content.decode()
+
+
+# ---------------------------------------------------------------- chart and explanation helpers
+
+
+def test_depth_and_in_flight_are_derived_from_cumulative_buckets():
+    buckets = {"arr": {100: 5, 101: 2}, "start": {100: 2, 101: 3, 102: 2}, "end": {101: 2, 102: 3, 103: 2}}
+    series = charts.series_from_buckets(buckets, now=200)
+    assert series.seconds[:4] == [0, 1, 2, 3]
+    assert series.depth[:4] == [3, 2, 0, 0]
+    assert series.in_flight[:4] == [2, 3, 2, 0]
+    assert series.peak_depth == 3
+
+
+def test_future_arrivals_do_not_stretch_the_axis_past_now():
+    series = charts.series_from_buckets({"arr": {100: 1, 160: 1}, "start": {100: 1}}, now=110)
+    assert series.seconds[-1] == 10
+
+
+def test_retry_histogram_is_relative_to_the_start_and_fills_gaps():
+    seconds, values, bin_s = charts.retry_histogram({105: 3, 107: 1}, 100.4)
+    assert bin_s == 1
+    assert seconds == list(range(8))
+    assert values == [0, 0, 0, 0, 0, 3, 0, 1]
+
+
+def test_charts_are_accessible_images_with_a_title_and_axis_labels():
+    svg = charts.bar_chart(
+        name="t",
+        title="Retries <due>",
+        desc="d",
+        xs=[0, 1],
+        bars=[("due", "retry", [1, 4])],
+        x_label="sec",
+        y_label="n",
+    )
+    assert svg.startswith('<svg class="chart"')
+    assert 'role="img"' in svg
+    assert '<title id="chart-t-t">Retries &lt;due&gt;</title>' in svg
+    assert ">sec</text>" in svg
+    assert ">n</text>" in svg
+
+
+def test_explanation_predicts_dlq_share_rejections_and_littles_law():
+    params = {
+        **PRESETS["slow-consumer"].parameters(),
+        "jobs": 300,
+        "queue_cap": 200,
+        "failure_rate": 0.5,
+        "max_retries": 1,
+    }
+    experiment = Experiment(preset="slow-consumer", params=params, seed=1)
+    counters = {"requested": 300, "rejected": 100, "dead_lettered": 50, "succeeded": 150}
+    items = {item["topic"]: item for item in views.explain(experiment, counters, peak_depth=80, drain_s=25)}
+    assert "300 − 200 = 100" in items["Load shedding"]["expected"]
+    assert "0.5^(1+1) = 0.25" in items["Dead-letter queue"]["expected"]
+    assert "about 50.0 of 200 jobs" in items["Dead-letter queue"]["expected"]
+    assert "L = λW = 4.0" in items["Little's law"]["expected"]
+    assert "capacity = concurrency / W = 2 / 0.4 = 5.0/s" in items["Little's law"]["expected"]
+    assert items["Little's law"]["observed"] == "peak queue depth 80"
+    assert "about 25 s" in items["Time to drain"]["observed"]
+    assert items["Accounting"]["observed"].endswith("✓")

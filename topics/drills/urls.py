@@ -1,4 +1,21 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from topics.drills import views
 
 app_name = "drills"
-urlpatterns: list = []
+urlpatterns = [
+    path("drills/", views.home, name="home"),
+    path("drills/progress/", views.progress, name="progress"),
+    path("drills/export/", views.export, name="export"),
+    path("drills/import/", views.import_view, name="import"),
+    path("drills/mock/", views.mock_start, name="mock_start"),
+    path("drills/mock/<int:pk>/", views.mock_detail, name="mock_detail"),
+    path("drills/mock/<int:pk>/save/", views.mock_save, name="mock_save"),
+    path("drills/mock/<int:pk>/finish/", views.mock_finish, name="mock_finish"),
+    path("drills/mock/<int:pk>/export/", views.mock_export, name="mock_export"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("topics/<slug:topic>/drill/", views.topic_drill, name="topic_drill"),
+    path("topics/<slug:topic>/drill/<slug:slug>/", views.question, name="question"),
+    path("topics/<slug:topic>/drill/<slug:slug>/attempt/<uuid:token>/", views.attempt, name="attempt"),
+    path("topics/<slug:topic>/drill/<slug:slug>/attempt/<uuid:token>/rate/", views.rate, name="rate"),
+]

@@ -1,0 +1,68 @@
+// Drills: a count-up timer while answering and per-phase countdowns in mock interviews.
+// Progressive enhancement only: every form works without this file.
+(function () {
+  "use strict";
+
+  function clock(totalSeconds) {
+    var s = Math.max(0, Math.floor(totalSeconds));
+    return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+  }
+
+  function startTimers(root) {
+    root.querySelectorAll("[data-timer]").forEach(function (el) {
+      if (el.dataset.bound) return;
+      el.dataset.bound = "1";
+      el.hidden = false;
+      var started = Date.now();
+      var out = el.querySelector("[data-timer-value]");
+      var id = setInterval(function () {
+        if (!el.isConnected) { clearInterval(id); return; }
+        out.textContent = clock((Date.now() - started) / 1000);
+      }, 1000);
+    });
+  }
+
+  function startMockClock(root) {
+    root.querySelectorAll("[data-mock-clock]").forEach(function (el) {
+      if (el.dataset.bound) return;
+      el.dataset.bound = "1";
+      el.hidden = false;
+      var started = Number(el.dataset.started);
+      var elapsedOut = el.querySelector("[data-elapsed]");
+      var currentOut = el.querySelector("[data-current-phase]");
+      var phases = Array.prototype.slice.call(document.querySelectorAll("[data-phase]"));
+      function tick() {
+        var elapsed = (Date.now() - started) / 1000;
+        elapsedOut.textContent = clock(Math.min(elapsed, 45 * 60)) + (elapsed > 45 * 60 ? " (over time)" : "");
+        var current = "";
+        phases.forEach(function (phase) {
+          var offset = Number(phase.dataset.offset);
+          var budget = Number(phase.dataset.budget);
+          var out = phase.querySelector("[data-countdown]");
+          phase.classList.remove("current", "over");
+          if (elapsed < offset) {
+            out.textContent = "starts in " + clock(offset - elapsed);
+          } else if (elapsed < offset + budget) {
+            out.textContent = clock(offset + budget - elapsed) + " left";
+            phase.classList.add("current");
+            current = "Now: " + phase.querySelector("h2").textContent;
+          } else {
+            out.textContent = "time's up";
+            phase.classList.add("over");
+          }
+        });
+        currentOut.textContent = current || (elapsed >= 45 * 60 ? "Time is up: assess yourself below." : "");
+      }
+      tick();
+      setInterval(tick, 1000);
+    });
+  }
+
+  function init(root) {
+    startTimers(root);
+    startMockClock(root);
+  }
+
+  init(document);
+  document.addEventListener("htmx:load", function (event) { init(event.target); });
+})();

@@ -1,0 +1,44 @@
+import pytest
+from django.core.management import call_command
+
+from topics.models import Question, Section, Topic
+
+KEY_POINTS = [
+    {"label": "Bulkheads isolate each dependency", "phrases": ["bulkhead", "separate worker pool", "isolat"]},
+    {"label": "Circuit breaker pauses consumption", "phrases": ["circuit breaker", "pause consumption"]},
+    {"label": "Timeouts and retry budget", "phrases": ["timeout", "retry budget", "jitter"]},
+    {"label": "Producer-side outbox", "phrases": ["outbox", "acks=all"]},
+]
+MODEL_ANSWER = "Zebra-unique model answer: isolate each downstream behind its own pool."
+
+
+def make_question(slug: str = "partial-outages", *, topic_slug: str = "queueing", **fields) -> Question:
+    topic, _ = Topic.objects.get_or_create(slug=topic_slug, defaults={"title": "Queueing"})
+    section, _ = Section.objects.get_or_create(
+        topic=topic, slug="reliability", defaults={"title": "Scalability and reliability", "order": 1}
+    )
+    defaults = {
+        "prompt": f"What is your mitigation strategy for {slug}?",
+        "level": "staff",
+        "section": section,
+        "preset": "flaky",
+        "key_points": KEY_POINTS,
+        "followups": ["The payment provider fails 30% of calls. Retry or pause?"],
+        "answer_md": MODEL_ANSWER,
+        "answer_html": f"<p>{MODEL_ANSWER}</p>",
+    }
+    defaults.update(fields)
+    return Question.objects.create(topic=topic, slug=slug, **defaults)
+
+
+@pytest.fixture
+def question(db) -> Question:
+    return make_question()
+
+
+@pytest.fixture
+def content(db):
+    """The real question bank, loaded once per test database state (transactional tests flush it)."""
+    if not Question.objects.exists():
+        call_command("load_content")
+    return Question.objects.all()

@@ -1,0 +1,144 @@
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from tests.drills.conftest import make_question
+from topics.drills.models import Card, Review
+
+pytestmark = pytest.mark.django_db
+
+
+def drill(client, question, rating: int) -> None:
+    url = reverse("drills:question", args=[question.topic.slug, question.slug])
+    attempt_url = client.post(url, {"answer": "bulkhead & <b>bold</b>", "action": "submit"})["Location"]
+    client.post(attempt_url + "rate/", {"rating": str(rating), "ticked": ["0"]})
+
+
+def upload(client, content: bytes, name: str = "export.json"):
+    return client.post(reverse("drills:import"), {"file": SimpleUploadedFile(name, content)}, follow=True)
+
+
+def test_export_then_import_round_trips_and_reimport_does_not_duplicate(client):
+    first, second = make_question("first"), make_question("second")
+    drill(client, first, 3)
+    drill(client, second, 1)
+    response = client.get(reverse("drills:export"))
+    assert response["Content-Disposition"].startswith("attachment;")
+    exported = response.content
+    data = json.loads(exported)
+    assert data["format"] == "queue-prep-drills"
+    assert data["version"] == 1
+    assert len(data["cards"]) == 2
+
+    browser = Client()
+    result = upload(browser, exported)
+    assert "Imported 2 questions: 2 new cards, 2 new reviews" in result.content.decode()
+    mine = Card.objects.filter(session_key=browser.session["drills_learner"])
+    assert mine.count() == 2
+    assert Review.objects.filter(card__in=mine).count() == 2
+    again = json.loads(browser.get(reverse("drills:export")).content)
+    assert again["cards"] == data["cards"]
+
+    result = upload(browser, exported)
+    assert "0 new cards, 0 new reviews" in result.content.decode()
+    assert Review.objects.filter(card__in=mine).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe binary", "not valid JSON"),
+        (b'{"hello": "world"}', "not a Queue Prep drills export"),
+        (b"[1, 2, 3]", "not a Queue Prep drills export"),
+        (b'{"format": "queue-prep-drills", "version": 99, "cards": []}', "Unsupported export version 99"),
+        (b'{"format": "queue-prep-drills", "version": 1, "cards": {}}', "no “cards” list"),
+        (
+            b'{"format": "queue-prep-drills", "version": 1, "cards": [{"topic": "queueing", "question": "nope"}]}',
+            "unknown question &#x27;nope&#x27;",
+        ),
+    ],
+)
+def test_malformed_or_foreign_import_file_is_rejected_with_clear_message(client, content, message):
+    make_question("first")
+    response = upload(client, content)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Card.objects.exists()
+
+
+def test_import_rejects_bad_rating_without_writing_anything(client):
+    question = make_question("first")
+    drill(client, question, 3)
+    data = json.loads(client.get(reverse("drills:export")).content)
+    data["cards"][0]["reviews"][0]["rating"] = 7
+    other = Client()
+    response = upload(other, json.dumps(data).encode())
+    assert response.status_code == 400
+    assert "rating must be 1, 2, 3 or 4" in response.content.decode()
+    assert Card.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "fsrs",
+    [
+        "not a dict",
+        {
+            "card_id": 1,
+            "state": 99,
+            "step": 0,
+            "stability": None,
+            "difficulty": None,
+            "due": "2026-01-01T00:00:00+00:00",
+            "last_review": None,
+        },
+        {
+            "card_id": 1,
+            "state": 3,
+            "step": None,
+            "stability": None,
+            "difficulty": None,
+            "due": "2026-01-01T00:00:00+00:00",
+            "last_review": "2026-01-01T00:00:00+00:00",
+        },
+        {
+            "card_id": 1,
+            "state": 1,
+            "step": "x",
+            "stability": None,
+            "difficulty": None,
+            "due": "2026-01-01T00:00:00+00:00",
+            "last_review": None,
+        },
+        {
+            "card_id": 1,
+            "state": 1,
+            "step": 0,
+            "stability": None,
+            "difficulty": None,
+            "due": "2026-01-01T00:00:00",
+            "last_review": None,
+        },
+    ],
+)
+def test_import_rejects_unusable_fsrs_state(client, fsrs):
+    make_question("first")
+    doc = {
+        "format": "queue-prep-drills",
+        "version": 1,
+        "cards": [{"topic": "queueing", "question": "first", "fsrs": fsrs}],
+    }
+    response = upload(client, json.dumps(doc).encode())
+    assert response.status_code == 400
+    assert "card 1:" in response.content.decode()
+    assert not Card.objects.exists()
+
+
+def test_import_page_renders_and_requires_a_file(client):
+    assert client.get(reverse("drills:import")).status_code == 200
+    response = client.post(reverse("drills:import"), {})
+    assert response.status_code == 400
+    assert "This field is required" in response.content.decode()

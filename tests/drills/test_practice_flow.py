@@ -1,0 +1,210 @@
+import re
+
+import pytest
+from django.urls import reverse
+
+from tests.drills.conftest import MODEL_ANSWER, make_question
+from topics.drills.models import Attempt, Card, Review
+
+pytestmark = pytest.mark.django_db
+
+
+def question_url(question) -> str:
+    return reverse("drills:question", args=[question.topic.slug, question.slug])
+
+
+def submit(client, question, answer="Bulkheads and a circuit breaker.", action="submit", **extra):
+    return client.post(question_url(question), {"answer": answer, "action": action, "started_at": "", **extra})
+
+
+def test_model_answer_absent_before_attempt(client, question):
+    response = client.get(question_url(question))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert question.prompt in html
+    assert "Zebra-unique" not in html
+    assert "Circuit breaker pauses consumption" not in html  # rubric hidden too
+    assert "Submit answer" in html
+    assert "I don&#x27;t know — show me" in html or "I don't know — show me" in html
+
+
+def test_model_answer_present_after_attempt(client, question):
+    response = submit(client, question)
+    assert response.status_code == 302
+    attempt = Attempt.objects.get()
+    assert response["Location"] == attempt.get_absolute_url()
+    html = client.get(response["Location"]).content.decode()
+    assert MODEL_ANSWER in html
+    assert "The payment provider fails 30% of calls" in html
+    assert "/sandbox/?preset=flaky" in html
+
+
+def test_giving_up_with_empty_answer_reveals(client, question):
+    response = submit(client, question, answer="", action="give_up")
+    attempt = Attempt.objects.get()
+    assert attempt.gave_up
+    assert MODEL_ANSWER in client.get(response["Location"]).content.decode()
+
+
+def test_empty_answer_without_giving_up_is_a_clear_error(client, question):
+    response = submit(client, question, answer="   ")
+    assert response.status_code == 200
+    assert "Write an answer first" in response.content.decode()
+    assert MODEL_ANSWER not in response.content.decode()
+    assert not Attempt.objects.exists()
+
+
+def test_fifty_thousand_characters_is_a_clear_error_not_500(client, question):
+    response = submit(client, question, answer="x" * 50_000)
+    assert response.status_code == 200
+    assert "50,000 characters; the limit is 20,000" in response.content.decode()
+    assert not Attempt.objects.exists()
+
+
+def test_unknown_question_slug_is_404(client, question):
+    assert client.get(reverse("drills:question", args=["queueing", "no-such-question"])).status_code == 404
+    assert client.get(reverse("drills:question", args=["no-topic", question.slug])).status_code == 404
+    assert client.get(reverse("drills:topic_drill", args=["no-topic"])).status_code == 404
+
+
+def test_reveal_prechecks_matched_points_and_shows_matched_words(client, question):
+    response = submit(client, question, answer="I'd add BULKHEADS, then a circuit-breaker.")
+    html = client.get(response["Location"]).content.decode()
+    checked = re.findall(r'name="ticked" value="(\d)"( checked)?', html)
+    assert checked == [("0", " checked"), ("1", " checked"), ("2", ""), ("3", "")]
+    assert "<mark>BULKHEADS</mark>" in html
+    assert "<mark>circuit-breaker</mark>" in html
+
+
+def test_rating_good_schedules_card_and_shows_next_due(client, question):
+    attempt_url = submit(client, question)["Location"]
+    response = client.post(attempt_url + "rate/", {"rating": "3", "ticked": ["0", "2"]})
+    assert response.status_code == 302
+    card = Card.objects.get()
+    review = Review.objects.get()
+    assert (review.rating, review.ticked, review.matched) == (3, [0, 2], [0, 1])
+    assert card.reps == 1
+    assert card.due > card.last_review
+    html = client.get(attempt_url).content.decode()
+    assert re.search(r"Next review in <strong data-next-due>\d+ (minute|hour|day)s?</strong>", html)
+
+
+def test_htmx_submit_and_rate_return_partials(client, question):
+    headers = {"HTTP_HX_REQUEST": "true"}
+    response = client.post(
+        question_url(question), {"answer": "bulkhead", "action": "submit", "started_at": "1"}, **headers
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in html
+    assert 'id="drill"' in html
+    assert MODEL_ANSWER in html
+    attempt = Attempt.objects.get()
+    assert response["HX-Push-Url"] == attempt.get_absolute_url()
+    response = client.post(attempt.get_absolute_url() + "rate/", {"rating": "3"}, **headers)
+    assert response.status_code == 200
+    assert "<html" not in response.content.decode()
+    assert "Next review in" in response.content.decode()
+
+
+def test_replayed_rating_does_not_create_a_second_review(client, question):
+    attempt_url = submit(client, question)["Location"]
+    client.post(attempt_url + "rate/", {"rating": "3"})
+    card_before = Card.objects.get().fsrs
+    response = client.post(attempt_url + "rate/", {"rating": "1"}, follow=True)
+    assert "already rated this attempt" in response.content.decode()
+    assert Review.objects.count() == 1
+    assert Card.objects.get().fsrs == card_before
+
+
+def test_rating_outside_one_to_four_is_400_with_message(client, question):
+    attempt_url = submit(client, question)["Location"]
+    for bad in ("7", "0", "good", ""):
+        response = client.post(attempt_url + "rate/", {"rating": bad})
+        assert response.status_code == 400
+        assert "Rating must be 1 (Again), 2 (Hard), 3 (Good) or 4 (Easy)" in response.content.decode() or (
+            "This field is required" in response.content.decode()
+        )
+    assert not Review.objects.exists()
+    assert Attempt.objects.get().rated_at is None
+
+
+def test_another_learners_attempt_is_404(client, django_user_model, question):
+    attempt_url = submit(client, question)["Location"]
+    other = django_user_model.objects.create_user("other", password="pw-123456-long")
+    from django.test import Client
+
+    stranger = Client()
+    assert stranger.get(attempt_url).status_code == 404
+    assert stranger.post(attempt_url + "rate/", {"rating": "3"}).status_code == 404
+    stranger.force_login(other)
+    assert stranger.get(attempt_url).status_code == 404
+    assert not Review.objects.exists()
+
+
+def test_timer_without_js_uses_started_at_field(client, question):
+    page = client.get(question_url(question)).content.decode()
+    started = re.search(r'name="started_at" value="(\d+)"', page).group(1)
+    submit(client, question, started_at=str(int(started) - 65_000))
+    assert 65_000 <= Attempt.objects.get().duration_ms < 75_000
+
+
+def test_tampered_started_at_is_ignored(client, question):
+    for bad in ("<script>", "9" * 40, "-5"):
+        response = submit(client, question, started_at=bad)
+        assert response.status_code == 302
+    assert list(Attempt.objects.values_list("duration_ms", flat=True)) == [None, None, None]
+
+
+def test_missing_or_unknown_action_is_a_plain_submit_or_a_clear_error(client, question):
+    response = client.post(question_url(question), {"answer": "bulkhead"})
+    assert response.status_code == 302
+    response = client.post(question_url(question), {"answer": "bulkhead", "action": "hack"})
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+
+
+def test_drills_home_lists_due_then_new_within_daily_limit(client, settings):
+    settings.DRILLS_NEW_PER_DAY = 2
+    questions = [make_question(f"q{i}") for i in range(4)]
+    html = client.get(reverse("drills:home")).content.decode()
+    assert questions[0].prompt in html
+    assert questions[1].prompt in html
+    assert questions[2].prompt not in html
+    attempt_url = submit(client, questions[0])["Location"]
+    client.post(attempt_url + "rate/", {"rating": "1"})
+    html = client.get(reverse("drills:home")).content.decode()
+    assert "New questions for today" in html
+    assert questions[1].prompt in html
+    assert questions[2].prompt not in html
+
+
+def test_nav_shows_due_count(client, question):
+    attempt_url = submit(client, question)["Location"]
+    client.post(attempt_url + "rate/", {"rating": "1"})
+    Card.objects.update(due="2000-01-01T00:00:00Z")
+    html = client.get(reverse("drills:home")).content.decode()
+    assert re.search(r'<span class="badge"[^>]*>1</span>', html)
+
+
+def test_nav_due_count_is_one_query_and_survives_empty_tables(client, db, django_assert_max_num_queries):
+    from django.test import RequestFactory
+
+    from prepsite.context_processors import site
+
+    request = RequestFactory().get("/")
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+
+    request.user, request.session = AnonymousUser(), SessionStore()
+    request.session["drills_learner"] = "abc"
+    with django_assert_max_num_queries(2):  # session load + one COUNT
+        assert site(request)["due_count"]() == 0
+    assert client.get(reverse("drills:home")).status_code == 200
+
+
+def test_topic_drill_page_lists_questions_with_status(client, question):
+    html = client.get(reverse("drills:topic_drill", args=["queueing"])).content.decode()
+    assert question.prompt in html
+    assert "Practise next due" in html
+    assert "New" in html

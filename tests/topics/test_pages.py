@@ -1,0 +1,258 @@
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from django.test import Client
+from django.urls import reverse
+
+from sandbox.presets import PRESETS
+from tests.conftest import BASE_DIR, worker_env
+from topics.models import Question, Section, SectionUnderstood
+
+SECTION_TITLES = [
+    "Overview",
+    "Core concepts",
+    "Internal architecture",
+    "Data and request flow",
+    "Scalability and reliability",
+    "Code examples",
+    "Common interview questions",
+    "Production considerations",
+    "Tradeoffs",
+    "Senior-level insights",
+]
+DRILL_URL = re.compile(r"^/topics/(?P<topic>[\w-]+)/drill/(?P<slug>[\w-]+)/$")
+
+
+class Links(HTMLParser):
+    """Collects ids and hrefs (from <a>, including SVG links) of a page."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.ids: set[str] = set()
+        self.hrefs: list[str] = []
+        self.svg_hrefs: list[str] = []
+        self._svg = 0
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "svg":
+            self._svg += 1
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("href") is not None:
+            (self.svg_hrefs if self._svg else self.hrefs).append(attrs["href"])
+
+    def handle_endtag(self, tag):
+        if tag == "svg":
+            self._svg -= 1
+
+
+def page(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return response.content.decode()
+
+
+def test_topic_list_links_to_the_deep_dive(client, queueing):
+    html = page(client, reverse("topics:topic_list"))
+    assert "<h1>Study</h1>" in html
+    assert f'href="{queueing.get_absolute_url()}"' in html
+    assert queueing.title in html
+
+
+def test_every_section_renders_in_order_with_its_anchor(client, queueing):
+    html = page(client, reverse("topics:topic_detail", args=["queueing"]))
+    headings = re.findall(r'<section id="([\w-]+)" class="study-section[^"]*">\s*<h2>.*?</span> (.*?)</h2>', html)
+    assert [title for _slug, title in headings] == SECTION_TITLES
+    assert [slug for slug, _title in headings] == list(queueing.sections.in_order().values_list("slug", flat=True))
+    assert "0 of 10 sections understood" in re.sub(r"<[^>]+>", "", html)
+
+
+def test_table_of_contents_links_sections_and_sub_headings(client, queueing):
+    html = page(client, reverse("topics:topic_detail", args=["queueing"]))
+    links = Links(html)
+    for section in queueing.sections.all():
+        assert f"#{section.slug}" in links.hrefs
+        for entry in section.toc:
+            assert entry["id"] in links.ids
+            if entry["level"] == 3:
+                assert f"#{entry['id']}" in links.hrefs
+
+
+def test_unknown_topic_is_404(client, queueing):
+    assert client.get("/topics/no-such-topic/").status_code == 404
+
+
+def test_diagram_is_an_accessible_svg_whose_links_resolve(client, queueing):
+    html = page(client, reverse("topics:topic_detail", args=["queueing"]))
+    svg = re.search(r"<svg[^>]*>.*?</svg>", html, flags=re.DOTALL)[0]
+    assert 'role="img"' in svg
+    assert "<title id=" in svg
+    assert "<desc id=" in svg
+    for label in ("Client", "Gateway", "Service", "Cache", "DB", "Queue", "Workers", "DLQ"):
+        assert f'class="label">{label}</text>' in svg
+    links = Links(html)
+    anchors = [href for href in links.svg_hrefs if href.startswith("#")]
+    assert len(anchors) == 8  # one per node
+    for href in anchors:
+        assert href[1:] in links.ids, href
+    lab_links = [href for href in links.svg_hrefs if not href.startswith("#")]
+    assert sorted(lab_links) == ["/sandbox/?preset=crash", "/sandbox/?preset=poison", "/sandbox/?preset=spike"]
+    for href in lab_links:
+        assert client.get(href).status_code == 200
+
+
+def test_section_lists_its_drill_questions(client, queueing):
+    html = page(client, reverse("topics:topic_detail", args=["queueing"]))
+    question = Question.objects.filter(topic=queueing).select_related("section").first()
+    section_html = re.search(rf'<section id="{question.section.slug}".*?</section>', html, flags=re.DOTALL)[0]
+    assert f'href="/topics/queueing/drill/{question.slug}/"' in section_html
+
+
+def check_links(client, url: str, html: str, *, checked: dict) -> None:
+    """Every internal link of `html` (found on `url`) resolves: pages 200, anchors exist."""
+    base_path = urlsplit(url).path
+    for href in Links(html).hrefs + Links(html).svg_hrefs:
+        parts = urlsplit(href)
+        if parts.scheme or parts.netloc or href.startswith("mailto:"):
+            continue
+        path = parts.path or base_path
+        if match := DRILL_URL.match(path):
+            # The Drills app serves these; the question must exist.
+            assert Question.objects.filter(topic__slug=match["topic"], slug=match["slug"]).exists(), href
+            continue
+        if path == reverse("sandbox:home") and parts.query:
+            assert re.fullmatch(r"preset=([\w-]+)", parts.query), href
+            assert parts.query.removeprefix("preset=") in PRESETS, href
+        target = path + (f"?{parts.query}" if parts.query else "")
+        if target not in checked:
+            response = client.get(target)
+            assert response.status_code == 200, f"{href} on {url} -> {response.status_code}"
+            content_type = response.get("Content-Type", "")
+            checked[target] = Links(response.content.decode()).ids if "html" in content_type else set()
+        if parts.fragment:
+            assert parts.fragment in checked[target], f"{href} on {url}: no element with that id"
+
+
+def test_link_checker_finds_no_broken_internal_links(client, queueing):
+    checked: dict = {}
+    for url in ("/topics/", "/topics/queueing/", "/search/?q=retry"):
+        check_links(client, url, page(client, url), checked=checked)
+    for section in Section.objects.filter(topic=queueing):
+        check_links(client, "/topics/queueing/", section.body_html, checked=checked)
+    for question in Question.objects.filter(topic=queueing):
+        check_links(client, "/topics/queueing/", question.answer_html, checked=checked)
+
+
+def test_every_preset_used_by_loaded_questions_is_known(queueing):
+    used = set(Question.objects.exclude(preset="").values_list("preset", flat=True))
+    assert used <= set(PRESETS)
+
+
+def mark(client, section: Section, value: str = "1", **headers):
+    url = reverse("topics:mark_understood", args=[section.topic.slug, section.slug])
+    return client.post(url, {"understood": value}, **headers)
+
+
+def test_mark_understood_without_js_redirects_back_to_the_section(client, queueing):
+    section = queueing.sections.in_order()[2]
+    response = mark(client, section)
+    assert response.status_code == 302
+    assert response["Location"] == f"/topics/queueing/#{section.slug}"
+    html = page(client, "/topics/queueing/")
+    form = re.search(rf'<form id="understood-{section.slug}".*?</form>', html, flags=re.DOTALL)[0]
+    assert "✓ Understood" in form
+    assert "1 of 10 sections understood" in re.sub(r"<[^>]+>", "", html)
+
+
+def test_mark_understood_with_htmx_returns_only_the_button_fragment(client, queueing):
+    section = queueing.sections.in_order()[0]
+    response = mark(client, section, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<html" not in html
+    assert html.strip().startswith(f'<form id="understood-{section.slug}"')
+    assert "✓ Understood" in html
+    assert 'id="progress" class="study-progress" hx-swap-oob="true"' in html
+    assert "1</strong> of 10 sections understood" in html
+    assert f'id="toc-check-{section.slug}" class="toc-check" hx-swap-oob="true"><span title="understood">✓' in html
+
+
+def test_unmarking_clears_the_mark(client, queueing):
+    section = queueing.sections.in_order()[0]
+    mark(client, section)
+    mark(client, section, "0")
+    assert not SectionUnderstood.objects.exists()
+    assert "✓ Understood" not in page(client, "/topics/queueing/")
+
+
+def test_mark_understood_rejects_bad_input_and_unknown_sections(client, queueing):
+    section = queueing.sections.in_order()[0]
+    assert mark(client, section, "maybe").status_code == 404
+    url = reverse("topics:mark_understood", args=["queueing", "no-such-section"])
+    assert client.post(url, {"understood": "1"}).status_code == 404
+    assert client.get(reverse("topics:mark_understood", args=["queueing", section.slug])).status_code == 405
+    assert not SectionUnderstood.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)  # committed for real, so closing connections loses nothing
+def test_understood_mark_persists_for_a_new_client_with_only_the_session_cookie(client, queueing):
+    section = queueing.sections.in_order()[4]
+    mark(client, section)
+    session_key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    row = SectionUnderstood.objects.get()
+    assert row.session_key == session_key
+    assert row.user is None
+    assert row.section == section
+
+    connections.close_all()  # nothing cached in a connection survives: the next request reads the database
+    returning = Client()
+    returning.cookies[settings.SESSION_COOKIE_NAME] = session_key
+    html = page(returning, "/topics/queueing/")
+    assert "✓ Understood" in html
+    assert "1 of 10 sections understood" in re.sub(r"<[^>]+>", "", html)
+
+    stranger = page(Client(), "/topics/queueing/")
+    assert "✓ Understood" not in stranger
+
+    # A separate process (as a restarted server would be) reads the same mark from the database.
+    code = (
+        "from django.contrib.sessions.models import Session; from topics.models import SectionUnderstood; "
+        f"assert Session.objects.filter(session_key='{session_key}').exists(); "
+        f"print(SectionUnderstood.objects.filter(session_key='{session_key}').values_list('section__slug', flat=True)[0])"
+    )
+    env = worker_env(connections["default"].settings_dict)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], env=env, cwd=BASE_DIR, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == section.slug
+
+
+def test_logged_in_marks_are_keyed_to_the_user(client, queueing, django_user_model):
+    user = django_user_model.objects.create_user("reader", password="pw-123456")
+    client.force_login(user)
+    section = queueing.sections.in_order()[1]
+    mark(client, section)
+    assert SectionUnderstood.objects.get().user == user
+    other = Client()
+    other.force_login(user)
+    assert "✓ Understood" in page(other, "/topics/queueing/")
+
+
+def test_marks_made_before_logging_in_move_to_the_account(client, queueing, django_user_model):
+    django_user_model.objects.create_user("reader", password="pw-123456")
+    first, second = queueing.sections.in_order()[:2]
+    mark(client, first)
+    mark(client, second)
+    client.post(reverse("login"), {"username": "reader", "password": "pw-123456"})
+    assert set(SectionUnderstood.objects.values_list("user__username", "session_key")) == {("reader", "")}
+    assert SectionUnderstood.objects.count() == 2
+    assert "2 of 10 sections understood" in re.sub(r"<[^>]+>", "", page(client, "/topics/queueing/"))

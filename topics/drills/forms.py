@@ -1,0 +1,114 @@
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+
+from topics.drills.models import ANSWER_MAX, NOTES_MAX, PHASE_KEYS
+
+IMPORT_MAX_BYTES = 5 * 1024 * 1024
+
+
+class AttemptForm(forms.Form):
+    answer = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 12, "maxlength": ANSWER_MAX, "spellcheck": "true"}),
+        label="Your answer",
+        help_text="Answer as you would out loud in an interview. Up to 20,000 characters.",
+    )
+    # Epoch milliseconds when the page was rendered, so the server can time the attempt without JS.
+    started_at = forms.CharField(required=False, widget=forms.HiddenInput)
+    # Which button was pressed; a client that sends neither (Enter in some browsers) means "submit".
+    action = forms.ChoiceField(
+        required=False, choices=[("submit", "Submit answer"), ("give_up", "I don't know — show me")]
+    )
+
+    def clean_answer(self) -> str:
+        answer = self.cleaned_data["answer"]
+        if len(answer) > ANSWER_MAX:
+            raise forms.ValidationError(
+                f"Your answer is {len(answer):,} characters; the limit is {ANSWER_MAX:,}. "
+                "Shorten it (an interview answer rarely needs more than a page) and submit again."
+            )
+        return answer
+
+    def clean_started_at(self) -> int | None:
+        # A tampered or missing timer only costs the duration, never the attempt.
+        value = self.cleaned_data["started_at"]
+        return int(value) if value.isdigit() and len(value) <= 16 else None
+
+    def clean_action(self) -> str:
+        return self.cleaned_data["action"] or "submit"
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("action") == "submit" and "answer" in data and not data["answer"]:
+            self.add_error(
+                "answer", "Write an answer first — or press “I don't know — show me” to see the model answer."
+            )
+        return data
+
+    @property
+    def gave_up(self) -> bool:
+        return self.cleaned_data.get("action") == "give_up"
+
+
+class RatingForm(forms.Form):
+    rating = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(1, "Again"), (2, "Hard"), (3, "Good"), (4, "Easy")],
+        error_messages={"invalid_choice": "Rating must be 1 (Again), 2 (Hard), 3 (Good) or 4 (Easy)."},
+    )
+    ticked = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[])
+
+    def __init__(self, *args, points: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["ticked"].choices = [(i, i) for i in range(points)]
+        self.fields["ticked"].error_messages["invalid_choice"] = "That key point does not exist."
+
+
+class MockStartForm(forms.Form):
+    question = forms.ModelChoiceField(queryset=None, label="Interview prompt", empty_label="Surprise me")
+    question.required = False
+
+    def __init__(self, *args, **kwargs):
+        from topics.models import Question
+
+        super().__init__(*args, **kwargs)
+        self.fields["question"].queryset = Question.objects.select_related("topic").in_order()
+        self.fields["question"].label_from_instance = lambda q: f"[{q.get_level_display()}] {q.prompt}"
+
+
+class MockNotesForm(forms.Form):
+    phase = forms.ChoiceField(choices=[(key, key) for key in PHASE_KEYS])
+    notes = forms.CharField(
+        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 6, "maxlength": NOTES_MAX})
+    )
+
+    def clean_notes(self) -> str:
+        notes = self.cleaned_data["notes"]
+        if len(notes) > NOTES_MAX:
+            raise forms.ValidationError(
+                f"Notes are limited to {NOTES_MAX:,} characters per phase (these are {len(notes):,})."
+            )
+        return notes
+
+
+class MockFinishForm(forms.Form):
+    covered = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[])
+
+    def __init__(self, *args, points: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["covered"].choices = [(i, i) for i in range(points)]
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(label="Export file (.json)")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > IMPORT_MAX_BYTES:
+            raise forms.ValidationError("That file is larger than 5 MB; a drills export is far smaller.")
+        return upload
+
+
+class SignupForm(UserCreationForm):
+    pass

@@ -1,0 +1,232 @@
+"""Drill state per learner: FSRS cards, reviews, one-shot attempts and mock interviews.
+
+A learner is a user when logged in, else the anonymous session (see `learner.py`); every row
+carries both columns and is only ever read through `for_learner()`.
+"""
+
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from topics.drills import scheduling
+from topics.drills.learner import Learner
+from topics.models import Question
+
+ANSWER_MAX = 20_000
+NOTES_MAX = 20_000
+
+
+class LearnerQuerySet(models.QuerySet):
+    def for_learner(self, learner: Learner | None):
+        if learner is None:
+            return self.none()
+        return self.filter(**learner.lookup())
+
+
+class LearnerOwned(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    session_key = models.CharField(max_length=40, blank=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class CardQuerySet(LearnerQuerySet):
+    def due(self, now: datetime | None = None) -> "CardQuerySet":
+        return self.filter(due__lte=now or timezone.now())
+
+    def introduced_since(self, moment: datetime) -> "CardQuerySet":
+        return self.filter(created_at__gte=moment)
+
+
+class Card(LearnerOwned):
+    """One learner's FSRS memory state for one question (created at the first rating)."""
+
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="drill_cards")
+    fsrs = models.JSONField(help_text="fsrs.Card.to_dict()")
+    due = models.DateTimeField(db_index=True)
+    last_review = models.DateTimeField(null=True, blank=True)
+    state = models.PositiveSmallIntegerField(default=scheduling.State.Learning.value)
+    reps = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CardQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "question"], condition=models.Q(user__isnull=False), name="drills_one_card_per_user"
+            ),
+            models.UniqueConstraint(
+                fields=["session_key", "question"],
+                condition=models.Q(user__isnull=True),
+                name="drills_one_card_per_session",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"card {self.question.slug} due {self.due:%Y-%m-%d %H:%M}"
+
+    def fsrs_card(self) -> scheduling.FsrsCard:
+        return scheduling.FsrsCard.from_dict(self.fsrs)
+
+    def set_fsrs(self, card: scheduling.FsrsCard) -> None:
+        self.fsrs = card.to_dict()
+        self.due = card.due
+        self.last_review = card.last_review
+        self.state = card.state.value
+
+    @property
+    def stability(self) -> float | None:
+        return self.fsrs.get("stability")
+
+    def retrievability(self, now: datetime) -> float:
+        return scheduling.retrievability(self.fsrs_card(), now)
+
+    @property
+    def mastered(self) -> bool:
+        return scheduling.is_mastered(self.fsrs_card())
+
+
+class Review(models.Model):
+    card = models.ForeignKey(Card, on_delete=models.CASCADE, related_name="reviews")
+    rating = models.PositiveSmallIntegerField(choices=[(k, v) for k, v in scheduling.RATINGS.items()])
+    reviewed_at = models.DateTimeField(db_index=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    answer = models.TextField(blank=True, max_length=ANSWER_MAX)
+    matched = models.JSONField(default=list, help_text="indexes of key points the matcher found")
+    ticked = models.JSONField(default=list, help_text="indexes of key points the learner ticked")
+
+    class Meta:
+        ordering = ["reviewed_at"]
+        constraints = [
+            # The stable identity export/import and account merges deduplicate on.
+            models.UniqueConstraint(fields=["card", "reviewed_at", "rating"], name="drills_review_identity")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} at {self.reviewed_at:%Y-%m-%d %H:%M}"
+
+
+class Attempt(LearnerOwned):
+    """A submitted answer: the one-shot ticket that lets its own learner see the reveal and rate once."""
+
+    token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="drill_attempts")
+    answer = models.TextField(blank=True, max_length=ANSWER_MAX)
+    gave_up = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    matched = models.JSONField(default=list)
+    submitted_at = models.DateTimeField(default=timezone.now)
+    rated_at = models.DateTimeField(null=True, blank=True)
+    review = models.OneToOneField(Review, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempt")
+
+    objects = LearnerQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"attempt {self.token} on {self.question.slug}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "drills:attempt",
+            kwargs={"topic": self.question.topic.slug, "slug": self.question.slug, "token": self.token},
+        )
+
+
+PHASES = [
+    {
+        "key": "requirements",
+        "title": "Requirements",
+        "minutes": 5,
+        "guide": "Functional scope, delivery guarantees, ordering, latency SLO, what may be lost.",
+    },
+    {
+        "key": "estimates",
+        "title": "Estimates",
+        "minutes": 5,
+        "guide": "Peak messages per second, job duration, workers needed (Little's law), storage and retention.",
+    },
+    {
+        "key": "high_level",
+        "title": "High-level design",
+        "minutes": 10,
+        "guide": "Producers, broker, consumers, storage; where acknowledgements happen; the happy path end to end.",
+    },
+    {
+        "key": "deep_dive",
+        "title": "Deep dive",
+        "minutes": 15,
+        "guide": "Retries with backoff and jitter, idempotency, DLQ and redrive, backpressure, scaling signals.",
+    },
+    {
+        "key": "failure_modes",
+        "title": "Failure modes & wrap-up",
+        "minutes": 10,
+        "guide": "Answer the interviewer's curveballs, then summarise trade-offs and what you would do next.",
+    },
+]
+PHASE_KEYS = [phase["key"] for phase in PHASES]
+
+CURVEBALLS = [
+    {
+        "text": "A deploy just put 10,000 jobs in the DLQ — what now?",
+        "preset": "poison",
+        "lab": "poison messages",
+    },
+    {
+        "text": "A worker host was SIGKILLed mid-charge; did the customer get charged twice?",
+        "preset": "crash",
+        "lab": "killed work-horse",
+        "also": "duplicates",
+    },
+    {
+        "text": "Traffic tripled in 5 minutes and queue age is 4 minutes — first three actions?",
+        "preset": "spike",
+        "lab": "traffic spike",
+        "also": "slow-consumer",
+    },
+]
+
+
+class MockInterview(LearnerOwned):
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="mock_interviews")
+    started_at = models.DateTimeField(default=timezone.now)
+    notes = models.JSONField(default=dict, help_text="{phase key: notes}")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    self_assessment = models.JSONField(default=list, help_text="indexes of key points the learner covered")
+
+    objects = LearnerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"mock {self.pk}: {self.question.slug}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("drills:mock_detail", args=[self.pk])
+
+    def phases(self) -> list[dict]:
+        offset = 0
+        out = []
+        for phase in PHASES:
+            notes = self.notes.get(phase["key"], "")
+            out.append({**phase, "offset_s": offset * 60, "budget_s": phase["minutes"] * 60, "notes": notes})
+            offset += phase["minutes"]
+        return out
+
+    def save_notes(self, phase: str, text: str) -> None:
+        # Update one phase without clobbering another phase's autosave that landed in between.
+        with transaction.atomic():
+            current = MockInterview.objects.select_for_update().get(pk=self.pk).notes or {}
+            self.notes = {**current, phase: text}
+            self.save(update_fields=["notes"])
+
+    def finish(self, ticked: list[int]) -> None:
+        self.self_assessment = sorted(set(ticked))
+        self.finished_at = self.finished_at or timezone.now()
+        self.save(update_fields=["self_assessment", "finished_at"])

@@ -1,0 +1,436 @@
+"""Drill operations that span several models: submit, rate, plan the day, progress, merge, export/import."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from topics.drills import scheduling
+from topics.drills.learner import Learner
+from topics.drills.matching import match_key_points
+from topics.drills.models import Attempt, Card, MockInterview, Review
+from topics.models import Question
+
+EXPORT_FORMAT = "queue-prep-drills"
+EXPORT_VERSION = 1
+MAX_DURATION_MS = 6 * 60 * 60 * 1000
+
+
+class AlreadyRated(Exception):
+    """The attempt was rated before: a replayed or double-clicked rating."""
+
+
+def new_per_day() -> int:
+    return max(0, int(getattr(settings, "DRILLS_NEW_PER_DAY", 10)))
+
+
+def start_of_today(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def attempt_submit(
+    *, learner: Learner, question: Question, answer: str, gave_up: bool, started_at_ms: int | None
+) -> Attempt:
+    now = timezone.now()
+    duration = None
+    if started_at_ms is not None:
+        duration = int(now.timestamp() * 1000) - started_at_ms
+        duration = duration if 0 <= duration <= MAX_DURATION_MS else None
+    matched = match_key_points(answer, question.key_points).matched_indexes if answer else []
+    return Attempt.objects.create(
+        **learner.owner(),
+        question=question,
+        answer=answer,
+        gave_up=gave_up,
+        duration_ms=duration,
+        matched=matched,
+        submitted_at=now,
+    )
+
+
+def attempt_rate(*, attempt: Attempt, rating: int, ticked: list[int], now: datetime | None = None) -> Card:
+    """Record the learner's recall rating for their attempt: FSRS-review the card, log the review, once."""
+    now = now or timezone.now()
+    points = len(attempt.question.key_points)
+    ticked = sorted({index for index in ticked if 0 <= index < points})
+    with transaction.atomic():
+        # The conditional update is the replay guard: only one request can flip rated_at.
+        if not Attempt.objects.filter(pk=attempt.pk, rated_at__isnull=True).update(rated_at=now):
+            raise AlreadyRated
+        owner = {"user": attempt.user, "session_key": attempt.session_key}
+        lookup = (
+            {"user": attempt.user} if attempt.user_id else {"user__isnull": True, "session_key": attempt.session_key}
+        )
+        card = Card.objects.filter(**lookup, question=attempt.question).first()
+        if card is None:
+            card = Card(**owner, question=attempt.question, created_at=now)
+            fsrs_card = scheduling.new_card(now)
+        else:
+            fsrs_card = card.fsrs_card()
+        card.set_fsrs(scheduling.review(fsrs_card, rating, now, attempt.duration_ms))
+        card.reps += 1
+        card.save()
+        review = Review.objects.create(
+            card=card,
+            rating=rating,
+            reviewed_at=now,
+            duration_ms=attempt.duration_ms,
+            answer=attempt.answer,
+            matched=attempt.matched,
+            ticked=ticked,
+        )
+        Attempt.objects.filter(pk=attempt.pk).update(review=review)
+    attempt.rated_at, attempt.review = now, review
+    return card
+
+
+@dataclass
+class DrillPlan:
+    due: list[Card]
+    new: list[Question]
+    new_left_today: int
+    limit: int
+
+    @property
+    def items(self) -> list[Question]:
+        return [card.question for card in self.due] + self.new
+
+    @property
+    def first(self) -> Question | None:
+        items = self.items
+        return items[0] if items else None
+
+
+def drill_plan(*, learner: Learner | None, now: datetime | None = None, topic=None) -> DrillPlan:
+    """What to practise now: due reviews first (most overdue first), then new questions up to the daily limit."""
+    now = now or timezone.now()
+    limit = new_per_day()
+    cards = Card.objects.for_learner(learner).select_related("question", "question__topic", "question__section")
+    if topic is not None:
+        cards = cards.filter(question__topic=topic)
+    due = list(cards.due(now).order_by("due"))
+    introduced = Card.objects.for_learner(learner).introduced_since(start_of_today(now)).count()
+    left = max(0, limit - introduced)
+    # New material in reading order: earlier Study sections first, junior before senior before staff.
+    questions = Question.objects.select_related("topic", "section").order_by("section__order", "level", "order", "slug")
+    if topic is not None:
+        questions = questions.filter(topic=topic)
+    seen = Card.objects.for_learner(learner).values("question_id")
+    new = list(questions.exclude(pk__in=seen)[:left]) if left else []
+    return DrillPlan(due=due, new=new, new_left_today=left, limit=limit)
+
+
+def due_count(learner: Learner | None, now: datetime | None = None) -> int:
+    if learner is None:
+        return 0
+    return Card.objects.for_learner(learner).due(now).count()
+
+
+# Progress ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConceptProgress:
+    title: str
+    questions: int = 0
+    seen: int = 0
+    due: int = 0
+    mastered: int = 0
+    recall_sum: float = 0.0
+
+    @property
+    def readiness(self) -> int:
+        """Mean recall probability over the section's questions, unseen ones counting as 0, in percent."""
+        return round(100 * self.recall_sum / self.questions) if self.questions else 0
+
+
+@dataclass
+class Progress:
+    concepts: list[ConceptProgress]
+    streak: int
+    per_day: list[tuple[datetime, int]]
+    total_reviews: int
+    totals: ConceptProgress = field(default_factory=lambda: ConceptProgress("All"))
+
+
+def progress_for(*, learner: Learner | None, now: datetime | None = None, days: int = 30) -> Progress:
+    now = now or timezone.now()
+    by_section: dict[int, ConceptProgress] = {}
+    questions = Question.objects.select_related("section").order_by("section__topic", "section__order", "order")
+    for question in questions:
+        concept = by_section.setdefault(question.section_id, ConceptProgress(question.section.title))
+        concept.questions += 1
+    totals = ConceptProgress("All questions", questions=sum(c.questions for c in by_section.values()))
+    for card in Card.objects.for_learner(learner).select_related("question"):
+        concept = by_section.get(card.question.section_id)
+        if concept is None:
+            continue
+        fsrs_card = card.fsrs_card()
+        recall = scheduling.retrievability(fsrs_card, now)
+        mastered = scheduling.is_mastered(fsrs_card)
+        for bucket in (concept, totals):
+            bucket.seen += 1
+            bucket.due += card.due <= now
+            bucket.mastered += mastered
+            bucket.recall_sum += recall
+    today = start_of_today(now).date()
+    reviews = Review.objects.filter(card__in=Card.objects.for_learner(learner))
+    counts: dict = defaultdict(int)
+    for reviewed_at in reviews.values_list("reviewed_at", flat=True):
+        counts[reviewed_at.astimezone(UTC).date()] += 1
+    per_day = [(today - timedelta(days=offset), 0) for offset in range(days - 1, -1, -1)]
+    per_day = [(day, counts.get(day, 0)) for day, _ in per_day]
+    return Progress(
+        concepts=list(by_section.values()),
+        streak=streak(set(counts), today),
+        per_day=per_day,
+        total_reviews=sum(counts.values()),
+        totals=totals,
+    )
+
+
+def streak(days_with_reviews: set, today) -> int:
+    """Consecutive days with a review, ending today (or yesterday, so the streak survives until tonight)."""
+    day = today if today in days_with_reviews else today - timedelta(days=1)
+    count = 0
+    while day in days_with_reviews:
+        count += 1
+        day -= timedelta(days=1)
+    return count
+
+
+def bar_chart(per_day: list[tuple], *, width: int = 640, height: int = 160) -> dict:
+    """Geometry for the server-rendered SVG: bars, value labels and a few date labels."""
+    top, bottom, left = 18, 22, 4
+    plot_h = height - top - bottom
+    peak = max((count for _, count in per_day), default=0) or 1
+    slot = (width - left) / max(1, len(per_day))
+    bars = []
+    for i, (day, count) in enumerate(per_day):
+        h = round(plot_h * count / peak, 1)
+        x = round(left + i * slot + slot * 0.15, 1)
+        bars.append(
+            {
+                "x": x,
+                "y": round(top + plot_h - h, 1),
+                "w": round(slot * 0.7, 1),
+                "h": h,
+                "count": count,
+                "label_x": round(x + slot * 0.35, 1),
+                "label_y": round(top + plot_h - h - 4, 1),
+                "day": day,
+                # Label every 7th day counting back from today; the last label hugs the right edge.
+                "show_day": (len(per_day) - 1 - i) % 7 == 0,
+                "anchor": "end" if i == len(per_day) - 1 else "middle",
+                "day_x": round(x + slot * 0.7, 1) if i == len(per_day) - 1 else round(x + slot * 0.35, 1),
+            }
+        )
+    return {"width": width, "height": height, "bars": bars, "baseline": top + plot_h, "day_y": height - 6}
+
+
+# Merging an anonymous learner into an account, and import -----------------------------------------
+
+
+def _absorb_card(*, keep: Card, other: Card) -> None:
+    """Move other's reviews onto keep (skipping ones keep already has), adopt the later state, drop other."""
+    have = set(keep.reviews.values_list("reviewed_at", "rating"))
+    for review in other.reviews.all():
+        if (review.reviewed_at, review.rating) not in have:
+            review.card = keep
+            review.save(update_fields=["card"])
+            have.add((review.reviewed_at, review.rating))
+    if (other.last_review or datetime.min.replace(tzinfo=UTC)) > (keep.last_review or datetime.min.replace(tzinfo=UTC)):
+        keep.fsrs, keep.due, keep.last_review, keep.state = other.fsrs, other.due, other.last_review, other.state
+    keep.reps = keep.reviews.count()
+    keep.created_at = min(keep.created_at, other.created_at)
+    keep.save()
+    other.delete()
+
+
+def learner_merge(*, source: Learner, target: Learner) -> int:
+    """Move the anonymous learner's drill history into the account; returns the number of cards merged."""
+    if source == target:
+        return 0
+    merged = 0
+    with transaction.atomic():
+        for card in Card.objects.for_learner(source):
+            existing = Card.objects.for_learner(target).filter(question_id=card.question_id).first()
+            if existing is None:
+                Card.objects.filter(pk=card.pk).update(**target.owner())
+            else:
+                _absorb_card(keep=existing, other=card)
+            merged += 1
+        Attempt.objects.for_learner(source).update(**target.owner())
+        MockInterview.objects.for_learner(source).update(**target.owner())
+    return merged
+
+
+def export_data(*, learner: Learner | None, now: datetime | None = None) -> dict:
+    now = now or timezone.now()
+    cards = Card.objects.for_learner(learner).select_related("question__topic").prefetch_related("reviews")
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": now.isoformat(),
+        "cards": [
+            {
+                "topic": card.question.topic.slug,
+                "question": card.question.slug,
+                "created_at": card.created_at.isoformat(),
+                "reps": card.reps,
+                "fsrs": card.fsrs,
+                "reviews": [
+                    {
+                        "reviewed_at": review.reviewed_at.isoformat(),
+                        "rating": review.rating,
+                        "duration_ms": review.duration_ms,
+                        "answer": review.answer,
+                        "matched": review.matched,
+                        "ticked": review.ticked,
+                    }
+                    for review in card.reviews.all()
+                ],
+            }
+            for card in cards
+        ],
+    }
+
+
+class ImportRejected(ValueError):
+    """A file we cannot import; the message is shown to the learner as is."""
+
+
+def _aware(value, where: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ImportRejected(f"{where}: not an ISO date-time: {str(value)[:40]!r}.") from None
+    if moment.tzinfo is None:
+        raise ImportRejected(f"{where}: date-time has no time zone.")
+    return moment.astimezone(UTC)
+
+
+def _index_list(value, where: str) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(i, int) and 0 <= i < 50 for i in value):
+        raise ImportRejected(f"{where}: expected a list of small integers.")
+    return value
+
+
+def _checked_fsrs(card: scheduling.FsrsCard, where: str) -> scheduling.FsrsCard:
+    """Reject states the scheduler would choke on later, by reviewing a copy once now."""
+    if card.due.tzinfo is None or (card.last_review is not None and card.last_review.tzinfo is None):
+        raise ImportRejected(f"{where}: FSRS dates must carry a time zone.")
+    if card.step is not None and (not isinstance(card.step, int) or isinstance(card.step, bool) or card.step < 0):
+        raise ImportRejected(f"{where}: invalid FSRS learning step.")
+    card.due = card.due.astimezone(UTC)
+    card.last_review = card.last_review.astimezone(UTC) if card.last_review else None
+    try:
+        scheduling.review(card, 3, max(timezone.now(), card.last_review or card.due))
+    except Exception:  # any failure means the state is unusable
+        raise ImportRejected(f"{where}: the FSRS card state is inconsistent.") from None
+    return card
+
+
+def parse_export(data) -> list[dict]:
+    """Validate an export document completely before anything is written; returns cleaned cards."""
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ImportRejected("This is not a Queue Prep drills export (its “format” field is missing or different).")
+    if data.get("version") != EXPORT_VERSION:
+        raise ImportRejected(
+            f"Unsupported export version {data.get('version')!r}; this site reads version {EXPORT_VERSION}."
+        )
+    cards = data.get("cards")
+    if not isinstance(cards, list):
+        raise ImportRejected("The export has no “cards” list.")
+    questions = {(q.topic.slug, q.slug): q for q in Question.objects.select_related("topic")}
+    cleaned = []
+    seen = set()
+    for n, item in enumerate(cards, start=1):
+        where = f"card {n}"
+        if not isinstance(item, dict):
+            raise ImportRejected(f"{where}: expected an object.")
+        key = (item.get("topic"), item.get("question"))
+        question = questions.get(key)
+        if question is None:
+            raise ImportRejected(f"{where}: unknown question {str(key[1])[:100]!r} in topic {str(key[0])[:100]!r}.")
+        if key in seen:
+            raise ImportRejected(f"{where}: question {key[1]!r} appears twice.")
+        seen.add(key)
+        try:
+            fsrs_card = scheduling.FsrsCard.from_dict(item["fsrs"])
+        except (KeyError, TypeError, ValueError):
+            raise ImportRejected(f"{where}: invalid FSRS card state.") from None
+        fsrs_card = _checked_fsrs(fsrs_card, where)
+        reviews = item.get("reviews", [])
+        if not isinstance(reviews, list):
+            raise ImportRejected(f"{where}: “reviews” must be a list.")
+        clean_reviews = []
+        for m, review in enumerate(reviews, start=1):
+            rwhere = f"{where}, review {m}"
+            if not isinstance(review, dict):
+                raise ImportRejected(f"{rwhere}: expected an object.")
+            rating = review.get("rating")
+            if rating not in scheduling.RATINGS or isinstance(rating, bool):
+                raise ImportRejected(f"{rwhere}: rating must be 1, 2, 3 or 4.")
+            answer = review.get("answer", "")
+            if not isinstance(answer, str) or len(answer) > 20_000:
+                raise ImportRejected(f"{rwhere}: answer must be text of at most 20,000 characters.")
+            duration = review.get("duration_ms")
+            if duration is not None and (not isinstance(duration, int) or not 0 <= duration <= MAX_DURATION_MS):
+                raise ImportRejected(f"{rwhere}: duration_ms must be a whole number of milliseconds.")
+            clean_reviews.append(
+                {
+                    "reviewed_at": _aware(review.get("reviewed_at"), rwhere),
+                    "rating": rating,
+                    "duration_ms": duration,
+                    "answer": answer,
+                    "matched": _index_list(review.get("matched", []), rwhere),
+                    "ticked": _index_list(review.get("ticked", []), rwhere),
+                }
+            )
+        cleaned.append(
+            {
+                "question": question,
+                "fsrs": fsrs_card,
+                "created_at": _aware(item.get("created_at") or fsrs_card.due.isoformat(), where),
+                "reviews": clean_reviews,
+            }
+        )
+    return cleaned
+
+
+def import_data(*, learner: Learner, data) -> dict:
+    """Import an export; re-importing the same file adds nothing. Returns counts for the message."""
+    cards = parse_export(data)
+    added_cards = added_reviews = 0
+    with transaction.atomic():
+        for item in cards:
+            card = Card.objects.for_learner(learner).filter(question=item["question"]).first()
+            incoming = Card(**learner.owner(), question=item["question"], created_at=item["created_at"])
+            incoming.set_fsrs(item["fsrs"])
+            if card is None:
+                card = incoming
+                card.save()
+                added_cards += 1
+            elif (incoming.last_review or datetime.min.replace(tzinfo=UTC)) > (
+                card.last_review or datetime.min.replace(tzinfo=UTC)
+            ):
+                card.fsrs, card.due, card.last_review, card.state = (
+                    incoming.fsrs,
+                    incoming.due,
+                    incoming.last_review,
+                    incoming.state,
+                )
+            have = set(card.reviews.values_list("reviewed_at", "rating"))
+            for review in item["reviews"]:
+                if (review["reviewed_at"], review["rating"]) in have:
+                    continue
+                Review.objects.create(card=card, **review)
+                have.add((review["reviewed_at"], review["rating"]))
+                added_reviews += 1
+            card.reps = card.reviews.count()
+            card.save()
+    return {"cards": len(cards), "new_cards": added_cards, "new_reviews": added_reviews}

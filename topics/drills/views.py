@@ -1,0 +1,344 @@
+"""Drill views: a few lines of HTTP glue each; the rules live in services.py and the models."""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import push_url
+
+from topics.drills import scheduling, services
+from topics.drills.forms import (
+    AttemptForm,
+    ImportForm,
+    MockFinishForm,
+    MockNotesForm,
+    MockStartForm,
+    RatingForm,
+    SignupForm,
+)
+from topics.drills.learner import learner_for
+from topics.drills.matching import RULE as MATCH_RULE
+from topics.drills.matching import match_key_points
+from topics.drills.models import CURVEBALLS, Attempt, Card, MockInterview
+from topics.models import Question, Topic
+
+
+def page(request: HttpRequest, template: str, fragment: str, context: dict, status: int = 200) -> HttpResponse:
+    """The whole page, or only its fragment when htmx asked (the view decides, never the client)."""
+    name = f"{template}#{fragment}" if request.htmx else template
+    return render(request, name, {"nav": "drills", **context}, status=status)
+
+
+def get_question(topic: str, slug: str) -> Question:
+    return get_object_or_404(Question.objects.select_related("topic", "section"), topic__slug=topic, slug=slug)
+
+
+def section_url(question: Question) -> str:
+    try:
+        return question.section.get_absolute_url()
+    except NoReverseMatch:  # the Study pages are optional for drilling
+        return reverse("topics:topic_list")
+
+
+def lab_url(question: Question) -> str:
+    return f"{reverse('sandbox:home')}?{urlencode({'preset': question.preset})}" if question.preset else ""
+
+
+def question_context(question: Question, **extra) -> dict:
+    return {
+        "question": question,
+        "topic": question.topic,
+        "section_url": section_url(question),
+        "lab_url": lab_url(question),
+        **extra,
+    }
+
+
+def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
+    """Everything the reveal shows: model answer, follow-ups, rubric with matches and ticks, outcome."""
+    question = attempt.question
+    match = match_key_points(attempt.answer, question.key_points)
+    review = attempt.review
+    ticked = set(review.ticked) if review else set(attempt.matched)
+    points = [
+        {
+            "index": point.index,
+            "label": point.label,
+            "phrases": point.phrases,
+            "matched": point.matched,
+            "matched_words": point.matched_words,
+            "ticked": point.index in ticked,
+        }
+        for point in match.points
+    ]
+    card = None
+    next_due = ""
+    if review is not None:
+        card = review.card
+        next_due = scheduling.humanize_delta(card.due - timezone.now())
+    return question_context(
+        question,
+        attempt=attempt,
+        match=match,
+        points=points,
+        review=review,
+        card=card,
+        next_due=next_due,
+        match_rule=MATCH_RULE,
+        duration=scheduling.clock(attempt.duration_ms),
+        ratings=scheduling.RATINGS.items(),
+        **extra,
+    )
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    learner = learner_for(request, create=False)
+    plan = services.drill_plan(learner=learner)
+    return render(request, "drills/home.html", {"nav": "drills", "plan": plan})
+
+
+@require_GET
+def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
+    topic_obj = get_object_or_404(Topic, slug=topic)
+    learner = learner_for(request, create=False)
+    now = timezone.now()
+    cards = {card.question_id: card for card in Card.objects.for_learner(learner).filter(question__topic=topic_obj)}
+    rows = []
+    for question in topic_obj.questions.select_related("section").in_order():
+        card = cards.get(question.pk)
+        if card is None:
+            status, label = "new", "New"
+        elif card.due <= now:
+            status, label = "due", "Due now"
+        else:
+            status, label = "later", f"Due in {scheduling.humanize_delta(card.due - now)}"
+        rows.append({"question": question, "status": status, "label": label})
+    plan = services.drill_plan(learner=learner, topic=topic_obj, now=now)
+    return render(request, "drills/topic_drill.html", {"nav": "drills", "topic": topic_obj, "rows": rows, "plan": plan})
+
+
+@require_http_methods(["GET", "POST"])
+def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
+    question = get_question(topic, slug)
+    if request.method == "POST":
+        form = AttemptForm(request.POST)
+        if form.is_valid():
+            attempt = services.attempt_submit(
+                learner=learner_for(request),
+                question=question,
+                answer=form.cleaned_data["answer"],
+                gave_up=form.gave_up,
+                started_at_ms=form.cleaned_data["started_at"],
+            )
+            if request.htmx:
+                response = page(request, "drills/question.html", "drill", reveal_context(request, attempt))
+                return push_url(response, attempt.get_absolute_url())
+            return redirect(attempt)
+    else:
+        form = AttemptForm(initial={"started_at": int(timezone.now().timestamp() * 1000), "action": "submit"})
+    return page(request, "drills/question.html", "drill", question_context(question, form=form))
+
+
+def get_attempt(request: HttpRequest, question: Question, token) -> Attempt:
+    learner = learner_for(request, create=False)
+    return get_object_or_404(
+        Attempt.objects.for_learner(learner).select_related("review__card"), token=token, question=question
+    )
+
+
+@require_GET
+def attempt(request: HttpRequest, topic: str, slug: str, token) -> HttpResponse:
+    question = get_question(topic, slug)
+    return page(
+        request, "drills/question.html", "drill", reveal_context(request, get_attempt(request, question, token))
+    )
+
+
+@require_POST
+def rate(request: HttpRequest, topic: str, slug: str, token) -> HttpResponse:
+    question = get_question(topic, slug)
+    attempt = get_attempt(request, question, token)
+    form = RatingForm(request.POST, points=len(question.key_points))
+    if attempt.rated_at is not None:
+        return already_rated(request, attempt)
+    if not form.is_valid():
+        errors = [error for field_errors in form.errors.values() for error in field_errors]
+        return page(request, "drills/question.html", "drill", reveal_context(request, attempt, rate_errors=errors), 400)
+    try:
+        services.attempt_rate(attempt=attempt, rating=form.cleaned_data["rating"], ticked=form.cleaned_data["ticked"])
+    except services.AlreadyRated:
+        return already_rated(request, attempt)
+    if request.htmx:
+        return page(request, "drills/question.html", "drill", reveal_context(request, attempt))
+    return redirect(attempt)
+
+
+def already_rated(request: HttpRequest, attempt: Attempt) -> HttpResponse:
+    message = "You already rated this attempt; the first rating stands. Start a new attempt to review again."
+    if request.htmx:
+        attempt.refresh_from_db()
+        return page(request, "drills/question.html", "drill", reveal_context(request, attempt, rate_errors=[message]))
+    messages.warning(request, message)
+    return redirect(attempt)
+
+
+@require_GET
+def progress(request: HttpRequest) -> HttpResponse:
+    learner = learner_for(request, create=False)
+    data = services.progress_for(learner=learner)
+    return render(
+        request,
+        "drills/progress.html",
+        {
+            "nav": "drills",
+            "progress": data,
+            "chart": services.bar_chart(data.per_day),
+            "mastered_rule": scheduling.MASTERED_RULE,
+            "import_form": ImportForm(),
+        },
+    )
+
+
+@require_GET
+def export(request: HttpRequest) -> HttpResponse:
+    learner = learner_for(request, create=False)
+    data = services.export_data(learner=learner)
+    response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    stamp = timezone.now().strftime("%Y%m%d")
+    response["Content-Disposition"] = f'attachment; filename="queue-prep-drills-{stamp}.json"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def import_view(request: HttpRequest) -> HttpResponse:
+    form = ImportForm()
+    error = ""
+    if request.method == "POST":
+        form = ImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                data = json.loads(form.cleaned_data["file"].read().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                error = "That file is not valid JSON, so it cannot be a drills export."
+            else:
+                try:
+                    counts = services.import_data(learner=learner_for(request), data=data)
+                except services.ImportRejected as exc:
+                    error = str(exc)
+                else:
+                    messages.success(
+                        request,
+                        f"Imported {counts['cards']} questions: {counts['new_cards']} new cards, "
+                        f"{counts['new_reviews']} new reviews (already-known reviews were skipped).",
+                    )
+                    return redirect("drills:progress")
+    status = 400 if error or form.errors else 200
+    return render(request, "drills/import.html", {"nav": "drills", "form": form, "error": error}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("drills:home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # merges anonymous progress
+        messages.success(request, f"Welcome, {user.get_username()}. Your drill progress is now saved to your account.")
+        return redirect("drills:home")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+# Mock interviews --------------------------------------------------------------------------------
+
+
+def get_mock(request: HttpRequest, pk: int) -> MockInterview:
+    learner = learner_for(request, create=False)
+    return get_object_or_404(MockInterview.objects.for_learner(learner).select_related("question__topic"), pk=pk)
+
+
+def mock_context(mock: MockInterview, **extra) -> dict:
+    question = mock.question
+    covered = set(mock.self_assessment)
+    return {
+        "nav": "drills",
+        "mock": mock,
+        "question": question,
+        "phases": mock.phases(),
+        "curveballs": [{**ball, "url": f"{reverse('sandbox:home')}?preset={ball['preset']}"} for ball in CURVEBALLS],
+        "points": [
+            {"index": i, "label": point.get("label", ""), "covered": i in covered}
+            for i, point in enumerate(question.key_points)
+        ],
+        "started_ms": int(mock.started_at.timestamp() * 1000),
+        "covered_count": len(covered),
+        **extra,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def mock_start(request: HttpRequest) -> HttpResponse:
+    form = MockStartForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        question = form.cleaned_data["question"] or Question.objects.order_by("?").first()
+        if question is None:
+            raise Http404("No interview questions are loaded yet.")
+        mock = MockInterview.objects.create(**learner_for(request).owner(), question=question)
+        return redirect(mock)
+    learner = learner_for(request, create=False)
+    past = MockInterview.objects.for_learner(learner).select_related("question")[:20]
+    return render(request, "drills/mock_start.html", {"nav": "drills", "form": form, "past": past})
+
+
+@require_GET
+def mock_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "drills/mock_detail.html", mock_context(get_mock(request, pk)))
+
+
+@require_POST
+def mock_save(request: HttpRequest, pk: int) -> HttpResponse:
+    mock = get_mock(request, pk)
+    form = MockNotesForm(request.POST)
+    if not form.is_valid():
+        errors = [error for field_errors in form.errors.values() for error in field_errors]
+        if request.htmx:
+            return render(request, "drills/mock_detail.html#save_status", {"errors": errors, "saved": False})
+        phase = request.POST.get("phase", "")
+        context = mock_context(mock, errors=errors, error_phase=phase)
+        for item in context["phases"]:
+            if item["key"] == phase:
+                item["notes"] = request.POST.get("notes", "")
+        return render(request, "drills/mock_detail.html", context, status=400)
+    mock.save_notes(form.cleaned_data["phase"], form.cleaned_data["notes"])
+    if request.htmx:
+        return render(request, "drills/mock_detail.html#save_status", {"saved": True, "saved_at": timezone.now()})
+    messages.success(request, "Notes saved.")
+    return redirect(f"{mock.get_absolute_url()}#phase-{form.cleaned_data['phase']}")
+
+
+@require_POST
+def mock_finish(request: HttpRequest, pk: int) -> HttpResponse:
+    mock = get_mock(request, pk)
+    form = MockFinishForm(request.POST, points=len(mock.question.key_points))
+    if not form.is_valid():
+        return render(request, "drills/mock_detail.html", mock_context(mock, finish_error=True), status=400)
+    mock.finish(form.cleaned_data["covered"])
+    if request.htmx:
+        return render(request, "drills/mock_detail.html#finish", mock_context(mock))
+    return redirect(f"{mock.get_absolute_url()}#finish")
+
+
+@require_GET
+def mock_export(request: HttpRequest, pk: int) -> HttpResponse:
+    mock = get_mock(request, pk)
+    text = render(request, "drills/mock_export.md", mock_context(mock)).content
+    response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="mock-interview-{mock.pk}.md"'
+    return response

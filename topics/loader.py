@@ -1,0 +1,425 @@
+"""Load topics/content/<topic>/ (Markdown with YAML front matter) into the database.
+
+Everything is parsed and validated before anything is written, and the writes run in one
+transaction, so a malformed file leaves the database as it was. Rows are upserted by slug and
+rows whose file is gone are deleted, so loading twice changes nothing.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+
+from sandbox.presets import PRESETS
+from topics.markdown import LinkError, LinkErrors, Rendered, ResolvedLink, render_markdown
+from topics.models import Question, Section, Topic
+
+DEFAULT_CONTENT_DIR = Path(settings.BASE_DIR) / "topics" / "content"
+LEVELS = {choice.value for choice in Question.Level}
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Ids the topic page itself uses; a heading with one of these ids would clash.
+PAGE_IDS = {"main", "contents", "diagram", "progress", "sections"}
+
+
+class ContentError(Exception):
+    """One or more problems in content files; str() lists them as `path:line: message`."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class SourceFile:
+    path: Path
+    meta: dict
+    body: str
+    body_line: int  # 1-based line number of the body's first line
+    lines: list[str]
+
+    def key_line(self, key: str) -> int:
+        """Line of `key:` in the front matter (1 when the key is missing)."""
+        pattern = re.compile(rf"^{re.escape(key)}\s*:")
+        for number, line in enumerate(self.lines[: self.body_line], start=1):
+            if pattern.match(line):
+                return number
+        return 1
+
+    def line_of(self, *needles: str) -> int:
+        """First body line containing the first needle found (inline links, then reference definitions)."""
+        for needle in needles:
+            for number, line in enumerate(self.lines, start=1):
+                if number >= self.body_line and needle in line:
+                    return number
+        return self.body_line
+
+
+@dataclass
+class LoadStats:
+    topic: str
+    sections: int = 0
+    questions: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def summary(self) -> str:
+        line = f"{self.topic}: {self.sections} sections, {self.questions} questions "
+        line += f"({self.created} created, {self.updated} updated, {self.unchanged} unchanged"
+        if self.deleted:
+            line += f", {self.deleted} deleted"
+        return line + ")"
+
+
+@dataclass
+class _Problems:
+    root: Path
+    items: list[str] = field(default_factory=list)
+
+    def add(self, path: Path, line: int, message: str) -> None:
+        try:
+            shown = path.resolve().relative_to(Path(settings.BASE_DIR).resolve())
+        except ValueError:
+            shown = path
+        item = f"{shown}:{line}: {message}"
+        if item not in self.items:
+            self.items.append(item)
+
+
+def parse_file(path: Path, problems: _Problems) -> SourceFile | None:
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        problems.add(path, 1, "missing YAML front matter (the file must start with a '---' line)")
+        return None
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
+    if end is None:
+        problems.add(path, 1, "front matter is not closed by a '---' line")
+        return None
+    try:
+        meta = yaml.safe_load("\n".join(lines[1:end])) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else 1
+        problems.add(path, line, f"invalid YAML front matter: {getattr(error, 'problem', error)}")
+        return None
+    if not isinstance(meta, dict):
+        problems.add(path, 2, "front matter must be a mapping of keys to values")
+        return None
+    body = "\n".join(lines[end + 1 :]).strip("\n")
+    # Count the blank lines stripped from the start of the body so line numbers stay right.
+    first_body = end + 2
+    for line in lines[end + 1 :]:
+        if line.strip():
+            break
+        first_body += 1
+    return SourceFile(path=path, meta=meta, body=body, body_line=first_body, lines=lines)
+
+
+def _text(source: SourceFile, key: str, problems: _Problems, *, required: bool = True) -> str:
+    value = source.meta.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            problems.add(source.path, source.key_line(key), f"missing {key}")
+        return ""
+    if not isinstance(value, str | int | float):
+        problems.add(source.path, source.key_line(key), f"{key} must be text")
+        return ""
+    return str(value).strip()
+
+
+def _order(source: SourceFile, default: int, problems: _Problems) -> int:
+    value = source.meta.get("order", default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        problems.add(source.path, source.key_line("order"), "order must be a non-negative whole number")
+        return default
+    return value
+
+
+def _slug(source: SourceFile, default: str, problems: _Problems) -> str:
+    slug = str(source.meta.get("slug") or default).strip()
+    if not SLUG.match(slug):
+        problems.add(source.path, source.key_line("slug"), f"slug {slug!r} must be lowercase words joined by '-'")
+    return slug
+
+
+@dataclass
+class _TopicPlan:
+    slug: str
+    source: SourceFile
+    fields: dict
+    sections: dict[str, tuple[SourceFile, dict]] = field(default_factory=dict)
+    questions: dict[str, tuple[SourceFile, dict]] = field(default_factory=dict)
+    anchors: dict[str, set[str]] = field(default_factory=dict)  # section slug -> heading ids
+
+
+def _plan_topic(directory: Path, problems: _Problems) -> _TopicPlan | None:
+    source = parse_file(directory / "topic.md", problems)
+    if source is None:
+        return None
+    slug = _slug(source, directory.name, problems)
+    plan = _TopicPlan(
+        slug=slug,
+        source=source,
+        fields={
+            "title": _text(source, "title", problems),
+            "summary": _text(source, "summary", problems, required=False),
+            "intro_md": source.body,
+            "order": _order(source, 0, problems),
+        },
+    )
+
+    section_paths: dict[str, Path] = {}
+    for index, path in enumerate(sorted((directory / "sections").glob("*.md")), start=1):
+        section = parse_file(path, problems)
+        if section is None:
+            continue
+        prefix = re.match(r"^(\d+)-(.*)$", path.stem)
+        default_slug = prefix[2] if prefix else path.stem
+        default_order = int(prefix[1]) if prefix else index
+        section_slug = _slug(section, default_slug, problems)
+        if section_slug in section_paths:
+            problems.add(
+                path,
+                section.key_line("slug"),
+                f"duplicate section slug {section_slug!r} (also in {section_paths[section_slug].name})",
+            )
+            continue
+        section_paths[section_slug] = path
+        plan.sections[section_slug] = (
+            section,
+            {
+                "title": _text(section, "title", problems),
+                "order": _order(section, default_order, problems),
+                "concept": _text(section, "concept", problems, required=False),
+                "body_md": section.body,
+            },
+        )
+
+    question_paths: dict[str, Path] = {}
+    for index, path in enumerate(sorted((directory / "questions").glob("*.md")), start=1):
+        question = parse_file(path, problems)
+        if question is None:
+            continue
+        question_slug = _slug(question, path.stem, problems)
+        if question_slug in question_paths:
+            problems.add(
+                path,
+                question.key_line("slug"),
+                f"duplicate question slug {question_slug!r} (also in {question_paths[question_slug].name})",
+            )
+            continue
+        question_paths[question_slug] = path
+        plan.questions[question_slug] = (question, _question_fields(question, index, plan, problems))
+    return plan
+
+
+def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems: _Problems) -> dict:
+    meta = source.meta
+    level = _text(source, "level", problems)
+    if level and level not in LEVELS:
+        problems.add(source.path, source.key_line("level"), f"unknown level {level!r} (use one of {sorted(LEVELS)})")
+    section = _text(source, "section", problems)
+    if section and section not in plan.sections:
+        problems.add(source.path, source.key_line("section"), f"unknown section slug {section!r}")
+    preset = _text(source, "preset", problems, required=False)
+    if preset and preset not in PRESETS:
+        problems.add(source.path, source.key_line("preset"), f"unknown preset {preset!r} (known: {sorted(PRESETS)})")
+
+    key_points = meta.get("key_points") or []
+    if not isinstance(key_points, list) or not 4 <= len(key_points) <= 8:
+        count = len(key_points) if isinstance(key_points, list) else "not a list"
+        problems.add(source.path, source.key_line("key_points"), f"key_points needs 4-8 items (found {count})")
+        key_points = []
+    cleaned_points = []
+    for point in key_points:
+        label = point.get("label") if isinstance(point, dict) else None
+        phrases = point.get("phrases") if isinstance(point, dict) else None
+        if (
+            not isinstance(label, str)
+            or not label.strip()
+            or not isinstance(phrases, list)
+            or not phrases
+            or not all(isinstance(p, str) and p.strip() for p in phrases)
+        ):
+            problems.add(
+                source.path,
+                source.key_line("key_points"),
+                "each key point needs a label and a non-empty list of phrases",
+            )
+            continue
+        cleaned_points.append({"label": label.strip(), "phrases": [p.strip() for p in phrases]})
+
+    followups = meta.get("followups") or []
+    if not isinstance(followups, list) or not 1 <= len(followups) <= 3:
+        count = len(followups) if isinstance(followups, list) else "not a list"
+        problems.add(source.path, source.key_line("followups"), f"followups needs 1-3 items (found {count})")
+        followups = []
+    if not all(isinstance(f, str) and f.strip() for f in followups):
+        problems.add(source.path, source.key_line("followups"), "each followup must be non-empty text")
+        followups = []
+
+    return {
+        "prompt": _text(source, "prompt", problems),
+        "level": level,
+        "section_slug": section,
+        "preset": preset,
+        "key_points": cleaned_points,
+        "followups": [f.strip() for f in followups],
+        "answer_md": source.body,
+        "order": _order(source, index, problems),
+    }
+
+
+def drill_url(topic_slug: str, question_slug: str) -> str:
+    """The Drills app serves each question here."""
+    return f"/topics/{topic_slug}/drill/{question_slug}/"
+
+
+def _resolver(plan: _TopicPlan):
+    topic_url = reverse("topics:topic_detail", args=[plan.slug])
+    lab_url = reverse("sandbox:home")
+
+    def resolve(scheme: str, target: str) -> ResolvedLink:
+        href = f"{scheme}:{target}"
+        if scheme == "lab":
+            if target not in PRESETS:
+                raise LinkError(href, f"unknown Lab preset {target!r} in link {href!r}")
+            return ResolvedLink(f"{lab_url}?preset={target}", "lab-link")
+        if scheme == "question":
+            if target not in plan.questions:
+                raise LinkError(href, f"unknown question {target!r} in link {href!r}")
+            return ResolvedLink(drill_url(plan.slug, target), "drill-link")
+        section, _, anchor = target.partition("#")
+        if section not in plan.sections:
+            raise LinkError(href, f"unknown section {section!r} in link {href!r}")
+        if anchor and anchor not in plan.anchors.get(section, set()):
+            raise LinkError(href, f"section {section!r} has no heading with anchor {anchor!r} (link {href!r})")
+        return ResolvedLink(f"{topic_url}#{anchor or section}", "section-link")
+
+    return resolve
+
+
+def _render(source: SourceFile, text: str, resolve, problems: _Problems) -> Rendered | None:
+    try:
+        return render_markdown(text, resolve=resolve)
+    except LinkErrors as errors:
+        for error in errors.errors:
+            problems.add(source.path, source.line_of(f"({error.href}", error.href), str(error))
+        return None
+
+
+def _heading_line(source: SourceFile, title: str) -> int:
+    for number, line in enumerate(source.lines, start=1):
+        if number >= source.body_line and line.lstrip().startswith("#") and title in line:
+            return number
+    return source.body_line
+
+
+def _render_topic(plan: _TopicPlan, problems: _Problems) -> dict[str, Rendered]:
+    """Render every body; section headings first, so links can be checked against their anchors."""
+    page_ids = set(PAGE_IDS) | set(plan.sections)
+    owner: dict[str, str] = {}
+    for slug, (source, _fields) in sorted(plan.sections.items(), key=lambda item: item[1][1]["order"]):
+        toc = render_markdown(source.body).toc
+        plan.anchors[slug] = {entry["id"] for entry in toc}
+        for entry in toc:
+            # Every section shares one page, so a heading id must be unique across the topic.
+            clash = "the page" if entry["id"] in page_ids else owner.get(entry["id"])
+            if clash:
+                problems.add(
+                    source.path,
+                    _heading_line(source, entry["title"]),
+                    f"heading anchor #{entry['id']} clashes with an id already used by {clash}",
+                )
+            owner.setdefault(entry["id"], f"section {slug!r}")
+
+    resolve = _resolver(plan)
+    rendered: dict[str, Rendered] = {}
+    intro = _render(plan.source, plan.source.body, resolve, problems)
+    if intro is not None:
+        rendered["topic"] = intro
+    for slug, (source, _fields) in plan.sections.items():
+        result = _render(source, source.body, resolve, problems)
+        if result is not None:
+            rendered[f"section:{slug}"] = result
+    for slug, (source, _fields) in plan.questions.items():
+        result = _render(source, source.body, resolve, problems)
+        if result is not None:
+            rendered[f"question:{slug}"] = result
+    return rendered
+
+
+def _upsert(model, lookup: dict, values: dict, stats: LoadStats):
+    obj = model.objects.filter(**lookup).first()
+    if obj is None:
+        stats.created += 1
+        return model.objects.create(**lookup, **values)
+    changed = [name for name, value in values.items() if getattr(obj, name) != value]
+    if changed:
+        for name in changed:
+            setattr(obj, name, values[name])
+        obj.save(update_fields=changed)
+        stats.updated += 1
+    else:
+        stats.unchanged += 1
+    return obj
+
+
+def content_load(*, path: Path | str | None = None) -> list[LoadStats]:
+    """Validate then load every topic under `path`; raise ContentError listing every problem."""
+    root = Path(path) if path else DEFAULT_CONTENT_DIR
+    if not root.is_dir():
+        raise ContentError([f"{root}: content directory not found"])
+    problems = _Problems(root=root)
+    plans: list[_TopicPlan] = []
+    for directory in sorted(p for p in root.iterdir() if p.is_dir() and (p / "topic.md").is_file()):
+        plan = _plan_topic(directory, problems)
+        if plan is not None:
+            plans.append(plan)
+    if not plans and not problems.items:
+        problems.items.append(f"{root}: no topics found (expected <topic>/topic.md)")
+    slugs = [plan.slug for plan in plans]
+    for plan in plans:
+        if slugs.count(plan.slug) > 1:
+            problems.add(plan.source.path, plan.source.key_line("slug"), f"duplicate topic slug {plan.slug!r}")
+    rendered = {plan.slug: _render_topic(plan, problems) for plan in plans}
+    if problems.items:
+        raise ContentError(problems.items)
+
+    all_stats: list[LoadStats] = []
+    with transaction.atomic():
+        Topic.objects.exclude(slug__in=slugs).delete()
+        for plan in plans:
+            all_stats.append(_write_topic(plan, rendered[plan.slug]))
+    return all_stats
+
+
+def _write_topic(plan: _TopicPlan, rendered: dict[str, Rendered]) -> LoadStats:
+    stats = LoadStats(topic=plan.slug, sections=len(plan.sections), questions=len(plan.questions))
+    topic_stats = LoadStats(topic=plan.slug)  # the topic row itself is not counted in the summary
+    topic = _upsert(Topic, {"slug": plan.slug}, {**plan.fields, "intro_html": rendered["topic"].html}, topic_stats)
+
+    stale_questions = topic.questions.exclude(slug__in=list(plan.questions))
+    stale_sections = topic.sections.exclude(slug__in=list(plan.sections))
+    stats.deleted += stale_questions.count() + stale_sections.count()
+    stale_questions.delete()
+    stale_sections.delete()
+
+    sections: dict[str, Section] = {}
+    for slug, (_source, fields) in plan.sections.items():
+        result = rendered[f"section:{slug}"]
+        values = {**fields, "body_html": result.html, "body_text": result.text, "toc": result.toc}
+        sections[slug] = _upsert(Section, {"topic": topic, "slug": slug}, values, stats)
+
+    for slug, (_source, fields) in plan.questions.items():
+        values = {key: value for key, value in fields.items() if key != "section_slug"}
+        values["section_id"] = sections[fields["section_slug"]].pk
+        values["answer_html"] = rendered[f"question:{slug}"].html
+        _upsert(Question, {"topic": topic, "slug": slug}, values, stats)
+    return stats

@@ -1,0 +1,126 @@
+"""Markdown -> HTML for our own content, with special link schemes resolved and headings collected.
+
+Rendering happens at load time (see topics/loader.py); page views only read the stored HTML.
+Our content is trusted and not sanitized; user-supplied text never goes through here.
+"""
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element
+
+import markdown
+from django.utils.html import strip_tags
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
+
+# Links like [text](lab:spike), [text](section:tradeoffs#cost), [text](question:traffic-spikes).
+SPECIAL_SCHEMES = ("lab", "section", "question")
+SPECIAL_HREF = re.compile(r"^(?P<scheme>lab|section|question):(?P<target>.*)$")
+
+
+class LinkError(ValueError):
+    """A special link whose target does not exist; carries the href so the loader can find its line."""
+
+    def __init__(self, href: str, message: str):
+        super().__init__(message)
+        self.href = href
+
+
+@dataclass(frozen=True)
+class ResolvedLink:
+    url: str
+    css_class: str = ""
+
+
+# resolve(scheme, target) -> ResolvedLink, or raises LinkError.
+LinkResolver = Callable[[str, str], ResolvedLink]
+
+
+@dataclass
+class Rendered:
+    html: str
+    toc: list[dict] = field(default_factory=list)  # [{"id", "title", "level"}], document order
+    text: str = ""  # plain text, for search
+    links: list[str] = field(default_factory=list)  # special hrefs seen, in order
+
+
+class _SpecialLinks(Treeprocessor):
+    def __init__(self, md, resolve: LinkResolver | None, errors: list[LinkError], seen: list[str]):
+        super().__init__(md)
+        self.resolve = resolve
+        self.errors = errors
+        self.seen = seen
+
+    def run(self, root: Element) -> None:
+        for anchor in root.iter("a"):
+            href = anchor.get("href", "")
+            match = SPECIAL_HREF.match(href)
+            if not match:
+                continue
+            self.seen.append(href)
+            if self.resolve is None:
+                continue
+            try:
+                resolved = self.resolve(match["scheme"], match["target"])
+            except LinkError as error:
+                self.errors.append(error)
+                continue
+            anchor.set("href", resolved.url)
+            if resolved.css_class:
+                classes = [*anchor.get("class", "").split(), resolved.css_class]
+                anchor.set("class", " ".join(dict.fromkeys(classes)))
+
+
+class _SpecialLinksExtension(Extension):
+    def __init__(self, resolve: LinkResolver | None, errors: list[LinkError], seen: list[str]):
+        super().__init__()
+        self.resolve, self.errors, self.seen = resolve, errors, seen
+
+    def extendMarkdown(self, md) -> None:
+        md.treeprocessors.register(_SpecialLinks(md, self.resolve, self.errors, self.seen), "special_links", 1)
+
+
+def _flatten(tokens: list[dict]) -> list[dict]:
+    flat: list[dict] = []
+    for token in tokens:
+        flat.append({"id": token["id"], "title": html.unescape(token["name"]), "level": token["level"]})
+        flat.extend(_flatten(token["children"]))
+    return flat
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment, whitespace collapsed (used for search and snippets)."""
+    return re.sub(r"\s+", " ", html.unescape(strip_tags(fragment))).strip()
+
+
+def render_markdown(source: str, *, resolve: LinkResolver | None = None) -> Rendered:
+    """Render Markdown; raise the first LinkError after collecting all (the caller reports them all)."""
+    errors: list[LinkError] = []
+    seen: list[str] = []
+    md = markdown.Markdown(
+        extensions=[
+            "fenced_code",
+            "codehilite",
+            "tables",
+            "toc",
+            "sane_lists",
+            _SpecialLinksExtension(resolve, errors, seen),
+        ],
+        extension_configs={
+            "codehilite": {"css_class": "highlight", "guess_lang": False},
+            "toc": {"permalink": False},
+        },
+        output_format="html",
+    )
+    body = md.convert(source)
+    if errors:
+        raise LinkErrors(errors)
+    return Rendered(html=body, toc=_flatten(md.toc_tokens), text=html_to_text(body), links=seen)
+
+
+class LinkErrors(ValueError):
+    def __init__(self, errors: list[LinkError]):
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors

@@ -1,0 +1,165 @@
+"""Study content (topics, sections, drill questions) and per-visitor reading progress."""
+
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
+from django.db import models, transaction
+from django.dispatch import receiver
+
+# Session entry holding the key under which an anonymous visitor's marks are stored; login
+# cycles the session key, so this is how the marks find their way to the account.
+ANONYMOUS_MARKS_KEY = "study_marks_key"
+
+
+class TopicQuerySet(models.QuerySet):
+    def published(self) -> "TopicQuerySet":
+        return self.order_by("order", "title")
+
+
+class Topic(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    title = models.CharField(max_length=200)
+    summary = models.TextField(blank=True)
+    intro_md = models.TextField(blank=True)
+    intro_html = models.TextField(blank=True)
+    order = models.PositiveIntegerField(default=0)
+
+    objects = TopicQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["order", "title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("topics:topic_detail", args=[self.slug])
+
+
+class SectionQuerySet(models.QuerySet):
+    def in_order(self) -> "SectionQuerySet":
+        return self.order_by("order", "pk")
+
+
+class Section(models.Model):
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="sections")
+    slug = models.SlugField(max_length=100)
+    title = models.CharField(max_length=200)
+    order = models.PositiveIntegerField(default=0)
+    concept = models.CharField(max_length=100, blank=True)
+    body_md = models.TextField(blank=True)
+    body_html = models.TextField(blank=True, help_text="Rendered at load time so page views do no Markdown work.")
+    body_text = models.TextField(blank=True, help_text="Plain text of the body, for search.")
+    toc = models.JSONField(default=list, blank=True, help_text="[{id, title, level}] of the body's headings.")
+
+    objects = SectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["topic", "order", "pk"]
+        constraints = [models.UniqueConstraint(fields=["topic", "slug"], name="unique_section_slug_per_topic")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return f"{self.topic.get_absolute_url()}#{self.slug}"
+
+
+class QuestionQuerySet(models.QuerySet):
+    def in_order(self) -> "QuestionQuerySet":
+        return self.order_by("order", "slug")
+
+
+class Question(models.Model):
+    class Level(models.TextChoices):
+        JUNIOR = "junior", "Junior"
+        SENIOR = "senior", "Senior"
+        STAFF = "staff", "Staff"
+
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="questions")
+    slug = models.SlugField(max_length=100)
+    prompt = models.TextField()
+    level = models.CharField(max_length=10, choices=Level.choices)
+    section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="questions")
+    preset = models.CharField(max_length=50, blank=True)
+    key_points = models.JSONField(default=list, help_text='[{"label": str, "phrases": [str]}]')
+    followups = models.JSONField(default=list, help_text="[str]")
+    answer_md = models.TextField(blank=True)
+    answer_html = models.TextField(blank=True)
+    order = models.PositiveIntegerField(default=0)
+
+    objects = QuestionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["topic", "order", "slug"]
+        constraints = [models.UniqueConstraint(fields=["topic", "slug"], name="unique_question_slug_per_topic")]
+
+    def __str__(self) -> str:
+        return self.prompt
+
+    def get_absolute_url(self) -> str:
+        return f"/topics/{self.topic.slug}/drill/{self.slug}/"
+
+
+class SectionUnderstoodQuerySet(models.QuerySet):
+    def for_visitor(self, *, user=None, session_key: str | None = None) -> "SectionUnderstoodQuerySet":
+        if user is not None and user.is_authenticated:
+            return self.filter(user=user)
+        if session_key:
+            return self.filter(user__isnull=True, session_key=session_key)
+        return self.none()
+
+    def set(self, section: "Section", *, understood: bool, user=None, session_key: str = "") -> None:
+        """Record or clear the visitor's mark on a section (idempotent)."""
+        owner = {"user": user} if user is not None and user.is_authenticated else {"user": None}
+        if owner["user"] is None:
+            if not session_key:
+                raise ValueError("an anonymous visitor needs a session key")
+            owner["session_key"] = session_key
+        if understood:
+            self.get_or_create(section=section, **owner)
+        else:
+            self.filter(section=section, **owner).delete()
+
+    def claim(self, *, session_key: str, user) -> int:
+        """Move an anonymous visitor's marks to the account they just logged in to."""
+        with transaction.atomic():
+            anonymous = self.filter(user__isnull=True, session_key=session_key)
+            already = self.filter(user=user).values_list("section_id", flat=True)
+            anonymous.filter(section_id__in=list(already)).delete()
+            return anonymous.update(user=user, session_key="")
+
+
+class SectionUnderstood(models.Model):
+    """A visitor marked a section as understood: keyed to the user, or to the session for anonymous visitors."""
+
+    section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="understood_marks")
+    session_key = models.CharField(max_length=40, blank=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = SectionUnderstoodQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["section", "user"], condition=models.Q(user__isnull=False), name="unique_understood_per_user"
+            ),
+            models.UniqueConstraint(
+                fields=["section", "session_key"],
+                condition=models.Q(user__isnull=True),
+                name="unique_understood_per_session",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.section} understood"
+
+
+@receiver(user_logged_in, dispatch_uid="topics_claim_anonymous_marks")
+def claim_anonymous_marks(sender, request, user, **kwargs) -> None:
+    session = getattr(request, "session", None)
+    key = session.pop(ANONYMOUS_MARKS_KEY, None) if session is not None else None
+    if key:
+        SectionUnderstood.objects.claim(session_key=key, user=user)
