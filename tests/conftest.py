@@ -90,11 +90,12 @@ def redis_conn(redis_url) -> Redis:
 class RedisControl:
     """Stop and restart the test session's own Redis (never anyone else's)."""
 
-    def stop(self) -> None:
+    def stop(self, *, crash: bool = False) -> None:
+        """Stop Redis: a clean shutdown, or with crash=True a SIGKILL (only what AOF fsynced survives)."""
         process = STATE.get("redis")
         if process is None:
             pytest.skip("TEST_REDIS_URL points at a server this session does not own")
-        process.terminate()
+        process.kill() if crash else process.terminate()
         process.wait(timeout=10)
 
     def start(self) -> None:
