@@ -5,9 +5,9 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 from rq import Worker
-from rq.scheduler import RQScheduler
 
 from prepsite.redis_conn import LAB_QUEUE, get_redis
+from sandbox.workers import scheduler_alive
 
 
 @require_GET
@@ -26,7 +26,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     try:
         redis = get_redis()
         body["workers"] = Worker.count(connection=redis)
-        body["scheduler"] = bool(redis.exists(RQScheduler.get_locking_key(LAB_QUEUE)))
+        body["scheduler"] = scheduler_alive(redis, LAB_QUEUE)
     except (RedisError, OSError):
         body["redis"] = "error"
     healthy = body["database"] == "ok" and body["redis"] == "ok"

@@ -100,6 +100,18 @@ class RedisControl:
 
     def start(self) -> None:
         STATE["redis"] = devstack.start_redis(STATE["redis_port"], STATE["redis_dir"])
+        if STATE.get("workers_running"):
+            # Leave the next test a working lab: workers re-register and one restarts the scheduler.
+            from rq.scheduler import RQScheduler
+
+            connection = Redis.from_url(STATE["redis_url"])
+            lock = RQScheduler.get_locking_key("lab")
+            wait_for(
+                lambda: connection.exists(lock) and Worker.count(connection=connection) >= 2,
+                60,
+                0.2,
+                "lab scheduler after restart",
+            )
 
 
 @pytest.fixture
@@ -166,7 +178,9 @@ def rq_workers(django_db_setup, django_db_blocker):
         env = worker_env(connection.settings_dict)
     pool = WorkerPool(env)
     pool.start()
+    STATE["workers_running"] = True
     yield pool
+    STATE["workers_running"] = False
     pool.stop()
 
 
