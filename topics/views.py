@@ -1,10 +1,11 @@
 from django import forms
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from topics import search as site_search
-from topics.models import ANONYMOUS_MARKS_KEY, Section, SectionUnderstood, Topic
+from topics.models import ANONYMOUS_MARKS_KEY, Question, Section, SectionUnderstood, Topic
 
 # The queueing architecture diagram: node -> anchors on the topic page, most specific first.
 # The first anchor that exists on the page wins, so a renamed heading degrades to its section.
@@ -49,7 +50,8 @@ def topic_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
     topic = get_object_or_404(Topic, slug=slug)
-    sections = list(topic.sections.in_order().prefetch_related("questions"))
+    questions = Prefetch("questions", queryset=Question.objects.select_related("topic"))
+    sections = list(topic.sections.in_order().prefetch_related(questions))
     understood = _understood_ids(request, topic)
     context = {
         "topic": topic,

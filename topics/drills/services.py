@@ -104,6 +104,13 @@ class DrillPlan:
         return items[0] if items else None
 
 
+# Lists of questions never show answers or section bodies; loading them made list pages 10x slower.
+HEAVY_FIELDS = (
+    "answer_md", "answer_html", "key_points", "followups",
+    "section__body_md", "section__body_html", "section__body_text", "section__toc",
+)  # fmt: skip
+
+
 def drill_plan(*, learner: Learner | None, now: datetime | None = None, topic=None) -> DrillPlan:
     """What to practise now: due reviews first (most overdue first), then new questions up to the daily limit."""
     now = now or timezone.now()
@@ -115,7 +122,11 @@ def drill_plan(*, learner: Learner | None, now: datetime | None = None, topic=No
     introduced = Card.objects.for_learner(learner).introduced_since(start_of_today(now)).count()
     left = max(0, limit - introduced)
     # New material in reading order: earlier Study sections first, junior before senior before staff.
-    questions = Question.objects.select_related("topic", "section").order_by("section__order", "level", "order", "slug")
+    questions = (
+        Question.objects.select_related("topic", "section")
+        .defer(*HEAVY_FIELDS, "topic__intro_md", "topic__intro_html")
+        .order_by("section__order", "level", "order", "slug")
+    )
     if topic is not None:
         questions = questions.filter(topic=topic)
     seen = Card.objects.for_learner(learner).values("question_id")

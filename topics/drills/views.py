@@ -111,7 +111,7 @@ def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
     now = timezone.now()
     cards = {card.question_id: card for card in Card.objects.for_learner(learner).filter(question__topic=topic_obj)}
     rows = []
-    for question in topic_obj.questions.select_related("section").in_order():
+    for question in topic_obj.questions.select_related("section").defer(*services.HEAVY_FIELDS).in_order():
         card = cards.get(question.pk)
         if card is None:
             status, label = "new", "New"
