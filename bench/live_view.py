@@ -72,7 +72,13 @@ def main() -> None:
         measure(base, path, cookie, 2)  # warm up
         alone = measure(base, path, cookie, n)
         print("adding 20 other experiments of 500 jobs (10,000 jobs) that sit in Redis ...", file=sys.stderr)
-        other = {**PRESETS["happy"].parameters(), "jobs": 500, "queue_cap": 500, "duration_ms": 0, "duration_spread_ms": 0}
+        other = {
+            **PRESETS["happy"].parameters(),
+            "jobs": 500,
+            "queue_cap": 500,
+            "duration_ms": 0,
+            "duration_spread_ms": 0,
+        }
         for seed in range(20):
             experiments.experiment_start(owner=Owner.cli(), preset="happy", params=other, seed=seed)
         crowded = measure(base, path, cookie, n)
@@ -80,7 +86,9 @@ def main() -> None:
         stack.close()
     p95_alone, p95_crowded = percentile(alone, 0.95), percentile(crowded, 0.95)
     print(f"alone: {len(alone)} polls, p50={statistics.median(alone):.1f} ms p95={p95_alone:.1f} ms")
-    print(f"with 10,000 other jobs: {len(crowded)} polls, p50={statistics.median(crowded):.1f} ms p95={p95_crowded:.1f} ms")
+    print(
+        f"with 10,000 other jobs: {len(crowded)} polls, p50={statistics.median(crowded):.1f} ms p95={p95_crowded:.1f} ms"
+    )
     print(f"ratio={p95_crowded / p95_alone:.2f}")
     print(f"p95_ms={p95_crowded:.1f}")
 

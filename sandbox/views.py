@@ -17,13 +17,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, HttpResponseClientRedirect
 from rq import Worker
-from rq.scheduler import RQScheduler
 
 from prepsite.redis_conn import LAB_QUEUE, get_redis
 from sandbox import charts, experiments, live
 from sandbox.models import Experiment, Owner
 from sandbox.params import MAX_JOBS, ExperimentForm
 from sandbox.presets import DEFAULTS, PRESETS
+from sandbox.workers import scheduler_alive
 
 TIMELINE_JOBS = 40
 DLQ_ROWS = 50
@@ -82,7 +82,7 @@ def lab_status() -> dict:
     redis = get_redis()
     return {
         "workers": len(Worker.all(connection=redis)),
-        "scheduler": bool(redis.exists(RQScheduler.get_locking_key(LAB_QUEUE))),
+        "scheduler": scheduler_alive(redis, LAB_QUEUE),
     }
 
 
@@ -218,8 +218,9 @@ def compare(request: HttpRequest) -> HttpResponse:
         }
         for name in DEFAULTS
     ]
+    shown_a, shown_b = ({k: round(v) if isinstance(v, float) else v for k, v in out.items()} for out in (out_a, out_b))
     outcomes = [
-        {"name": label, "a": out_a.get(key), "b": out_b.get(key), "differs": out_a.get(key) != out_b.get(key)}
+        {"name": label, "a": shown_a.get(key), "b": shown_b.get(key), "differs": shown_a.get(key) != shown_b.get(key)}
         for key, label in COMPARE_OUTCOMES
     ]
     context = {"nav": "lab", "a": a, "b": b, "params": params, "outcomes": outcomes}
@@ -329,7 +330,7 @@ def _workers(now: float) -> dict:
                 "heartbeat_age": round(now - beat.replace(tzinfo=UTC).timestamp(), 1) if beat else None,
             }
         )
-    return {"rows": rows, "scheduler": bool(redis.exists(RQScheduler.get_locking_key(LAB_QUEUE)))}
+    return {"rows": rows, "scheduler": scheduler_alive(redis, LAB_QUEUE)}
 
 
 def _events(state: live.LiveState) -> list[dict]:
@@ -363,7 +364,7 @@ def drain_seconds(buckets: dict[str, dict[int, int]]) -> int | None:
 
 def explain(experiment: Experiment, counters: dict, peak_depth: int | None, drain_s: int | None = None) -> list[dict]:
     """What the parameters predict, next to what happened: one {topic, expected, observed} per effect."""
-    p = experiment.params
+    p = {**DEFAULTS, **experiment.params}
     items = []
     requested = counters.get("requested", p["jobs"])
     admitted = min(p["jobs"], p["queue_cap"])
