@@ -1,6 +1,8 @@
 """Live-view poll latency for one 500-job experiment under 50 concurrent pollers, with and without
 10,000 jobs of other experiments sitting in Redis (gunicorn, real Redis, real workers).
 
+Each poller behaves like the page's htmx trigger (`every 1s`): one poll a second, open loop.
+
 Usage: .venv/bin/python bench/live_view.py [polls_per_client]   — prints `p95_ms=<x>` last.
 """
 
@@ -25,9 +27,11 @@ def poll(base: str, path: str, cookie: str, n: int, out: list[float], errors: li
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         response.read()
-        out.append((time.perf_counter() - started) * 1000)
+        elapsed = time.perf_counter() - started
+        out.append(elapsed * 1000)
         if response.status not in (200, 286):
             errors.append(response.status)
+        time.sleep(max(0.0, 1.0 - elapsed))
     conn.close()
 
 
@@ -37,6 +41,7 @@ def measure(base: str, path: str, cookie: str, n: int) -> list[float]:
     threads = [threading.Thread(target=poll, args=(base, path, cookie, n, timings, errors)) for _ in range(POLLERS)]
     for thread in threads:
         thread.start()
+        time.sleep(1 / POLLERS)  # spread the pollers across the second, as independent browsers are
     for thread in threads:
         thread.join()
     if errors:
@@ -45,7 +50,7 @@ def measure(base: str, path: str, cookie: str, n: int) -> list[float]:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     stack = Stack()
     try:
         from django.contrib.sessions.backends.db import SessionStore

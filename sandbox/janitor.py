@@ -13,16 +13,18 @@ from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Queue
+from rq.rate_limit import RateLimitRegistry
 from rq.registry import StartedJobRegistry
 from rq.utils import utcparse
 from rq.worker import Worker
 
-from sandbox.live import beat_key
+from sandbox.live import Recorder, beat_key, parse_job_id
 from sandbox.workers import HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER_SECONDS = 5 * HEARTBEAT_SECONDS
+LOST_AFTER_SECONDS = 30
 LOCK_SECONDS = 30
 
 
@@ -67,10 +69,45 @@ def recover_abandoned(queue: Queue) -> list[str]:
         connection.delete(queue.registry_cleaning_key)
 
 
+def recover_lost_promotions(queue: Queue, older_than: float = LOST_AFTER_SECONDS) -> list[str]:
+    """Push back jobs that hold a rate-limit slot as 'queued' but are on no queue and not running.
+
+    Seen once in a local run: a promoted job id vanished from the list while its slot stayed taken, so
+    the experiment could never finish and its concurrency shrank by one. Cheap to check: a rate
+    limit's allowed set holds at most `concurrency` ids.
+    """
+    connection = queue.connection
+    started = StartedJobRegistry(queue=queue)
+    started_ids = {entry.decode().split(":", 1)[0] for entry in connection.zrange(started.key, 0, -1)}
+    cutoff = time.time() - older_than
+    recovered = []
+    for registry in RateLimitRegistry.all(connection):
+        for raw_id, since in connection.zrange(registry.allowed_key, 0, -1, withscores=True):
+            job_id = raw_id.decode()
+            if since > cutoff or job_id in started_ids:
+                continue
+            status, origin = connection.hmget(f"rq:job:{job_id}", "status", "origin")
+            if status != b"queued" or origin != queue.name.encode():
+                continue
+            if connection.lpos(queue.key, job_id) is not None:
+                continue
+            queue.push_job_id(job_id)
+            recovered.append(job_id)
+            ids = parse_job_id(job_id)
+            if ids:
+                Recorder(ids[0], connection).note(
+                    "requeued_lost", ids[1], detail="queued job was on no queue: pushed back"
+                )
+    if recovered:
+        log.warning("janitor: pushed back lost queued jobs %s", recovered)
+    return recovered
+
+
 def run_forever(queue: Queue, interval: float = HEARTBEAT_SECONDS) -> None:
     while True:
         try:
             recover_abandoned(queue)
+            recover_lost_promotions(queue)
         except Exception:
             log.exception("janitor pass failed; retrying")
         time.sleep(interval)

@@ -1,0 +1,27 @@
+import time
+
+from rq import Queue
+from rq.rate_limit import RateLimit, RateLimitRegistry
+
+from sandbox.janitor import recover_lost_promotions
+
+
+def test_a_queued_job_that_fell_off_the_queue_is_pushed_back_once(redis_conn):
+    queue = Queue("janitor-test", connection=redis_conn)  # no worker listens here
+    lost = queue.enqueue("operator.add", 1, 2, rate_limit=RateLimit(key="janitor-test", concurrency=2))
+    kept = queue.enqueue("operator.add", 3, 4, rate_limit=RateLimit(key="janitor-test", concurrency=2))
+    assert queue.get_job_ids() == [lost.id, kept.id]
+    redis_conn.lrem(queue.key, 1, lost.id)  # the id vanishes while its slot stays taken
+    allowed = RateLimitRegistry("janitor-test", redis_conn).allowed_key
+    redis_conn.zadd(allowed, {lost.id: time.time() - 60, kept.id: time.time() - 60})
+
+    assert recover_lost_promotions(queue) == [lost.id]
+    assert sorted(queue.get_job_ids()) == sorted([lost.id, kept.id])
+    assert recover_lost_promotions(queue) == []
+
+
+def test_a_recently_promoted_job_is_left_alone(redis_conn):
+    queue = Queue("janitor-test-2", connection=redis_conn)
+    job = queue.enqueue("operator.add", 1, 2, rate_limit=RateLimit(key="janitor-test-2", concurrency=1))
+    redis_conn.lrem(queue.key, 1, job.id)
+    assert recover_lost_promotions(queue) == []  # could be a worker between pop and start
