@@ -252,7 +252,7 @@ def _plan_text(raw: bytes | None) -> str:
         return ""
     if not intervals:
         return "no retries"
-    return "retries after " + ", ".join(f"{s:g}s" for s in intervals)
+    return "if it fails, retries after " + ", ".join(f"{s:g}s" for s in intervals)
 
 
 def _timeline(experiment: Experiment, state: live.LiveState, now: float) -> list[dict]:
