@@ -15,11 +15,12 @@ from redis import Redis
 from rq import Queue
 from rq.rate_limit import RateLimitRegistry
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 from rq.utils import utcparse
 from rq.worker import Worker
 
 from sandbox.live import Recorder, beat_key, parse_job_id
-from sandbox.workers import HEARTBEAT_SECONDS
+from sandbox.workers import HEARTBEAT_SECONDS, SCHEDULER_STALE_SECONDS, scheduler_heartbeat_age
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,35 @@ def recover_lost_promotions(queue: Queue, older_than: float = LOST_AFTER_SECONDS
     return recovered
 
 
+# Delete the lock only if the dead scheduler still holds it (compare-and-delete).
+_RELEASE_IF_HELD_BY = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def release_dead_scheduler_lock(queue: Queue) -> bool:
+    """Free the scheduler lock of a scheduler that stopped heartbeating, so a live worker takes over.
+
+    RQ keeps such a lock until its 61 s TTL ends — after a Redis restart the dead scheduler's lock
+    even comes back from the append-only file — and no retry fires meanwhile.
+    """
+    connection = queue.connection
+    holder, age = scheduler_heartbeat_age(connection, queue.name)
+    if holder is None or (age is not None and age < SCHEDULER_STALE_SECONDS):
+        return False
+    released = bool(connection.eval(_RELEASE_IF_HELD_BY, 1, RQScheduler.get_locking_key(queue.name), holder))
+    if released:
+        log.warning("janitor: released the lock of dead scheduler %s (silent for %s s)", holder.decode(), age)
+    return released
+
+
 def run_forever(queue: Queue, interval: float = HEARTBEAT_SECONDS) -> None:
     while True:
         try:
             recover_abandoned(queue)
             recover_lost_promotions(queue)
+            release_dead_scheduler_lock(queue)
         except Exception:
             log.exception("janitor pass failed; retrying")
         time.sleep(interval)

@@ -105,3 +105,19 @@ def test_mock_interviews_move_with_the_login(client, django_user_model):
     django_user_model.objects.create_user("eve", password=PASSWORD)
     log_in(client, "eve")
     assert MockInterview.objects.get().user.username == "eve"
+
+
+def test_login_page_tells_a_logged_in_user_who_they_are_instead_of_the_form(client, django_user_model):
+    user = django_user_model.objects.create_user("ada", password="a-long-enough-passphrase-42")
+    client.force_login(user)
+    html = client.get(reverse("login")).content.decode()
+    assert "You're logged in as <strong>ada</strong>" in html
+    assert 'name="password"' not in html
+    assert f'action="{reverse("logout")}"' in html
+    assert f'href="{reverse("drills:home")}"' in html
+
+
+def test_login_page_shows_the_form_to_a_visitor(client):
+    html = client.get(reverse("login")).content.decode()
+    assert 'name="password"' in html
+    assert "You're logged in as" not in html

@@ -97,3 +97,51 @@ def test_signing_up_in_the_browser_keeps_anonymous_progress(live_server, page, s
     assert Card.objects.get().user.username == "browser-user"
     page.click("text=Log out")
     page.wait_for_selector("text=Log in")
+
+
+def page_scroll_width(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+def test_drill_and_progress_pages_do_not_scroll_sideways_on_a_390px_phone(live_server, page, screenshot, content):
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(live_server.url + "/drills/progress/")
+    expect(page.locator(".chart-empty")).to_contain_text("No reviews yet — drill a question to start your streak")
+    assert page.locator("svg.bar-chart").count() == 0
+    assert page_scroll_width(page) <= 390
+    screenshot("drills-progress-empty-mobile")
+
+    page.goto(live_server.url + "/topics/queueing/drill/")
+    expect(page.locator(".drill-table")).to_be_visible()
+    assert page_scroll_width(page) <= 390
+    screenshot("drills-topic-mobile")
+
+    first = page.locator(".drill-table a").first
+    first.click()
+    page.click("button[value=give_up]")
+    page.click("button.rate-1")
+    expect(page.locator("[data-next-due]")).to_be_visible()
+    assert page_scroll_width(page) <= 390
+    screenshot("drills-rated-again-mobile")
+    next_href = page.locator("[data-next-question]").get_attribute("href")
+    assert next_href != "/drills/"
+    assert "/drill/" in next_href
+
+    page.goto(live_server.url + "/drills/progress/")
+    expect(page.locator("svg.bar-chart rect.bar")).to_have_count(30)
+    expect(page.locator(".progress-table")).to_contain_text("reviewed under a day ago")
+    assert page_scroll_width(page) <= 390
+    screenshot("drills-progress-mobile")
+
+
+def test_mock_notes_typed_without_keyup_are_autosaved(live_server, page, partial_outages):
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.goto(live_server.url + "/drills/mock/")
+    page.select_option("select[name=question]", str(partial_outages.pk))
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-mock-clock]:not([hidden])")
+    # fill() fires input but no key events, like paste, autofill and dictation do.
+    page.fill("#notes-requirements", "pasted: exactly-once is a lie")
+    expect(page.locator("#status-requirements")).to_contain_text("Saved at", timeout=5000)
+    page.reload()
+    assert page.input_value("#notes-requirements") == "pasted: exactly-once is a lie"

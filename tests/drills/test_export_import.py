@@ -142,3 +142,95 @@ def test_import_page_renders_and_requires_a_file(client):
     response = client.post(reverse("drills:import"), {})
     assert response.status_code == 400
     assert "This field is required" in response.content.decode()
+
+
+def exported_doc(client) -> dict:
+    question = make_question("first")
+    drill(client, question, 3)
+    return json.loads(client.get(reverse("drills:export")).content)
+
+
+@pytest.mark.parametrize(
+    ("constant", "message"),
+    [
+        ("NaN", "contains NaN, which is not a number"),
+        ("Infinity", "contains Infinity, which is not a number"),
+        ("-Infinity", "contains -Infinity, which is not a number"),
+        ("1e999", "the number 1e999, which is too large"),
+    ],
+)
+def test_import_rejects_non_finite_fsrs_numbers_with_400_not_500(client, constant, message):
+    text = json.dumps(exported_doc(client))
+    text = text.replace('"stability": ', f'"stability": {constant}, "was": ', 1)
+    response = upload(Client(), text.encode())
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert Card.objects.count() == 1
+
+
+def test_import_rejects_non_finite_stability_even_when_data_bypasses_the_json_reader(client):
+    from topics.drills import services
+
+    data = exported_doc(client)
+    data["cards"][0]["fsrs"]["stability"] = float("nan")
+    with pytest.raises(services.ImportRejected, match="stability must be a finite number"):
+        services.parse_export(data)
+
+
+@pytest.mark.parametrize("field", ["question", "topic"])
+@pytest.mark.parametrize("value", [["a"], {"a": 1}, 7])
+def test_import_requires_topic_and_question_to_be_text(client, field, value):
+    data = exported_doc(client)
+    data["cards"][0][field] = value
+    response = upload(Client(), json.dumps(data).encode())
+    assert response.status_code == 400
+    assert "“topic” and “question” must be text" in response.content.decode()
+
+
+def test_import_rejects_an_integer_with_thousands_of_digits_with_400(client):
+    data = exported_doc(client)
+    text = json.dumps(data).replace('"reps": 1', '"reps": ' + "9" * 5000, 1)
+    assert "9" * 5000 in text
+    response = upload(Client(), text.encode())
+    assert response.status_code == 400
+    assert "5,000-digit number" in response.content.decode()
+
+
+def test_import_rejects_a_list_as_rating_with_400(client):
+    data = exported_doc(client)
+    data["cards"][0]["reviews"][0]["rating"] = [3]
+    response = upload(Client(), json.dumps(data).encode())
+    assert response.status_code == 400
+    assert "rating must be 1, 2, 3 or 4" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("reviewed_at", "message"),
+    [
+        ("2999-01-01T00:00:00+00:00", "review date 2999-01-01 is in the future"),
+        ("1999-12-31T00:00:00+00:00", "review date 1999-12-31 is before 2000"),
+    ],
+)
+def test_import_rejects_review_dates_in_the_future_or_before_2000(client, reviewed_at, message):
+    data = exported_doc(client)
+    data["cards"][0]["reviews"][0]["reviewed_at"] = reviewed_at
+    response = upload(Client(), json.dumps(data).encode())
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert Review.objects.count() == 1
+
+
+def test_import_rejects_fsrs_last_review_in_the_future(client):
+    data = exported_doc(client)
+    data["cards"][0]["fsrs"]["last_review"] = "2999-01-01T00:00:00+00:00"
+    response = upload(Client(), json.dumps(data).encode())
+    assert response.status_code == 400
+    assert "FSRS last_review: review date 2999-01-01 is in the future" in response.content.decode()
+
+
+def test_import_rejects_answer_with_lone_surrogate_with_400(client):
+    data = exported_doc(client)
+    text = json.dumps(data).replace('"answer": "', '"answer": "\\ud800', 1)
+    response = upload(Client(), text.encode())
+    assert response.status_code == 400
+    assert "answer must be text" in response.content.decode()

@@ -33,7 +33,8 @@ def test_mock_page_shows_phases_budgets_and_curveballs(client, mock):
     assert "/sandbox/?preset=crash" in html
     assert "Traffic tripled in 5 minutes" in html
     assert "/sandbox/?preset=spike" in html
-    assert 'hx-trigger="keyup changed delay:800ms"' in html
+    # Paste, autofill and dictation fire input events, never keyup.
+    assert 'hx-trigger="input changed delay:800ms, change"' in html
 
 
 def test_mock_notes_survive_a_reload(client, mock):

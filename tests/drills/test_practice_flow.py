@@ -208,3 +208,27 @@ def test_topic_drill_page_lists_questions_with_status(client, question):
     assert question.prompt in html
     assert "Practise next due" in html
     assert "New" in html
+
+
+def next_question_href(html: str) -> str:
+    return re.search(r'<a class="btn" href="([^"]+)" data-next-question>Next question</a>', html)[1]
+
+
+def test_next_question_after_rating_goes_straight_to_the_next_planned_question(client, question):
+    following = make_question("following")
+    response = submit(client, question)
+    html = client.post(response["Location"] + "rate/", {"rating": "3"}, follow=True).content.decode()
+    assert next_question_href(html) == question_url(following)
+
+
+def test_next_question_after_rating_the_last_one_goes_to_the_overview(client, question):
+    response = submit(client, question)
+    html = client.post(response["Location"] + "rate/", {"rating": "1"}, follow=True).content.decode()
+    assert next_question_href(html) == reverse("drills:home")
+
+
+def test_next_question_link_is_right_in_the_htmx_fragment_too(client, question):
+    following = make_question("following")
+    response = submit(client, question)
+    html = client.post(response["Location"] + "rate/", {"rating": "3"}, headers={"HX-Request": "true"}).content
+    assert next_question_href(html.decode()) == question_url(following)

@@ -58,7 +58,43 @@ def test_progress_page_renders_accessible_chart_and_table(client, question):
     assert "onclick" not in html
 
 
-def test_progress_page_works_for_a_brand_new_visitor(client):
+def test_progress_page_shows_empty_state_instead_of_empty_chart_for_a_new_visitor(client):
     response = client.get(reverse("drills:progress"))
     assert response.status_code == 200
-    assert "0 reviews in total" in response.content.decode()
+    html = response.content.decode()
+    assert "No reviews yet — drill a question to start your streak." in html
+    assert '<svg role="img"' not in html
+
+
+def test_readiness_is_a_dash_right_after_rating_again_not_100_percent(client, question):
+    attempt_url = client.post(question.get_absolute_url(), {"answer": "", "action": "give_up"})["Location"]
+    client.post(attempt_url + "rate/", {"rating": "1"})
+    html = client.get(reverse("drills:progress")).content.decode()
+    assert "100%</div>" not in html
+    assert 'value="100"' not in html
+    assert '<div class="n">—</div><div class="k">readiness' in html
+    assert "reviewed under a day ago" in html
+    assert "Questions reviewed in the last 24 hours are left out" in html
+
+
+def test_readiness_leaves_out_cards_reviewed_less_than_a_day_ago():
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    learner = Learner(session_key="s1")
+    fresh_q, old_q = make_question("fresh"), make_question("old")
+    make_question("unseen")
+    old = scheduling.review(scheduling.new_card(now - timedelta(days=10)), 3, now - timedelta(days=10))
+    fresh = scheduling.review(scheduling.new_card(now - timedelta(hours=2)), 1, now - timedelta(hours=2))
+    for question, fsrs_card in ((old_q, old), (fresh_q, fresh)):
+        card = Card(session_key="s1", question=question)
+        card.set_fsrs(fsrs_card)
+        card.save()
+    [concept] = services.progress_for(learner=learner, now=now).concepts
+    assert (concept.seen, concept.recent) == (2, 1)
+    # the fresh card is left out: old card's recall over old + unseen
+    assert concept.readiness == round(100 * scheduling.retrievability(old, now) / 2)
+
+    Card.objects.filter(question=old_q).delete()
+    [concept] = services.progress_for(learner=learner, now=now).concepts
+    assert concept.readiness is None
+    later = services.progress_for(learner=learner, now=now + timedelta(days=1)).concepts[0]
+    assert later.readiness is not None

@@ -1,4 +1,5 @@
 import time
+from datetime import UTC, datetime, timedelta
 
 from rq import Queue
 from rq.rate_limit import RateLimit, RateLimitRegistry
@@ -25,3 +26,24 @@ def test_a_recently_promoted_job_is_left_alone(redis_conn):
     job = queue.enqueue("operator.add", 1, 2, rate_limit=RateLimit(key="janitor-test-2", concurrency=1))
     redis_conn.lrem(queue.key, 1, job.id)
     assert recover_lost_promotions(queue) == []  # could be a worker between pop and start
+
+
+def test_the_lock_of_a_silent_scheduler_is_released_and_a_live_ones_is_kept(redis_conn):
+    from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+    from rq.utils import utcformat
+
+    from sandbox.janitor import release_dead_scheduler_lock
+
+    queue = Queue("janitor-sched", connection=redis_conn)
+    lock = RQScheduler.get_locking_key(queue.name)
+    redis_conn.set(lock, "live-one", ex=60)
+    redis_conn.hset(SCHEDULER_KEY_TEMPLATE % "live-one", "last_heartbeat", utcformat(datetime.now(UTC)))
+    assert release_dead_scheduler_lock(queue) is False
+    assert redis_conn.get(lock) == b"live-one"
+
+    redis_conn.set(lock, "dead-one", ex=60)
+    redis_conn.hset(
+        SCHEDULER_KEY_TEMPLATE % "dead-one", "last_heartbeat", utcformat(datetime.now(UTC) - timedelta(seconds=30))
+    )
+    assert release_dead_scheduler_lock(queue) is True
+    assert redis_conn.get(lock) is None

@@ -1,5 +1,7 @@
 """Drill operations that span several models: submit, rate, plan the day, progress, merge, export/import."""
 
+import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -103,6 +105,10 @@ class DrillPlan:
         items = self.items
         return items[0] if items else None
 
+    def next_after(self, question: Question) -> Question | None:
+        """The first planned question other than the one just drilled, so "Next" never loops back."""
+        return next((item for item in self.items if item.pk != question.pk), None)
+
 
 # Lists of questions never show answers or section bodies; loading them made list pages 10x slower.
 HEAVY_FIELDS = (
@@ -143,6 +149,16 @@ def due_count(learner: Learner | None, now: datetime | None = None) -> int:
 # Progress ---------------------------------------------------------------------------------------
 
 
+# Straight after any review (even "Again") FSRS recall is ~100%, which says nothing about readiness.
+READINESS_SETTLE = timedelta(days=1)
+READINESS_RULE = (
+    "Readiness is the mean FSRS recall probability (retrievability) right now across a concept's questions; "
+    "questions you have not drilled count as 0%. Questions reviewed in the last 24 hours are left out, because "
+    "recall is always near 100% straight after a review; a concept shows “—” until at least one of its drilled "
+    "questions was last reviewed a day or more ago."
+)
+
+
 @dataclass
 class ConceptProgress:
     title: str
@@ -150,12 +166,16 @@ class ConceptProgress:
     seen: int = 0
     due: int = 0
     mastered: int = 0
+    recent: int = 0  # drilled, but last reviewed less than READINESS_SETTLE ago: not counted
     recall_sum: float = 0.0
 
     @property
-    def readiness(self) -> int:
-        """Mean recall probability over the section's questions, unseen ones counting as 0, in percent."""
-        return round(100 * self.recall_sum / self.questions) if self.questions else 0
+    def readiness(self) -> int | None:
+        """Mean recall over the questions that can be measured, in percent; None while every drilled one is fresh."""
+        if self.seen and self.recent == self.seen:
+            return None
+        measured = self.questions - self.recent
+        return round(100 * self.recall_sum / measured) if measured > 0 else 0
 
 
 @dataclass
@@ -180,12 +200,14 @@ def progress_for(*, learner: Learner | None, now: datetime | None = None, days: 
         if concept is None:
             continue
         fsrs_card = card.fsrs_card()
-        recall = scheduling.retrievability(fsrs_card, now)
+        recent = card.last_review is not None and now - card.last_review < READINESS_SETTLE
+        recall = 0.0 if recent else scheduling.retrievability(fsrs_card, now)
         mastered = scheduling.is_mastered(fsrs_card)
         for bucket in (concept, totals):
             bucket.seen += 1
             bucket.due += card.due <= now
             bucket.mastered += mastered
+            bucket.recent += recent
             bucket.recall_sum += recall
     today = start_of_today(now).date()
     reviews = Review.objects.filter(card__in=Card.objects.for_learner(learner))
@@ -314,6 +336,41 @@ class ImportRejected(ValueError):
     """A file we cannot import; the message is shown to the learner as is."""
 
 
+EARLIEST_REVIEW = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_NUMBER_DIGITS = 20  # ids are epoch milliseconds; anything longer is not from an export
+
+
+def _reject_constant(name: str):
+    raise ImportRejected(f"The file contains {name}, which is not a number a drills export can hold.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ImportRejected(f"The file contains the number {text[:40]}, which is too large to be a drills value.")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise ImportRejected(f"The file contains a {len(text):,}-digit number; a drills export has no such numbers.")
+    return int(text)
+
+
+def export_loads(raw: bytes):
+    """Decode an uploaded export; non-finite or absurdly long numbers are rejected, since they cannot be stored."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ImportRejected("That file is not valid JSON, so it cannot be a drills export.") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_short_int)
+    except ImportRejected:
+        raise
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError, as is int()'s digit limit
+        raise ImportRejected("That file is not valid JSON, so it cannot be a drills export.") from None
+
+
 def _aware(value, where: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
@@ -322,6 +379,25 @@ def _aware(value, where: str) -> datetime:
     if moment.tzinfo is None:
         raise ImportRejected(f"{where}: date-time has no time zone.")
     return moment.astimezone(UTC)
+
+
+def _review_moment(value, where: str) -> datetime:
+    """A past review time: not before 2000, not more than a day ahead (clocks differ, a day does not)."""
+    moment = _aware(value, where) if not isinstance(value, datetime) else value
+    if moment < EARLIEST_REVIEW:
+        raise ImportRejected(f"{where}: review date {moment:%Y-%m-%d} is before 2000.")
+    if moment > timezone.now() + timedelta(days=1):
+        raise ImportRejected(f"{where}: review date {moment:%Y-%m-%d} is in the future.")
+    return moment
+
+
+def _encodable(text: str) -> bool:
+    """False for lone surrogates (JSON "\\ud800"), which the database cannot store as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _index_list(value, where: str) -> list[int]:
@@ -336,8 +412,14 @@ def _checked_fsrs(card: scheduling.FsrsCard, where: str) -> scheduling.FsrsCard:
         raise ImportRejected(f"{where}: FSRS dates must carry a time zone.")
     if card.step is not None and (not isinstance(card.step, int) or isinstance(card.step, bool) or card.step < 0):
         raise ImportRejected(f"{where}: invalid FSRS learning step.")
+    for name in ("stability", "difficulty"):
+        value = getattr(card, name)
+        if value is not None and not math.isfinite(value):
+            raise ImportRejected(f"{where}: FSRS {name} must be a finite number.")
     card.due = card.due.astimezone(UTC)
     card.last_review = card.last_review.astimezone(UTC) if card.last_review else None
+    if card.last_review is not None:
+        _review_moment(card.last_review, f"{where}, FSRS last_review")
     try:
         scheduling.review(card, 3, max(timezone.now(), card.last_review or card.due))
     except Exception:  # any failure means the state is unusable
@@ -364,6 +446,8 @@ def parse_export(data) -> list[dict]:
         if not isinstance(item, dict):
             raise ImportRejected(f"{where}: expected an object.")
         key = (item.get("topic"), item.get("question"))
+        if not all(isinstance(part, str) for part in key):
+            raise ImportRejected(f"{where}: “topic” and “question” must be text.")
         question = questions.get(key)
         if question is None:
             raise ImportRejected(f"{where}: unknown question {str(key[1])[:100]!r} in topic {str(key[0])[:100]!r}.")
@@ -372,7 +456,7 @@ def parse_export(data) -> list[dict]:
         seen.add(key)
         try:
             fsrs_card = scheduling.FsrsCard.from_dict(item["fsrs"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise ImportRejected(f"{where}: invalid FSRS card state.") from None
         fsrs_card = _checked_fsrs(fsrs_card, where)
         reviews = item.get("reviews", [])
@@ -384,17 +468,17 @@ def parse_export(data) -> list[dict]:
             if not isinstance(review, dict):
                 raise ImportRejected(f"{rwhere}: expected an object.")
             rating = review.get("rating")
-            if rating not in scheduling.RATINGS or isinstance(rating, bool):
+            if not isinstance(rating, int) or isinstance(rating, bool) or rating not in scheduling.RATINGS:
                 raise ImportRejected(f"{rwhere}: rating must be 1, 2, 3 or 4.")
             answer = review.get("answer", "")
-            if not isinstance(answer, str) or len(answer) > 20_000:
+            if not isinstance(answer, str) or len(answer) > 20_000 or not _encodable(answer):
                 raise ImportRejected(f"{rwhere}: answer must be text of at most 20,000 characters.")
             duration = review.get("duration_ms")
             if duration is not None and (not isinstance(duration, int) or not 0 <= duration <= MAX_DURATION_MS):
                 raise ImportRejected(f"{rwhere}: duration_ms must be a whole number of milliseconds.")
             clean_reviews.append(
                 {
-                    "reviewed_at": _aware(review.get("reviewed_at"), rwhere),
+                    "reviewed_at": _review_moment(review.get("reviewed_at"), rwhere),
                     "rating": rating,
                     "duration_ms": duration,
                     "answer": answer,

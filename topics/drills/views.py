@@ -1,7 +1,5 @@
 """Drill views: a few lines of HTTP glue each; the rules live in services.py and the models."""
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth import login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -79,9 +77,12 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
     ]
     card = None
     next_due = ""
+    next_url = reverse("drills:home")
     if review is not None:
         card = review.card
         next_due = scheduling.humanize_delta(card.due - timezone.now())
+        upcoming = services.drill_plan(learner=learner_for(request, create=False)).next_after(question)
+        next_url = upcoming.get_absolute_url() if upcoming else next_url
     return question_context(
         question,
         attempt=attempt,
@@ -90,6 +91,7 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
         review=review,
         card=card,
         next_due=next_due,
+        next_url=next_url,
         match_rule=MATCH_RULE,
         duration=scheduling.clock(attempt.duration_ms),
         ratings=scheduling.RATINGS.items(),
@@ -201,6 +203,7 @@ def progress(request: HttpRequest) -> HttpResponse:
             "progress": data,
             "chart": services.bar_chart(data.per_day),
             "mastered_rule": scheduling.MASTERED_RULE,
+            "readiness_rule": services.READINESS_RULE,
             "import_form": ImportForm(),
         },
     )
@@ -224,21 +227,19 @@ def import_view(request: HttpRequest) -> HttpResponse:
         form = ImportForm(request.POST, request.FILES)
         if form.is_valid():
             try:
-                data = json.loads(form.cleaned_data["file"].read().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                error = "That file is not valid JSON, so it cannot be a drills export."
+                data = services.export_loads(form.cleaned_data["file"].read())
+                counts = services.import_data(learner=learner_for(request), data=data)
+            except services.ImportRejected as exc:
+                error = str(exc)
+            except ValueError:  # a parser limit we did not foresee: still the file's fault, never a 500
+                error = "That file could not be read as a drills export."
             else:
-                try:
-                    counts = services.import_data(learner=learner_for(request), data=data)
-                except services.ImportRejected as exc:
-                    error = str(exc)
-                else:
-                    messages.success(
-                        request,
-                        f"Imported {counts['cards']} questions: {counts['new_cards']} new cards, "
-                        f"{counts['new_reviews']} new reviews (already-known reviews were skipped).",
-                    )
-                    return redirect("drills:progress")
+                messages.success(
+                    request,
+                    f"Imported {counts['cards']} questions: {counts['new_cards']} new cards, "
+                    f"{counts['new_reviews']} new reviews (already-known reviews were skipped).",
+                )
+                return redirect("drills:progress")
     status = 400 if error or form.errors else 200
     return render(request, "drills/import.html", {"nav": "drills", "form": form, "error": error}, status=status)
 
