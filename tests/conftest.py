@@ -101,17 +101,19 @@ class RedisControl:
     def start(self) -> None:
         STATE["redis"] = devstack.start_redis(STATE["redis_port"], STATE["redis_dir"])
         if STATE.get("workers_running"):
-            # Leave the next test a working lab: workers re-register and one restarts the scheduler.
-            from rq.scheduler import RQScheduler
+            # Leave the next test a working lab. A heartbeat younger than the restart proves a live
+            # scheduler: the append-only file brings back the lock and heartbeat of dead ones.
+            from sandbox.workers import scheduler_heartbeat_age
 
+            restarted = time.monotonic()
             connection = Redis.from_url(STATE["redis_url"])
-            lock = RQScheduler.get_locking_key("lab")
-            wait_for(
-                lambda: connection.exists(lock) and Worker.count(connection=connection) >= 2,
-                60,
-                0.2,
-                "lab scheduler after restart",
-            )
+
+            def scheduler_back() -> bool:
+                holder, age = scheduler_heartbeat_age(connection)
+                fresh = holder is not None and age is not None and age < time.monotonic() - restarted
+                return fresh and Worker.count(connection=connection) >= 2
+
+            wait_for(scheduler_back, 60, 0.2, "the lab scheduler to come back after the restart")
 
 
 @pytest.fixture
