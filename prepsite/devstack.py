@@ -67,7 +67,8 @@ def start_redis(port: int, data_dir: Path, *, appendonly: bool = True, host: str
         "--logfile",
         str(data_dir / "redis.log"),
     ]
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    # Its own session: Ctrl-C reaches the web server and workers first; Redis is stopped after them.
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"redis://{host}:{port}/0"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
