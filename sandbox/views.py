@@ -25,8 +25,8 @@ from sandbox.params import MAX_JOBS, ExperimentForm
 from sandbox.presets import DEFAULTS, PRESETS
 from sandbox.workers import scheduler_alive
 
-TIMELINE_JOBS = 40
-DLQ_ROWS = 50
+TIMELINE_JOBS = 30
+DLQ_ROWS = 20
 HISTORY_ROWS = 100
 FAILED_MARKS = ("error", "timeout", "crash", "abandoned")
 TOPIC = "queueing"
