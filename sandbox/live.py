@@ -312,15 +312,37 @@ def _percentile(redis: Redis, name: str, fraction: float) -> float | None:
     count = redis.zcard(name)
     if not count:
         return None
-    rank = min(count - 1, max(0, round(fraction * count + 0.5) - 1))
-    member = redis.zrange(name, rank, rank, withscores=True)
+    member = redis.zrange(name, _rank(count, fraction), _rank(count, fraction), withscores=True)
     return member[0][1] if member else None
 
 
-def read(experiment_id: int, *, events: int = 30, connection: Redis | None = None) -> LiveState:
+def _latencies(redis: Redis, name: str, slo_fraction: float | None) -> dict[str, float | None]:
+    """p50, p95, max (and the SLO's percentile) of the latency set in two round trips."""
+    count = redis.zcard(name)
+    result: dict[str, float | None] = {"count": count, "p50": None, "p95": None, "max": None, "slo": None}
+    if not count:
+        return result
+    ranks = {"p50": _rank(count, 0.50), "p95": _rank(count, 0.95), "max": count - 1}
+    if slo_fraction is not None:
+        ranks["slo"] = _rank(count, slo_fraction)
+    pipe = redis.pipeline(transaction=False)
+    for rank in ranks.values():
+        pipe.zrange(name, rank, rank, withscores=True)
+    for label, member in zip(ranks, pipe.execute(), strict=True):
+        result[label] = member[0][1] if member else None
+    return result
+
+
+def _rank(count: int, fraction: float) -> int:
+    return min(count - 1, max(0, round(fraction * count + 0.5) - 1))
+
+
+def read(
+    experiment_id: int, *, events: int = 30, slo_fraction: float | None = None, connection: Redis | None = None
+) -> LiveState:
     redis = connection or get_redis()
     k = lambda name: key(experiment_id, name)  # noqa: E731
-    pipe = redis.pipeline()
+    pipe = redis.pipeline(transaction=False)
     pipe.hgetall(k("c"))
     pipe.hget(k("meta"), "t0")
     pipe.hgetall(k("run"))
@@ -348,13 +370,7 @@ def read(experiment_id: int, *, events: int = 30, connection: Redis | None = Non
         buckets=buckets,
         retry_hist={int(s): int(n) for s, n in hist.items()},
     )
-    lat = k("lat")
-    state.latencies = {
-        "p50": _percentile(redis, lat, 0.50),
-        "p95": _percentile(redis, lat, 0.95),
-        "max": (redis.zrange(lat, -1, -1, withscores=True) or [(None, None)])[0][1],
-        "count": redis.zcard(lat),
-    }
+    state.latencies = _latencies(redis, k("lat"), slo_fraction)
     return state
 
 

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, HttpResponseClientRedirect
 from rq import Worker
+from rq.utils import utcparse
 
 from prepsite.redis_conn import LAB_QUEUE, get_redis
 from sandbox import charts, experiments, live
@@ -81,7 +82,7 @@ def lab_status() -> dict:
     """Workers and scheduler as the home page shows them; touches Redis, so a dead Redis means 503."""
     redis = get_redis()
     return {
-        "workers": len(Worker.all(connection=redis)),
+        "workers": Worker.count(connection=redis),
         "scheduler": scheduler_alive(redis, LAB_QUEUE),
     }
 
@@ -230,11 +231,17 @@ def compare(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------- the live view
 
 
+def read_state(experiment: Experiment) -> live.LiveState:
+    """One read of everything the panels show, the SLO's percentile included."""
+    fraction = experiment.params.get("slo_percentile", 95) / 100
+    return live.read(experiment.pk, events=30, slo_fraction=fraction)
+
+
 def _slo(experiment: Experiment, state: live.LiveState) -> dict:
     params = experiment.params
     percentile = params.get("slo_percentile", 95)
     target_ms = params.get("slo_seconds", 10) * 1000
-    observed = live.percentile_at(experiment.pk, percentile / 100) if state.latencies.get("count") else None
+    observed = state.latencies.get("slo")
     return {
         "percentile": percentile,
         "target_ms": target_ms,
@@ -318,16 +325,23 @@ def _dlq_rows(experiment: Experiment, state: live.LiveState) -> list[dict]:
 
 
 def _workers(now: float) -> dict:
+    """Every worker's state in two round trips (Worker.all() would cost three per worker)."""
     redis = get_redis()
+    keys = sorted(key.decode() for key in redis.smembers(Worker.redis_workers_keys))
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.hmget(key, "state", "current_job", "last_heartbeat")
     rows = []
-    for worker in Worker.all(connection=redis):
-        beat = worker.last_heartbeat
+    for key, (state, job, beat) in zip(keys, pipe.execute(), strict=True):
+        if state is None:
+            continue  # registered but its hash expired: a dead worker
+        age = now - utcparse(beat.decode()).replace(tzinfo=UTC).timestamp() if beat else None
         rows.append(
             {
-                "name": worker.name,
-                "state": worker.get_state(),
-                "job": worker.get_current_job_id() or "",
-                "heartbeat_age": round(now - beat.replace(tzinfo=UTC).timestamp(), 1) if beat else None,
+                "name": key.removeprefix(Worker.redis_worker_namespace_prefix),
+                "state": state.decode(),
+                "job": job.decode() if job else "",
+                "heartbeat_age": round(age, 1) if age is not None else None,
             }
         )
     return {"rows": rows, "scheduler": scheduler_alive(redis, LAB_QUEUE)}
@@ -585,7 +599,7 @@ def _maybe_finish(experiment: Experiment, state: live.LiveState) -> None:
 @require_GET
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    state = live.read(experiment.pk, events=30)
+    state = read_state(experiment)
     _maybe_finish(experiment, state)
     context = {"nav": "lab", **live_context(experiment, state)}
     return render(request, "sandbox/detail.html", context)
@@ -594,7 +608,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 def render_panels(
     request: HttpRequest, experiment: Experiment, *, flash: str = "", flash_error: bool = False, status: int = 200
 ) -> HttpResponse:
-    state = live.read(experiment.pk, events=30)
+    state = read_state(experiment)
     _maybe_finish(experiment, state)
     context = {**live_context(experiment, state), "oob": True, "flash": flash, "flash_error": flash_error}
     if context["done"] and status == 200 and not flash:
@@ -631,7 +645,7 @@ def _limited(request: HttpRequest, experiment: Experiment, text: str) -> HttpRes
     """A shared-lab limit: 429 with the message, as a fragment for htmx or on the whole page."""
     if request.htmx:
         return render_panels(request, experiment, flash=text, flash_error=True, status=429)
-    state = live.read(experiment.pk, events=30)
+    state = read_state(experiment)
     context = {"nav": "lab", **live_context(experiment, state), "flash": text, "flash_error": True}
     return render(request, "sandbox/detail.html", context, status=429)
 
