@@ -5,6 +5,7 @@ import signal
 import time
 
 from django.db import IntegrityError, transaction
+from redis import Redis
 from rq import Queue
 
 from prepsite.redis_conn import LAB_QUEUE
@@ -69,7 +70,10 @@ def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> st
     key = f"order-{job}" if idempotent else None
     try:
         with transaction.atomic():
-            already = LedgerEntry.objects.filter(experiment_id=experiment_id, order_number=job).exists()
+            # Only a consumer without a key needs to look: with one, the unique constraint answers.
+            already = (
+                not idempotent and LedgerEntry.objects.filter(experiment_id=experiment_id, order_number=job).exists()
+            )
             LedgerEntry.objects.create(
                 experiment_id=experiment_id,
                 order_number=job,
@@ -82,8 +86,8 @@ def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> st
     return "double_charge" if already else "charged"
 
 
-def process(experiment_id: int, job: int, *, job_id: str, worker: str) -> str:
-    recorder = Recorder(experiment_id)
+def process(experiment_id: int, job: int, *, job_id: str, worker: str, connection: Redis | None = None) -> str:
+    recorder = Recorder(experiment_id, connection)
     context = recorder.context()
     if context is None:
         return "expired"  # the experiment's keys are gone; nothing to account for

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import DatabaseError
 from django.utils import timezone
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -126,19 +127,19 @@ def experiment_start(
     return experiment
 
 
-def finish_if_done(experiment_id: int) -> bool:
+def finish_if_done(experiment_id: int, connection: Redis | None = None) -> bool:
     """Mark the experiment finished once every admitted job is terminal. Bookkeeping only: never raises."""
     try:
-        return _finish_if_done(experiment_id)
+        return _finish_if_done(experiment_id, connection)
     except (RedisError, DatabaseError):
         log.exception("could not check whether experiment %s finished; the next read will", experiment_id)
         return False
 
 
-def _finish_if_done(experiment_id: int) -> bool:
-    if not live.looks_finished(experiment_id):
+def _finish_if_done(experiment_id: int, connection: Redis | None) -> bool:
+    if not live.looks_finished(experiment_id, connection):
         return False
-    state = live.read(experiment_id, events=0)
+    state = live.read(experiment_id, events=0, connection=connection)
     if not state.finished:
         return False
     summary = summarize(state)

@@ -12,8 +12,11 @@ from sandbox.live import Recorder, parse_job_id
 
 def charge_order(experiment_id: int, job_index: int) -> str:
     job = get_current_job()
-    outcome = consumer.process(experiment_id, job_index, job_id=job.id, worker=job.worker_name or "")
-    experiments.finish_if_done(experiment_id)
+    # RQ's own connection is already open in the work-horse; a second one would cost a handshake per job.
+    outcome = consumer.process(
+        experiment_id, job_index, job_id=job.id, worker=job.worker_name or "", connection=job.connection
+    )
+    experiments.finish_if_done(experiment_id, job.connection)
     return outcome
 
 
@@ -28,7 +31,7 @@ def record_failure(job: Job, kind: str, error: str) -> None:
         job=job_index, job_id=job.id, kind=kind, error=error, retry_at=retry_at
     )
     if retry_at is None:
-        experiments.finish_if_done(experiment_id)
+        experiments.finish_if_done(experiment_id, job.connection)
 
 
 def on_failure(job: Job, connection, exc_type, exc_value, traceback) -> None:
