@@ -14,10 +14,6 @@
         event.detail.target = slot;
         event.detail.swapOverride = "innerHTML";
       }
-    } else if (status === 400 || status === 429) {
-      // The Lab answers these with a fragment made for the swap: a re-rendered form, or panels with a message.
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
     }
   });
 

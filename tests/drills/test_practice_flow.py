@@ -232,3 +232,28 @@ def test_next_question_link_is_right_in_the_htmx_fragment_too(client, question):
     response = submit(client, question)
     html = client.post(response["Location"] + "rate/", {"rating": "3"}, headers={"HX-Request": "true"}).content
     assert next_question_href(html.decode()) == question_url(following)
+
+
+def test_answer_submissions_are_rate_limited_with_a_message(client, content):
+    from topics.drills.views import ANSWERS_PER_MINUTE
+
+    question = content.get(slug="traffic-spikes")
+    url = question.get_absolute_url()
+    client.get(url)
+    statuses = [
+        client.post(url, {"answer": f"attempt {n}", "action": "submit", "started_at": ""}).status_code
+        for n in range(ANSWERS_PER_MINUTE + 1)
+    ]
+    assert 429 not in statuses[:ANSWERS_PER_MINUTE]
+    assert statuses[-1] == 429
+    refused = client.post(url, {"answer": "one more", "action": "submit", "started_at": ""})
+    assert "answers in a minute" in refused.content.decode()
+
+
+def test_answers_are_accepted_while_redis_is_down(client, content, redis_control):
+    question = content.get(slug="traffic-spikes")
+    redis_control.stop()
+    response = client.post(
+        question.get_absolute_url(), {"answer": "bulkheads and timeouts", "action": "submit", "started_at": ""}
+    )
+    assert response.status_code == 302

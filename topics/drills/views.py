@@ -10,6 +10,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
+from prepsite.ratelimit import allow
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
@@ -126,11 +127,30 @@ def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
     return render(request, "drills/topic_drill.html", {"nav": "drills", "topic": topic_obj, "rows": rows, "plan": plan})
 
 
+ANSWERS_PER_MINUTE = 20
+
+
+def answer_allowed(request: HttpRequest) -> bool:
+    """Bound answer submissions per learner. Fails open: drills must keep working while Redis is down."""
+    if request.user.is_authenticated:
+        who = f"user:{request.user.pk}"
+    else:
+        if request.session.session_key is None:
+            request.session.save()  # the learner's session is created on submit anyway; count against it from the first
+        who = f"session:{request.session.session_key}"
+    return allow("drill-answer", who, limit=ANSWERS_PER_MINUTE, window_s=60, fail_open=True)
+
+
 @require_http_methods(["GET", "POST"])
 def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
     question = get_question(topic, slug)
     if request.method == "POST":
         form = AttemptForm(request.POST)
+        if form.is_valid() and not answer_allowed(request):
+            form.add_error(
+                None, f"That is {ANSWERS_PER_MINUTE} answers in a minute; take a breath and try again shortly."
+            )
+            return page(request, "drills/question.html", "drill", question_context(question, form=form), 429)
         if form.is_valid():
             attempt = services.attempt_submit(
                 learner=learner_for(request),
