@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER_SECONDS = 5 * HEARTBEAT_SECONDS
 LOST_AFTER_SECONDS = 30
+CONFIRM_SECONDS = HEARTBEAT_SECONDS
 LOCK_SECONDS = 30
 
 
@@ -43,8 +44,12 @@ def job_is_beating(connection: Redis, job_id: str) -> bool:
     return bool(connection.exists(beat_key(job_id)))
 
 
-def recover_abandoned(queue: Queue) -> list[str]:
-    """Hand every started job whose worker is dead to RQ's cleanup; return their ids."""
+def recover_abandoned(queue: Queue, suspects: dict[str, float] | None = None) -> list[str]:
+    """Hand every started job whose worker is dead to RQ's cleanup; return their ids.
+
+    With `suspects` (kept between passes), an entry must look dead on two passes at least
+    CONFIRM_SECONDS apart: a false positive would run a live job twice.
+    """
     connection = queue.connection
     if not connection.set(queue.registry_cleaning_key, 1, nx=True, ex=LOCK_SECONDS):
         return []
@@ -61,6 +66,17 @@ def recover_abandoned(queue: Queue) -> list[str]:
             if worker_is_alive(connection, job.worker_name, now) or job_is_beating(connection, job_id):
                 continue
             dead[entry] = job_id
+        if suspects is not None:
+            seen = time.monotonic()
+            for entry in list(suspects):
+                if entry not in dead:
+                    del suspects[entry]  # it came back to life or finished
+            for entry in list(dead):
+                first = suspects.setdefault(entry, seen)
+                if seen - first < CONFIRM_SECONDS:
+                    del dead[entry]
+                else:
+                    del suspects[entry]
         if dead:
             connection.zadd(registry.key, dict.fromkeys(dead, 1), xx=True)
             registry.cleanup(timestamp=1)
@@ -128,9 +144,10 @@ def release_dead_scheduler_lock(queue: Queue) -> bool:
 
 
 def run_forever(queue: Queue, interval: float = HEARTBEAT_SECONDS) -> None:
+    suspects: dict[str, float] = {}
     while True:
         try:
-            recover_abandoned(queue)
+            recover_abandoned(queue, suspects)
             recover_lost_promotions(queue)
             release_dead_scheduler_lock(queue)
         except Exception:

@@ -137,3 +137,32 @@ def test_fuzzed_progress_imports_never_500(content, client, payload):
 @given(q=st.text(max_size=250))
 def test_fuzzed_search_queries_never_500(content, client, q):
     assert client.get("/search/", {"q": q}).status_code < 500
+
+
+lab_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "preset": st.sampled_from(["happy", "spike", "nope", ""]),
+        "jobs": st.one_of(st.integers(-5, 600), st.text(max_size=4)),
+        "failure_rate": st.one_of(st.floats(allow_nan=True), st.text(max_size=4)),
+        "duration_ms": st.integers(-100, 20_000),
+        "max_retries": st.integers(-2, 20),
+        "jitter": st.sampled_from(["none", "full", "equal", "<b>"]),
+        "seed": st.one_of(st.integers(-5, 2**40), st.text(max_size=4)),
+        "prediction": st.text(max_size=2500),
+    },
+)
+
+
+@pytest.mark.django_db(transaction=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=lab_fields)
+def test_fuzzed_lab_starts_never_500(client, data):
+    from sandbox import experiments
+    from sandbox.presets import DEFAULTS
+
+    form = {**{k: str(v) for k, v in DEFAULTS.items()}, "preset": "happy", "duration_ms": "1", "jobs": "2"}
+    response = client.post(reverse("sandbox:start"), {**form, **{k: str(v) for k, v in data.items()}})
+    assert response.status_code in {302, 400, 429}
+    for experiment in Experiment.objects.filter(status="running"):
+        experiments.experiment_stop(experiment)

@@ -47,3 +47,27 @@ def test_the_lock_of_a_silent_scheduler_is_released_and_a_live_ones_is_kept(redi
     )
     assert release_dead_scheduler_lock(queue) is True
     assert redis_conn.get(lock) is None
+
+
+def test_a_job_of_a_dead_worker_is_recovered_only_after_two_passes(redis_conn, monkeypatch):
+    from rq.job import JobStatus
+    from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+    from sandbox import janitor
+
+    monkeypatch.setattr(janitor, "CONFIRM_SECONDS", 0.2)
+    queue = Queue("janitor-abandon", connection=redis_conn)
+    job = queue.enqueue("operator.add", 1, 2)
+    queue.remove(job)
+    job.worker_name = "ghost-worker"  # no such worker hash: its heartbeat is missing
+    job.set_status(JobStatus.STARTED)
+    job.save()
+    registry = StartedJobRegistry(queue=queue)
+    redis_conn.zadd(registry.key, {f"{job.id}:exec-1": time.time() + 60})
+
+    suspects: dict[str, float] = {}
+    assert janitor.recover_abandoned(queue, suspects) == []  # first sighting: only a suspect
+    time.sleep(0.3)
+    assert janitor.recover_abandoned(queue, suspects) == [job.id]
+    assert job.id in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    assert suspects == {}
