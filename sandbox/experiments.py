@@ -218,18 +218,19 @@ def experiment_stop(experiment: Experiment) -> None:
     live.Recorder(experiment.pk).note("experiment_stop_requested")
 
 
-def job_crash(experiment: Experiment, job_index: int) -> bool:
-    """Ask the running job's work-horse to SIGKILL itself; works across machines through Redis."""
-    state = live.read(experiment.pk, events=0)
-    if job_index not in state.running:
+def _flag_running_job(experiment: Experiment, job_index: int, flag: str) -> bool:
+    """Leave a request for a running job's work-horse in Redis; it works wherever the job runs."""
+    if job_index not in live.read(experiment.pk, events=0).running:
         return False
-    get_redis().set(flag_key(experiment.pk, f"crash:{job_index}"), 1, ex=30)
+    get_redis().set(flag_key(experiment.pk, f"{flag}:{job_index}"), 1, ex=30)
     return True
+
+
+def job_crash(experiment: Experiment, job_index: int) -> bool:
+    """Ask the running job's work-horse to SIGKILL itself."""
+    return _flag_running_job(experiment, job_index, "crash")
 
 
 def job_stop(experiment: Experiment, job_index: int) -> bool:
-    state = live.read(experiment.pk, events=0)
-    if job_index not in state.running:
-        return False
-    get_redis().set(flag_key(experiment.pk, f"stop:{job_index}"), 1, ex=30)
-    return True
+    """Ask the running job to end as 'stopped' at its next checkpoint."""
+    return _flag_running_job(experiment, job_index, "stop")

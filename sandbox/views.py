@@ -680,30 +680,25 @@ def discard(request: HttpRequest, pk: int) -> HttpResponse:
     return _after_action(request, experiment, f"Discarded {_plural(count, 'job')} from the DLQ.")
 
 
-@require_POST
-def crash(request: HttpRequest, pk: int) -> HttpResponse:
+def _running_job_action(request: HttpRequest, pk: int, action, done: str, verb: str) -> HttpResponse:
+    """Crash or stop one running job of the visitor's experiment."""
     experiment = owned_experiment(request, pk)
     job = _job_index(request, required=True)
     if isinstance(job, HttpResponse):
         return job
-    if experiments.job_crash(experiment, job):
-        text = f"Job {job}'s work-horse will be killed (SIGKILL) within a second."
-    else:
-        text = f"Job {job} is not running any more; nothing to crash."
+    text = done.format(job=job) if action(experiment, job) else f"Job {job} is not running any more; nothing to {verb}."
     return _after_action(request, experiment, text)
+
+
+@require_POST
+def crash(request: HttpRequest, pk: int) -> HttpResponse:
+    done = "Job {job}'s work-horse will be killed (SIGKILL) within a second."
+    return _running_job_action(request, pk, experiments.job_crash, done, "crash")
 
 
 @require_POST
 def stop_job(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = owned_experiment(request, pk)
-    job = _job_index(request, required=True)
-    if isinstance(job, HttpResponse):
-        return job
-    if experiments.job_stop(experiment, job):
-        text = f"Job {job} will stop at its next checkpoint."
-    else:
-        text = f"Job {job} is not running any more; nothing to stop."
-    return _after_action(request, experiment, text)
+    return _running_job_action(request, pk, experiments.job_stop, "Job {job} will stop at its next checkpoint.", "stop")
 
 
 @require_POST
