@@ -4,8 +4,8 @@ import os
 import signal
 import time
 
-from django.db import IntegrityError, transaction
-from redis import Redis
+from django.db import connection
+from django.utils import timezone
 from rq import Queue
 
 from prepsite.redis_conn import LAB_QUEUE
@@ -15,6 +15,12 @@ from sandbox.models import LedgerEntry
 
 SLICE_SECONDS = 0.05
 BEAT_EVERY_SECONDS = 1.0
+
+
+_INSERT_CHARGE = (
+    "INSERT INTO sandbox_ledgerentry (experiment_id, order_number, amount_cents, idempotency_key, job_id, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
 
 
 class TransientError(Exception):
@@ -66,34 +72,30 @@ def _work(recorder: Recorder, *, job_id: str, seconds: float, crash_at: float | 
 
 
 def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> str:
-    """The side effect. Returns charged, duplicate_suppressed or double_charge."""
+    """The side effect. Returns charged, duplicate_suppressed or double_charge.
+
+    One INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL alike) rather than the ORM's
+    create-and-catch: this runs once per job in a freshly forked work-horse, where every extra
+    statement and savepoint is paid again.
+    """
     key = f"order-{job}" if idempotent else None
-    try:
-        with transaction.atomic():
-            # Only a consumer without a key needs to look: with one, the unique constraint answers.
-            already = (
-                not idempotent and LedgerEntry.objects.filter(experiment_id=experiment_id, order_number=job).exists()
-            )
-            LedgerEntry.objects.create(
-                experiment_id=experiment_id,
-                order_number=job,
-                amount_cents=amount_cents(job),
-                idempotency_key=key,
-                job_id=job_id,
-            )
-    except IntegrityError:
-        return "duplicate_suppressed"
+    # Without a key nothing stops a second charge; look first only to report it as a double charge.
+    already = not idempotent and LedgerEntry.objects.filter(experiment_id=experiment_id, order_number=job).exists()
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_CHARGE, [experiment_id, job, amount_cents(job), key, job_id, now])
+        if cursor.rowcount == 0:
+            return "duplicate_suppressed"
     return "double_charge" if already else "charged"
 
 
-def process(experiment_id: int, job: int, *, job_id: str, worker: str, connection: Redis | None = None) -> str:
-    recorder = Recorder(experiment_id, connection)
-    context = recorder.context()
+def process(recorder: Recorder, job: int, *, job_id: str, worker: str) -> str:
+    experiment_id = recorder.experiment_id
+    context, attempt, stop_requested = recorder.begin_attempt(job=job, job_id=job_id, pid=os.getpid(), worker=worker)
     if context is None:
         return "expired"  # the experiment's keys are gone; nothing to account for
     params, seed = context["params"], context["seed"]
-    attempt = recorder.attempt_started(job=job, job_id=job_id, pid=os.getpid(), worker=worker)
-    if recorder.redis.exists(flag_key(experiment_id, "stop")):
+    if stop_requested:
         recorder.stopped(job=job, job_id=job_id, attempt=attempt, reason="experiment stopped")
         return "stopped"
     plan = FaultPlan.from_params(seed, params)

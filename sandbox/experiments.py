@@ -127,17 +127,20 @@ def experiment_start(
     return experiment
 
 
-def finish_if_done(experiment_id: int, connection: Redis | None = None) -> bool:
-    """Mark the experiment finished once every admitted job is terminal. Bookkeeping only: never raises."""
+def finish_if_done(experiment_id: int, connection: Redis | None = None, *, prechecked: bool = False) -> bool:
+    """Mark the experiment finished once every admitted job is terminal. Bookkeeping only: never raises.
+
+    prechecked: the caller's last write already saw the counters add up (skips a round trip).
+    """
     try:
-        return _finish_if_done(experiment_id, connection)
+        return _finish_if_done(experiment_id, connection, prechecked)
     except (RedisError, DatabaseError):
         log.exception("could not check whether experiment %s finished; the next read will", experiment_id)
         return False
 
 
-def _finish_if_done(experiment_id: int, connection: Redis | None) -> bool:
-    if not live.looks_finished(experiment_id, connection):
+def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bool) -> bool:
+    if not prechecked and not live.looks_finished(experiment_id, connection):
         return False
     state = live.read(experiment_id, events=0, connection=connection)
     if not state.finished:

@@ -13,10 +13,10 @@ from sandbox.live import Recorder, parse_job_id
 def charge_order(experiment_id: int, job_index: int) -> str:
     job = get_current_job()
     # RQ's own connection is already open in the work-horse; a second one would cost a handshake per job.
-    outcome = consumer.process(
-        experiment_id, job_index, job_id=job.id, worker=job.worker_name or "", connection=job.connection
-    )
-    experiments.finish_if_done(experiment_id, job.connection)
+    recorder = Recorder(experiment_id, job.connection)
+    outcome = consumer.process(recorder, job_index, job_id=job.id, worker=job.worker_name or "")
+    if recorder.may_be_finished:
+        experiments.finish_if_done(experiment_id, job.connection, prechecked=True)
     return outcome
 
 

@@ -38,6 +38,55 @@ end
 return 0
 """
 
+# The hot path of every job is two scripts: one round trip when an attempt starts, one when it ends.
+_BEGIN_ATTEMPT = """
+local params = redis.call('GET', KEYS[1])
+if not params then return false end
+local attempt = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('SET', KEYS[6], ARGV[3], 'EX', ARGV[4])
+redis.call('HINCRBY', KEYS[7], ARGV[5], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[4], ARGV[6])
+redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*',
+  't', ARGV[7], 'kind', 'started', 'job', ARGV[1], 'attempt', attempt, 'worker', ARGV[8], 'pid', ARGV[3])
+return {params, attempt, redis.call('EXISTS', KEYS[9])}
+"""
+
+# Ends an attempt that produced an outcome (succeeded or stopped); the first outcome of a message counts.
+_FINISH_ATTEMPT = """
+local job, state, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[8]
+local first = redis.call('HSETNX', KEYS[1], job, state) == 1
+if first then
+  redis.call('HINCRBY', KEYS[2], state, 1)
+  local enq = redis.call('HGET', KEYS[7], job)
+  if enq then
+    redis.call('ZADD', KEYS[8], math.floor((tonumber(now) - tonumber(enq)) * 1000 + 0.5), job)
+    redis.call('EXPIRE', KEYS[8], ttl)
+  end
+else
+  redis.call('HINCRBY', KEYS[2], 'late_outcomes', 1)
+end
+redis.call('HDEL', KEYS[3], job)
+redis.call('DEL', KEYS[4])
+redis.call('HINCRBY', KEYS[5], ARGV[4] .. ':end', 1)
+if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[4] .. ':' .. ARGV[5], 1) end
+redis.call('RPUSH', KEYS[6], ARGV[6])
+redis.call('EXPIRE', KEYS[6], ttl)
+if ARGV[7] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[7], 1) end
+local event = {'t', now, 'kind', ARGV[9], 'job', job}
+for i = 11, #ARGV do event[#event + 1] = ARGV[i] end
+redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[10], '*', unpack(event))
+local c = redis.call('HMGET', KEYS[2], 'enqueued', 'succeeded', 'dead_lettered', 'stopped',
+  'duplicates_delivered', 'late_outcomes')
+local n = {}
+for i = 1, 6 do n[i] = tonumber(c[i]) or 0 end
+local finished = n[1] == n[2] + n[3] + n[4] and n[5] <= n[6] and redis.call('HLEN', KEYS[3]) == 0
+return {first and 1 or 0, finished and 1 or 0}
+"""
+
 
 def key(experiment_id: int, name: str) -> str:
     return f"lab:exp:{experiment_id}:{name}"
@@ -64,6 +113,7 @@ class Recorder:
     def __init__(self, experiment_id: int, connection: Redis | None = None):
         self.experiment_id = experiment_id
         self.redis = connection or get_redis()
+        self.may_be_finished = True  # until a write shows otherwise
 
     def k(self, name: str) -> str:
         return key(self.experiment_id, name)
@@ -107,20 +157,20 @@ class Recorder:
         self._expire(pipe, "enq", "plan", "ts", "ev")
         pipe.execute()
 
-    def attempt_started(self, *, job: int, job_id: str, pid: int, worker: str) -> int:
-        pipe = self.redis.pipeline()
-        pipe.hincrby(self.k("attempt_no"), str(job), 1)
-        pipe.hincrby(self.k("c"), "attempts", 1)
-        pipe.hset(self.k("run"), str(job), json.dumps({"pid": pid, "worker": worker, "since": time.time()}))
-        pipe.zrem(self.k("sched"), str(job))
-        pipe.set(beat_key(job_id), pid, ex=JOB_BEAT_SECONDS)
-        self._bucket(pipe, "start")
-        self._expire(pipe, "attempt_no", "run")
-        attempt = pipe.execute()[0]
-        pipe = self.redis.pipeline()
-        self._event(pipe, "started", job, attempt=attempt, worker=worker, pid=pid)
-        pipe.execute()
-        return attempt
+    def begin_attempt(self, *, job: int, job_id: str, pid: int, worker: str) -> tuple[dict | None, int, bool]:
+        """(context, attempt number, stop requested) in one round trip; context None when the keys expired."""
+        now = time.time()
+        reply = self.redis.eval(
+            _BEGIN_ATTEMPT, 9,
+            self.k("params"), self.k("attempt_no"), self.k("c"), self.k("run"), self.k("sched"),
+            beat_key(job_id), self.k("ts"), self.k("ev"), key(self.experiment_id, "flag:stop"),
+            str(job), json.dumps({"pid": pid, "worker": worker, "since": now}), pid, JOB_BEAT_SECONDS,
+            f"{int(now)}:start", TTL_SECONDS, f"{now:.3f}", worker, EVENTS_KEPT,
+        )  # fmt: skip
+        if not reply:
+            return None, 0, False
+        raw, attempt, stop = reply
+        return json.loads(raw), int(attempt), bool(stop)
 
     def beat(self, job_id: str, pid: int) -> None:
         self.redis.set(beat_key(job_id), pid, ex=JOB_BEAT_SECONDS)
@@ -144,37 +194,39 @@ class Recorder:
             pipe.zadd(self.k("lat"), {str(job): round((time.time() - float(enq)) * 1000)})
             pipe.expire(self.k("lat"), TTL_SECONDS)
 
+    def _finish_attempt(
+        self, *, job: int, job_id: str, state: str, mark: dict, event: str, counter: str = "", **detail
+    ) -> bool:
+        """End a running attempt in one round trip; returns True if this was the message's first outcome.
+
+        Also sets `may_be_finished`: whether the experiment looked finished right after this write.
+        """
+        now = time.time()
+        fields = [str(part) for name, value in detail.items() if value is not None for part in (name, value)]
+        reply = self.redis.eval(
+            _FINISH_ATTEMPT, 9,
+            self.k("term"), self.k("c"), self.k("run"), beat_key(job_id), self.k("ts"),
+            self.k(f"marks:{job}"), self.k("enq"), self.k("lat"), self.k("ev"),
+            str(job), state, f"{now:.3f}", str(int(now)), "ok" if state == "succeeded" else "",
+            json.dumps({**mark, "t": now}), counter, TTL_SECONDS, event, EVENTS_KEPT, *fields,
+        )  # fmt: skip
+        first, finished = reply
+        self.may_be_finished = bool(finished)
+        return bool(first)
+
     def succeeded(self, *, job: int, job_id: str, attempt: int, outcome: str) -> bool:
         """outcome: charged, duplicate_suppressed or double_charge. Returns True if this ended the message."""
-        first = self._terminal(job, "succeeded")
-        pipe = self.redis.pipeline()
-        self._end_attempt(pipe, job, job_id)
-        self._bucket(pipe, "ok")
-        self._mark(pipe, job, {"n": attempt, "r": "ok", "t": time.time(), "e": outcome})
-        if outcome == "duplicate_suppressed":
-            pipe.hincrby(self.k("c"), "duplicates_suppressed", 1)
-        elif outcome == "double_charge":
-            pipe.hincrby(self.k("c"), "double_charges", 1)
-        if first:
-            self._latency(pipe, job)
-        else:
-            pipe.hincrby(self.k("c"), "late_outcomes", 1)  # a second delivery of a finished message
-        self._event(pipe, "succeeded" if outcome == "charged" else outcome, job, attempt=attempt)
-        pipe.execute()
-        return first
+        counter = {"duplicate_suppressed": "duplicates_suppressed", "double_charge": "double_charges"}.get(outcome, "")
+        return self._finish_attempt(
+            job=job, job_id=job_id, state="succeeded", mark={"n": attempt, "r": "ok", "e": outcome},
+            event="succeeded" if outcome == "charged" else outcome, counter=counter, attempt=attempt,
+        )  # fmt: skip
 
     def stopped(self, *, job: int, job_id: str, attempt: int, reason: str) -> bool:
-        first = self._terminal(job, "stopped")
-        pipe = self.redis.pipeline()
-        self._end_attempt(pipe, job, job_id)
-        self._mark(pipe, job, {"n": attempt, "r": "stopped", "t": time.time(), "e": reason})
-        if first:
-            self._latency(pipe, job)
-        else:
-            pipe.hincrby(self.k("c"), "late_outcomes", 1)
-        self._event(pipe, "stopped", job, attempt=attempt, detail=reason)
-        pipe.execute()
-        return first
+        return self._finish_attempt(
+            job=job, job_id=job_id, state="stopped", mark={"n": attempt, "r": "stopped", "e": reason},
+            event="stopped", attempt=attempt, detail=reason,
+        )  # fmt: skip
 
     def attempt_failed(self, *, job: int, job_id: str, kind: str, error: str, retry_at: float | None) -> bool:
         """kind: error, timeout, crash or abandoned. retry_at None means the job is dead-lettered."""
@@ -214,6 +266,7 @@ class Recorder:
         """True the first time a message is picked for redelivery (so a redelivery is not redelivered)."""
         if not self.redis.hsetnx(self.k("redelivered"), str(job), 1):
             return False
+        self.may_be_finished = False
         pipe = self.redis.pipeline()
         pipe.expire(self.k("redelivered"), TTL_SECONDS)
         pipe.hincrby(self.k("c"), "duplicates_delivered", 1)
@@ -248,10 +301,6 @@ class Recorder:
         pipe = self.redis.pipeline()
         self._event(pipe, kind, job, **detail)
         pipe.execute()
-
-    def context(self) -> dict | None:
-        raw = self.redis.get(self.k("params"))
-        return json.loads(raw) if raw else None
 
 
 @dataclass

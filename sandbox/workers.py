@@ -30,6 +30,12 @@ class LabWorker(Worker):
         self.log.addFilter(quiet_maintenance)
         warm_up()
 
+    def fork_work_horse(self, job, queue):
+        import gc
+
+        gc.freeze()
+        super().fork_work_horse(job, queue)
+
 
 def quiet_maintenance(record: logging.LogRecord) -> bool:
     """Maintenance every 5 s would print two lines per worker each time; keep job lines readable."""
