@@ -1,6 +1,8 @@
 from django.db import DatabaseError
 from django.http import HttpRequest
 
+SITE_NAME = "Queue Prep"
+
 
 def drills_due_count(request: HttpRequest):
     """A callable the template calls only if it shows the badge: one COUNT query, never an error."""
@@ -21,4 +23,4 @@ def drills_due_count(request: HttpRequest):
 
 
 def site(request: HttpRequest) -> dict:
-    return {"site_name": "Queue Prep", "due_count": drills_due_count(request)}
+    return {"site_name": SITE_NAME, "due_count": drills_due_count(request)}

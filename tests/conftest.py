@@ -22,6 +22,16 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync 
 STATE: dict = {}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_shared_pages():
+    """Cached shared pages must not outlive the database rows a test rolls back."""
+    from prepsite.shared_pages import shared_pages_clear
+
+    shared_pages_clear()
+    yield
+    shared_pages_clear()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 
+from prepsite.shared_pages import shared_pages_clear
 from sandbox.presets import PRESETS
 from topics.markdown import LinkError, LinkErrors, Rendered, ResolvedLink, render_markdown
 from topics.models import Question, Section, Topic
@@ -397,6 +398,7 @@ def content_load(*, path: Path | str | None = None) -> list[LoadStats]:
         Topic.objects.exclude(slug__in=slugs).delete()
         for plan in plans:
             all_stats.append(_write_topic(plan, rendered[plan.slug]))
+    shared_pages_clear()
     return all_stats
 
 

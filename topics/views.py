@@ -1,9 +1,14 @@
 from django import forms
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from prepsite.context_processors import SITE_NAME
+from prepsite.shared_pages import shared_page
 from topics import search as site_search
 from topics.models import ANONYMOUS_MARKS_KEY, Question, Section, SectionUnderstood, Topic
 
@@ -43,26 +48,68 @@ def _diagram(topic: Topic, sections: list[Section]) -> dict[str, str] | None:
 
 @require_GET
 def topic_list(request: HttpRequest) -> HttpResponse:
-    topics = Topic.objects.published().prefetch_related("sections", "questions")
+    topics = Topic.objects.published().annotate(
+        section_count=Count("sections", distinct=True), question_count=Count("questions", distinct=True)
+    )
     return render(request, "topics/topic_list.html", {"topics": topics, "nav": "study"})
 
 
-@require_GET
-def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    topic = get_object_or_404(Topic, slug=slug)
+def _topic_sections(topic: Topic) -> list[Section]:
     questions = Prefetch("questions", queryset=Question.objects.select_related("topic"))
-    sections = list(topic.sections.in_order().prefetch_related(questions))
+    return list(topic.sections.in_order().prefetch_related(questions))
+
+
+def _section_titles(topic: Topic) -> list[Section]:
+    return list(topic.sections.in_order().only("pk", "slug", "title", "topic_id"))
+
+
+def _progress_context(request: HttpRequest, topic: Topic, sections: list[Section]) -> dict:
     understood = _understood_ids(request, topic)
-    context = {
+    return {
         "topic": topic,
         "sections": sections,
         "understood": understood,
         "understood_count": sum(1 for s in sections if s.pk in understood),
         "section_count": len(sections),
-        "diagram": _diagram(topic, sections),
-        "nav": "study",
     }
-    return render(request, "topics/topic_detail.html", context)
+
+
+@require_GET
+def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """The same document for every visitor (cached); `topic_personal` fills in their marks."""
+
+    def render_page() -> str:
+        topic = get_object_or_404(Topic, slug=slug)
+        sections = _topic_sections(topic)
+        context = {
+            "topic": topic,
+            "sections": sections,
+            "section_count": len(sections),
+            "diagram": _diagram(topic, sections),
+            "nav": "study",
+            "shared": True,
+            "site_name": SITE_NAME,
+        }
+        return render_to_string("topics/topic_detail.html", context)
+
+    return shared_page(request, f"topic:{slug}", render_page)
+
+
+@require_GET
+@never_cache
+def topic_personal(request: HttpRequest, slug: str) -> HttpResponse:
+    """The visitor's own bits of the topic page, as out-of-band swaps: marks, progress, nav."""
+    topic = get_object_or_404(Topic, slug=slug)
+    context = _progress_context(request, topic, _section_titles(topic)) | {"oob": True}
+    return render(request, "topics/topic_detail.html#personal", context)
+
+
+@require_GET
+def checklist(request: HttpRequest, slug: str) -> HttpResponse:
+    """Marking sections without JavaScript: the topic page links here from its <noscript> parts."""
+    topic = get_object_or_404(Topic, slug=slug)
+    context = _progress_context(request, topic, _section_titles(topic)) | {"nav": "study"}
+    return render(request, "topics/checklist.html", context)
 
 
 class UnderstoodForm(forms.Form):
@@ -84,7 +131,8 @@ def mark_understood(request: HttpRequest, slug: str, section_slug: str) -> HttpR
         request.session[ANONYMOUS_MARKS_KEY] = request.session.session_key
     SectionUnderstood.objects.set(section, understood=form.cleaned_data["understood"], **_visitor(request))
     if not request.htmx:
-        return redirect(f"{section.topic.get_absolute_url()}#{section.slug}")
+        # Only visitors without JavaScript post the plain form; the checklist is where they see marks.
+        return redirect(f"{reverse('topics:checklist', args=[section.topic.slug])}#{section.slug}")
     topic = section.topic
     understood = _understood_ids(request, topic)
     context = {

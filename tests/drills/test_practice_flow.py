@@ -203,11 +203,26 @@ def test_nav_due_count_is_one_query_and_survives_empty_tables(client, db, django
     assert client.get(reverse("drills:home")).status_code == 200
 
 
-def test_topic_drill_page_lists_questions_with_status(client, question):
-    html = client.get(reverse("drills:topic_drill", args=["queueing"])).content.decode()
+def test_topic_drill_page_lists_questions_and_loads_statuses_after(client, question):
+    shared = client.get(reverse("drills:topic_drill", args=["queueing"]))
+    html = shared.content.decode()
     assert question.prompt in html
-    assert "Practise next due" in html
-    assert "New" in html
+    assert shared["Cache-Control"] == "public, max-age=60"
+    assert "csrfmiddlewaretoken" not in html
+    assert f'<span id="status-{question.slug}"></span>' in html
+    assert 'hx-get="/topics/queueing/drill-status/" hx-trigger="load"' in html
+    assert '<noscript><a class="btn big" href="/drills/">Practise what is due</a></noscript>' in html
+
+    statuses = client.get(reverse("drills:topic_drill_personal", args=["queueing"])).content.decode()
+    assert "Practise next due" in statuses
+    assert f'<span id="status-{question.slug}" class="pill" hx-swap-oob="true">New</span>' in statuses
+
+    client.post(submit(client, question)["Location"] + "rate/", {"rating": "1"})  # Again: due within minutes
+    statuses = client.get(reverse("drills:topic_drill_personal", args=["queueing"])).content.decode()
+    assert re.search(
+        rf'<span id="status-{question.slug}" class="pill ok" hx-swap-oob="true">Due in [^<]+</span>', statuses
+    )
+    assert client.get(reverse("drills:topic_drill", args=["queueing"])).content == shared.content
 
 
 def next_question_href(html: str) -> str:

@@ -1,3 +1,4 @@
+import gzip
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from django.urls import reverse
 
 from sandbox.presets import PRESETS
 from tests.conftest import BASE_DIR, worker_env
+from tests.topics.conftest import load, section_file, write_content
 from topics.models import Question, Section, SectionUnderstood
 
 SECTION_TITLES = [
@@ -72,7 +74,66 @@ def test_every_section_renders_in_order_with_its_anchor(client, queueing):
     headings = re.findall(r'<section id="([\w-]+)" class="study-section[^"]*">\s*<h2>.*?</span> (.*?)</h2>', html)
     assert [title for _slug, title in headings] == SECTION_TITLES
     assert [slug for slug, _title in headings] == list(queueing.sections.in_order().values_list("slug", flat=True))
-    assert "0 of 10 sections understood" in re.sub(r"<[^>]+>", "", html)
+    assert "0 of 10 sections understood" in re.sub(r"<[^>]+>", "", personal(client))
+
+
+def personal(client) -> str:
+    """The visitor's own parts of the topic page, which htmx loads after the shared document."""
+    return page(client, reverse("topics:topic_personal", args=["queueing"]))
+
+
+def test_topic_page_is_one_document_for_every_visitor_with_personal_parts_loaded_after(
+    client, queueing, django_user_model
+):
+    anonymous = client.get("/topics/queueing/")
+    user = django_user_model.objects.create_user("zq-member", password="pw-123456")
+    member = Client()
+    member.force_login(user)
+    mark(member, queueing.sections.in_order()[0])
+    logged_in = member.get("/topics/queueing/")
+    assert anonymous.content == logged_in.content
+    html = anonymous.content.decode()
+    assert "csrfmiddlewaretoken" not in html
+    assert "x-csrftoken" not in html
+    assert "zq-member" not in html
+    assert anonymous["Cache-Control"] == "public, max-age=60"
+    assert not anonymous.cookies
+    assert 'hx-get="/topics/queueing/personal/" hx-trigger="load" hx-swap="none"' in html
+    # Without JavaScript every placeholder points to a page that works: the checklist and the login.
+    assert html.count('<noscript><a href="/topics/queueing/checklist/#') == 10
+    assert '<noscript><a href="/accounts/login/">Log in</a></noscript>' in html
+
+    mine = personal(member)
+    assert "zq-member" in mine
+    assert "Log out" in mine
+    assert "1</strong> of 10 sections understood" in mine
+    assert mine.count('hx-swap-oob="true"') == 1 + 10 + 10 + 3  # progress, toc checks, forms, nav and messages
+    assert mine.count('name="csrfmiddlewaretoken"') == 11  # ten forms and the logout button
+    assert "✓ Understood" not in personal(client)
+    assert member.get(reverse("topics:topic_personal", args=["queueing"]))["Cache-Control"].startswith("max-age=0")
+
+
+def test_topic_page_is_gzipped_once_and_answers_304_to_a_matching_etag(client, queueing):
+    plain = client.get("/topics/queueing/")
+    zipped = client.get("/topics/queueing/", HTTP_ACCEPT_ENCODING="gzip, deflate, br")
+    assert zipped["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.content) == plain.content
+    assert len(zipped.content) < len(plain.content) / 3
+    assert "Accept-Encoding" in plain["Vary"]
+    assert plain["ETag"] != zipped["ETag"]
+    again = client.get("/topics/queueing/", HTTP_IF_NONE_MATCH=plain["ETag"])
+    assert again.status_code == 304
+    assert not again.content
+
+
+def test_reloaded_content_shows_at_once_though_the_page_is_cached(client, demo, tmp_path):
+    url = reverse("topics:topic_detail", args=[demo.slug])
+    before = page(client, url)
+    Section.objects.filter(topic=demo).update(title="Changed behind the cache's back")
+    assert page(client, url) == before  # served from the cache, not re-rendered
+    write_content(tmp_path / "content", sections={"01-basics.md": section_file("basics", "Basics, revised", 1, "New.")})
+    load(tmp_path / "content")
+    assert "Basics, revised" in page(client, url)
 
 
 def test_table_of_contents_links_sections_and_sub_headings(client, queueing):
@@ -165,8 +226,9 @@ def test_mark_understood_without_js_redirects_back_to_the_section(client, queuei
     section = queueing.sections.in_order()[2]
     response = mark(client, section)
     assert response.status_code == 302
-    assert response["Location"] == f"/topics/queueing/#{section.slug}"
-    html = page(client, "/topics/queueing/")
+    assert response["Location"] == f"/topics/queueing/checklist/#{section.slug}"
+    html = page(client, response["Location"])
+    assert f'<li id="{section.slug}">' in html
     form = re.search(rf'<form id="understood-{section.slug}".*?</form>', html, flags=re.DOTALL)[0]
     assert "✓ Understood" in form
     assert "1 of 10 sections understood" in re.sub(r"<[^>]+>", "", html)
@@ -190,7 +252,7 @@ def test_unmarking_clears_the_mark(client, queueing):
     mark(client, section)
     mark(client, section, "0")
     assert not SectionUnderstood.objects.exists()
-    assert "✓ Understood" not in page(client, "/topics/queueing/")
+    assert "✓ Understood" not in personal(client)
 
 
 def test_mark_understood_rejects_bad_input_and_unknown_sections(client, queueing):
@@ -215,11 +277,11 @@ def test_understood_mark_persists_for_a_new_client_with_only_the_session_cookie(
     connections.close_all()  # nothing cached in a connection survives: the next request reads the database
     returning = Client()
     returning.cookies[settings.SESSION_COOKIE_NAME] = session_key
-    html = page(returning, "/topics/queueing/")
+    html = personal(returning)
     assert "✓ Understood" in html
     assert "1 of 10 sections understood" in re.sub(r"<[^>]+>", "", html)
 
-    stranger = page(Client(), "/topics/queueing/")
+    stranger = personal(Client())
     assert "✓ Understood" not in stranger
 
     # A separate process (as a restarted server would be) reads the same mark from the database.
@@ -244,7 +306,7 @@ def test_logged_in_marks_are_keyed_to_the_user(client, queueing, django_user_mod
     assert SectionUnderstood.objects.get().user == user
     other = Client()
     other.force_login(user)
-    assert "✓ Understood" in page(other, "/topics/queueing/")
+    assert "✓ Understood" in personal(other)
 
 
 def test_marks_made_before_logging_in_move_to_the_account(client, queueing, django_user_model):
@@ -255,4 +317,4 @@ def test_marks_made_before_logging_in_move_to_the_account(client, queueing, djan
     client.post(reverse("login"), {"username": "reader", "password": "pw-123456"})
     assert set(SectionUnderstood.objects.values_list("user__username", "session_key")) == {("reader", "")}
     assert SectionUnderstood.objects.count() == 2
-    assert "2 of 10 sections understood" in re.sub(r"<[^>]+>", "", page(client, "/topics/queueing/"))
+    assert "2 of 10 sections understood" in re.sub(r"<[^>]+>", "", personal(client))

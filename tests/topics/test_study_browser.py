@@ -73,3 +73,36 @@ def test_topic_page_and_search_fit_a_phone(live_server, page, queueing, screensh
     screenshot("study-search-desktop")
     page.goto(live_server.url + "/topics/")
     screenshot("study-topics-desktop")
+
+
+def test_without_javascript_the_topic_page_links_to_a_checklist_that_marks_sections(live_server, browser, queueing):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_server.url + "/topics/queueing/")
+    expect(page.locator("section.study-section > h2")).to_have_count(10)
+    page.locator("#understood-scalability-and-reliability").get_by_role("link", name="Mark as understood").click()
+    expect(page.locator("h1")).to_have_text(f"Your progress: {queueing.title}")
+    page.locator("#understood-scalability-and-reliability").get_by_role("button", name="Mark as understood").click()
+    expect(page).to_have_url(re.compile(r"/topics/queueing/checklist/#scalability-and-reliability$"))
+    expect(page.locator("#understood-scalability-and-reliability .understood-state")).to_have_text("✓ Understood")
+    expect(page.locator("#progress")).to_contain_text("1 of 10 sections understood")
+    page.screenshot(path=str(ARTIFACTS / "screenshots" / "study-checklist-nojs.png"), full_page=True)
+    context.close()
+
+
+def test_logged_in_reader_sees_their_account_and_marks_on_the_shared_topic_page(
+    live_server, page, queueing, django_user_model
+):
+    django_user_model.objects.create_user("zq-member", password="pw-123456-long")
+    page.goto(live_server.url + "/accounts/login/")
+    page.get_by_label("Username").fill("zq-member")
+    page.get_by_label("Password").fill("pw-123456-long")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(live_server.url + "/topics/queueing/")
+    expect(page.locator("#nav-account .nav-user")).to_have_text("zq-member")
+    page.locator("#understood-overview").get_by_role("button", name="Mark as understood").click()
+    expect(page.locator("#understood-overview .understood-state")).to_have_text("✓ Understood")
+    page.reload()
+    expect(page.locator("#progress")).to_contain_text("1 of 10 sections understood")
+    expect(page.locator("#toc-check-overview")).to_have_text("✓")
+    expect(page.locator("#nav-account")).not_to_contain_text("Log in")

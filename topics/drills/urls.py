@@ -15,6 +15,7 @@ urlpatterns = [
     path("drills/mock/<int:pk>/export/", views.mock_export, name="mock_export"),
     path("accounts/signup/", views.signup, name="signup"),
     path("topics/<slug:topic>/drill/", views.topic_drill, name="topic_drill"),
+    path("topics/<slug:topic>/drill-status/", views.topic_drill_personal, name="topic_drill_personal"),
     path("topics/<slug:topic>/drill/<slug:slug>/", views.question, name="question"),
     path("topics/<slug:topic>/drill/<slug:slug>/attempt/<uuid:token>/", views.attempt, name="attempt"),
     path("topics/<slug:topic>/drill/<slug:slug>/attempt/<uuid:token>/rate/", views.rate, name="rate"),

@@ -4,13 +4,17 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
+from prepsite.context_processors import SITE_NAME
 from prepsite.ratelimit import allow
+from prepsite.shared_pages import shared_page
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
@@ -107,14 +111,33 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "drills/home.html", {"nav": "drills", "plan": plan})
 
 
+def _drill_questions(topic: Topic) -> list[Question]:
+    return list(topic.questions.select_related("section").defer(*services.HEAVY_FIELDS).in_order())
+
+
 @require_GET
 def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
+    """The same question table for every visitor (cached); `topic_drill_personal` fills in statuses."""
+
+    def render_page() -> str:
+        topic_obj = get_object_or_404(Topic, slug=topic)
+        rows = [{"question": question} for question in _drill_questions(topic_obj)]
+        context = {"nav": "drills", "topic": topic_obj, "rows": rows, "shared": True, "site_name": SITE_NAME}
+        return render_to_string("drills/topic_drill.html", context)
+
+    return shared_page(request, f"drill:{topic}", render_page)
+
+
+@require_GET
+@never_cache
+def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
+    """The learner's statuses, plan and nav for the drill page, as out-of-band swaps."""
     topic_obj = get_object_or_404(Topic, slug=topic)
     learner = learner_for(request, create=False)
     now = timezone.now()
     cards = {card.question_id: card for card in Card.objects.for_learner(learner).filter(question__topic=topic_obj)}
     rows = []
-    for question in topic_obj.questions.select_related("section").defer(*services.HEAVY_FIELDS).in_order():
+    for question in topic_obj.questions.only("pk", "slug", "topic_id").in_order():
         card = cards.get(question.pk)
         if card is None:
             status, label = "new", "New"
@@ -124,7 +147,8 @@ def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
             status, label = "later", f"Due in {scheduling.humanize_delta(card.due - now)}"
         rows.append({"question": question, "status": status, "label": label})
     plan = services.drill_plan(learner=learner, topic=topic_obj, now=now)
-    return render(request, "drills/topic_drill.html", {"nav": "drills", "topic": topic_obj, "rows": rows, "plan": plan})
+    context = {"topic": topic_obj, "rows": rows, "plan": plan, "oob": True}
+    return render(request, "drills/topic_drill.html#personal", context)
 
 
 ANSWERS_PER_MINUTE = 20
