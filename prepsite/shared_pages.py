@@ -13,18 +13,25 @@ from collections.abc import Callable
 
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
+
+from prepsite.context_processors import SITE_NAME
 
 # Another process's `load_content` shows here within this long; the loading process clears at once.
 TTL_SECONDS = 60
 ACCEPTS_GZIP = re.compile(r"\bgzip\b")
 
 
-def shared_page(request: HttpRequest, key: str, render: Callable[[], str]) -> HttpResponse:
+def shared_page(request: HttpRequest, key: str, template: str, context: Callable[[], dict]) -> HttpResponse:
+    """The page rendered without a request (so nothing personal can leak in), served from memory.
+
+    `context` is called only on a cache miss; templates see `shared` and render placeholders.
+    """
     cache = caches["pages"]
     entry = cache.get(key)
     if entry is None:
-        body = render().encode()
+        body = render_to_string(template, {**context(), "shared": True, "site_name": SITE_NAME}).encode()
         entry = (body, gzip.compress(body, mtime=0), hashlib.blake2b(body, digest_size=12).hexdigest())
         cache.set(key, entry, TTL_SECONDS)
     body, gzipped, digest = entry

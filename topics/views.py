@@ -2,12 +2,10 @@ from django import forms
 from django.db.models import Count, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from prepsite.context_processors import SITE_NAME
 from prepsite.shared_pages import shared_page
 from topics import search as site_search
 from topics.models import ANONYMOUS_MARKS_KEY, Question, Section, SectionUnderstood, Topic
@@ -78,21 +76,18 @@ def _progress_context(request: HttpRequest, topic: Topic, sections: list[Section
 def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """The same document for every visitor (cached); `topic_personal` fills in their marks."""
 
-    def render_page() -> str:
+    def context() -> dict:
         topic = get_object_or_404(Topic, slug=slug)
         sections = _topic_sections(topic)
-        context = {
+        return {
             "topic": topic,
             "sections": sections,
             "section_count": len(sections),
             "diagram": _diagram(topic, sections),
             "nav": "study",
-            "shared": True,
-            "site_name": SITE_NAME,
         }
-        return render_to_string("topics/topic_detail.html", context)
 
-    return shared_page(request, f"topic:{slug}", render_page)
+    return shared_page(request, f"topic:{slug}", "topics/topic_detail.html", context)
 
 
 @require_GET

@@ -4,7 +4,6 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
@@ -12,7 +11,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
-from prepsite.context_processors import SITE_NAME
 from prepsite.ratelimit import allow
 from prepsite.shared_pages import shared_page
 from topics.drills import scheduling, services
@@ -119,13 +117,11 @@ def _drill_questions(topic: Topic) -> list[Question]:
 def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
     """The same question table for every visitor (cached); `topic_drill_personal` fills in statuses."""
 
-    def render_page() -> str:
+    def context() -> dict:
         topic_obj = get_object_or_404(Topic, slug=topic)
-        rows = [{"question": question} for question in _drill_questions(topic_obj)]
-        context = {"nav": "drills", "topic": topic_obj, "rows": rows, "shared": True, "site_name": SITE_NAME}
-        return render_to_string("drills/topic_drill.html", context)
+        return {"nav": "drills", "topic": topic_obj, "rows": [{"question": q} for q in _drill_questions(topic_obj)]}
 
-    return shared_page(request, f"drill:{topic}", render_page)
+    return shared_page(request, f"drill:{topic}", "drills/topic_drill.html", context)
 
 
 @require_GET
