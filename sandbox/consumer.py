@@ -4,13 +4,13 @@ import os
 import signal
 import time
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from rq import Queue
 
 from prepsite.redis_conn import LAB_QUEUE
 from sandbox.fault_plan import FaultPlan
-from sandbox.live import Recorder
+from sandbox.live import Recorder, flag_key
 from sandbox.models import LedgerEntry
 
 SLICE_SECONDS = 0.05
@@ -29,10 +29,6 @@ class TransientError(Exception):
 
 class PoisonMessage(Exception):
     """A message that can never succeed (its payload is malformed)."""
-
-
-def flag_key(experiment_id: int, name: str) -> str:
-    return f"lab:exp:{experiment_id}:flag:{name}"
 
 
 def amount_cents(order_number: int) -> int:
@@ -79,10 +75,11 @@ def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> st
     statement and savepoint is paid again.
     """
     key = f"order-{job}" if idempotent else None
-    # Without a key nothing stops a second charge; look first only to report it as a double charge.
-    already = not idempotent and LedgerEntry.objects.filter(experiment_id=experiment_id, order_number=job).exists()
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
+    # In one transaction (IMMEDIATE on SQLite: serialised), two deliveries cannot both look and see nothing.
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Without a key nothing stops a second charge; look first only to report it as a double charge.
+        already = not idempotent and LedgerEntry.objects.filter(experiment_id=experiment_id, order_number=job).exists()
         cursor.execute(_INSERT_CHARGE, [experiment_id, job, amount_cents(job), key, job_id, now])
         if cursor.rowcount == 0:
             return "duplicate_suppressed"

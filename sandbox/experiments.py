@@ -19,7 +19,6 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from prepsite.ratelimit import allow
 from prepsite.redis_conn import LAB_QUEUE, get_redis
 from sandbox import live
-from sandbox.consumer import flag_key
 from sandbox.models import Experiment, Owner
 from sandbox.retry_policy import retry_intervals
 
@@ -217,7 +216,7 @@ def experiment_discard(experiment: Experiment, jobs: list[int] | None = None) ->
 def experiment_stop(experiment: Experiment) -> None:
     """Jobs not yet finished end as 'stopped' the next time a worker picks them up."""
     redis = get_redis()
-    redis.set(flag_key(experiment.pk, "stop"), 1, ex=live.TTL_SECONDS)
+    redis.set(live.flag_key(experiment.pk, "stop"), 1, ex=live.TTL_SECONDS)
     live.Recorder(experiment.pk).note("experiment_stop_requested")
 
 
@@ -225,7 +224,7 @@ def _flag_running_job(experiment: Experiment, job_index: int, flag: str) -> bool
     """Leave a request for a running job's work-horse in Redis; it works wherever the job runs."""
     if job_index not in live.read(experiment.pk, events=0).running:
         return False
-    get_redis().set(flag_key(experiment.pk, f"{flag}:{job_index}"), 1, ex=30)
+    get_redis().set(live.flag_key(experiment.pk, f"{flag}:{job_index}"), 1, ex=30)
     return True
 
 

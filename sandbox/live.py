@@ -92,6 +92,11 @@ def key(experiment_id: int, name: str) -> str:
     return f"lab:exp:{experiment_id}:{name}"
 
 
+def flag_key(experiment_id: int, name: str) -> str:
+    """A request to the running consumer: stop (the experiment), crash:<job> or stop:<job>."""
+    return key(experiment_id, f"flag:{name}")
+
+
 def job_id_for(experiment_id: int, job_index: int) -> str:
     return f"lab-{experiment_id}-{job_index}"
 
@@ -163,7 +168,7 @@ class Recorder:
         reply = self.redis.eval(
             _BEGIN_ATTEMPT, 9,
             self.k("params"), self.k("attempt_no"), self.k("c"), self.k("run"), self.k("sched"),
-            beat_key(job_id), self.k("ts"), self.k("ev"), key(self.experiment_id, "flag:stop"),
+            beat_key(job_id), self.k("ts"), self.k("ev"), flag_key(self.experiment_id, "stop"),
             str(job), json.dumps({"pid": pid, "worker": worker, "since": now}), pid, JOB_BEAT_SECONDS,
             f"{int(now)}:start", TTL_SECONDS, f"{now:.3f}", worker, EVENTS_KEPT,
         )  # fmt: skip
