@@ -56,13 +56,14 @@ def main() -> None:
         from django.contrib.sessions.backends.db import SessionStore
         from django.urls import reverse
 
+        from prepsite.visitor import ANON_KEY, CLI, Visitor
         from sandbox import experiments, live
-        from sandbox.models import Owner
         from sandbox.presets import PRESETS
 
+        owner = Visitor(anon_id="bench-watcher")
         session = SessionStore()
+        session[ANON_KEY] = owner.anon_id
         session.create()
-        owner = Owner(session_key=session.session_key)
         params = {**PRESETS["flaky"].parameters(), "jobs": 500, "duration_ms": 5, "duration_spread_ms": 0,
                   "queue_cap": 500, "concurrency": 8, "max_retries": 2, "backoff_base_s": 1, "backoff_cap_s": 2}  # fmt: skip
         experiment = experiments.experiment_start(owner=owner, preset="flaky", params=params, seed=1)
@@ -85,7 +86,7 @@ def main() -> None:
             "duration_spread_ms": 0,
         }
         for seed in range(20):
-            experiments.experiment_start(owner=Owner.cli(), preset="happy", params=other, seed=seed)
+            experiments.experiment_start(owner=CLI, preset="happy", params=other, seed=seed)
         crowded = measure(base, path, cookie, n)
     finally:
         stack.close()

@@ -22,15 +22,15 @@ def main() -> None:
         from rq import Worker
 
         from prepsite.redis_conn import get_redis
+        from prepsite.visitor import CLI
         from sandbox import experiments, live
-        from sandbox.models import Owner
         from sandbox.presets import PRESETS
 
         results = []
         for trial in range(trials):
             params = {**PRESETS["happy"].parameters(), "jobs": 1, "duration_ms": 8000, "duration_spread_ms": 0,
                       "timeout_s": 20, "max_retries": 2, "backoff": "fixed", "backoff_base_s": 0, "jitter": "none"}  # fmt: skip
-            experiment = experiments.experiment_start(owner=Owner.cli(), preset="happy", params=params, seed=trial)
+            experiment = experiments.experiment_start(owner=CLI, preset="happy", params=params, seed=trial)
             while 1 not in (state := live.read(experiment.pk)).running:
                 time.sleep(0.05)
             running = state.running[1]

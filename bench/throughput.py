@@ -55,8 +55,8 @@ def main() -> None:
     from rq.job import Job
 
     from prepsite.redis_conn import get_redis
+    from prepsite.visitor import CLI
     from sandbox import experiments, live
-    from sandbox.models import Owner
     from sandbox.presets import PRESETS
 
     call_command("migrate", verbosity=0)
@@ -70,7 +70,7 @@ def main() -> None:
     def lab_rate() -> float:
         params = {**PRESETS["happy"].parameters(), "jobs": n, "duration_ms": 0, "duration_spread_ms": 0,
                   "queue_cap": n, "concurrency": 8}  # fmt: skip
-        experiment = experiments.experiment_start(owner=Owner.cli(), preset="happy", params=params, seed=1)
+        experiment = experiments.experiment_start(owner=CLI, preset="happy", params=params, seed=1)
         while not live.read(experiment.pk, events=0).finished:
             drain(env)  # the rate limit releases jobs in batches of `concurrency`; drain until all ran
         assert live.read(experiment.pk).counters["succeeded"] == n

@@ -1,6 +1,8 @@
 from django.db import DatabaseError
 from django.http import HttpRequest
 
+from prepsite.visitor import visitor_for
+
 SITE_NAME = "Queue Prep"
 
 
@@ -10,11 +12,10 @@ def drills_due_count(request: HttpRequest):
 
     def count() -> int:
         if not cache:
-            from topics.drills.learner import learner_for
             from topics.drills.services import due_count
 
             try:
-                cache.append(due_count(learner_for(request, create=False)) if hasattr(request, "session") else 0)
+                cache.append(due_count(visitor_for(request)) if hasattr(request, "session") else 0)
             except DatabaseError:  # tables not migrated yet: no badge rather than a broken page
                 cache.append(0)
         return cache[0]

@@ -16,7 +16,8 @@ def _client(url: str) -> Redis:
 
 
 def get_redis() -> Redis:
-    return _client(settings.REDIS_URL)
+    """The Lab's Redis, as django-rq's RQ_QUEUES configures the lab queue (the one place it is set)."""
+    return _client(settings.RQ_QUEUES[LAB_QUEUE]["URL"])
 
 
 def redis_ok() -> bool:

@@ -102,10 +102,11 @@ CACHES = {
     "pages": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pages"},
 }
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The one Redis configuration: the site's own code uses the lab queue's (prepsite.redis_conn).
+_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
-    "lab": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
+    "default": {"URL": _REDIS_URL, "DEFAULT_TIMEOUT": 60},
+    "lab": {"URL": _REDIS_URL, "DEFAULT_TIMEOUT": 60},
 }
 RQ = {"COMMIT_MODE": "auto"}
 RQ_SHOW_ADMIN_LINK = True
@@ -166,6 +167,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Study's `lab:` links and `preset:` fields name Lab presets; the project layer says where they are.
+STUDY_LAB_PRESETS = "sandbox.presets.PRESETS"
 DRILLS_NEW_PER_DAY = int(os.environ.get("DRILLS_NEW_PER_DAY", "10"))
 
 LOGIN_URL = "login"

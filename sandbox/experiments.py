@@ -6,6 +6,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+import django_rq
 from django.db import DatabaseError
 from django.utils import timezone
 from redis import Redis
@@ -18,8 +19,9 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from prepsite.ratelimit import allow
 from prepsite.redis_conn import LAB_QUEUE, get_redis
-from sandbox import live
-from sandbox.models import Experiment, Owner
+from prepsite.visitor import CLI, Visitor
+from sandbox import live, readmodel
+from sandbox.models import Experiment
 from sandbox.retry_policy import retry_intervals
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ class LimitExceeded(Exception):
 
 
 def lab_queue() -> Queue:
-    return Queue(LAB_QUEUE, connection=get_redis())
+    """The lab queue as django-rq configures it, on the site's shared client (one pool per process)."""
+    return django_rq.get_queue(LAB_QUEUE, connection=get_redis())
 
 
 def worst_case_worker_seconds(params: dict) -> float:
@@ -48,7 +51,7 @@ def worst_case_worker_seconds(params: dict) -> float:
     return params["jobs"] * per_attempt * (params["max_retries"] + 1)
 
 
-def check_limits(owner: Owner, params: dict) -> None:
+def check_limits(owner: Visitor, params: dict) -> None:
     worst = worst_case_worker_seconds(params)
     if worst > MAX_WORKER_SECONDS:
         raise LimitExceeded(
@@ -57,12 +60,9 @@ def check_limits(owner: Owner, params: dict) -> None:
         )
     recent = timezone.now() - ACTIVE_WINDOW
     active = Experiment.objects.owned_by(owner).active().filter(created_at__gte=recent).count()
-    if active >= ACTIVE_PER_OWNER and owner.session_key != "cli":
+    if active >= ACTIVE_PER_OWNER and owner != CLI:
         raise LimitExceeded(f"You already have {active} experiments running; wait for one to finish or stop it.")
-    who = str(owner.user_id or owner.session_key)
-    if owner.session_key != "cli" and not allow(
-        "lab-start", who, limit=STARTS_PER_MINUTE, window_s=60, fail_open=False
-    ):
+    if owner != CLI and not allow("lab-start", owner.key, limit=STARTS_PER_MINUTE, window_s=60, fail_open=False):
         raise LimitExceeded(f"At most {STARTS_PER_MINUTE} experiments a minute; try again shortly.")
     queue = lab_queue()
     depth = queue.count + ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False)
@@ -71,14 +71,13 @@ def check_limits(owner: Owner, params: dict) -> None:
 
 
 def experiment_start(
-    *, owner: Owner, preset: str, params: dict, seed: int | None = None, prediction: str = ""
+    *, owner: Visitor, preset: str, params: dict, seed: int | None = None, prediction: str = ""
 ) -> Experiment:
     """Create the experiment, admit up to queue_cap jobs onto the real lab queue, shed the rest."""
     check_limits(owner, params)
     seed = seed if seed is not None else random.randrange(2**31)
     experiment = Experiment.objects.create(
-        owner_user_id=owner.user_id,
-        owner_session=owner.session_key,
+        **owner.owner(),
         preset=preset,
         params=params,
         seed=seed,
@@ -141,10 +140,13 @@ def finish_if_done(experiment_id: int, connection: Redis | None = None, *, prech
 def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bool) -> bool:
     if not prechecked and not live.looks_finished(experiment_id, connection):
         return False
-    state = live.read(experiment_id, events=0, connection=connection)
+    experiment = Experiment.objects.filter(pk=experiment_id).first()
+    if experiment is None:
+        return False
+    state = readmodel.read_state(experiment, connection=connection)
     if not state.finished:
         return False
-    summary = summarize(state)
+    summary = readmodel.summarize(experiment, state)
     updated = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.RUNNING).update(
         status=Experiment.Status.FINISHED, finished_at=timezone.now(), summary=summary
     )
@@ -153,19 +155,9 @@ def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bo
     return True
 
 
-def summarize(state: live.LiveState) -> dict:
-    c = state.counters
-    return {
-        **{name: c.get(name, 0) for name in live.COUNTERS},
-        "p50_ms": state.latencies.get("p50"),
-        "p95_ms": state.latencies.get("p95"),
-        "max_ms": state.latencies.get("max"),
-    }
-
-
-def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *, who: str = "") -> int:
+def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *, by: Visitor = CLI) -> int:
     """Move dead-lettered jobs back with their whole retry budget, paced; safe to double-submit."""
-    if who and not allow("lab-redrive", who, limit=REDRIVES_PER_MINUTE, window_s=60, fail_open=False):
+    if by != CLI and not allow("lab-redrive", by.key, limit=REDRIVES_PER_MINUTE, window_s=60, fail_open=False):
         raise LimitExceeded(f"At most {REDRIVES_PER_MINUTE} redrives a minute; the DLQ is not going anywhere.")
     recorder = live.Recorder(experiment.pk)
     candidates = jobs if jobs is not None else live.read(experiment.pk, events=0).dlq

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
+from sandbox.params import MAX_JOBS
 
 TTL_SECONDS = 6 * 3600
 EVENTS_KEPT = 500
 JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this long as not running
 
-MAX_JOBS = 500
 KEY_NAMES = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
     "dlq", "redelivered", "flag:stop",
@@ -28,6 +28,20 @@ COUNTERS = (
     "succeeded", "dead_lettered", "stopped", "duplicates_delivered", "duplicates_suppressed", "double_charges",
     "redriven", "discarded", "recovered", "late_outcomes",
 )  # fmt: skip
+
+# The one definition of "finished": every admitted job is terminal, nothing runs, and every duplicate
+# delivery has been seen through. Both scripts below and every read use it.
+_IS_FINISHED = """
+local function is_finished(counters_key, running_key)
+  local c = redis.call('HMGET', counters_key, 'enqueued', 'succeeded', 'dead_lettered', 'stopped',
+    'duplicates_delivered', 'late_outcomes')
+  if not c[1] then return false end
+  local n = {}
+  for i = 1, 6 do n[i] = tonumber(c[i]) or 0 end
+  return n[1] == n[2] + n[3] + n[4] and n[5] <= n[6] and redis.call('HLEN', running_key) == 0
+end
+"""
+_FINISHED = _IS_FINISHED + "return is_finished(KEYS[1], KEYS[2]) and 1 or 0"
 
 # Set the job's terminal state once; only the first outcome of a message counts.
 _SET_TERMINAL = """
@@ -56,7 +70,9 @@ return {params, attempt, redis.call('EXISTS', KEYS[9])}
 """
 
 # Ends an attempt that produced an outcome (succeeded or stopped); the first outcome of a message counts.
-_FINISH_ATTEMPT = """
+_FINISH_ATTEMPT = (
+    _IS_FINISHED
+    + """
 local job, state, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[8]
 local first = redis.call('HSETNX', KEYS[1], job, state) == 1
 if first then
@@ -79,13 +95,9 @@ if ARGV[7] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[7], 1) end
 local event = {'t', now, 'kind', ARGV[9], 'job', job}
 for i = 11, #ARGV do event[#event + 1] = ARGV[i] end
 redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[10], '*', unpack(event))
-local c = redis.call('HMGET', KEYS[2], 'enqueued', 'succeeded', 'dead_lettered', 'stopped',
-  'duplicates_delivered', 'late_outcomes')
-local n = {}
-for i = 1, 6 do n[i] = tonumber(c[i]) or 0 end
-local finished = n[1] == n[2] + n[3] + n[4] and n[5] <= n[6] and redis.call('HLEN', KEYS[3]) == 0
-return {first and 1 or 0, finished and 1 or 0}
+return {first and 1 or 0, is_finished(KEYS[2], KEYS[3]) and 1 or 0}
 """
+)
 
 
 def key(experiment_id: int, name: str) -> str:
@@ -321,6 +333,7 @@ class LiveState:
     buckets: dict[str, dict[int, int]] = field(default_factory=dict)
     retry_hist: dict[int, int] = field(default_factory=dict)
     latencies: dict[str, float | None] = field(default_factory=dict)
+    finished: bool = False  # decided by _IS_FINISHED, in Redis
 
     @property
     def terminal(self) -> int:
@@ -334,15 +347,6 @@ class LiveState:
     def queued(self) -> int:
         return max(0, self.open - len(self.running) - len(self.scheduled))
 
-    @property
-    def pending_redeliveries(self) -> int:
-        c = self.counters
-        return max(0, c.get("duplicates_delivered", 0) - c.get("late_outcomes", 0))
-
-    @property
-    def finished(self) -> bool:
-        return self.exists and self.open == 0 and not self.running and not self.pending_redeliveries
-
     def accounting_holds(self) -> bool:
         c = self.counters
         admitted = c.get("requested", 0) == c.get("enqueued", 0) + c.get("rejected", 0)
@@ -350,24 +354,9 @@ class LiveState:
 
 
 def looks_finished(experiment_id: int, connection: Redis | None = None) -> bool:
-    """Cheap pre-check (one round trip) used after every job before the full read."""
+    """Whether the experiment is finished, in one round trip (checked after jobs before a full read)."""
     redis = connection or get_redis()
-    pipe = redis.pipeline()
-    pipe.hmget(key(experiment_id, "c"), "enqueued", *TERMINAL, "duplicates_delivered", "late_outcomes")
-    pipe.hlen(key(experiment_id, "run"))
-    values, running = pipe.execute()
-    if values[0] is None:
-        return False
-    enqueued, ok, dead, stopped, delivered, late = (int(v or 0) for v in values)
-    return enqueued == ok + dead + stopped and running == 0 and delivered <= late
-
-
-def _percentile(redis: Redis, name: str, fraction: float) -> float | None:
-    count = redis.zcard(name)
-    if not count:
-        return None
-    member = redis.zrange(name, _rank(count, fraction), _rank(count, fraction), withscores=True)
-    return member[0][1] if member else None
+    return bool(redis.eval(_FINISHED, 2, key(experiment_id, "c"), key(experiment_id, "run")))
 
 
 def _latencies(redis: Redis, name: str, slo_fraction: float | None) -> dict[str, float | None]:
@@ -405,7 +394,8 @@ def read(
     pipe.xrevrange(k("ev"), count=max(1, events))
     pipe.hgetall(k("ts"))
     pipe.hgetall(k("retry_hist"))
-    counters, t0, running, scheduled, dlq, stream, ts, hist = pipe.execute()
+    pipe.eval(_FINISHED, 2, k("c"), k("run"))
+    counters, t0, running, scheduled, dlq, stream, ts, hist, finished = pipe.execute()
     if not counters:
         return LiveState(experiment_id, exists=False)
     buckets: dict[str, dict[int, int]] = {}
@@ -423,6 +413,7 @@ def read(
         events=[{"id": eid.decode(), **{f.decode(): v.decode() for f, v in data.items()}} for eid, data in stream],
         buckets=buckets,
         retry_hist={int(s): int(n) for s, n in hist.items()},
+        finished=bool(finished),
     )
     state.latencies = _latencies(redis, k("lat"), slo_fraction)
     return state
@@ -436,6 +427,8 @@ def job_marks(experiment_id: int, jobs: list[int], connection: Redis | None = No
     return {job: [json.loads(m) for m in marks] for job, marks in zip(jobs, pipe.execute(), strict=True)}
 
 
-def percentile_at(experiment_id: int, fraction: float, connection: Redis | None = None) -> float | None:
+def job_plans(experiment_id: int, jobs: list[int], connection: Redis | None = None) -> dict[int, list[float]]:
+    """Each job's retry intervals as planned at admission (empty when expired)."""
     redis = connection or get_redis()
-    return _percentile(redis, key(experiment_id, "lat"), fraction)
+    raw = redis.hmget(key(experiment_id, "plan"), [str(job) for job in jobs]) if jobs else []
+    return {job: json.loads(plan) if plan else [] for job, plan in zip(jobs, raw, strict=True)}

@@ -1,28 +1,17 @@
 from django.conf import settings
 from django.db import models
+from django.dispatch import receiver
 from django.utils import timezone
+
+from prepsite.visitor import Visitor, anonymous_visitor_claimed
 
 
 class ExperimentQuerySet(models.QuerySet):
-    def owned_by(self, owner: "Owner") -> "ExperimentQuerySet":
-        if owner.user_id:
-            return self.filter(owner_user_id=owner.user_id)
-        return self.filter(owner_user__isnull=True, owner_session=owner.session_key)
+    def owned_by(self, visitor: Visitor | None) -> "ExperimentQuerySet":
+        return self.filter(**visitor.lookup()) if visitor is not None else self.none()
 
     def active(self) -> "ExperimentQuerySet":
         return self.filter(status=Experiment.Status.RUNNING)
-
-
-class Owner:
-    """Who an experiment belongs to: the logged-in user, else the browser session (or the CLI)."""
-
-    def __init__(self, *, user_id: int | None = None, session_key: str = ""):
-        self.user_id = user_id
-        self.session_key = session_key
-
-    @classmethod
-    def cli(cls) -> "Owner":
-        return cls(session_key="cli")
 
 
 class Experiment(models.Model):
@@ -31,8 +20,9 @@ class Experiment(models.Model):
         FINISHED = "finished"
         STOPPED = "stopped"
 
-    owner_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
-    owner_session = models.CharField(max_length=64, blank=True, db_index=True)
+    # The visitor who owns it (prepsite.visitor): an account, or an anonymous id until they log in.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    anon_id = models.CharField(max_length=64, blank=True, db_index=True)
     preset = models.CharField(max_length=32)
     params = models.JSONField()
     seed = models.BigIntegerField()
@@ -46,7 +36,7 @@ class Experiment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner_user", "status"])]
+        indexes = [models.Index(fields=["user", "status"])]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.preset}"
@@ -54,6 +44,12 @@ class Experiment(models.Model):
     @property
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
+
+
+@receiver(anonymous_visitor_claimed, dispatch_uid="sandbox_claim_anonymous_experiments")
+def claim_anonymous_experiments(sender, source: Visitor, target: Visitor, **kwargs) -> None:
+    """Experiments follow the visitor into their account, running ones included (they stay stoppable)."""
+    Experiment.objects.owned_by(source).update(**target.owner())
 
 
 class LedgerEntry(models.Model):

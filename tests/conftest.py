@@ -32,6 +32,18 @@ def _fresh_shared_pages():
     shared_pages_clear()
 
 
+@pytest.fixture
+def queueing(db):
+    """The real queueing content, loaded when missing (transactional tests start from empty tables)."""
+    from django.core.management import call_command
+
+    from topics.models import Topic
+
+    if not Topic.objects.filter(slug="queueing").exists():
+        call_command("load_content", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    return Topic.objects.get(slug="queueing")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -55,8 +67,7 @@ def _private_services(tmp_path_factory):
         STATE["redis"] = devstack.start_redis(STATE["redis_port"], STATE["redis_dir"])
         url = f"redis://127.0.0.1:{STATE['redis_port']}/0"
     STATE["redis_url"] = url
-    settings.REDIS_URL = url
-    for queue in settings.RQ_QUEUES.values():
+    for queue in settings.RQ_QUEUES.values():  # in place: django_rq.settings holds this very dict
         queue["URL"] = url
     yield
     process = STATE.get("redis")

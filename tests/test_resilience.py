@@ -6,7 +6,6 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from sandbox import live
 from sandbox.models import LedgerEntry
 from tests.sandbox.helpers import FAST, start, wait_finished, wait_state
 
@@ -66,16 +65,3 @@ def test_jobs_enqueued_before_a_redis_crash_survive_with_aof_everysec(rq_workers
     assert state.counters["succeeded"] == 6
     assert LedgerEntry.objects.filter(experiment=experiment).values("order_number").distinct().count() == 6
     assert state.accounting_holds()
-
-
-@pytest.mark.django_db
-def test_an_experiment_whose_redis_state_was_lost_says_so(client, redis_conn):
-    session = client.session
-    session.save()
-    from sandbox.models import Experiment
-
-    experiment = Experiment.objects.create(owner_session=session.session_key, preset="happy", params={}, seed=1)
-    assert live.read(experiment.pk).exists is False
-    response = client.get(reverse("sandbox:detail", args=[experiment.pk]))
-    assert response.status_code == 200
-    assert b"expired" in response.content.lower() or b"lost" in response.content.lower()

@@ -47,7 +47,7 @@ def test_every_post_without_a_csrf_token_is_refused_and_the_htmx_header_is_accep
     browser = Client(enforce_csrf_checks=True)
     browser.get("/")  # sets the CSRF cookie, as a first page view does
     token = browser.cookies["csrftoken"].value
-    experiment = Experiment.objects.create(owner_session="someone", preset="happy", params={}, seed=1)
+    experiment = Experiment.objects.create(anon_id="someone", preset="happy", params={}, seed=1)
     for url in post_endpoints(experiment.pk):
         assert browser.post(url, {}).status_code == 403, url
         with_header = browser.post(url, {}, headers={"X-CSRFToken": token, "HX-Request": "true"})

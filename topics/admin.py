@@ -13,7 +13,7 @@ class TopicAdmin(admin.ModelAdmin):
 
 @admin.register(Section)
 class SectionAdmin(admin.ModelAdmin):
-    list_display = ["title", "topic", "slug", "order", "concept"]
+    list_display = ["title", "topic", "slug", "order"]
     list_filter = ["topic"]
     search_fields = ["title", "slug", "body_md"]
 
@@ -27,6 +27,6 @@ class QuestionAdmin(admin.ModelAdmin):
 
 @admin.register(SectionUnderstood)
 class SectionUnderstoodAdmin(admin.ModelAdmin):
-    list_display = ["section", "user", "session_key", "created"]
+    list_display = ["section", "user", "anon_id", "created"]
     list_filter = ["section__topic"]
     raw_id_fields = ["user"]

@@ -6,6 +6,7 @@ rows whose file is gone are deleted, so loading twice changes nothing.
 """
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,13 +14,15 @@ import yaml
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
+from django.utils.module_loading import import_string
 
 from prepsite.shared_pages import shared_pages_clear
-from sandbox.presets import PRESETS
 from topics.markdown import LinkError, LinkErrors, Rendered, ResolvedLink, render_markdown
 from topics.models import Question, Section, Topic
 
 DEFAULT_CONTENT_DIR = Path(settings.BASE_DIR) / "topics" / "content"
+DIAGRAM_FILE = "diagram.html"  # optional: an accessible SVG figure whose href="section:…" links are checked
+DIAGRAM_LINK = re.compile(r'href="(lab|section|question):([^"]*)"')
 LEVELS = {choice.value for choice in Question.Level}
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Ids the topic page itself uses; a heading with one of these ids would clash.
@@ -149,9 +152,17 @@ def _slug(source: SourceFile, default: str, problems: _Problems) -> str:
     return slug
 
 
+def configured_lab_presets() -> Collection[str]:
+    """The Lab preset names `lab:` links may name. The project wires them in (settings), so Study
+    never imports the Lab."""
+    return import_string(settings.STUDY_LAB_PRESETS)
+
+
 @dataclass
 class _TopicPlan:
     slug: str
+    directory: Path
+    lab_presets: Collection[str]
     source: SourceFile
     fields: dict
     sections: dict[str, tuple[SourceFile, dict]] = field(default_factory=dict)
@@ -159,13 +170,15 @@ class _TopicPlan:
     anchors: dict[str, set[str]] = field(default_factory=dict)  # section slug -> heading ids
 
 
-def _plan_topic(directory: Path, problems: _Problems) -> _TopicPlan | None:
+def _plan_topic(directory: Path, lab_presets: Collection[str], problems: _Problems) -> _TopicPlan | None:
     source = parse_file(directory / "topic.md", problems)
     if source is None:
         return None
     slug = _slug(source, directory.name, problems)
     plan = _TopicPlan(
         slug=slug,
+        directory=directory,
+        lab_presets=lab_presets,
         source=source,
         fields={
             "title": _text(source, "title", problems),
@@ -197,7 +210,6 @@ def _plan_topic(directory: Path, problems: _Problems) -> _TopicPlan | None:
             {
                 "title": _text(section, "title", problems),
                 "order": _order(section, default_order, problems),
-                "concept": _text(section, "concept", problems, required=False),
                 "body_md": section.body,
             },
         )
@@ -229,8 +241,9 @@ def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems:
     if section and section not in plan.sections:
         problems.add(source.path, source.key_line("section"), f"unknown section slug {section!r}")
     preset = _text(source, "preset", problems, required=False)
-    if preset and preset not in PRESETS:
-        problems.add(source.path, source.key_line("preset"), f"unknown preset {preset!r} (known: {sorted(PRESETS)})")
+    if preset and preset not in plan.lab_presets:
+        known = sorted(plan.lab_presets)
+        problems.add(source.path, source.key_line("preset"), f"unknown preset {preset!r} (known: {known})")
 
     key_points = meta.get("key_points") or []
     if not isinstance(key_points, list) or not 4 <= len(key_points) <= 8:
@@ -277,11 +290,6 @@ def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems:
     }
 
 
-def drill_url(topic_slug: str, question_slug: str) -> str:
-    """The Drills app serves each question here."""
-    return f"/topics/{topic_slug}/drill/{question_slug}/"
-
-
 def _resolver(plan: _TopicPlan):
     topic_url = reverse("topics:topic_detail", args=[plan.slug])
     lab_url = reverse("sandbox:home")
@@ -289,13 +297,13 @@ def _resolver(plan: _TopicPlan):
     def resolve(scheme: str, target: str) -> ResolvedLink:
         href = f"{scheme}:{target}"
         if scheme == "lab":
-            if target not in PRESETS:
+            if target not in plan.lab_presets:
                 raise LinkError(href, f"unknown Lab preset {target!r} in link {href!r}")
             return ResolvedLink(f"{lab_url}?preset={target}", "lab-link")
         if scheme == "question":
             if target not in plan.questions:
                 raise LinkError(href, f"unknown question {target!r} in link {href!r}")
-            return ResolvedLink(drill_url(plan.slug, target), "drill-link")
+            return ResolvedLink(reverse("drills:question", args=[plan.slug, target]), "drill-link")
         section, _, anchor = target.partition("#")
         if section not in plan.sections:
             raise LinkError(href, f"unknown section {section!r} in link {href!r}")
@@ -353,7 +361,24 @@ def _render_topic(plan: _TopicPlan, problems: _Problems) -> dict[str, Rendered]:
         result = _render(source, source.body, resolve, problems)
         if result is not None:
             rendered[f"question:{slug}"] = result
+    rendered["diagram"] = _render_diagram(plan.directory / DIAGRAM_FILE, resolve, problems)
     return rendered
+
+
+def _render_diagram(path: Path, resolve, problems: _Problems) -> Rendered:
+    """The topic's diagram, with its special links resolved and checked like the Markdown's."""
+    if not path.is_file():
+        return Rendered(html="", text="", toc=[])
+    text = path.read_text(encoding="utf-8")
+
+    def link(match: re.Match) -> str:
+        try:
+            return f'href="{resolve(match[1], match[2]).url}"'
+        except LinkError as error:
+            problems.add(path, text.count("\n", 0, match.start()) + 1, str(error))
+            return match[0]
+
+    return Rendered(html=DIAGRAM_LINK.sub(link, text), text="", toc=[])
 
 
 def _upsert(model, lookup: dict, values: dict, stats: LoadStats):
@@ -372,15 +397,16 @@ def _upsert(model, lookup: dict, values: dict, stats: LoadStats):
     return obj
 
 
-def content_load(*, path: Path | str | None = None) -> list[LoadStats]:
+def content_load(*, path: Path | str | None = None, lab_presets: Collection[str] | None = None) -> list[LoadStats]:
     """Validate then load every topic under `path`; raise ContentError listing every problem."""
     root = Path(path) if path else DEFAULT_CONTENT_DIR
+    lab_presets = configured_lab_presets() if lab_presets is None else lab_presets
     if not root.is_dir():
         raise ContentError([f"{root}: content directory not found"])
     problems = _Problems(root=root)
     plans: list[_TopicPlan] = []
     for directory in sorted(p for p in root.iterdir() if p.is_dir() and (p / "topic.md").is_file()):
-        plan = _plan_topic(directory, problems)
+        plan = _plan_topic(directory, lab_presets, problems)
         if plan is not None:
             plans.append(plan)
     if not plans and not problems.items:
@@ -405,7 +431,8 @@ def content_load(*, path: Path | str | None = None) -> list[LoadStats]:
 def _write_topic(plan: _TopicPlan, rendered: dict[str, Rendered]) -> LoadStats:
     stats = LoadStats(topic=plan.slug, sections=len(plan.sections), questions=len(plan.questions))
     topic_stats = LoadStats(topic=plan.slug)  # the topic row itself is not counted in the summary
-    topic = _upsert(Topic, {"slug": plan.slug}, {**plan.fields, "intro_html": rendered["topic"].html}, topic_stats)
+    values = {**plan.fields, "intro_html": rendered["topic"].html, "diagram_html": rendered["diagram"].html}
+    topic = _upsert(Topic, {"slug": plan.slug}, values, topic_stats)
 
     stale_questions = topic.questions.exclude(slug__in=list(plan.questions))
     stale_sections = topic.sections.exclude(slug__in=list(plan.sections))

@@ -1,13 +1,11 @@
 """Study content (topics, sections, drill questions) and per-visitor reading progress."""
 
 from django.conf import settings
-from django.contrib.auth.signals import user_logged_in
 from django.db import models, transaction
 from django.dispatch import receiver
+from django.urls import reverse
 
-# Session entry holding the key under which an anonymous visitor's marks are stored; login
-# cycles the session key, so this is how the marks find their way to the account.
-ANONYMOUS_MARKS_KEY = "study_marks_key"
+from prepsite.visitor import Visitor, anonymous_visitor_claimed
 
 
 class TopicQuerySet(models.QuerySet):
@@ -21,6 +19,7 @@ class Topic(models.Model):
     summary = models.TextField(blank=True)
     intro_md = models.TextField(blank=True)
     intro_html = models.TextField(blank=True)
+    diagram_html = models.TextField(blank=True, help_text="the topic's optional diagram.html, links resolved")
     order = models.PositiveIntegerField(default=0)
 
     objects = TopicQuerySet.as_manager()
@@ -32,8 +31,6 @@ class Topic(models.Model):
         return self.title
 
     def get_absolute_url(self) -> str:
-        from django.urls import reverse
-
         return reverse("topics:topic_detail", args=[self.slug])
 
 
@@ -47,7 +44,6 @@ class Section(models.Model):
     slug = models.SlugField(max_length=100)
     title = models.CharField(max_length=200)
     order = models.PositiveIntegerField(default=0)
-    concept = models.CharField(max_length=100, blank=True)
     body_md = models.TextField(blank=True)
     body_html = models.TextField(blank=True, help_text="Rendered at load time so page views do no Markdown work.")
     body_text = models.TextField(blank=True, help_text="Plain text of the body, for search.")
@@ -99,43 +95,34 @@ class Question(models.Model):
         return self.prompt
 
     def get_absolute_url(self) -> str:
-        return f"/topics/{self.topic.slug}/drill/{self.slug}/"
+        return reverse("drills:question", args=[self.topic.slug, self.slug])
 
 
 class SectionUnderstoodQuerySet(models.QuerySet):
-    def for_visitor(self, *, user=None, session_key: str | None = None) -> "SectionUnderstoodQuerySet":
-        if user is not None and user.is_authenticated:
-            return self.filter(user=user)
-        if session_key:
-            return self.filter(user__isnull=True, session_key=session_key)
-        return self.none()
+    def for_visitor(self, visitor: Visitor | None) -> "SectionUnderstoodQuerySet":
+        return self.filter(**visitor.lookup()) if visitor is not None else self.none()
 
-    def set(self, section: "Section", *, understood: bool, user=None, session_key: str = "") -> None:
+    def set(self, section: "Section", *, understood: bool, visitor: Visitor) -> None:
         """Record or clear the visitor's mark on a section (idempotent)."""
-        owner = {"user": user} if user is not None and user.is_authenticated else {"user": None}
-        if owner["user"] is None:
-            if not session_key:
-                raise ValueError("an anonymous visitor needs a session key")
-            owner["session_key"] = session_key
         if understood:
-            self.get_or_create(section=section, **owner)
+            self.get_or_create(section=section, **visitor.owner())
         else:
-            self.filter(section=section, **owner).delete()
+            self.for_visitor(visitor).filter(section=section).delete()
 
-    def claim(self, *, session_key: str, user) -> int:
+    def claim(self, *, source: Visitor, target: Visitor) -> int:
         """Move an anonymous visitor's marks to the account they just logged in to."""
         with transaction.atomic():
-            anonymous = self.filter(user__isnull=True, session_key=session_key)
-            already = self.filter(user=user).values_list("section_id", flat=True)
+            anonymous = self.for_visitor(source)
+            already = self.for_visitor(target).values_list("section_id", flat=True)
             anonymous.filter(section_id__in=list(already)).delete()
-            return anonymous.update(user=user, session_key="")
+            return anonymous.update(**target.owner())
 
 
 class SectionUnderstood(models.Model):
-    """A visitor marked a section as understood: keyed to the user, or to the session for anonymous visitors."""
+    """A visitor marked a section as understood: owned by a visitor (`prepsite.visitor`)."""
 
     section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="understood_marks")
-    session_key = models.CharField(max_length=40, blank=True, db_index=True)
+    anon_id = models.CharField(max_length=40, blank=True, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -147,7 +134,7 @@ class SectionUnderstood(models.Model):
                 fields=["section", "user"], condition=models.Q(user__isnull=False), name="unique_understood_per_user"
             ),
             models.UniqueConstraint(
-                fields=["section", "session_key"],
+                fields=["section", "anon_id"],
                 condition=models.Q(user__isnull=True),
                 name="unique_understood_per_session",
             ),
@@ -157,9 +144,6 @@ class SectionUnderstood(models.Model):
         return f"{self.section} understood"
 
 
-@receiver(user_logged_in, dispatch_uid="topics_claim_anonymous_marks")
-def claim_anonymous_marks(sender, request, user, **kwargs) -> None:
-    session = getattr(request, "session", None)
-    key = session.pop(ANONYMOUS_MARKS_KEY, None) if session is not None else None
-    if key:
-        SectionUnderstood.objects.claim(session_key=key, user=user)
+@receiver(anonymous_visitor_claimed, dispatch_uid="topics_claim_anonymous_marks")
+def claim_anonymous_marks(sender, source: Visitor, target: Visitor, **kwargs) -> None:
+    SectionUnderstood.objects.claim(source=source, target=target)

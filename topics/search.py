@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from topics.loader import drill_url
 from topics.markdown import html_to_text
 from topics.models import Question, Section, Topic
 
@@ -172,7 +171,7 @@ def search(query: str) -> list[Hit]:
                 Hit(
                     kind="question",
                     title=question.prompt,
-                    url=drill_url(question.topic.slug, question.slug),
+                    url=question.get_absolute_url(),
                     context=f"Drill · {question.get_level_display()} · {question.section.title}",
                     title_html=highlight(question.prompt, patterns),
                     snippet=snippet(answer, patterns),

@@ -7,41 +7,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from prepsite.shared_pages import shared_page
+from prepsite.visitor import visitor_for
 from topics import search as site_search
-from topics.models import ANONYMOUS_MARKS_KEY, Question, Section, SectionUnderstood, Topic
-
-# The queueing architecture diagram: node -> anchors on the topic page, most specific first.
-# The first anchor that exists on the page wins, so a renamed heading degrades to its section.
-DIAGRAM_TARGETS = {
-    "client": ["what-the-client-sees", "overview"],
-    "gateway": ["hop-1-client-to-gateway", "data-and-request-flow"],
-    "service": ["hop-2-gateway-to-service", "data-and-request-flow"],
-    "cache": ["hop-3-service-to-database-and-cache", "data-and-request-flow"],
-    "db": ["source-of-truth-and-derived-state", "data-and-request-flow"],
-    "queue": ["hop-4-service-to-queue", "core-concepts"],
-    "workers": ["hop-5-queue-to-workers", "internal-architecture"],
-    "dlq": ["dead-letter-queues", "scalability-and-reliability"],
-}
-
-
-def _visitor(request: HttpRequest) -> dict:
-    return {"user": request.user, "session_key": request.session.session_key}
+from topics.models import Question, Section, SectionUnderstood, Topic
 
 
 def _understood_ids(request: HttpRequest, topic: Topic) -> set[int]:
-    marks = SectionUnderstood.objects.for_visitor(**_visitor(request)).filter(section__topic=topic)
+    marks = SectionUnderstood.objects.for_visitor(visitor_for(request)).filter(section__topic=topic)
     return set(marks.values_list("section_id", flat=True))
-
-
-def _diagram(topic: Topic, sections: list[Section]) -> dict[str, str] | None:
-    if topic.slug != "queueing":
-        return None
-    anchors = {section.slug for section in sections} | {e["id"] for s in sections for e in s.toc}
-    targets = {}
-    for node, candidates in DIAGRAM_TARGETS.items():
-        found = next((anchor for anchor in candidates if anchor in anchors), None)
-        targets[node] = f"#{found}" if found else ""
-    return targets
 
 
 @require_GET
@@ -83,7 +56,6 @@ def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "topic": topic,
             "sections": sections,
             "section_count": len(sections),
-            "diagram": _diagram(topic, sections),
             "nav": "study",
         }
 
@@ -117,14 +89,8 @@ def mark_understood(request: HttpRequest, slug: str, section_slug: str) -> HttpR
     form = UnderstoodForm(request.POST)
     if not form.is_valid():
         raise Http404("unknown action")
-    if not request.user.is_authenticated:
-        # Anonymous marks are keyed to the (database-backed) session; writing to it also
-        # replaces a stale cookie's key with a live one before we use it.
-        request.session[ANONYMOUS_MARKS_KEY] = ""
-        if request.session.session_key is None:
-            request.session.save()
-        request.session[ANONYMOUS_MARKS_KEY] = request.session.session_key
-    SectionUnderstood.objects.set(section, understood=form.cleaned_data["understood"], **_visitor(request))
+    visitor = visitor_for(request, create=True)
+    SectionUnderstood.objects.set(section, understood=form.cleaned_data["understood"], visitor=visitor)
     if not request.htmx:
         # Only visitors without JavaScript post the plain form; the checklist is where they see marks.
         return redirect(f"{reverse('topics:checklist', args=[section.topic.slug])}#{section.slug}")

@@ -11,7 +11,7 @@ from sandbox import experiments, live
 from sandbox.models import Experiment
 from sandbox.presets import PRESETS
 from tests.conftest import ARTIFACTS
-from tests.sandbox.helpers import wait_finished
+from tests.sandbox.helpers import anonymous_visitor, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -117,9 +117,9 @@ def test_live_view_shows_a_banner_while_redis_is_down_and_recovers_by_itself(
     live_server, page, screenshot, client, redis_control, rq_workers
 ):
     # A run whose one job was never enqueued: it stays "running", so the page keeps polling.
-    client.get("/sandbox/")
+    owner = anonymous_visitor(client)
     experiment = Experiment.objects.create(
-        owner_session=client.session.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1
+        **owner.owner(), preset="happy", params=PRESETS["happy"].parameters(), seed=1
     )
     recorder = live.Recorder(experiment.pk)
     recorder.create(params=experiment.params, seed=1, requested=1)
@@ -140,13 +140,13 @@ def test_live_view_shows_a_banner_while_redis_is_down_and_recovers_by_itself(
 
 
 def test_history_ticks_two_experiments_and_compares_them(live_server, page, screenshot, client):
-    client.get("/sandbox/")
+    owner = anonymous_visitor(client)
     for jobs, dead in ((12, 12), (12, 3)):
         params = {**PRESETS["poison"].parameters(), "jobs": jobs, "poison_rate": dead / jobs}
         summary = {name: 0 for name in live.COUNTERS} | {"requested": jobs, "dead_lettered": dead, "p95_ms": 900.0}
         summary["succeeded"] = jobs - dead
         Experiment.objects.create(
-            owner_session=client.session.session_key, preset="poison", params=params, seed=1,
+            **owner.owner(), preset="poison", params=params, seed=1,
             status=Experiment.Status.FINISHED, summary=summary,
         )  # fmt: skip
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value

@@ -5,6 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from prepsite.visitor import ANON_KEY
 from tests.drills.conftest import make_question
 from topics.drills.models import Card, Review
 
@@ -36,7 +37,7 @@ def test_export_then_import_round_trips_and_reimport_does_not_duplicate(client):
     browser = Client()
     result = upload(browser, exported)
     assert "Imported 2 questions: 2 new cards, 2 new reviews" in result.content.decode()
-    mine = Card.objects.filter(session_key=browser.session["drills_learner"])
+    mine = Card.objects.filter(anon_id=browser.session[ANON_KEY])
     assert mine.count() == 2
     assert Review.objects.filter(card__in=mine).count() == 2
     again = json.loads(browser.get(reverse("drills:export")).content)

@@ -4,9 +4,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.urls import reverse
 
+from prepsite.visitor import Visitor
 from tests.drills.conftest import make_question
 from topics.drills import scheduling, services
-from topics.drills.learner import Learner
 from topics.drills.models import Card, Review
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +22,9 @@ def test_streak_counts_consecutive_days_ending_today_or_yesterday():
 
 def test_progress_groups_by_section_with_readiness_and_mastery():
     now = datetime(2026, 3, 10, 12, tzinfo=UTC)
-    learner = Learner(session_key="s1")
+    learner = Visitor(anon_id="s1")
     q1, q2 = make_question("q1"), make_question("q2")
-    card = Card(session_key="s1", question=q1)
+    card = Card(anon_id="s1", question=q1)
     fsrs_card = scheduling.new_card(now - timedelta(days=60))
     for days_ago in (60, 59, 50, 30):
         fsrs_card = scheduling.review(fsrs_card, 3, now - timedelta(days=days_ago))
@@ -79,13 +79,13 @@ def test_readiness_is_a_dash_right_after_rating_again_not_100_percent(client, qu
 
 def test_readiness_leaves_out_cards_reviewed_less_than_a_day_ago():
     now = datetime(2026, 3, 10, 12, tzinfo=UTC)
-    learner = Learner(session_key="s1")
+    learner = Visitor(anon_id="s1")
     fresh_q, old_q = make_question("fresh"), make_question("old")
     make_question("unseen")
     old = scheduling.review(scheduling.new_card(now - timedelta(days=10)), 3, now - timedelta(days=10))
     fresh = scheduling.review(scheduling.new_card(now - timedelta(hours=2)), 1, now - timedelta(hours=2))
     for question, fsrs_card in ((old_q, old), (fresh_q, fresh)):
-        card = Card(session_key="s1", question=question)
+        card = Card(anon_id="s1", question=question)
         card.set_fsrs(fsrs_card)
         card.save()
     [concept] = services.progress_for(learner=learner, now=now).concepts

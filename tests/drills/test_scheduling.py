@@ -28,7 +28,7 @@ def test_again_schedules_earlier_than_good_for_a_mature_card():
 def test_card_state_round_trips_through_the_database():
     question = make_question()
     fsrs_card = scheduling.review(scheduling.review(scheduling.new_card(NOW), 3, NOW), 3, NOW + timedelta(hours=1))
-    card = Card(session_key="s1", question=question)
+    card = Card(anon_id="s1", question=question)
     card.set_fsrs(fsrs_card)
     card.save()
     loaded = Card.objects.get(pk=card.pk).fsrs_card()
@@ -40,17 +40,17 @@ def test_card_state_round_trips_through_the_database():
 
 @pytest.mark.django_db
 def test_card_queryset_for_learner_and_due():
-    from topics.drills.learner import Learner
+    from prepsite.visitor import Visitor
 
     question = make_question()
-    card = Card(session_key="s1", question=question)
+    card = Card(anon_id="s1", question=question)
     card.set_fsrs(scheduling.new_card(NOW))
     card.save()
-    mine, theirs = Learner(session_key="s1"), Learner(session_key="s2")
-    assert list(Card.objects.for_learner(mine).due(NOW)) == [card]
-    assert not Card.objects.for_learner(mine).due(NOW - timedelta(minutes=1)).exists()
-    assert not Card.objects.for_learner(theirs).exists()
-    assert not Card.objects.for_learner(None).exists()
+    mine, theirs = Visitor(anon_id="s1"), Visitor(anon_id="s2")
+    assert list(Card.objects.for_visitor(mine).due(NOW)) == [card]
+    assert not Card.objects.for_visitor(mine).due(NOW - timedelta(minutes=1)).exists()
+    assert not Card.objects.for_visitor(theirs).exists()
+    assert not Card.objects.for_visitor(None).exists()
 
 
 def test_humanize_delta():

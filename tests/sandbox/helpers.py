@@ -1,16 +1,18 @@
+import secrets
 import time
 
+from prepsite.visitor import ANON_KEY, CLI, Visitor
 from sandbox import experiments, live
-from sandbox.models import Experiment, Owner
+from sandbox.models import Experiment
 from sandbox.presets import PRESETS
 from tests.conftest import wait_for
 
 FAST = {"duration_ms": 50, "duration_spread_ms": 20}
 
 
-def start(preset: str, owner: Owner | None = None, seed: int = 7, **overrides) -> Experiment:
+def start(preset: str, owner: Visitor = CLI, seed: int = 7, **overrides) -> Experiment:
     params = {**PRESETS[preset].parameters(), **overrides}
-    return experiments.experiment_start(owner=owner or Owner.cli(), preset=preset, params=params, seed=seed)
+    return experiments.experiment_start(owner=owner, preset=preset, params=params, seed=seed)
 
 
 def wait_finished(experiment: Experiment, timeout: float = 60) -> live.LiveState:
@@ -36,3 +38,11 @@ def attempt_failure_times(experiment: Experiment, job: int) -> list[float]:
 
 def now() -> float:
     return time.time()
+
+
+def anonymous_visitor(client) -> Visitor:
+    """Give a test client's session an anonymous visitor id, as its first action on the site would."""
+    session = client.session
+    session[ANON_KEY] = secrets.token_urlsafe(8)
+    session.save()
+    return Visitor(anon_id=session[ANON_KEY])

@@ -10,8 +10,9 @@ import pytest
 from rq import Worker
 
 from prepsite.redis_conn import get_redis
+from prepsite.visitor import Visitor
 from sandbox import experiments, live
-from sandbox.models import LedgerEntry, Owner
+from sandbox.models import LedgerEntry
 from sandbox.presets import PRESETS
 from tests.conftest import wait_for
 from tests.sandbox.helpers import FAST, attempt_failure_times, start, wait_finished, wait_state
@@ -229,7 +230,7 @@ def test_accounting_invariant_holds_for_every_preset_and_random_faults(rq_worker
 
 
 def test_limits_answer_with_a_clear_message(rq_workers):
-    owner = Owner(session_key="visitor-limits")
+    owner = Visitor(anon_id="visitor-limits")
     big = {**PRESETS["happy"].parameters(), "jobs": 500, "duration_ms": 2000, "max_retries": 5}
     with pytest.raises(experiments.LimitExceeded, match="worker-seconds"):
         experiments.experiment_start(owner=owner, preset="happy", params=big)

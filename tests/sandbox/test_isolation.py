@@ -4,24 +4,26 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from prepsite.visitor import ANON_KEY
 from sandbox.models import Experiment
 from sandbox.presets import PRESETS
+from tests.sandbox.helpers import anonymous_visitor
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
 def owned(client) -> Experiment:
-    client.get(reverse("sandbox:home"))
+    owner = anonymous_visitor(client)
     return Experiment.objects.create(
-        owner_session=client.session.session_key, preset="poison", params=PRESETS["poison"].parameters(), seed=3
+        **owner.owner(), preset="poison", params=PRESETS["poison"].parameters(), seed=3
     )
 
 
 @pytest.fixture
 def stranger() -> Client:
     other = Client()
-    other.get(reverse("sandbox:home"))
+    anonymous_visitor(other)
     return other
 
 
@@ -51,7 +53,7 @@ def test_another_visitor_gets_404_for_every_action(stranger, owned, action):
 @pytest.mark.django_db
 def test_another_visitor_cannot_compare_someone_elses_experiment(client, stranger, owned):
     mine = Experiment.objects.create(
-        owner_session=stranger.session.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1
+        anon_id=stranger.session[ANON_KEY], preset="happy", params=PRESETS["happy"].parameters(), seed=1
     )
     assert stranger.get(reverse("sandbox:compare"), {"a": mine.pk, "b": owned.pk}).status_code == 404
     assert client.get(reverse("sandbox:compare"), {"a": mine.pk, "b": owned.pk}).status_code == 404
@@ -70,6 +72,6 @@ def test_a_logged_in_user_sees_only_their_own_experiments(client, django_user_mo
     other = Client()
     other.force_login(user)
     assert other.get(reverse("sandbox:detail", args=[owned.pk])).status_code == 404
-    theirs = Experiment.objects.create(owner_user=user, preset="happy", params=PRESETS["happy"].parameters(), seed=1)
+    theirs = Experiment.objects.create(user=user, preset="happy", params=PRESETS["happy"].parameters(), seed=1)
     assert other.get(reverse("sandbox:detail", args=[theirs.pk])).status_code == 200
     assert client.get(reverse("sandbox:detail", args=[theirs.pk])).status_code == 404

@@ -1,13 +1,15 @@
 """The Lab's pages and fragments over real Redis and real workers: what a visitor sees and can do."""
 
+
 import pytest
 from django.urls import reverse
 
-from sandbox import charts, experiments, live, views
-from sandbox.models import Experiment, Owner
+from sandbox import charts, experiments, live
+from sandbox.explain import explain
+from sandbox.models import Experiment
 from sandbox.presets import PRESETS
 from tests.conftest import wait_for
-from tests.sandbox.helpers import FAST, wait_finished, wait_state
+from tests.sandbox.helpers import FAST, anonymous_visitor, wait_finished, wait_state
 
 PANEL_IDS = [
     "panel-status",
@@ -23,9 +25,7 @@ PANEL_IDS = [
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
-def visitor(client) -> Owner:
-    client.get(reverse("sandbox:home"))
-    return Owner(session_key=client.session.session_key)
+visitor = anonymous_visitor
 
 
 def form_data(name: str = "happy", **overrides) -> dict:
@@ -44,14 +44,15 @@ def start_via_form(client, name: str = "happy", **overrides) -> Experiment:
 
 
 @pytest.mark.django_db
-def test_lab_home_shows_every_preset_with_its_study_link_and_a_prediction_box(client):
+def test_lab_home_shows_every_preset_with_its_study_link_and_a_prediction_box(client, queueing):
     response = client.get(reverse("sandbox:home"))
     assert response.status_code == 200
     body = response.content.decode()
     for preset in PRESETS.values():
         assert preset.title in body
         assert f"/topics/queueing/#{preset.section}" in body
-    assert "Study: Core concepts" in body
+    core = queueing.sections.get(slug="core-concepts")
+    assert f"Study: {core.title}" in body
     assert 'name="prediction"' in body
     assert "How many jobs end in the DLQ?" in body
 
@@ -130,7 +131,7 @@ def test_start_redirects_to_the_live_view_and_htmx_gets_a_client_redirect(client
 
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
-def test_finished_experiment_page_has_every_panel_and_the_poll_stops_with_286(client, rq_workers):
+def test_finished_experiment_page_has_every_panel_and_the_poll_stops_with_286(client, queueing, rq_workers):
     experiment = start_via_form(client, "happy", jobs=3, prediction="<b>all three</b> succeed", **FAST)
     wait_finished(experiment, 30)
     page = client.get(reverse("sandbox:detail", args=[experiment.pk]))
@@ -251,7 +252,7 @@ def test_expired_experiment_shows_its_stored_summary(client):
     owner = visitor(client)
     summary = {name: 0 for name in live.COUNTERS} | {"requested": 5, "succeeded": 5}
     experiment = Experiment.objects.create(
-        owner_session=owner.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1,
+        anon_id=owner.anon_id, preset="happy", params=PRESETS["happy"].parameters(), seed=1,
         status=Experiment.Status.FINISHED, summary=summary,
     )  # fmt: skip
     response = client.get(reverse("sandbox:detail", args=[experiment.pk]))
@@ -267,7 +268,7 @@ def test_expired_experiment_shows_its_stored_summary(client):
 def test_expired_experiment_without_summary_says_so(client):
     owner = visitor(client)
     experiment = Experiment.objects.create(
-        owner_session=owner.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1
+        anon_id=owner.anon_id, preset="happy", params=PRESETS["happy"].parameters(), seed=1
     )
     response = client.get(reverse("sandbox:detail", args=[experiment.pk]))
     assert response.status_code == 200
@@ -280,7 +281,7 @@ def test_expired_experiment_without_summary_says_so(client):
 def test_lab_pages_answer_503_with_the_banner_while_redis_is_down(client, redis_control, rq_workers):
     owner = visitor(client)
     experiment = Experiment.objects.create(
-        owner_session=owner.session_key, preset="happy", params=PRESETS["happy"].parameters(), seed=1
+        anon_id=owner.anon_id, preset="happy", params=PRESETS["happy"].parameters(), seed=1
     )
     redis_control.stop()
     try:
@@ -303,7 +304,7 @@ def test_lab_pages_answer_503_with_the_banner_while_redis_is_down(client, redis_
 def test_too_many_redrives_answer_429_with_the_message(client):
     owner = visitor(client)
     experiment = Experiment.objects.create(
-        owner_session=owner.session_key, preset="poison", params=PRESETS["poison"].parameters(), seed=1
+        anon_id=owner.anon_id, preset="poison", params=PRESETS["poison"].parameters(), seed=1
     )
     url = reverse("sandbox:redrive", args=[experiment.pk])
     for _ in range(experiments.REDRIVES_PER_MINUTE):
@@ -365,9 +366,8 @@ def test_explanation_predicts_dlq_share_rejections_and_littles_law():
         "failure_rate": 0.5,
         "max_retries": 1,
     }
-    experiment = Experiment(preset="slow-consumer", params=params, seed=1)
     counters = {"requested": 300, "rejected": 100, "dead_lettered": 50, "succeeded": 150}
-    items = {item["topic"]: item for item in views.explain(experiment, counters, peak_depth=80, drain_s=25)}
+    items = {item["topic"]: item for item in explain(params, counters, peak_depth=80, drain_s=25)}
     assert "300 − 200 = 100" in items["Load shedding"]["expected"]
     assert "0.5^(1+1) = 0.25" in items["Dead-letter queue"]["expected"]
     assert "about 50.0 of 200 jobs" in items["Dead-letter queue"]["expected"]

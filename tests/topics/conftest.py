@@ -19,7 +19,7 @@ KEY_POINTS = """key_points:
 
 
 def section_file(slug: str, title: str, order: int, body: str) -> str:
-    return f"---\ntitle: {title}\nslug: {slug}\norder: {order}\nconcept: {slug}\n---\n{body}\n"
+    return f"---\ntitle: {title}\nslug: {slug}\norder: {order}\n---\n{body}\n"
 
 
 def question_file(slug: str, prompt: str, section: str, body: str, *, preset: str = "", extra: str = "") -> str:
@@ -77,14 +77,6 @@ def load(path: Path | None = None) -> str:
     args = ["--path", str(path)] if path else []
     call_command("load_content", *args, stdout=out)
     return out.getvalue()
-
-
-@pytest.fixture
-def queueing(db) -> Topic:
-    """The real queueing content, loaded when missing (transactional tests start from empty tables)."""
-    if not Topic.objects.filter(slug="queueing").exists():
-        load()
-    return Topic.objects.get(slug="queueing")
 
 
 @pytest.fixture

@@ -24,10 +24,12 @@ def test_loading_real_content_twice_keeps_row_counts_and_ids():
     first = snapshot()
     second_output = load()
     assert snapshot() == first
-    assert len(first["sections"]) == 10
-    assert len(first["questions"]) >= 30
+    files = DEFAULT_CONTENT_DIR / "queueing"
+    sections, questions = len(list(files.glob("sections/*.md"))), len(list(files.glob("questions/*.md")))
+    assert (len(first["sections"]), len(first["questions"])) == (sections, questions)
     assert re.fullmatch(
-        r"queueing: 10 sections, \d+ questions \(\d+ created, 0 updated, \d+ unchanged\)\n", first_output
+        rf"queueing: {sections} sections, {questions} questions \(\d+ created, 0 updated, \d+ unchanged\)\n",
+        first_output,
     )
     assert "(0 created, 0 updated," in second_output
 
@@ -107,15 +109,15 @@ def test_missing_prompt_names_file(tmp_path):
 def test_unknown_link_target_names_file_and_line(tmp_path):
     body = "Line one.\n\nLine three with [a link](section:nowhere).\n"
     message = problem(tmp_path, sections={"02-advanced.md": section_file("advanced", "Advanced", 2, body)})
-    # Front matter is lines 1-6, so the body's third line is line 9.
-    assert "02-advanced.md:9: unknown section 'nowhere'" in message
+    # Front matter is lines 1-5, so the body's third line is line 8.
+    assert "02-advanced.md:8: unknown section 'nowhere'" in message
 
 
 @pytest.mark.django_db
 def test_unknown_heading_anchor_is_rejected(tmp_path):
     body = "See [it](section:basics#no-such-heading)."
     message = problem(tmp_path, sections={"02-advanced.md": section_file("advanced", "Advanced", 2, body)})
-    assert "02-advanced.md:7:" in message
+    assert "02-advanced.md:6:" in message
     assert "no heading with anchor 'no-such-heading'" in message
 
 
@@ -123,8 +125,8 @@ def test_unknown_heading_anchor_is_rejected(tmp_path):
 def test_unknown_lab_and_question_links_are_rejected(tmp_path):
     body = "Try [x](lab:nonsense).\n\nDrill [y](question:missing)."
     message = problem(tmp_path, sections={"02-advanced.md": section_file("advanced", "Advanced", 2, body)})
-    assert "02-advanced.md:7: unknown Lab preset 'nonsense'" in message
-    assert "02-advanced.md:9: unknown question 'missing'" in message
+    assert "02-advanced.md:6: unknown Lab preset 'nonsense'" in message
+    assert "02-advanced.md:8: unknown question 'missing'" in message
 
 
 @pytest.mark.django_db
@@ -201,4 +203,37 @@ def test_every_preset_named_in_content_is_a_known_lab_preset():
 def test_reference_style_special_links_are_checked_too(tmp_path):
     body = "Read [this][ref].\n\n[ref]: question:nowhere\n"
     message = problem(tmp_path, sections={"02-advanced.md": section_file("advanced", "Advanced", 2, body)})
-    assert "02-advanced.md:9: unknown question 'nowhere'" in message
+    assert "02-advanced.md:8: unknown question 'nowhere'" in message
+
+
+@pytest.mark.django_db
+def test_a_topic_diagram_is_loaded_from_its_folder_with_links_resolved(tmp_path):
+    root = write_content(tmp_path / "c")
+    (root / "demo" / "diagram.html").write_text(
+        '<figure id="diagram"><svg aria-labelledby="t"><title id="t">Demo</title>\n'
+        '<a href="section:advanced#fan-out">Fan</a> <a href="lab:spike">spike</a></svg></figure>\n'
+    )
+    load(root)
+    html = Topic.objects.get(slug="demo").diagram_html
+    assert 'href="/topics/demo/#fan-out"' in html
+    assert 'href="/sandbox/?preset=spike"' in html
+
+
+@pytest.mark.django_db
+def test_a_bad_diagram_link_names_the_file_and_line(tmp_path):
+    root = write_content(tmp_path / "c")
+    (root / "demo" / "diagram.html").write_text('<svg>\n<a href="section:advanced#nope">x</a></svg>\n')
+    with pytest.raises(CommandError) as error:
+        load(root)
+    assert "diagram.html:2: section 'advanced' has no heading with anchor 'nope'" in str(error.value)
+
+
+@pytest.mark.django_db
+def test_lab_preset_names_come_from_the_caller_not_from_the_lab(tmp_path):
+    from topics.loader import ContentError, content_load
+
+    root = write_content(tmp_path / "c")
+    with pytest.raises(ContentError, match="unknown Lab preset 'poison'"):
+        content_load(path=root, lab_presets={"spike"})
+    content_load(path=root, lab_presets={"spike", "poison"})
+    assert Topic.objects.filter(slug="demo").exists()

@@ -12,9 +12,9 @@ class ReviewInline(admin.TabularInline):
 
 @admin.register(Card)
 class CardAdmin(admin.ModelAdmin):
-    list_display = ["question", "user", "session_key", "state", "reps", "due", "last_review"]
+    list_display = ["question", "user", "anon_id", "state", "reps", "due", "last_review"]
     list_filter = ["state"]
-    search_fields = ["question__slug", "user__username", "session_key"]
+    search_fields = ["question__slug", "user__username", "anon_id"]
     raw_id_fields = ["question", "user"]
     inlines = [ReviewInline]
 

@@ -1,7 +1,7 @@
 """Drill state per learner: FSRS cards, reviews, one-shot attempts and mock interviews.
 
-A learner is a user when logged in, else the anonymous session (see `learner.py`); every row
-carries both columns and is only ever read through `for_learner()`.
+A learner is a visitor (`prepsite.visitor`): the account when logged in, else an anonymous id; every
+row carries both columns and is only ever read through `for_visitor()`.
 """
 
 import uuid
@@ -12,8 +12,8 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from prepsite.visitor import Visitor
 from topics.drills import scheduling
-from topics.drills.learner import Learner
 from topics.models import Question
 
 ANSWER_MAX = 20_000
@@ -21,15 +21,15 @@ NOTES_MAX = 20_000
 
 
 class LearnerQuerySet(models.QuerySet):
-    def for_learner(self, learner: Learner | None):
-        if learner is None:
+    def for_visitor(self, visitor: Visitor | None):
+        if visitor is None:
             return self.none()
-        return self.filter(**learner.lookup())
+        return self.filter(**visitor.lookup())
 
 
 class LearnerOwned(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
-    session_key = models.CharField(max_length=40, blank=True, db_index=True)
+    anon_id = models.CharField(max_length=40, blank=True, db_index=True)
 
     class Meta:
         abstract = True
@@ -62,7 +62,7 @@ class Card(LearnerOwned):
                 fields=["user", "question"], condition=models.Q(user__isnull=False), name="drills_one_card_per_user"
             ),
             models.UniqueConstraint(
-                fields=["session_key", "question"],
+                fields=["anon_id", "question"],
                 condition=models.Q(user__isnull=True),
                 name="drills_one_card_per_session",
             ),

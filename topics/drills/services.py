@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from prepsite.visitor import Visitor
 from topics.drills import scheduling
-from topics.drills.learner import Learner
 from topics.drills.matching import match_key_points
 from topics.drills.models import Attempt, Card, MockInterview, Review
 from topics.models import Question
@@ -34,7 +34,7 @@ def start_of_today(now: datetime) -> datetime:
 
 
 def attempt_submit(
-    *, learner: Learner, question: Question, answer: str, gave_up: bool, started_at_ms: int | None
+    *, learner: Visitor, question: Question, answer: str, gave_up: bool, started_at_ms: int | None
 ) -> Attempt:
     now = timezone.now()
     duration = None
@@ -62,13 +62,10 @@ def attempt_rate(*, attempt: Attempt, rating: int, ticked: list[int], now: datet
         # The conditional update is the replay guard: only one request can flip rated_at.
         if not Attempt.objects.filter(pk=attempt.pk, rated_at__isnull=True).update(rated_at=now):
             raise AlreadyRated
-        owner = {"user": attempt.user, "session_key": attempt.session_key}
-        lookup = (
-            {"user": attempt.user} if attempt.user_id else {"user__isnull": True, "session_key": attempt.session_key}
-        )
-        card = Card.objects.filter(**lookup, question=attempt.question).first()
+        owner = Visitor(user_id=attempt.user_id, anon_id=attempt.anon_id)
+        card = Card.objects.for_visitor(owner).filter(question=attempt.question).first()
         if card is None:
-            card = Card(**owner, question=attempt.question, created_at=now)
+            card = Card(**owner.owner(), question=attempt.question, created_at=now)
             fsrs_card = scheduling.new_card(now)
         else:
             fsrs_card = card.fsrs_card()
@@ -117,15 +114,15 @@ HEAVY_FIELDS = (
 )  # fmt: skip
 
 
-def drill_plan(*, learner: Learner | None, now: datetime | None = None, topic=None) -> DrillPlan:
+def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=None) -> DrillPlan:
     """What to practise now: due reviews first (most overdue first), then new questions up to the daily limit."""
     now = now or timezone.now()
     limit = new_per_day()
-    cards = Card.objects.for_learner(learner).select_related("question", "question__topic", "question__section")
+    cards = Card.objects.for_visitor(learner).select_related("question", "question__topic", "question__section")
     if topic is not None:
         cards = cards.filter(question__topic=topic)
     due = list(cards.due(now).order_by("due"))
-    introduced = Card.objects.for_learner(learner).introduced_since(start_of_today(now)).count()
+    introduced = Card.objects.for_visitor(learner).introduced_since(start_of_today(now)).count()
     left = max(0, limit - introduced)
     # New material in reading order: earlier Study sections first, junior before senior before staff.
     questions = (
@@ -135,15 +132,15 @@ def drill_plan(*, learner: Learner | None, now: datetime | None = None, topic=No
     )
     if topic is not None:
         questions = questions.filter(topic=topic)
-    seen = Card.objects.for_learner(learner).values("question_id")
+    seen = Card.objects.for_visitor(learner).values("question_id")
     new = list(questions.exclude(pk__in=seen)[:left]) if left else []
     return DrillPlan(due=due, new=new, new_left_today=left, limit=limit)
 
 
-def due_count(learner: Learner | None, now: datetime | None = None) -> int:
+def due_count(learner: Visitor | None, now: datetime | None = None) -> int:
     if learner is None:
         return 0
-    return Card.objects.for_learner(learner).due(now).count()
+    return Card.objects.for_visitor(learner).due(now).count()
 
 
 # Progress ---------------------------------------------------------------------------------------
@@ -187,7 +184,7 @@ class Progress:
     totals: ConceptProgress = field(default_factory=lambda: ConceptProgress("All"))
 
 
-def progress_for(*, learner: Learner | None, now: datetime | None = None, days: int = 30) -> Progress:
+def progress_for(*, learner: Visitor | None, now: datetime | None = None, days: int = 30) -> Progress:
     now = now or timezone.now()
     by_section: dict[int, ConceptProgress] = {}
     questions = Question.objects.select_related("section").order_by("section__topic", "section__order", "order")
@@ -195,7 +192,7 @@ def progress_for(*, learner: Learner | None, now: datetime | None = None, days: 
         concept = by_section.setdefault(question.section_id, ConceptProgress(question.section.title))
         concept.questions += 1
     totals = ConceptProgress("All questions", questions=sum(c.questions for c in by_section.values()))
-    for card in Card.objects.for_learner(learner).select_related("question"):
+    for card in Card.objects.for_visitor(learner).select_related("question"):
         concept = by_section.get(card.question.section_id)
         if concept is None:
             continue
@@ -210,7 +207,7 @@ def progress_for(*, learner: Learner | None, now: datetime | None = None, days: 
             bucket.recent += recent
             bucket.recall_sum += recall
     today = start_of_today(now).date()
-    reviews = Review.objects.filter(card__in=Card.objects.for_learner(learner))
+    reviews = Review.objects.filter(card__in=Card.objects.for_visitor(learner))
     counts: dict = defaultdict(int)
     for reviewed_at in reviews.values_list("reviewed_at", flat=True):
         counts[reviewed_at.astimezone(UTC).date()] += 1
@@ -283,27 +280,27 @@ def _absorb_card(*, keep: Card, other: Card) -> None:
     other.delete()
 
 
-def learner_merge(*, source: Learner, target: Learner) -> int:
+def learner_merge(*, source: Visitor, target: Visitor) -> int:
     """Move the anonymous learner's drill history into the account; returns the number of cards merged."""
     if source == target:
         return 0
     merged = 0
     with transaction.atomic():
-        for card in Card.objects.for_learner(source):
-            existing = Card.objects.for_learner(target).filter(question_id=card.question_id).first()
+        for card in Card.objects.for_visitor(source):
+            existing = Card.objects.for_visitor(target).filter(question_id=card.question_id).first()
             if existing is None:
                 Card.objects.filter(pk=card.pk).update(**target.owner())
             else:
                 _absorb_card(keep=existing, other=card)
             merged += 1
-        Attempt.objects.for_learner(source).update(**target.owner())
-        MockInterview.objects.for_learner(source).update(**target.owner())
+        Attempt.objects.for_visitor(source).update(**target.owner())
+        MockInterview.objects.for_visitor(source).update(**target.owner())
     return merged
 
 
-def export_data(*, learner: Learner | None, now: datetime | None = None) -> dict:
+def export_data(*, learner: Visitor | None, now: datetime | None = None) -> dict:
     now = now or timezone.now()
-    cards = Card.objects.for_learner(learner).select_related("question__topic").prefetch_related("reviews")
+    cards = Card.objects.for_visitor(learner).select_related("question__topic").prefetch_related("reviews")
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -497,13 +494,13 @@ def parse_export(data) -> list[dict]:
     return cleaned
 
 
-def import_data(*, learner: Learner, data) -> dict:
+def import_data(*, learner: Visitor, data) -> dict:
     """Import an export; re-importing the same file adds nothing. Returns counts for the message."""
     cards = parse_export(data)
     added_cards = added_reviews = 0
     with transaction.atomic():
         for item in cards:
-            card = Card.objects.for_learner(learner).filter(question=item["question"]).first()
+            card = Card.objects.for_visitor(learner).filter(question=item["question"]).first()
             incoming = Card(**learner.owner(), question=item["question"], created_at=item["created_at"])
             incoming.set_fsrs(item["fsrs"])
             if card is None:

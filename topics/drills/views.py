@@ -13,6 +13,7 @@ from django_htmx.http import push_url
 
 from prepsite.ratelimit import allow
 from prepsite.shared_pages import shared_page
+from prepsite.visitor import visitor_for
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
@@ -23,7 +24,6 @@ from topics.drills.forms import (
     RatingForm,
     SignupForm,
 )
-from topics.drills.learner import learner_for
 from topics.drills.matching import RULE as MATCH_RULE
 from topics.drills.matching import match_key_points
 from topics.drills.models import CURVEBALLS, Attempt, Card, MockInterview
@@ -84,7 +84,7 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
     if review is not None:
         card = review.card
         next_due = scheduling.humanize_delta(card.due - timezone.now())
-        upcoming = services.drill_plan(learner=learner_for(request, create=False)).next_after(question)
+        upcoming = services.drill_plan(learner=visitor_for(request)).next_after(question)
         next_url = upcoming.get_absolute_url() if upcoming else next_url
     return question_context(
         question,
@@ -104,7 +104,7 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    learner = learner_for(request, create=False)
+    learner = visitor_for(request)
     plan = services.drill_plan(learner=learner)
     return render(request, "drills/home.html", {"nav": "drills", "plan": plan})
 
@@ -129,9 +129,9 @@ def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
 def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
     """The learner's statuses, plan and nav for the drill page, as out-of-band swaps."""
     topic_obj = get_object_or_404(Topic, slug=topic)
-    learner = learner_for(request, create=False)
+    learner = visitor_for(request)
     now = timezone.now()
-    cards = {card.question_id: card for card in Card.objects.for_learner(learner).filter(question__topic=topic_obj)}
+    cards = {card.question_id: card for card in Card.objects.for_visitor(learner).filter(question__topic=topic_obj)}
     rows = []
     for question in topic_obj.questions.only("pk", "slug", "topic_id").in_order():
         card = cards.get(question.pk)
@@ -152,12 +152,7 @@ ANSWERS_PER_MINUTE = 20
 
 def answer_allowed(request: HttpRequest) -> bool:
     """Bound answer submissions per learner. Fails open: drills must keep working while Redis is down."""
-    if request.user.is_authenticated:
-        who = f"user:{request.user.pk}"
-    else:
-        if request.session.session_key is None:
-            request.session.save()  # the learner's session is created on submit anyway; count against it from the first
-        who = f"session:{request.session.session_key}"
+    who = visitor_for(request, create=True).key  # the learner's id is created on submit anyway
     return allow("drill-answer", who, limit=ANSWERS_PER_MINUTE, window_s=60, fail_open=True)
 
 
@@ -173,7 +168,7 @@ def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
             return page(request, "drills/question.html", "drill", question_context(question, form=form), 429)
         if form.is_valid():
             attempt = services.attempt_submit(
-                learner=learner_for(request),
+                learner=visitor_for(request, create=True),
                 question=question,
                 answer=form.cleaned_data["answer"],
                 gave_up=form.gave_up,
@@ -189,9 +184,9 @@ def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
 
 
 def get_attempt(request: HttpRequest, question: Question, token) -> Attempt:
-    learner = learner_for(request, create=False)
+    learner = visitor_for(request)
     return get_object_or_404(
-        Attempt.objects.for_learner(learner).select_related("review__card"), token=token, question=question
+        Attempt.objects.for_visitor(learner).select_related("review__card"), token=token, question=question
     )
 
 
@@ -233,7 +228,7 @@ def already_rated(request: HttpRequest, attempt: Attempt) -> HttpResponse:
 
 @require_GET
 def progress(request: HttpRequest) -> HttpResponse:
-    learner = learner_for(request, create=False)
+    learner = visitor_for(request)
     data = services.progress_for(learner=learner)
     return render(
         request,
@@ -251,7 +246,7 @@ def progress(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def export(request: HttpRequest) -> HttpResponse:
-    learner = learner_for(request, create=False)
+    learner = visitor_for(request)
     data = services.export_data(learner=learner)
     response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
     stamp = timezone.now().strftime("%Y%m%d")
@@ -268,7 +263,7 @@ def import_view(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 data = services.export_loads(form.cleaned_data["file"].read())
-                counts = services.import_data(learner=learner_for(request), data=data)
+                counts = services.import_data(learner=visitor_for(request, create=True), data=data)
             except services.ImportRejected as exc:
                 error = str(exc)
             except ValueError:  # a parser limit we did not foresee: still the file's fault, never a 500
@@ -301,8 +296,8 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 def get_mock(request: HttpRequest, pk: int) -> MockInterview:
-    learner = learner_for(request, create=False)
-    return get_object_or_404(MockInterview.objects.for_learner(learner).select_related("question__topic"), pk=pk)
+    learner = visitor_for(request)
+    return get_object_or_404(MockInterview.objects.for_visitor(learner).select_related("question__topic"), pk=pk)
 
 
 def mock_context(mock: MockInterview, **extra) -> dict:
@@ -331,10 +326,10 @@ def mock_start(request: HttpRequest) -> HttpResponse:
         question = form.cleaned_data["question"] or Question.objects.order_by("?").first()
         if question is None:
             raise Http404("No interview questions are loaded yet.")
-        mock = MockInterview.objects.create(**learner_for(request).owner(), question=question)
+        mock = MockInterview.objects.create(**visitor_for(request, create=True).owner(), question=question)
         return redirect(mock)
-    learner = learner_for(request, create=False)
-    past = MockInterview.objects.for_learner(learner).select_related("question")[:20]
+    learner = visitor_for(request)
+    past = MockInterview.objects.for_visitor(learner).select_related("question")[:20]
     return render(request, "drills/mock_start.html", {"nav": "drills", "form": form, "past": past})
 
 

@@ -7,8 +7,9 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis.exceptions import RedisError
 
-from sandbox import experiments, live
-from sandbox.models import Experiment, Owner
+from prepsite.visitor import CLI
+from sandbox import experiments, live, readmodel
+from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
 from sandbox.presets import PRESETS
 
@@ -24,21 +25,14 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def result_line(experiment: Experiment, state: live.LiveState, elapsed: float) -> dict:
-    c = state.counters
-    p95 = state.latencies.get("p95")
-    slo = live.percentile_at(experiment.pk, experiment.params["slo_percentile"] / 100)
+    """The JSON summary: the same outcome the live view shows (sandbox.readmodel), plus the run's own."""
+    outcome = readmodel.outcome(experiment, state)
     return {
         "id": experiment.pk,
         "preset": experiment.preset,
         "seed": experiment.seed,
-        **{name: c.get(name, 0) for name in live.COUNTERS if name not in {"requested"}},
-        "requested": c.get("requested", 0),
-        "p50_ms": state.latencies.get("p50"),
-        "p95_ms": p95,
+        **outcome,
         "elapsed_s": round(elapsed, 2),
-        "finished": state.finished,
-        "slo_met": slo is not None and slo <= experiment.params["slo_seconds"] * 1000,
-        "accounting_ok": state.accounting_holds(),
     }
 
 
@@ -79,16 +73,16 @@ class Command(BaseCommand):
             sys.exit(2)
         try:
             experiment = experiments.experiment_start(
-                owner=Owner.cli(), preset=preset, params=form.parameters(), seed=form.cleaned_data["seed"]
+                owner=CLI, preset=preset, params=form.parameters(), seed=form.cleaned_data["seed"]
             )
         except experiments.LimitExceeded as exc:
             raise CommandError(str(exc)) from exc
         started = time.monotonic()
-        state = live.read(experiment.pk, events=0)
+        state = readmodel.read_state(experiment)
         while not state.finished and time.monotonic() - started < timeout:
             self.progress(state)
             time.sleep(0.5)
-            state = live.read(experiment.pk, events=0)
+            state = readmodel.read_state(experiment)
         self.progress(state, final=True)
         summary = result_line(experiment, state, time.monotonic() - started)
         for name in ("requested", "enqueued", "rejected", "succeeded", "dead_lettered", "stopped", "retries",

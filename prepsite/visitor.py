@@ -1,0 +1,75 @@
+"""Who is asking: the account when logged in, else an anonymous id kept in the session.
+
+Every app asks `visitor_for(request)`; every row a visitor owns carries `user` and `anon_id`
+columns and is read through `Visitor.lookup()`. At log-in (and sign-up) one hook sends
+`anonymous_visitor_claimed`, and each app moves what the anonymous visitor owned to the account.
+"""
+
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth.signals import user_logged_in
+from django.db import transaction
+from django.dispatch import Signal, receiver
+from django.http import HttpRequest
+
+# The anonymous id lives in the session *data*, which survives the key cycling that login() does.
+ANON_KEY = "visitor"
+CLI_ANON_ID = "cli"
+
+# Sent inside one transaction with source (anonymous Visitor) and target (the account's Visitor).
+anonymous_visitor_claimed = Signal()
+
+
+@dataclass(frozen=True)
+class Visitor:
+    user_id: int | None = None
+    anon_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """A stable string for rate limits and logs."""
+        return f"user:{self.user_id}" if self.user_id else f"anon:{self.anon_id}"
+
+    def lookup(self) -> dict:
+        """Filter for the rows this visitor owns."""
+        if self.user_id:
+            return {"user_id": self.user_id}
+        return {"user__isnull": True, "anon_id": self.anon_id}
+
+    def owner(self) -> dict:
+        """Field values for a new row owned by this visitor."""
+        return {"user_id": self.user_id, "anon_id": "" if self.user_id else self.anon_id}
+
+
+# The command line (`manage.py experiment`) is a visitor too; no session can mint this id.
+CLI = Visitor(anon_id=CLI_ANON_ID)
+
+
+def visitor_for(request: HttpRequest, *, create: bool = False) -> Visitor | None:
+    """The request's visitor. Anonymous visitors get an id only when they first do something
+    (create=True), so a plain page view never writes a session."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return Visitor(user_id=user.pk)
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    anon_id = session.get(ANON_KEY)
+    if anon_id:
+        return Visitor(anon_id=anon_id)
+    if not create:
+        return None
+    anon_id = secrets.token_urlsafe(18)
+    session[ANON_KEY] = anon_id  # the session middleware saves it and sends the cookie
+    return Visitor(anon_id=anon_id)
+
+
+@receiver(user_logged_in, dispatch_uid="claim_anonymous_visitor")
+def claim_anonymous_visitor(sender, request, user, **kwargs) -> None:
+    session = getattr(request, "session", None)
+    anon_id = session.pop(ANON_KEY, None) if session is not None else None
+    if not anon_id:
+        return
+    with transaction.atomic():
+        anonymous_visitor_claimed.send(sender=Visitor, source=Visitor(anon_id=anon_id), target=Visitor(user_id=user.pk))

@@ -1,0 +1,395 @@
+"""What every view of an experiment shows — the live view, the history, compare and the CLI.
+
+Built on `sandbox.live` (the experiment's Redis keys) and the Experiment row, so the web and the
+terminal show the same numbers from the same code. Reading never changes anything.
+"""
+
+import contextlib
+import math
+import time
+from datetime import UTC, datetime
+
+from redis import Redis
+from rq import Worker
+from rq.utils import utcparse
+
+from prepsite.redis_conn import LAB_QUEUE, get_redis
+from sandbox import charts, live
+from sandbox.explain import drain_seconds, explain
+from sandbox.models import Experiment
+from sandbox.presets import DEFAULTS, PRESETS
+from sandbox.workers import scheduler_alive
+from topics.models import Question, Section
+
+TIMELINE_JOBS = 30
+DLQ_ROWS = 20
+FAILED_MARKS = ("error", "timeout", "crash", "abandoned")
+EVENT_PILL = {
+    "succeeded": "ok",
+    "redriven": "ok",
+    "dead_lettered": "err",
+    "double_charge": "err",
+    "retry_scheduled": "warn",
+    "rejected": "warn",
+    "stopped": "warn",
+    "redelivered": "warn",
+}
+# (key, label, css) of the counters panel, in reading order.
+STATS = [
+    ("requested", "requested", ""),
+    ("queued", "queued", ""),
+    ("running", "running", ""),
+    ("scheduled", "scheduled for retry", "warn"),
+    ("succeeded", "succeeded", "ok"),
+    ("dead_lettered", "dead-lettered", "err"),
+    ("stopped", "stopped", ""),
+    ("rejected", "rejected", "warn"),
+    ("duplicates_suppressed", "duplicates suppressed", ""),
+    ("double_charges", "double charges", "err"),
+    ("attempts", "attempts", "minor"),
+    ("retries", "retries", "minor"),
+    ("timeouts", "timeouts", "minor"),
+    ("crashes", "crashes", "minor"),
+    ("recovered", "recovered", "minor"),
+    ("redriven", "redriven", "minor"),
+    ("discarded", "discarded", "minor"),
+]
+COMPARE_OUTCOMES = [
+    ("requested", "requested"),
+    ("rejected", "rejected"),
+    ("succeeded", "succeeded"),
+    ("dead_lettered", "dead-lettered"),
+    ("stopped", "stopped"),
+    ("attempts", "attempts"),
+    ("retries", "retries"),
+    ("timeouts", "timeouts"),
+    ("crashes", "crashes"),
+    ("recovered", "recovered"),
+    ("redriven", "redriven"),
+    ("duplicates_suppressed", "duplicates suppressed"),
+    ("double_charges", "double charges"),
+    ("p50_ms", "p50 (ms)"),
+    ("p95_ms", "p95 (ms)"),
+    ("max_ms", "max latency (ms)"),
+]
+
+
+# ---------------------------------------------------------------- the outcome, one definition
+
+
+def read_state(experiment: Experiment, *, events: int = 0, connection: Redis | None = None) -> live.LiveState:
+    """One read of the experiment's live state, its SLO's percentile included."""
+    fraction = experiment.params.get("slo_percentile", DEFAULTS["slo_percentile"]) / 100
+    return live.read(experiment.pk, events=events, slo_fraction=fraction, connection=connection)
+
+
+def slo_verdict(params: dict, observed_ms: float | None) -> dict:
+    percentile = params.get("slo_percentile", DEFAULTS["slo_percentile"])
+    target_ms = params.get("slo_seconds", DEFAULTS["slo_seconds"]) * 1000
+    met = observed_ms is not None and observed_ms <= target_ms
+    return {"percentile": percentile, "target_ms": target_ms, "observed_ms": observed_ms, "met": met}
+
+
+def summarize(experiment: Experiment, state: live.LiveState) -> dict:
+    """Counters, latency and the SLO verdict of a run: stored when it finishes, shown everywhere."""
+    counters = state.counters
+    slo = slo_verdict(experiment.params, state.latencies.get("slo"))
+    return {
+        **{name: counters.get(name, 0) for name in live.COUNTERS},
+        "p50_ms": state.latencies.get("p50"),
+        "p95_ms": state.latencies.get("p95"),
+        "max_ms": state.latencies.get("max"),
+        "slo_observed_ms": slo["observed_ms"],
+        "slo_met": slo["met"],
+        "finished": state.finished,
+        "accounting_ok": state.accounting_holds(),
+    }
+
+
+def outcome(experiment: Experiment, state: live.LiveState | None = None) -> dict:
+    """The run's outcome: live while Redis has it, else the summary stored when it finished."""
+    if state is None and not experiment.is_running and experiment.summary:
+        return {**experiment.summary, "expired": False}
+    state = state or read_state(experiment)
+    if not state.exists:
+        return {**(experiment.summary or {}), "expired": True}
+    return {**summarize(experiment, state), "expired": False}
+
+
+def history(experiments) -> list[dict]:
+    return [{"experiment": e, "outcome": outcome(e)} for e in experiments]
+
+
+def comparison(a: Experiment, b: Experiment) -> dict:
+    out_a, out_b = outcome(a), outcome(b)
+    params = [
+        {
+            "name": name,
+            "a": a.params.get(name),
+            "b": b.params.get(name),
+            "differs": a.params.get(name) != b.params.get(name),
+        }
+        for name in DEFAULTS
+    ]
+    shown_a, shown_b = ({k: round(v) if isinstance(v, float) else v for k, v in out.items()} for out in (out_a, out_b))
+    outcomes = [
+        {"name": label, "a": shown_a.get(key), "b": shown_b.get(key), "differs": shown_a.get(key) != shown_b.get(key)}
+        for key, label in COMPARE_OUTCOMES
+    ]
+    return {"a": a, "b": b, "params": params, "outcomes": outcomes}
+
+
+# ---------------------------------------------------------------- links to Study and Drills
+
+
+def preset_links(preset_names) -> dict[str, dict]:
+    """For each preset: the Study section that explains it and the first drill that names it (content
+    decides both: a question's `preset:` front matter is the one preset-to-drill link)."""
+    presets = {name: PRESETS[name] for name in preset_names if name in PRESETS}
+    sections = {
+        s.slug: s
+        for s in Section.objects.filter(slug__in={p.section for p in presets.values()}).select_related("topic")
+    }
+    drills: dict[str, str] = {}
+    for question in Question.objects.filter(preset__in=list(presets)).select_related("topic").in_order():
+        drills.setdefault(question.preset, question.get_absolute_url())
+    links = {}
+    for name, preset in presets.items():
+        section = sections.get(preset.section)
+        links[name] = {
+            "study_url": section.get_absolute_url() if section else None,
+            "study_title": section.title if section else "",
+            "drill_url": drills.get(name),
+        }
+    return links
+
+
+# ---------------------------------------------------------------- the live view
+
+
+def _plan_text(intervals: list[float]) -> str:
+    if not intervals:
+        return ""
+    return "if it fails, retries after " + ", ".join(f"{s:g}s" for s in intervals)
+
+
+def _last_failure(marks: list[dict]) -> dict:
+    failures = [m for m in marks if m.get("r") in FAILED_MARKS]
+    return failures[-1] if failures else {}
+
+
+def _attempts(marks: list[dict]) -> int:
+    return sum(1 for m in marks if m.get("r") != "redriven")
+
+
+def timeline(experiment: Experiment, state: live.LiveState, now: float) -> list[dict]:
+    """Up to TIMELINE_JOBS jobs, running, scheduled and dead-lettered first, with every attempt."""
+    first = [*sorted(state.running), *sorted(state.scheduled), *state.dlq]
+    jobs = list(dict.fromkeys(first))[:TIMELINE_JOBS]
+    for job in range(1, state.counters.get("enqueued", 0) + 1):
+        if len(jobs) >= TIMELINE_JOBS:
+            break
+        if job not in jobs:
+            jobs.append(job)
+    if not jobs:
+        return []
+    marks = live.job_marks(experiment.pk, jobs)
+    plans = live.job_plans(experiment.pk, jobs)
+    dlq = set(state.dlq)
+    rows = []
+    for job in jobs:
+        job_marks = [{**m, "label": "↺" if m.get("r") == "redriven" else m.get("n")} for m in marks.get(job, [])]
+        if job in state.running:
+            status = "running"
+        elif job in state.scheduled:
+            status = "scheduled"
+        elif job in dlq:
+            status = "dead-lettered"
+        elif job_marks:
+            status = job_marks[-1].get("r")
+        else:
+            status = "queued"
+        retry_at = state.scheduled.get(job)
+        rows.append(
+            {
+                "job": job,
+                "status": status,
+                "marks": job_marks,
+                "attempts": _attempts(job_marks),
+                "latest_error": _last_failure(job_marks).get("e", ""),
+                "plan": _plan_text(plans.get(job, [])) if job in plans else "",
+                "retry_at": retry_at,
+                "retry_in": max(0, math.ceil(retry_at - now)) if retry_at else None,
+            }
+        )
+    return rows
+
+
+def dlq_rows(experiment: Experiment, state: live.LiveState) -> list[dict]:
+    jobs = state.dlq[:DLQ_ROWS]
+    marks = live.job_marks(experiment.pk, jobs) if jobs else {}
+    rows = []
+    for job in jobs:
+        failure = _last_failure(marks.get(job, []))
+        rows.append(
+            {
+                "job": job,
+                "attempts": _attempts(marks.get(job, [])),
+                "last_error": failure.get("e", ""),
+                "cause": failure.get("r", ""),
+            }
+        )
+    return rows
+
+
+def workers(now: float) -> dict:
+    """Every worker's state in two round trips (Worker.all() would cost three per worker)."""
+    redis = get_redis()
+    keys = sorted(key.decode() for key in redis.smembers(Worker.redis_workers_keys))
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.hmget(key, "state", "current_job", "last_heartbeat")
+    rows = []
+    for key, (state, job, beat) in zip(keys, pipe.execute(), strict=True):
+        if state is None:
+            continue  # registered but its hash expired: a dead worker
+        age = now - utcparse(beat.decode()).replace(tzinfo=UTC).timestamp() if beat else None
+        rows.append(
+            {
+                "name": key.removeprefix(Worker.redis_worker_namespace_prefix),
+                "state": state.decode(),
+                "job": job.decode() if job else "",
+                "heartbeat_age": round(age, 1) if age is not None else None,
+            }
+        )
+    return {"rows": rows, "scheduler": scheduler_alive(redis, LAB_QUEUE)}
+
+
+def lab_status() -> dict:
+    """Workers and scheduler as the Lab's home page shows them."""
+    redis = get_redis()
+    return {"workers": Worker.count(connection=redis), "scheduler": scheduler_alive(redis, LAB_QUEUE)}
+
+
+def events(state: live.LiveState) -> list[dict]:
+    rows = []
+    for event in state.events:
+        details = {k: v for k, v in event.items() if k not in {"id", "t", "kind", "job"}}
+        if len(details.get("worker", "")) > 12:
+            details["worker"] = details["worker"][:8] + "…"  # RQ names are 32 hex digits; 8 tell them apart
+        if "at" in details and state.t0:
+            with contextlib.suppress(ValueError):
+                details["at"] = f"+{float(details['at']) - state.t0:.0f}s"
+        rows.append(
+            {
+                "t": float(event.get("t", 0)) - state.t0 if state.t0 else 0,
+                "kind": event.get("kind", ""),
+                "pill": EVENT_PILL.get(event.get("kind", ""), ""),
+                "job": event.get("job", ""),
+                "details": sorted(details.items()),
+            }
+        )
+    return rows
+
+
+def stats(summary: dict, state: live.LiveState | None) -> list[dict]:
+    values = dict(summary)
+    if state is not None:
+        values |= {"queued": state.queued, "running": len(state.running), "scheduled": len(state.scheduled)}
+    return [
+        {"key": key, "label": label, "value": values[key], "css": css} for key, label, css in STATS if key in values
+    ]
+
+
+def _charts(state: live.LiveState, now: float) -> dict:
+    series = charts.series_from_buckets(state.buckets, now=now)
+    hist_x, hist_y, hist_bin = charts.retry_histogram(state.retry_hist, state.t0)
+    per = f"per {series.bin_s} s" if series.bin_s > 1 else "per second"
+    return {
+        "series": series,
+        "depth_chart": charts.line_chart(
+            name="depth",
+            title="Queue depth and jobs in flight over time",
+            desc="Queue depth is arrivals minus starts so far; in flight is starts minus ends so far.",
+            xs=series.seconds,
+            lines=[("queue depth", "depth", series.depth), ("in flight", "inflight", series.in_flight)],
+            x_label="seconds since the first arrival",
+            y_label="jobs",
+        ),
+        "depth_legend": charts.legend([("queue depth", "depth"), ("in flight", "inflight")]),
+        "throughput_chart": charts.bar_chart(
+            name="throughput",
+            title=f"Completions and failures {per}",
+            desc="Stacked bars: attempts that succeeded and attempts that failed in each slot.",
+            xs=series.seconds,
+            bars=[("succeeded", "ok", series.ok), ("failed", "fail", series.fail)],
+            x_label="seconds since the first arrival",
+            y_label=f"attempts {per}",
+        ),
+        "throughput_legend": charts.legend([("succeeded", "ok"), ("failed attempts", "fail")]),
+        "retry_chart": charts.bar_chart(
+            name="retries",
+            title="When retries are due",
+            desc="Retries due in each second since the start. Without jitter they pile up on the same seconds.",
+            xs=hist_x,
+            bars=[("retries due", "retry", hist_y)],
+            x_label="seconds since the start",
+            y_label="retries due" + (f" per {hist_bin} s" if hist_bin > 1 else " per second"),
+        )
+        if hist_x
+        else None,
+        "retry_peak": max(state.retry_hist.values(), default=0),
+        "peak_depth": series.peak_depth,
+    }
+
+
+def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool = True) -> dict:
+    """Everything the live view's panels show, from one read of the state."""
+    now = time.time()
+    summary = outcome(experiment, state)
+    base = {
+        "experiment": experiment,
+        "preset": PRESETS.get(experiment.preset),
+        "state": state,
+        "outcome": summary,
+        "params": [(name, experiment.params.get(name)) for name in DEFAULTS],
+        "timeline_limit": TIMELINE_JOBS,
+    }
+    if with_links:
+        base |= preset_links([experiment.preset]).get(experiment.preset, {})
+    if not state.exists:
+        return {
+            **base,
+            "expired": True,
+            "done": True,
+            "stats": stats(summary, None),
+            "explain": explain(experiment.params, summary, None) if experiment.summary else [],
+        }
+    drawn = _charts(state, now)
+    series = drawn.pop("series")
+    return {
+        **base,
+        **drawn,
+        "expired": False,
+        "done": state.finished,
+        "stats": stats(summary, state),
+        "slo": slo_verdict(experiment.params, state.latencies.get("slo")),
+        "timeline": timeline(experiment, state, now),
+        "dlq_rows": dlq_rows(experiment, state),
+        "dlq_more": max(0, len(state.dlq) - DLQ_ROWS),
+        "workers": workers(now),
+        "running_jobs": [
+            {
+                "job": job,
+                "worker": info.get("worker", ""),
+                "pid": info.get("pid"),
+                "for_s": round(now - info.get("since", now), 1),
+            }
+            for job, info in sorted(state.running.items())
+        ],
+        "events": events(state),
+        "explain": explain(experiment.params, summary, series.peak_depth, drain_seconds(state.buckets))
+        if state.finished
+        else [],
+        "t0": datetime.fromtimestamp(state.t0, tz=UTC) if state.t0 else None,
+    }
