@@ -42,11 +42,15 @@ def test_soak_with_worker_kills_keeps_every_job_in_exactly_one_terminal_state(rq
         start("happy", seed=12, jobs=25, idempotency="on", **FAULTS),
         start("happy", seed=13, jobs=20, idempotency="off", **FAULTS),
     ]
+    # Kill at random moments, but only when a worker is busy: watch closely so a busy moment is never missed.
     kills = 0
-    deadline = time.monotonic() + 25
-    while time.monotonic() < deadline and kills < 3:
-        time.sleep(rng.uniform(3, 6))
-        kills += kill_a_busy_worker(rng)
+    next_kill = time.monotonic() + rng.uniform(2, 4)
+    deadline = time.monotonic() + 40
+    while kills < 3 and time.monotonic() < deadline:
+        if time.monotonic() >= next_kill and kill_a_busy_worker(rng):
+            kills += 1
+            next_kill = time.monotonic() + rng.uniform(3, 6)
+        time.sleep(0.05)
     assert kills >= 1
     for experiment in runs:
         state = wait_finished(experiment, 150)

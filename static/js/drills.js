@@ -28,12 +28,13 @@
       el.dataset.bound = "1";
       el.hidden = false;
       var started = Number(el.dataset.started);
+      var length = Number(el.dataset.length);
       var elapsedOut = el.querySelector("[data-elapsed]");
       var currentOut = el.querySelector("[data-current-phase]");
       var phases = Array.prototype.slice.call(document.querySelectorAll("[data-phase]"));
       function tick() {
         var elapsed = (Date.now() - started) / 1000;
-        elapsedOut.textContent = clock(Math.min(elapsed, 45 * 60)) + (elapsed > 45 * 60 ? " (over time)" : "");
+        elapsedOut.textContent = clock(Math.min(elapsed, length)) + (elapsed > length ? " (over time)" : "");
         var current = "";
         phases.forEach(function (phase) {
           var offset = Number(phase.dataset.offset);
@@ -51,7 +52,7 @@
             phase.classList.add("over");
           }
         });
-        currentOut.textContent = current || (elapsed >= 45 * 60 ? "Time is up: assess yourself below." : "");
+        currentOut.textContent = current || (elapsed >= length ? "Time is up: assess yourself below." : "");
       }
       tick();
       setInterval(tick, 1000);

@@ -184,7 +184,8 @@ def test_nav_shows_due_count(client, question):
     client.post(attempt_url + "rate/", {"rating": "1"})
     Card.objects.update(due="2000-01-01T00:00:00Z")
     html = client.get(reverse("drills:home")).content.decode()
-    assert re.search(r'<span class="badge"[^>]*>1</span>', html)
+    # A screen reader hears "1 due", not a bare number.
+    assert re.search(r'<span class="badge"[^>]*>1<span class="visually-hidden"> due</span></span>', html)
 
 
 def test_nav_due_count_is_one_query_and_survives_empty_tables(client, db, django_assert_max_num_queries):

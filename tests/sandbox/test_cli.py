@@ -108,3 +108,36 @@ def test_experiment_form_never_raises_and_valid_means_within_bounds(data):
         assert params["backoff"] in {"fixed", "exponential"}
     else:
         assert form.errors
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_cli_json_and_the_live_view_show_the_same_outcome(rq_workers, capsys, client):
+    import re
+
+    from django.urls import reverse
+
+    from sandbox import readmodel
+    from sandbox.models import Experiment
+    from tests.sandbox.helpers import anonymous_visitor
+
+    call_command("experiment", "run", "poison", "--jobs", "3", "--set", "max_retries=1", "--set", "backoff_base_s=1",
+                 "--set", "backoff_cap_s=1", "--set", "duration_ms=20", "--seed", "5", "--json")  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    experiment = Experiment.objects.get(pk=summary["id"])
+    assert summary["dead_lettered"] == 3
+    shown = readmodel.outcome(experiment)
+    assert {k: v for k, v in shown.items() if k != "expired"} == {
+        k: v for k, v in summary.items() if k in shown and k != "expired"
+    }
+
+    # The page a visitor sees: hand the CLI's run to a browser visitor and read its counters panel.
+    owner = anonymous_visitor(client)
+    Experiment.objects.filter(pk=experiment.pk).update(**owner.owner())
+    page = client.get(reverse("sandbox:detail", args=[experiment.pk])).content.decode()
+    counters = {k: int(v) for k, v in re.findall(r'data-counter="(\w+)"><div class="n">(\d+)<', page)}
+    assert counters, "no counters on the live view"
+    for name, value in counters.items():
+        if name in summary:
+            assert value == summary[name], name
+    assert {"requested", "succeeded", "dead_lettered", "attempts", "retries"} <= counters.keys()

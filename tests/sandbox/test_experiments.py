@@ -8,6 +8,7 @@ import time
 
 import pytest
 from rq import Worker
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from prepsite.redis_conn import get_redis
 from prepsite.visitor import Visitor
@@ -159,8 +160,13 @@ def test_redrive_restores_the_retry_budget_and_a_double_redrive_runs_once(rq_wor
     assert state.counters["redriven"] == 1
     assert state.counters["dead_lettered"] == 1
     assert state.dlq == [1]
-    time.sleep(1.5)
-    assert live.read(experiment.pk).counters["attempts"] == 4  # it ran once more, not twice
+    # It ran once more, not twice: RQ holds the job in its DLQ and nowhere it could run from again.
+    queue = experiments.lab_queue()
+    job_id = live.job_id_for(experiment.pk, 1)
+    assert job_id in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    assert job_id not in queue.get_job_ids()
+    assert job_id not in ScheduledJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    assert job_id not in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
 
 
 def test_discard_removes_a_dead_letter_for_good(rq_workers):

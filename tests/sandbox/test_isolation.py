@@ -15,9 +15,7 @@ HX = {"HTTP_HX_REQUEST": "true"}
 @pytest.fixture
 def owned(client) -> Experiment:
     owner = anonymous_visitor(client)
-    return Experiment.objects.create(
-        **owner.owner(), preset="poison", params=PRESETS["poison"].parameters(), seed=3
-    )
+    return Experiment.objects.create(**owner.owner(), preset="poison", params=PRESETS["poison"].parameters(), seed=3)
 
 
 @pytest.fixture

@@ -170,6 +170,7 @@ PHASES = [
     },
 ]
 PHASE_KEYS = [phase["key"] for phase in PHASES]
+MOCK_MINUTES = sum(phase["minutes"] for phase in PHASES)
 
 CURVEBALLS = [
     {

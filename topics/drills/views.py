@@ -26,7 +26,7 @@ from topics.drills.forms import (
 )
 from topics.drills.matching import RULE as MATCH_RULE
 from topics.drills.matching import match_key_points
-from topics.drills.models import CURVEBALLS, Attempt, Card, MockInterview
+from topics.drills.models import CURVEBALLS, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
 from topics.models import Question, Topic
 
 
@@ -106,7 +106,7 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
 def home(request: HttpRequest) -> HttpResponse:
     learner = visitor_for(request)
     plan = services.drill_plan(learner=learner)
-    return render(request, "drills/home.html", {"nav": "drills", "plan": plan})
+    return render(request, "drills/home.html", {"nav": "drills", "plan": plan, "mock_minutes": MOCK_MINUTES})
 
 
 def _drill_questions(topic: Topic) -> list[Question]:
@@ -314,6 +314,9 @@ def mock_context(mock: MockInterview, **extra) -> dict:
             for i, point in enumerate(question.key_points)
         ],
         "started_ms": int(mock.started_at.timestamp() * 1000),
+        "length_s": MOCK_MINUTES * 60,
+        "length": f"{MOCK_MINUTES}:00",
+        "length_minutes": MOCK_MINUTES,
         "covered_count": len(covered),
         **extra,
     }
@@ -330,7 +333,8 @@ def mock_start(request: HttpRequest) -> HttpResponse:
         return redirect(mock)
     learner = visitor_for(request)
     past = MockInterview.objects.for_visitor(learner).select_related("question")[:20]
-    return render(request, "drills/mock_start.html", {"nav": "drills", "form": form, "past": past})
+    context = {"nav": "drills", "form": form, "past": past, "phases": PHASES, "mock_minutes": MOCK_MINUTES}
+    return render(request, "drills/mock_start.html", context)
 
 
 @require_GET
