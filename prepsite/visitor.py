@@ -5,9 +5,11 @@ columns and is read through `Visitor.lookup()`. At log-in (and sign-up) one hook
 `anonymous_visitor_claimed`, and each app moves what the anonymous visitor owned to the account.
 """
 
+import ipaddress
 import secrets
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.dispatch import Signal, receiver
@@ -63,6 +65,33 @@ def visitor_for(request: HttpRequest, *, create: bool = False) -> Visitor | None
     anon_id = secrets.token_urlsafe(18)
     session[ANON_KEY] = anon_id  # the session middleware saves it and sends the cookie
     return Visitor(anon_id=anon_id)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP address. Behind TRUSTED_PROXIES proxies, the address the outermost trusted one saw
+    (X-Forwarded-For read from the right, so a client cannot prepend its own); IPv6 grouped by /64."""
+    address = request.META.get("REMOTE_ADDR", "")
+    hops = settings.TRUSTED_PROXIES
+    if hops:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= hops:
+            address = forwarded[-hops]
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))  # one host holds a whole /64
+    return str(ip)
+
+
+def limit_key(request: HttpRequest) -> str:
+    """What per-visitor limits count against: the account when logged in, else the client address,
+    because a fresh session (cookie) costs nothing to mint and an address does."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return f"ip:{client_address(request)}"
 
 
 @receiver(user_logged_in, dispatch_uid="claim_anonymous_visitor")
