@@ -126,6 +126,9 @@ if HTTPS:
     SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+# How many reverse proxies stand in front of the site: per-visitor limits key anonymous visitors to the
+# client address, read from X-Forwarded-For behind this many proxies (0: REMOTE_ADDR itself).
+TRUSTED_PROXIES = int(os.environ.get("DJANGO_TRUSTED_PROXIES", "0"))
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -178,6 +181,9 @@ LOGOUT_REDIRECT_URL = "home"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"quiet_lab_jobs": {"()": "prepsite.logs.QuietLabJobs"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["quiet_lab_jobs"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    # One line per Lab attempt (sandbox.jobs), shown whatever LOG_LEVEL says about everything else.
+    "loggers": {"sandbox.lab": {"level": "INFO"}},
 }

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Worker
+from rq.job_lifecycle import call_exception_handlers
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.utils import utcparse
 
@@ -26,9 +27,22 @@ class LabWorker(Worker):
         kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
         kwargs.setdefault("work_horse_killed_handler", on_horse_killed)
+        # RQ then names every job by its id, which is what prepsite.logs.QuietLabJobs recognises.
+        kwargs.setdefault("log_job_description", False)
         super().__init__(*args, **kwargs)
         self.log.addFilter(quiet_maintenance)
         warm_up()
+
+    def handle_exception(self, job, *exc_info):
+        from sandbox.jobs import INJECTED
+        from sandbox.live import parse_job_id
+
+        # sandbox.jobs.on_failure already logged an injected fault in one line; its traceback is noise.
+        # Anything else keeps RQ's full traceback.
+        if parse_job_id(job.id) and exc_info[0] is not None and issubclass(exc_info[0], INJECTED):
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
+        else:
+            super().handle_exception(job, *exc_info)
 
     def fork_work_horse(self, job, queue):
         import gc
