@@ -6,9 +6,8 @@ import time
 
 from django.db import connection, transaction
 from django.utils import timezone
-from rq import Queue
 
-from prepsite.redis_conn import LAB_QUEUE
+from sandbox.experiments import lab_queue
 from sandbox.fault_plan import FaultPlan
 from sandbox.live import Recorder, flag_key
 from sandbox.models import LedgerEntry
@@ -86,11 +85,13 @@ def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> st
     return "double_charge" if already else "charged"
 
 
-def process(recorder: Recorder, job: int, *, job_id: str, worker: str) -> str:
+def process(recorder: Recorder, job: int, *, job_id: str, worker: str, run: str = "") -> str:
     experiment_id = recorder.experiment_id
-    context, attempt, stop_requested = recorder.begin_attempt(job=job, job_id=job_id, pid=os.getpid(), worker=worker)
+    context, attempt, stop_requested = recorder.begin_attempt(
+        job=job, job_id=job_id, pid=os.getpid(), worker=worker, run=run
+    )
     if context is None:
-        return "expired"  # the experiment's keys are gone; nothing to account for
+        return "expired"  # the experiment's keys are gone (or are another run's): nothing to account for
     params, seed = context["params"], context["seed"]
     if stop_requested:
         recorder.stopped(job=job, job_id=job_id, attempt=attempt, reason="experiment stopped")
@@ -108,5 +109,5 @@ def process(recorder: Recorder, job: int, *, job_id: str, worker: str) -> str:
     recorder.succeeded(job=job, job_id=job_id, attempt=attempt, outcome=outcome)
     if plan.delivered_twice(job) and recorder.redeliver_once(job):
         # At-least-once delivery after a lost ack: the very same job id lands on the queue again.
-        Queue(LAB_QUEUE, connection=recorder.redis).push_job_id(job_id)
+        lab_queue(recorder.redis).push_job_id(job_id)
     return outcome

@@ -14,81 +14,75 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Callback, Job
-from rq.rate_limit import RateLimit
+from rq.rate_limit import RateLimit, RateLimitRegistry
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from prepsite.ratelimit import allow
 from prepsite.redis_conn import LAB_QUEUE, get_redis
-from prepsite.visitor import CLI, Visitor
-from sandbox import live, readmodel
+from prepsite.visitor import Visitor
+from sandbox import fairshare, limits, live, readmodel
+from sandbox.limits import CLI_KEY, LimitExceeded
 from sandbox.models import Experiment
+from sandbox.params import admitted_jobs, worst_case_worker_seconds
 from sandbox.retry_policy import retry_intervals
 
 log = logging.getLogger(__name__)
 
-ACTIVE_PER_OWNER = 3
-ACTIVE_WINDOW = timedelta(minutes=30)  # a "running" row older than this no longer blocks new runs
-STARTS_PER_MINUTE = 10
-GLOBAL_DEPTH_CAP = 5000
-MAX_WORKER_SECONDS = 900
 REDRIVE_PER_SECOND = 20  # a redrive is itself a spike: release the DLQ in paced batches
-REDRIVES_PER_MINUTE = 20
-FAILURE_TTL = live.TTL_SECONDS
 RESULT_TTL = 600
 
-
-class LimitExceeded(Exception):
-    """A shared-lab limit; shown to the visitor with HTTP 429."""
+__all__ = ["CLI_KEY", "LimitExceeded"]
 
 
-def lab_queue() -> Queue:
+class StartFailed(Exception):
+    """Starting failed part-way; everything it had created was removed again."""
+
+
+def lab_queue(connection: Redis | None = None) -> Queue:
     """The lab queue as django-rq configures it, on the site's shared client (one pool per process)."""
-    return django_rq.get_queue(LAB_QUEUE, connection=get_redis())
-
-
-def worst_case_worker_seconds(params: dict) -> float:
-    per_attempt = (params["duration_ms"] + params["duration_spread_ms"]) / 1000
-    return params["jobs"] * per_attempt * (params["max_retries"] + 1)
-
-
-def check_limits(owner: Visitor, params: dict) -> None:
-    worst = worst_case_worker_seconds(params)
-    if worst > MAX_WORKER_SECONDS:
-        raise LimitExceeded(
-            f"This run could use {worst:.0f} worker-seconds; the limit per experiment is {MAX_WORKER_SECONDS}. "
-            "Lower jobs, duration_ms or max_retries."
-        )
-    recent = timezone.now() - ACTIVE_WINDOW
-    active = Experiment.objects.owned_by(owner).active().filter(created_at__gte=recent).count()
-    if active >= ACTIVE_PER_OWNER and owner != CLI:
-        raise LimitExceeded(f"You already have {active} experiments running; wait for one to finish or stop it.")
-    if owner != CLI and not allow("lab-start", owner.key, limit=STARTS_PER_MINUTE, window_s=60, fail_open=False):
-        raise LimitExceeded(f"At most {STARTS_PER_MINUTE} experiments a minute; try again shortly.")
-    queue = lab_queue()
-    depth = queue.count + ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False)
-    if depth + params["jobs"] > GLOBAL_DEPTH_CAP:
-        raise LimitExceeded(f"The shared lab queue holds {depth} jobs right now; try again in a minute.")
+    return django_rq.get_queue(LAB_QUEUE, connection=connection or get_redis())
 
 
 def experiment_start(
-    *, owner: Visitor, preset: str, params: dict, seed: int | None = None, prediction: str = ""
+    *,
+    owner: Visitor,
+    limit_key: str = CLI_KEY,
+    preset: str,
+    params: dict,
+    seed: int | None = None,
+    prediction: str = "",
 ) -> Experiment:
-    """Create the experiment, admit up to queue_cap jobs onto the real lab queue, shed the rest."""
-    check_limits(owner, params)
+    """Create the experiment, admit up to queue_cap jobs onto the real lab queue, shed the rest.
+
+    All or nothing: if anything fails part-way, every job and record it made is removed again.
+    """
+    limits.check_start(limit_key, params)
     seed = seed if seed is not None else random.randrange(2**31)
     experiment = Experiment.objects.create(
-        **owner.owner(),
-        preset=preset,
-        params=params,
-        seed=seed,
-        prediction=prediction,
+        **owner.owner(), limit_key=limit_key, preset=preset, params=params, seed=seed, prediction=prediction
     )
+    try:
+        _admit(experiment)
+    except Exception as exc:
+        _abort(experiment)
+        log.exception("starting experiment %s failed; removed what it had created", experiment.pk)
+        full = "full" if "OOM" in str(exc) or "out of memory" in str(exc).lower() else "not answering"
+        raise StartFailed(
+            f"The lab could not start this experiment (Redis is {full}); nothing was left running. Try again later."
+        ) from exc
+    finish_if_done(experiment.pk)
+    return experiment
+
+
+def _admit(experiment: Experiment) -> None:
+    params, seed = experiment.params, experiment.seed
     recorder = live.Recorder(experiment.pk)
-    recorder.create(params=params, seed=seed, requested=params["jobs"])
-    admitted = min(params["jobs"], params["queue_cap"])
-    rate_limit = RateLimit(key=f"lab-exp-{experiment.pk}", concurrency=params["concurrency"])
+    run = recorder.create(params=params, seed=seed, requested=params["jobs"])
+    recorder.charge_budget(worst_case_worker_seconds(params))
+    admitted = admitted_jobs(params)
+    slots = fairshare.rebalance(get_redis()).get(experiment.limit_key, 1)
+    rate_limit = RateLimit(key=fairshare.rate_key(experiment.limit_key), concurrency=slots)
     now = time.time()
-    spacing = 1 / params["arrival_per_s"] if params["arrival_per_s"] > 0 else 0
+    spacing = 1 / params["arrival_per_s"] if params["arrival_per_s"] > 0 and admitted > 1 else 0
     jobs = range(1, admitted + 1)
     arrivals = {job: now + (job - 1) * spacing for job in jobs}
     schedule = {
@@ -107,12 +101,12 @@ def experiment_start(
     queue = lab_queue()
     for job in jobs:  # one call per job: RQ refuses rate-limited jobs in a pipeline
         options = dict(
-            args=(experiment.pk, job),
+            args=(experiment.pk, job, run),
             job_id=live.job_id_for(experiment.pk, job),
             job_timeout=params["timeout_s"],
             result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            ttl=live.TTL_SECONDS,
+            failure_ttl=live.TTL_SECONDS,
+            ttl=live.JOB_TTL_SECONDS,
             retry=Retry(max=params["max_retries"], interval=schedule[job]) if params["max_retries"] else None,
             on_failure=Callback("sandbox.jobs.on_failure"),
             rate_limit=rate_limit,
@@ -121,8 +115,19 @@ def experiment_start(
             queue.enqueue_in(timedelta(seconds=(job - 1) * spacing), "sandbox.jobs.charge_order", **options)
         else:
             queue.enqueue("sandbox.jobs.charge_order", **options)
-    finish_if_done(experiment.pk)
-    return experiment
+
+
+def _abort(experiment: Experiment) -> None:
+    """Remove every job and record a failed start made, best effort (Redis may be why it failed)."""
+    connection = get_redis()
+    for job in range(1, admitted_jobs(experiment.params) + 1):
+        with contextlib.suppress(NoSuchJobError, RedisError):
+            Job.fetch(live.job_id_for(experiment.pk, job), connection=connection).delete()
+    with contextlib.suppress(RedisError):
+        live.Recorder(experiment.pk).discard_all()
+    Experiment.objects.filter(pk=experiment.pk).delete()
+    with contextlib.suppress(RedisError, DatabaseError):
+        fairshare.rebalance(connection)
 
 
 def finish_if_done(experiment_id: int, connection: Redis | None = None, *, prechecked: bool = False) -> bool:
@@ -152,15 +157,23 @@ def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bo
     )
     if not updated:
         Experiment.objects.filter(pk=experiment_id).update(summary=summary)
+    else:
+        fairshare.rebalance(connection or get_redis())  # its share goes to the others at once
     return True
 
 
-def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *, by: Visitor = CLI) -> int:
-    """Move dead-lettered jobs back with their whole retry budget, paced; safe to double-submit."""
-    if by != CLI and not allow("lab-redrive", by.key, limit=REDRIVES_PER_MINUTE, window_s=60, fail_open=False):
-        raise LimitExceeded(f"At most {REDRIVES_PER_MINUTE} redrives a minute; the DLQ is not going anywhere.")
+def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *, limit_key: str = CLI_KEY) -> int:
+    """Move dead-lettered jobs back with their whole retry budget, paced; safe to double-submit.
+
+    Redriving everything takes a short per-experiment lock, so simultaneous clicks redrive once.
+    """
     recorder = live.Recorder(experiment.pk)
+    if jobs is None and not recorder.take_redrive_lock():
+        return 0
     candidates = jobs if jobs is not None else live.read(experiment.pk, events=0).dlq
+    if not candidates:
+        return 0
+    limits.check_redrive(experiment, len(candidates), limit_key)
     queue = lab_queue()
     registry = FailedJobRegistry(queue=queue)
     redriven = 0
@@ -185,6 +198,7 @@ def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *,
         recorder.redriven(job_index)
         redriven += 1
     if redriven:
+        recorder.charge_budget(worst_case_worker_seconds({**experiment.params, "duplicate_rate": 0}, jobs=redriven))
         Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.RUNNING, finished_at=None)
     return redriven
 
@@ -205,11 +219,59 @@ def experiment_discard(experiment: Experiment, jobs: list[int] | None = None) ->
     return discarded
 
 
-def experiment_stop(experiment: Experiment) -> None:
-    """Jobs not yet finished end as 'stopped' the next time a worker picks them up."""
-    redis = get_redis()
-    redis.set(live.flag_key(experiment.pk, "stop"), 1, ex=live.TTL_SECONDS)
-    live.Recorder(experiment.pk).note("experiment_stop_requested")
+def experiment_stop(experiment: Experiment) -> int:
+    """Stop the run: jobs not yet started come off the schedule, the queue and the rate limiter at once
+    (terminal as 'stopped'); a job a worker picks up after this ends as 'stopped' too. Returns how
+    many were taken off."""
+    connection = get_redis()
+    connection.set(live.flag_key(experiment.pk, "stop"), 1, ex=live.TTL_SECONDS)
+    recorder = live.Recorder(experiment.pk)
+    recorder.note("experiment_stop_requested")
+    queue = lab_queue(connection)
+    held = RateLimitRegistry(fairshare.rate_key(experiment.limit_key), connection=connection)
+    scheduled = ScheduledJobRegistry(queue=queue)
+    jobs = range(1, admitted_jobs(experiment.params) + 1)
+    pipe = connection.pipeline(transaction=False)
+    for job in jobs:
+        job_id = live.job_id_for(experiment.pk, job)
+        pipe.zrem(scheduled.key, job_id)
+        pipe.zrem(held.rate_limited_key, job_id)
+        pipe.lrem(queue.key, 0, job_id)
+    removed = pipe.execute()
+    taken = [job for job, n in zip(jobs, range(0, len(removed), 3), strict=True) if any(removed[n : n + 3])]
+    for job in taken:
+        with contextlib.suppress(NoSuchJobError):
+            Job.fetch(live.job_id_for(experiment.pk, job), connection=connection).delete()
+    stopped = recorder.stopped_before_start(taken, "experiment stopped before this job ran")
+    finish_if_done(experiment.pk)
+    return stopped
+
+
+def reap(connection: Redis | None = None) -> list[int]:
+    """Finish what can make no more progress: runs whose live state expired, and runs older than any
+    of their jobs may live (each job's RQ ttl); also any finished run still marked running."""
+    connection = connection or get_redis()
+    running = list(Experiment.objects.active())
+    pipe = connection.pipeline(transaction=False)
+    for experiment in running:
+        pipe.exists(live.key(experiment.pk, "c"))
+    alive = pipe.execute() if running else []
+    cutoff = timezone.now() - timedelta(seconds=live.JOB_TTL_SECONDS)
+    reaped = []
+    for experiment, exists in zip(running, alive, strict=True):
+        if exists and experiment.created_at > cutoff:
+            finish_if_done(experiment.pk, connection)
+            continue
+        if exists:
+            experiment_stop(experiment)
+            if finish_if_done(experiment.pk, connection):
+                continue
+        summary = readmodel.outcome(experiment) if exists else experiment.summary
+        Experiment.objects.filter(pk=experiment.pk, status=Experiment.Status.RUNNING).update(
+            status=Experiment.Status.STOPPED, finished_at=timezone.now(), summary=summary
+        )
+        reaped.append(experiment.pk)
+    return reaped
 
 
 def _flag_running_job(experiment: Experiment, job_index: int, flag: str) -> bool:

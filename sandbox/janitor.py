@@ -11,6 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from django.db import close_old_connections
 from redis import Redis
 from rq import Queue
 from rq.rate_limit import RateLimitRegistry
@@ -28,6 +29,8 @@ STALE_AFTER_SECONDS = 5 * HEARTBEAT_SECONDS
 LOST_AFTER_SECONDS = 30
 CONFIRM_SECONDS = HEARTBEAT_SECONDS
 LOCK_SECONDS = 30
+JANITOR_BEAT_KEY = "lab:janitor:beat"
+JANITOR_STALE_SECONDS = 10  # /healthz says "degraded" when no janitor pass finished for this long
 
 
 def worker_is_alive(connection: Redis, worker_name: str | None, now: datetime) -> bool:
@@ -143,13 +146,30 @@ def release_dead_scheduler_lock(queue: Queue) -> bool:
     return released
 
 
+def beat(connection: Redis) -> None:
+    connection.set(JANITOR_BEAT_KEY, f"{time.time():.3f}", ex=JANITOR_STALE_SECONDS * 10)
+
+
+def heartbeat_age(connection: Redis) -> float | None:
+    """Seconds since some janitor last finished a pass; None if none ever did (or long ago)."""
+    raw = connection.get(JANITOR_BEAT_KEY)
+    return max(0.0, time.time() - float(raw)) if raw else None
+
+
 def run_forever(queue: Queue, interval: float = HEARTBEAT_SECONDS) -> None:
+    from sandbox import experiments, fairshare
+
     suspects: dict[str, float] = {}
     while True:
         try:
             recover_abandoned(queue, suspects)
             recover_lost_promotions(queue)
             release_dead_scheduler_lock(queue)
+            experiments.reap(queue.connection)
+            fairshare.rebalance(queue.connection)
+            beat(queue.connection)
         except Exception:
             log.exception("janitor pass failed; retrying")
+        finally:
+            close_old_connections()
         time.sleep(interval)

@@ -17,11 +17,11 @@ log = logging.getLogger("sandbox.lab")
 INJECTED = (consumer.TransientError, consumer.PoisonMessage, JobTimeoutException)
 
 
-def charge_order(experiment_id: int, job_index: int) -> str:
+def charge_order(experiment_id: int, job_index: int, run: str = "") -> str:
     job = get_current_job()
     # RQ's own connection is already open in the work-horse; a second one would cost a handshake per job.
     recorder = Recorder(experiment_id, job.connection)
-    outcome = consumer.process(recorder, job_index, job_id=job.id, worker=job.worker_name or "")
+    outcome = consumer.process(recorder, job_index, job_id=job.id, worker=job.worker_name or "", run=run)
     log.info("%s: %s", attempt_label(job), outcome)
     if recorder.may_be_finished:
         experiments.finish_if_done(experiment_id, job.connection, prechecked=True)

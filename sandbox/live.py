@@ -6,22 +6,27 @@ other experiment has.
 """
 
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox.params import MAX_JOBS
+from sandbox.params import HORIZON_S, MAX_JOBS
 
-TTL_SECONDS = 6 * 3600
+# An experiment's record outlives anything that can still happen to it: its whole schedule fits in
+# HORIZON_S, its jobs may wait in a busy queue for JOB_TTL_SECONDS, and the record stays 6 h after.
+JOB_TTL_SECONDS = HORIZON_S + 3600
+TTL_SECONDS = JOB_TTL_SECONDS + 6 * 3600
 EVENTS_KEPT = 500
 JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this long as not running
 
 KEY_NAMES = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
-    "dlq", "redelivered", "flag:stop",
+    "dlq", "redelivered", "flag:stop", "redrive_lock",
 )  # fmt: skip
+REDRIVE_LOCK_SECONDS = 3  # "redrive all" clicked again within this is the same click
 TERMINAL = ("succeeded", "dead_lettered", "stopped")
 COUNTERS = (
     "requested", "enqueued", "rejected", "attempts", "failed_attempts", "retries", "timeouts", "crashes",
@@ -56,6 +61,8 @@ return 0
 _BEGIN_ATTEMPT = """
 local params = redis.call('GET', KEYS[1])
 if not params then return false end
+-- A job of an earlier run under the same id (its database was reset, Redis was not) is not this run's.
+if ARGV[10] ~= '' and redis.call('HGET', KEYS[10], 'run') ~= ARGV[10] then return false end
 local attempt = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[3], 'attempts', 1)
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
@@ -147,16 +154,25 @@ class Recorder:
         for name in names:
             pipe.expire(self.k(name), TTL_SECONDS)
 
-    def create(self, *, params: dict, seed: int, requested: int) -> None:
-        pipe = self.redis.pipeline()
-        # Ids come from the database; if it was reset while Redis kept data, start from a clean slate.
+    def discard_all(self) -> None:
+        """Delete every key of the experiment."""
         names = [*KEY_NAMES, *(f"marks:{job}" for job in range(1, MAX_JOBS + 1))]
-        pipe.delete(*(self.k(name) for name in names))
+        self.redis.delete(*(self.k(name) for name in names))
+
+    def take_redrive_lock(self) -> bool:
+        return bool(self.redis.set(self.k("redrive_lock"), 1, nx=True, ex=REDRIVE_LOCK_SECONDS))
+
+    def create(self, *, params: dict, seed: int, requested: int) -> str:
+        """Start the experiment's record; returns the run id its jobs carry."""
+        self.discard_all()  # ids come from the database; if it was reset while Redis kept data, start clean
+        run = secrets.token_hex(6)
+        pipe = self.redis.pipeline()
         pipe.set(self.k("params"), json.dumps({"params": params, "seed": seed}), ex=TTL_SECONDS)
         pipe.hset(self.k("c"), mapping={name: 0 for name in COUNTERS} | {"requested": requested})
-        pipe.hset(self.k("meta"), mapping={"t0": f"{time.time():.3f}"})
+        pipe.hset(self.k("meta"), mapping={"t0": f"{time.time():.3f}", "run": run})
         self._expire(pipe, "c", "meta")
         pipe.execute()
+        return run
 
     def admitted(self, *, arrivals: dict[int, float], rejected: int, schedule: dict) -> None:
         """Record the jobs admitted (with their arrival times and retry schedules) and those rejected."""
@@ -174,15 +190,18 @@ class Recorder:
         self._expire(pipe, "enq", "plan", "ts", "ev")
         pipe.execute()
 
-    def begin_attempt(self, *, job: int, job_id: str, pid: int, worker: str) -> tuple[dict | None, int, bool]:
-        """(context, attempt number, stop requested) in one round trip; context None when the keys expired."""
+    def begin_attempt(
+        self, *, job: int, job_id: str, pid: int, worker: str, run: str = ""
+    ) -> tuple[dict | None, int, bool]:
+        """(context, attempt number, stop requested) in one round trip; context None when the keys expired
+        or belong to another run than `run`."""
         now = time.time()
         reply = self.redis.eval(
-            _BEGIN_ATTEMPT, 9,
+            _BEGIN_ATTEMPT, 10,
             self.k("params"), self.k("attempt_no"), self.k("c"), self.k("run"), self.k("sched"),
-            beat_key(job_id), self.k("ts"), self.k("ev"), flag_key(self.experiment_id, "stop"),
+            beat_key(job_id), self.k("ts"), self.k("ev"), flag_key(self.experiment_id, "stop"), self.k("meta"),
             str(job), json.dumps({"pid": pid, "worker": worker, "since": now}), pid, JOB_BEAT_SECONDS,
-            f"{int(now)}:start", TTL_SECONDS, f"{now:.3f}", worker, EVENTS_KEPT,
+            f"{int(now)}:start", TTL_SECONDS, f"{now:.3f}", worker, EVENTS_KEPT, run,
         )  # fmt: skip
         if not reply:
             return None, 0, False
@@ -291,6 +310,28 @@ class Recorder:
         self._event(pipe, "redelivered", job, detail="ack lost: broker delivers the same job id again")
         pipe.execute()
         return True
+
+    def stopped_before_start(self, jobs: list[int], reason: str) -> int:
+        """Jobs taken off the schedule or queue before any worker ran them: terminal as 'stopped'."""
+        pipe = self.redis.pipeline()
+        for job in jobs:
+            pipe.eval(_SET_TERMINAL, 2, self.k("term"), self.k("c"), str(job), "stopped")
+        firsts = pipe.execute() if jobs else []
+        stopped = [job for job, first in zip(jobs, firsts, strict=True) if first]
+        pipe = self.redis.pipeline()
+        for job in stopped:
+            pipe.zrem(self.k("sched"), str(job))
+            self._mark(pipe, job, {"n": 0, "r": "stopped", "t": time.time(), "e": reason})
+        if stopped:
+            self._event(pipe, "stopped", count=len(stopped), detail=reason)
+        pipe.execute()
+        return len(stopped)
+
+    def charge_budget(self, worker_seconds: float) -> float:
+        """Add to the worker time this experiment has asked for (start, redrives); returns the total."""
+        total = float(self.redis.hincrbyfloat(self.k("meta"), "budget_ws", worker_seconds))
+        self.redis.expire(self.k("meta"), TTL_SECONDS)
+        return total
 
     def claim_from_dlq(self, job: int) -> bool:
         """Atomically take a job out of the experiment's DLQ; only one of two racing redrives wins."""
@@ -425,6 +466,28 @@ def job_marks(experiment_id: int, jobs: list[int], connection: Redis | None = No
     for job in jobs:
         pipe.lrange(key(experiment_id, f"marks:{job}"), 0, -1)
     return {job: [json.loads(m) for m in marks] for job, marks in zip(jobs, pipe.execute(), strict=True)}
+
+
+def open_jobs(experiment_ids: list[int], connection: Redis | None = None) -> int:
+    """Jobs these experiments may still run: admitted and not yet terminal, plus pending redeliveries."""
+    redis = connection or get_redis()
+    pipe = redis.pipeline(transaction=False)
+    for experiment_id in experiment_ids:
+        pipe.hmget(key(experiment_id, "c"), "enqueued", *TERMINAL, "duplicates_delivered", "late_outcomes")
+    total = 0
+    for values in pipe.execute() if experiment_ids else []:
+        enqueued, ok, dead, stopped, delivered, late = (int(v or 0) for v in values)
+        total += max(0, enqueued - ok - dead - stopped) + max(0, delivered - late)
+    return total
+
+
+def beating(job_ids: list[str], connection: Redis | None = None) -> dict[str, bool]:
+    """Whether each running job's work-horse still beats (a dead worker's job stops within JOB_BEAT_SECONDS)."""
+    redis = connection or get_redis()
+    pipe = redis.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.exists(beat_key(job_id))
+    return {job_id: bool(alive) for job_id, alive in zip(job_ids, pipe.execute() if job_ids else [], strict=True)}
 
 
 def job_plans(experiment_id: int, jobs: list[int], connection: Redis | None = None) -> dict[int, list[float]]:

@@ -23,6 +23,8 @@ class Experiment(models.Model):
     # The visitor who owns it (prepsite.visitor): an account, or an anonymous id until they log in.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
     anon_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # What per-visitor limits and the fair share count it against: prepsite.visitor.limit_key.
+    limit_key = models.CharField(max_length=80, blank=True, db_index=True)
     preset = models.CharField(max_length=32)
     params = models.JSONField()
     seed = models.BigIntegerField()

@@ -3,8 +3,43 @@
 from django import forms
 
 from sandbox.presets import DEFAULTS, PRESETS
+from sandbox.retry_policy import backoff_ceiling
 
 MAX_JOBS = 500
+# Every arrival and every worst-case retry of an experiment falls within this window. SQS caps a
+# message's delay at 15 minutes for the same reason: past that it is a scheduled task, not a queue
+# message, and a shared lab must not hold work (and everyone's capacity) for longer.
+HORIZON_S = 15 * 60
+MAX_WORKER_SECONDS = 900  # worst-case worker time one experiment may ask of the shared workers
+
+
+def attempt_seconds(params: dict) -> float:
+    """The longest one attempt can hold a worker: its work, or the timeout that kills it."""
+    return min((params["duration_ms"] + params["duration_spread_ms"]) / 1000, params["timeout_s"])
+
+
+def admitted_jobs(params: dict) -> int:
+    return min(params["jobs"], params["queue_cap"])
+
+
+def schedule_span_s(params: dict) -> float:
+    """From the first arrival to the last possible end of the last job: arrivals, then every retry's
+    longest wait and every attempt at its longest."""
+    arrivals = (admitted_jobs(params) - 1) / params["arrival_per_s"] if params["arrival_per_s"] > 0 else 0.0
+    waits = sum(
+        backoff_ceiling(
+            attempt=n, backoff=params["backoff"], base_s=params["backoff_base_s"], cap_s=params["backoff_cap_s"]
+        )
+        for n in range(1, params["max_retries"] + 1)
+    )
+    return arrivals + waits + (params["max_retries"] + 1) * attempt_seconds(params)
+
+
+def worst_case_worker_seconds(params: dict, jobs: int | None = None) -> float:
+    """Worker time the run (or `jobs` of its messages) may take: every attempt, every duplicate delivery."""
+    messages = admitted_jobs(params) if jobs is None else jobs
+    deliveries = messages * (1 + params["duplicate_rate"])
+    return deliveries * (params["max_retries"] + 1) * attempt_seconds(params)
 
 
 class ExperimentForm(forms.Form):
@@ -44,6 +79,23 @@ class ExperimentForm(forms.Form):
             self.add_error("backoff_cap_s", "The cap must be at least the base delay.")
         if data["failure_rate"] + data["crash_rate"] > 1:
             self.add_error("crash_rate", "failure_rate + crash_rate must not exceed 1.")
+        if self.errors:
+            return data
+        span = schedule_span_s(data)
+        if span > HORIZON_S:
+            self.add_error(
+                None,
+                f"This run's arrivals and worst-case retries span {span:,.0f} s; every experiment must fit in "
+                f"{HORIZON_S // 60} minutes ({HORIZON_S} s). Raise arrival_per_s, or lower jobs, max_retries, "
+                "backoff_cap_s or duration_ms.",
+            )
+        worst = worst_case_worker_seconds(data)
+        if worst > MAX_WORKER_SECONDS:
+            self.add_error(
+                None,
+                f"This run could use {worst:,.0f} worker-seconds (every attempt and duplicate at its longest); the "
+                f"limit per experiment is {MAX_WORKER_SECONDS}. Lower jobs, duration_ms, max_retries or duplicate_rate.",
+            )
         return data
 
     def parameters(self) -> dict:

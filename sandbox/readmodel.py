@@ -182,7 +182,7 @@ def _attempts(marks: list[dict]) -> int:
     return sum(1 for m in marks if m.get("r") != "redriven")
 
 
-def timeline(experiment: Experiment, state: live.LiveState, now: float) -> list[dict]:
+def timeline(experiment: Experiment, state: live.LiveState, now: float, lost: set[int] | None = None) -> list[dict]:
     """Up to TIMELINE_JOBS jobs, running, scheduled and dead-lettered first, with every attempt."""
     first = [*sorted(state.running), *sorted(state.scheduled), *state.dlq]
     jobs = list(dict.fromkeys(first))[:TIMELINE_JOBS]
@@ -195,11 +195,14 @@ def timeline(experiment: Experiment, state: live.LiveState, now: float) -> list[
         return []
     marks = live.job_marks(experiment.pk, jobs)
     plans = live.job_plans(experiment.pk, jobs)
+    lost = lost_jobs(experiment, state) if lost is None else lost
     dlq = set(state.dlq)
     rows = []
     for job in jobs:
         job_marks = [{**m, "label": "↺" if m.get("r") == "redriven" else m.get("n")} for m in marks.get(job, [])]
-        if job in state.running:
+        if job in lost:
+            status = "worker lost"
+        elif job in state.running:
             status = "running"
         elif job in state.scheduled:
             status = "scheduled"
@@ -223,6 +226,12 @@ def timeline(experiment: Experiment, state: live.LiveState, now: float) -> list[
             }
         )
     return rows
+
+
+def lost_jobs(experiment: Experiment, state: live.LiveState) -> set[int]:
+    """Running jobs whose work-horse stopped beating: their worker died; the janitor will retry them."""
+    ids = {live.job_id_for(experiment.pk, job): job for job in state.running}
+    return {ids[job_id] for job_id, alive in live.beating(list(ids)).items() if not alive}
 
 
 def dlq_rows(experiment: Experiment, state: live.LiveState) -> list[dict]:
@@ -367,6 +376,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         }
     drawn = _charts(state, now)
     series = drawn.pop("series")
+    lost = lost_jobs(experiment, state)
     return {
         **base,
         **drawn,
@@ -374,7 +384,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         "done": state.finished,
         "stats": stats(summary, state),
         "slo": slo_verdict(experiment.params, state.latencies.get("slo")),
-        "timeline": timeline(experiment, state, now),
+        "timeline": timeline(experiment, state, now, lost),
         "dlq_rows": dlq_rows(experiment, state),
         "dlq_more": max(0, len(state.dlq) - DLQ_ROWS),
         "workers": workers(now),
@@ -384,6 +394,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
                 "worker": info.get("worker", ""),
                 "pid": info.get("pid"),
                 "for_s": round(now - info.get("since", now), 1),
+                "lost": job in lost,
             }
             for job, info in sorted(state.running.items())
         ],

@@ -8,10 +8,10 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HTMX_STOP_POLLING, HttpResponseClientRedirect
 
-from prepsite.visitor import visitor_for
+from prepsite.visitor import limit_key, visitor_for
 from sandbox import experiments, readmodel
 from sandbox.models import Experiment
 from sandbox.params import MAX_JOBS, ExperimentForm
@@ -45,7 +45,7 @@ def home_context(request: HttpRequest, form: ExperimentForm, preset_name: str) -
     }
 
 
-@require_GET
+@require_safe
 def lab_home(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("preset", "happy")
     if name not in PRESETS:
@@ -66,19 +66,21 @@ def start(request: HttpRequest) -> HttpResponse:
     try:
         experiment = experiments.experiment_start(
             owner=visitor_for(request, create=True),
+            limit_key=limit_key(request),
             preset=form.cleaned_data["preset"],
             params=form.parameters(),
             seed=form.cleaned_data["seed"],
             prediction=form.cleaned_data["prediction"],
         )
-    except experiments.LimitExceeded as exc:
+    except (experiments.LimitExceeded, experiments.StartFailed) as exc:
+        status = 429 if isinstance(exc, experiments.LimitExceeded) else 503
         context = {**home_context(request, form, preset_name), "limit_message": str(exc)}
-        return render(request, template, context, status=429)
+        return render(request, template, context, status=status)
     url = reverse("sandbox:detail", args=[experiment.pk])
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-@require_GET
+@require_safe
 def history(request: HttpRequest) -> HttpResponse:
     rows = readmodel.history(Experiment.objects.owned_by(visitor_for(request))[:HISTORY_ROWS])
     return render(request, "sandbox/history.html", {"nav": "lab", "rows": rows})
@@ -93,7 +95,7 @@ def _pick_two(request: HttpRequest) -> list[int] | None:
     return [int(v) for v in raw]
 
 
-@require_GET
+@require_safe
 def compare(request: HttpRequest) -> HttpResponse:
     ids = _pick_two(request)
     if ids is None:
@@ -113,7 +115,7 @@ def _live(experiment: Experiment, *, with_links: bool) -> dict:
     return readmodel.live_view(experiment, state, with_links=with_links)
 
 
-@require_GET
+@require_safe
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
     return render(request, "sandbox/detail.html", {"nav": "lab", **_live(experiment, with_links=True)})
@@ -131,7 +133,7 @@ def render_panels(
     return render(request, "sandbox/detail.html#panels", context, status=status)
 
 
-@require_GET
+@require_safe
 def live_panels(request: HttpRequest, pk: int) -> HttpResponse:
     """The poll: every panel as an out-of-band swap; 286 (stop polling) once nothing can change."""
     experiment = owned_experiment(request, pk)
@@ -176,10 +178,12 @@ def redrive(request: HttpRequest, pk: int) -> HttpResponse:
         return job
     try:
         count = experiments.experiment_redrive(
-            experiment, jobs=None if job is None else [job], by=visitor_for(request, create=True)
+            experiment, jobs=None if job is None else [job], limit_key=limit_key(request)
         )
     except experiments.LimitExceeded as exc:
         return _limited(request, experiment, str(exc))
+    if not count:
+        return _after_action(request, experiment, "Nothing to redrive: the DLQ is empty, or a redrive just ran.")
     return _after_action(request, experiment, f"Redrove {_plural(count, 'job')} with a fresh retry budget.")
 
 
@@ -217,5 +221,6 @@ def stop_job(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def stop(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    experiments.experiment_stop(experiment)
-    return _after_action(request, experiment, "Stopping: unfinished jobs end as 'stopped' when a worker picks them up.")
+    taken = experiments.experiment_stop(experiment)
+    text = f"Stopping: {_plural(taken, 'job')} taken off the queue and schedule; running jobs end as they finish."
+    return _after_action(request, experiment, text)

@@ -4,7 +4,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from prepsite.shared_pages import shared_page
 from prepsite.visitor import visitor_for
@@ -17,7 +17,7 @@ def _understood_ids(request: HttpRequest, topic: Topic) -> set[int]:
     return set(marks.values_list("section_id", flat=True))
 
 
-@require_GET
+@require_safe
 def topic_list(request: HttpRequest) -> HttpResponse:
     topics = Topic.objects.published().annotate(
         section_count=Count("sections", distinct=True), question_count=Count("questions", distinct=True)
@@ -45,7 +45,7 @@ def _progress_context(request: HttpRequest, topic: Topic, sections: list[Section
     }
 
 
-@require_GET
+@require_safe
 def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """The same document for every visitor (cached); `topic_personal` fills in their marks."""
 
@@ -62,7 +62,7 @@ def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return shared_page(request, f"topic:{slug}", "topics/topic_detail.html", context)
 
 
-@require_GET
+@require_safe
 @never_cache
 def topic_personal(request: HttpRequest, slug: str) -> HttpResponse:
     """The visitor's own bits of the topic page, as out-of-band swaps: marks, progress, nav."""
@@ -71,7 +71,7 @@ def topic_personal(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "topics/topic_detail.html#personal", context)
 
 
-@require_GET
+@require_safe
 def checklist(request: HttpRequest, slug: str) -> HttpResponse:
     """Marking sections without JavaScript: the topic page links here from its <noscript> parts."""
     topic = get_object_or_404(Topic, slug=slug)
@@ -107,7 +107,7 @@ def mark_understood(request: HttpRequest, slug: str, section_slug: str) -> HttpR
     return render(request, "topics/topic_detail.html#understood", context)
 
 
-@require_GET
+@require_safe
 def search(request: HttpRequest) -> HttpResponse:
     query = site_search.clean_query(request.GET.get("q"))
     results = site_search.search(query) if query else []

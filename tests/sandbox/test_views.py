@@ -5,7 +5,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from sandbox import charts, experiments, live
+from sandbox import charts, experiments, limits, live
 from sandbox.explain import explain
 from sandbox.models import Experiment
 from sandbox.presets import PRESETS
@@ -307,12 +307,12 @@ def test_too_many_redrives_answer_429_with_the_message(client):
         anon_id=owner.anon_id, preset="poison", params=PRESETS["poison"].parameters(), seed=1
     )
     url = reverse("sandbox:redrive", args=[experiment.pk])
-    for _ in range(experiments.REDRIVES_PER_MINUTE):
-        assert client.post(url).status_code == 302
-    response = client.post(url)
+    for _ in range(limits.REDRIVES_PER_MINUTE):
+        assert client.post(url, {"job": "1"}).status_code == 302
+    response = client.post(url, {"job": "1"})
     assert response.status_code == 429
     assert "redrives a minute" in response.content.decode()
-    fragment = client.post(url, **HX)
+    fragment = client.post(url, {"job": "1"}, **HX)
     assert fragment.status_code == 429
     assert 'id="lab-flash" role="status" class="msg msg-error" hx-swap-oob="true"' in fragment.content.decode()
 

@@ -1,0 +1,77 @@
+"""Sharing the Lab's workers between visitors.
+
+All of one visitor's lab jobs carry one RQ `RateLimit` key, so RQ holds back (off the queue) any job
+beyond the visitor's slots. How many slots: the visitor's fair share of the live workers, max-min
+fair (nobody gets more than they asked for; what one does not need goes to the others). It is
+re-computed when an experiment starts or finishes and on every janitor pass, so a newcomer beside a
+visitor who filled every worker gets a worker as soon as one of the hog's jobs ends.
+
+RQ stores a rate limit's concurrency on its config hash and on every job (each enqueue re-registers
+the job's value), so a change is written to both. A job already running keeps its old copy in memory
+and may write it back on a retry; the next pass corrects that within seconds.
+"""
+
+import hashlib
+
+from redis import Redis
+from rq import Worker
+from rq.rate_limit import RateLimitRegistry
+
+from sandbox import live
+from sandbox.models import Experiment
+
+# Sets rate_limit_concurrency on each of an experiment's existing job hashes (never creates one).
+_SET_JOBS_CONCURRENCY = """
+for i = 1, tonumber(ARGV[2]) do
+  local job = KEYS[1] .. i
+  if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'rate_limit_concurrency', ARGV[1]) end
+end
+return 1
+"""
+
+
+def rate_key(limit_key: str) -> str:
+    """The RQ rate-limit key of one visitor (their limit key, hashed: it may hold an address)."""
+    return "lab-v-" + hashlib.sha256(limit_key.encode()).hexdigest()[:16]
+
+
+def shares(demands: dict[str, int], workers: int) -> dict[str, int]:
+    """Max-min fair split of `workers` slots: each gets up to its demand, at least 1 each."""
+    slots = {name: 0 for name in demands}
+    left = max(workers, 0)
+    hungry = sorted(demands, key=lambda name: (demands[name], name))
+    while hungry and left > 0:
+        each = max(1, left // len(hungry))
+        for name in list(hungry):
+            grant = min(each, demands[name] - slots[name], left)
+            slots[name] += grant
+            left -= grant
+            if slots[name] >= demands[name]:
+                hungry.remove(name)
+            if left == 0:
+                break
+    return {name: max(1, granted) for name, granted in slots.items()}
+
+
+def live_workers(connection: Redis) -> int:
+    return max(1, Worker.count(connection=connection, queue=None))
+
+
+def rebalance(connection: Redis) -> dict[str, int]:
+    """Give every visitor with a running experiment their fair share of slots now; returns them."""
+    running = list(Experiment.objects.active().values_list("pk", "limit_key", "params"))
+    demands: dict[str, int] = {}
+    experiments: dict[str, list[tuple[int, int]]] = {}
+    for pk, limit_key, params in running:
+        demands[limit_key] = demands.get(limit_key, 0) + int(params.get("concurrency", 1))
+        experiments.setdefault(limit_key, []).append((pk, min(int(params.get("jobs", 0)), live.MAX_JOBS)))
+    granted = shares(demands, live_workers(connection))
+    for limit_key, slots in granted.items():
+        registry = RateLimitRegistry(rate_key(limit_key), connection=connection)
+        current = connection.hget(registry.config_key, "concurrency")
+        if current is None or int(current) != slots:
+            connection.hset(registry.config_key, "concurrency", slots)
+            for pk, jobs in experiments[limit_key]:
+                connection.eval(_SET_JOBS_CONCURRENCY, 1, f"rq:job:{live.job_id_for(pk, '')}", slots, jobs)
+        registry.acquire_and_enqueue(slots)  # a raised share lets held-back jobs onto the queue at once
+    return granted
