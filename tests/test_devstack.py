@@ -119,3 +119,67 @@ def survivors(web_port: int, redis_port: int) -> str:
     pattern = f"-p {web_port}|127.0.0.1:{web_port}|:{redis_port}"  # honcho, gunicorn, redis-server
     # "--": the pattern starts with "-p", which pgrep would otherwise read as its own option.
     return subprocess.run(["pgrep", "-af", "--", pattern], capture_output=True, text=True).stdout
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below `pid`, with its command line."""
+    table = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in table.splitlines() if len(line.split(None, 2)) == 3]
+    children: dict[int, list[tuple[int, str]]] = {}
+    for child, parent, args in rows:
+        children.setdefault(int(parent), []).append((int(child), args))
+    found, todo = {}, [pid]
+    while todo:
+        for child, args in children.get(todo.pop(), []):
+            found[child] = args
+            todo.append(child)
+    return found
+
+
+def janitor_pid(stack: Stack) -> int | None:
+    pids = [
+        pid
+        for pid, args in descendants(stack.process.pid).items()
+        if args.endswith("manage.py lab_janitor") and "prepsite.supervise" not in args  # the janitor, not its supervisor
+    ]
+    return pids[0] if pids else None
+
+
+def health(stack: Stack) -> dict:
+    return json.loads(get(stack.base + "/healthz")[1])
+
+
+def test_a_killed_janitor_is_restarted_alone_and_a_hung_one_shows_as_degraded(tmp_path):
+    with run_stack(tmp_path / "stack.log") as stack:
+        first = janitor_pid(stack)
+        assert first, stack.output()
+        deadline = time.monotonic() + 20
+        while health(stack)["status"] != "ok" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert health(stack)["status"] == "ok", stack.output()
+
+        os.kill(first, signal.SIGKILL)
+        time.sleep(1.5)
+        assert stack.process.poll() is None, stack.output()  # the stack carries on
+        assert get(stack.base + "/healthz")[0] == 200  # and so does the web server
+        deadline = time.monotonic() + 20
+        while (janitor_pid(stack) in (None, first)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        second = janitor_pid(stack)
+        assert second not in (None, first), stack.output()
+        assert "supervise: janitor exited with -9" in stack.output()
+
+        os.kill(second, signal.SIGSTOP)  # hung, not dead: only its heartbeat tells
+        try:
+            deadline = time.monotonic() + 30
+            while health(stack)["status"] != "degraded" and time.monotonic() < deadline:
+                time.sleep(0.5)
+            body = health(stack)
+            assert body["status"] == "degraded", body
+            assert body["janitor_age_s"] > 10
+        finally:
+            os.kill(second, signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while health(stack)["status"] != "ok" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert health(stack)["status"] == "ok"
