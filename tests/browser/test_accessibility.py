@@ -1,0 +1,320 @@
+"""WCAG 2.2 AA checks with axe-core (issue #15): every page and drill state, on a desktop and a phone.
+
+axe runs its default rule set (WCAG 2.0, 2.1 and 2.2 A/AA, plus best practices). Each check fails on any
+critical or serious violation and prints the number of offending nodes per impact; the whole table is
+printed after the module (see it with `pytest -rA`). A failure names each rule, its impact and the
+offending selectors (with the measured colours for color-contrast). The keyboard journey drives one
+drill from question to rating with Tab, Enter and Space only, under the site's real CSP.
+"""
+
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from django.core.management import call_command
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from tests.conftest import ARTIFACTS
+from topics.drills.models import Card
+from topics.models import Question
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+IMPACTS = ("critical", "serious", "moderate", "minor")
+BLOCKING = ("critical", "serious")
+QUESTION = "partial-outages"
+ANSWER = "Put each dependency behind a BULKHEAD, add a circuit-breaker, and timeouts."
+AXE = Axe()
+RESULTS: dict[tuple[str, str], dict[str, int]] = {}
+
+
+@pytest.fixture
+def content(db):
+    """The real question bank (transactional tests start from empty tables)."""
+    if not Question.objects.exists():
+        call_command("load_content")
+    return Question.objects.all()
+
+
+@pytest.fixture
+def axe_page(browser):
+    """A page for the axe checks only: its context bypasses the site's CSP (no inline scripts) for axe-core."""
+    context = browser.new_context(bypass_csp=True, viewport=VIEWPORTS["desktop"])
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary_table():
+    yield
+    if RESULTS:
+        print("\n" + table(RESULTS))
+
+
+def table(results: dict[tuple[str, str], dict[str, int]]) -> str:
+    lines = ["axe violations (nodes) per page and impact"]
+    lines.append(f"{'page':<22} {'viewport':<8} " + " ".join(f"{impact:>8}" for impact in IMPACTS))
+    for (name, viewport), counts in results.items():
+        lines.append(f"{name:<22} {viewport:<8} " + " ".join(f"{counts[impact]:>8}" for impact in IMPACTS))
+    return "\n".join(lines)
+
+
+def contrast(node: dict) -> str:
+    """For color-contrast nodes: the measured colours and ratio, e.g. ` (#a76400 on #fff3d6, 4.26:1)`."""
+    for check in node.get("any", []):
+        data = check.get("data") or {}
+        if isinstance(data, dict) and data.get("contrastRatio"):
+            return f" ({data.get('fgColor')} on {data.get('bgColor')}, {data['contrastRatio']}:1)"
+    return ""
+
+
+def describe(violations: list[dict], limit: int = 6) -> str:
+    """One line per rule: rule (impact), node count, help, then the first selectors."""
+    lines = []
+    for violation in violations:
+        targets = [" ".join(str(part) for part in node["target"]) + contrast(node) for node in violation["nodes"]]
+        more = f" (+{len(targets) - limit} more)" if len(targets) > limit else ""
+        lines.append(
+            f"  {violation['id']} ({violation['impact']}, {len(targets)} node{'s' if len(targets) != 1 else ''}):"
+            f" {violation['help']}\n    " + "\n    ".join(targets[:limit]) + more
+        )
+    return "\n".join(lines)
+
+
+def audit(page: Page, name: str) -> list[str]:
+    """Run axe on the current page at both sizes; return the failure messages (empty when clean)."""
+    failures = []
+    for viewport, size in VIEWPORTS.items():
+        page.set_viewport_size(size)
+        page.wait_for_timeout(100)  # let a resize's reflow settle before measuring contrast
+        violations = AXE.run(page).response["violations"]
+        counts = {impact: sum(len(v["nodes"]) for v in violations if v["impact"] == impact) for impact in IMPACTS}
+        RESULTS[(name, viewport)] = counts
+        print(f"{name} {viewport}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if violations:
+            print(describe(violations))
+        blocking = [v for v in violations if v["impact"] in BLOCKING]
+        if blocking:
+            failures.append(f"{name} at {viewport} ({size['width']}px):\n{describe(blocking)}")
+    page.set_viewport_size(VIEWPORTS["desktop"])
+    return failures
+
+
+# Each state: how to reach it from a fresh browser context.
+def visit(path: str) -> Callable[[Page, str], None]:
+    def go(page: Page, base: str) -> None:
+        page.goto(base + path)
+
+    return go
+
+
+def drill_question(page: Page, base: str) -> None:
+    response = page.goto(f"{base}/topics/queueing/drill/{QUESTION}/")
+    assert response.ok, f"{response.status} {page.locator('main').inner_text()[:300]}"
+    expect(page.locator("textarea[name=answer]")).to_be_visible()
+    expect(page.locator("[data-timer-value]")).not_to_have_text("0:00", timeout=5000)
+
+
+def drill_revealed(page: Page, base: str) -> None:
+    drill_question(page, base)
+    page.fill("textarea[name=answer]", ANSWER)
+    page.click("button[value=submit]")
+    page.wait_for_selector(".model-answer")
+
+
+def drill_rated(page: Page, base: str) -> None:
+    drill_revealed(page, base)
+    page.click("button.rate-3")
+    page.wait_for_selector("[data-next-due]")
+
+
+def start_mock(page: Page, base: str) -> None:
+    page.goto(f"{base}/drills/mock/")
+    page.select_option("select[name=question]", str(Question.objects.get(slug=QUESTION).pk))
+    page.click("main button[type=submit]")
+    page.wait_for_selector("[data-mock-clock]:not([hidden])")
+
+
+def finished_mock(page: Page, base: str) -> None:
+    start_mock(page, base)
+    page.fill("#notes-requirements", "at-least-once, p99 < 2s")
+    page.locator("#finish summary").click()
+    page.locator("#finish label.point").first.click()
+    page.click("#finish button[type=submit]")
+    page.wait_for_selector("#finish [role=status]")
+
+
+def mock_history(page: Page, base: str) -> None:
+    """/drills/mock/ listing one finished and one running interview (the ok and warn pills)."""
+    finished_mock(page, base)
+    start_mock(page, base)
+    page.goto(f"{base}/drills/mock/")
+    expect(page.locator(".drill-list .pill")).to_have_count(2)
+
+
+def make_rated_card_due(page: Page, base: str) -> None:
+    drill_rated(page, base)
+    Card.objects.update(due=timezone.now() - timedelta(hours=2))
+
+
+def drills_due(page: Page, base: str) -> None:
+    """/drills/ with a question due: the nav badge and the amber "due" pill."""
+    make_rated_card_due(page, base)
+    page.goto(f"{base}/drills/")
+    expect(page.locator(".drill-list .pill.warn")).to_have_count(1)
+
+
+def topic_drill_due(page: Page, base: str) -> None:
+    """The topic drill list once its per-visitor statuses (due, new) have been swapped in."""
+    make_rated_card_due(page, base)
+    page.goto(f"{base}/topics/queueing/drill/")
+    expect(page.locator(f"#status-{QUESTION}.pill.warn")).to_be_visible()
+
+
+STATES: dict[str, Callable[[Page, str], None]] = {
+    "home": visit("/"),
+    "topics": visit("/topics/"),
+    "study": visit("/topics/queueing/"),
+    "search": visit("/search/?q=retry"),
+    "drills": visit("/drills/"),
+    "drills-due": drills_due,
+    "topic-drill": visit("/topics/queueing/drill/"),
+    "topic-drill-due": topic_drill_due,
+    "drill-question": drill_question,
+    "drill-revealed": drill_revealed,
+    "drill-rated": drill_rated,
+    "progress": visit("/drills/progress/"),
+    "mock-start": visit("/drills/mock/"),
+    "mock-running": start_mock,
+    "mock-finished": finished_mock,
+    "mock-history": mock_history,
+    "login": visit("/accounts/login/"),
+    "signup": visit("/accounts/signup/"),
+    "not-found": visit("/no-such-page/"),
+    "lab": visit("/sandbox/"),
+}
+
+
+@pytest.mark.parametrize("name", STATES)
+def test_no_serious_or_critical_axe_violations(live_server, axe_page, content, name):
+    STATES[name](axe_page, live_server.url)
+    failures = audit(axe_page, name)
+    assert not failures, "axe found serious or critical violations:\n" + "\n".join(failures)
+
+
+# Keyboard only: the real CSP applies here (the plain `page` fixture), and nothing is clicked.
+FOCUSED = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return "body";
+  const id = el.id ? "#" + el.id : "";
+  const cls = el.classList.length ? "." + [...el.classList].join(".") : "";
+  const value = el.getAttribute("value") ? `[value=${el.getAttribute("value")}]` : "";
+  const text = (el.innerText || el.getAttribute("aria-label") || "").trim().split("\\n")[0].slice(0, 40);
+  return `${el.tagName.toLowerCase()}${id}${cls}${value}` + (text ? ` "${text}"` : "");
+}"""
+
+
+def focused(page: Page) -> str:
+    return page.evaluate(FOCUSED)
+
+
+def tab_to(page: Page, selector: str, limit: int = 80) -> str:
+    """Press Tab until the focused element matches selector; fail if it takes more than limit presses."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return focused(page)
+    pytest.fail(f"{limit} Tab presses never reached {selector}; focus is on {focused(page)}")
+
+
+def focus_after_swap(page: Page, selector: str, timeout: float = 3.0) -> str:
+    """Where focus is once htmx has settled (it moves focus to [autofocus] a moment after the swap)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate("s => document.activeElement.matches(s)", selector) and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    return focused(page)
+
+
+def focus_within(page: Page, selector: str) -> bool:
+    return page.evaluate("s => !!document.activeElement.closest(s)", selector)
+
+
+def test_keyboard_only_drill_from_question_to_rating(live_server, page, content):
+    def step(name: str, where: str) -> None:
+        print(f"  {name:<24} {where}")
+
+    page.set_viewport_size(VIEWPORTS["desktop"])
+    drill_question(page, live_server.url)
+    page.evaluate("window.__noReload = true")
+    print("\nkeyboard journey (where focus is):")
+
+    step("first Tab", tab_to(page, "a.skip"))
+    step("answer box", tab_to(page, "textarea[name=answer]"))
+    page.keyboard.type(ANSWER)
+    step("submit", tab_to(page, "button[value=submit]"))
+    page.keyboard.press("Enter")
+    expect(page.locator(".model-answer")).to_be_visible()
+    where = focus_after_swap(page, "section.reveal")
+    step("after submit swap", where)
+    assert where != "body", "focus dropped to <body> after the answer was revealed"
+    expect(page.locator("section.reveal")).to_be_focused()
+
+    # The next Tab from the revealed answer goes into the rubric, not back to the top of the page.
+    page.keyboard.press("Tab")
+    step("Tab after reveal", focused(page))
+    assert focus_within(page, "#rubric"), f"Tab after the reveal went to {focused(page)}"
+    step("unticked rubric point", tab_to(page, "input[name=ticked]:not(:checked)"))
+    unticked = page.evaluate("document.activeElement.value")
+    page.keyboard.press("Space")
+    expect(page.locator(f"input[name=ticked][value='{unticked}']")).to_be_checked()
+
+    step("rating", tab_to(page, "button.rate-3"))
+    page.keyboard.press("Space")
+    expect(page.locator("[data-next-due]")).to_be_visible()
+    where = focus_after_swap(page, "#outcome")
+    step("after rating swap", where)
+    assert where != "body", "focus dropped to <body> after rating"
+    expect(page.locator("#outcome")).to_be_focused()
+    page.keyboard.press("Tab")
+    step("Tab after rating", focused(page))
+    expect(page.locator("[data-next-question]")).to_be_focused()
+    assert page.evaluate("window.__noReload") is True, "the drill reloaded the page instead of swapping"
+
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/drill/[\w-]+/$"))
+    step("Enter on Next question", page.url.removeprefix(live_server.url))
+    assert QUESTION not in page.url
+
+
+def test_nav_badge_says_due_to_a_screen_reader(live_server, page, content):
+    page.set_viewport_size(VIEWPORTS["desktop"])
+    make_rated_card_due(page, live_server.url)
+    page.goto(f"{live_server.url}/drills/")
+    link = page.get_by_role("navigation", name="Main").get_by_role("link", name=re.compile("^Drills"))
+    expect(link).to_have_accessible_name("Drills 1 due")
+    expect(page.locator(".nav .badge")).to_have_text("1 due")
+    expect(page.locator(".nav .badge")).to_have_attribute("title", "1 question due for review")
+    assert page.locator(".nav .badge").evaluate("el => el.getBoundingClientRect().width") < 40, "the word is shown"
+
+
+def test_study_code_and_tables_wrap_instead_of_scrolling(live_server, page, content):
+    """Nothing in the deep dive scrolls sideways (a scroller needs keyboard focus); close-ups for a visual check."""
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    for viewport, size in VIEWPORTS.items():
+        page.set_viewport_size(size)
+        page.goto(f"{live_server.url}/topics/queueing/#code-examples")
+        scrollers = page.evaluate(
+            "[...document.querySelectorAll('.prose pre, .prose table')]"
+            ".filter(el => el.scrollWidth > el.clientWidth + 1).length"
+        )
+        assert scrollers == 0
+        assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
+        page.locator("#code-examples .highlight").first.screenshot(path=str(folder / f"a11y-code-{viewport}.png"))
+        page.locator(".prose table").first.screenshot(path=str(folder / f"a11y-table-{viewport}.png"))
