@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django_rq",
     "csp",
     "template_partials",
+    "axes",
     "topics",
     "topics.drills",
     "sandbox",
@@ -49,6 +50,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "prepsite.middleware.RedisUnavailableMiddleware",
+    # Last, as axes asks: it only turns a lockout its backend flagged into our lockout page (no queries).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "prepsite.urls"
@@ -84,7 +87,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers and the web server write concurrently: WAL (set once by migration sandbox 0002) plus
     # IMMEDIATE transactions avoid "database is locked".
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
+        "timeout": 5,  # a busy database makes a request wait this long at most, then 503 (never a 500)
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA synchronous=NORMAL;",
     }
@@ -170,6 +173,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Log-in throttling (django-axes, database handler: no Redis needed). The axes backend only refuses a
+# locked-out client; ModelBackend still checks the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lock an account after 5 failures from anywhere, and an address after 5 failures on any accounts, for 15
+# minutes after the last failure (a failure while locked extends it).
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = 0.25  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Never reset on success: logging in to one's own account must not wipe an address's failures on others.
+AXES_RESET_ON_SUCCESS = False
+# The same client address every other limit uses (TRUSTED_PROXIES-aware, IPv6 by /64).
+AXES_CLIENT_IP_CALLABLE = "topics.drills.accounts.login_client_address"
+AXES_LOCKOUT_CALLABLE = "topics.drills.accounts.login_locked_out"
+AXES_DISABLE_ACCESS_LOG = True  # no table of every successful log-in: nothing reads it
 # Study's `lab:` links and `preset:` fields name Lab presets; the project layer says where they are.
 STUDY_LAB_PRESETS = "sandbox.presets.PRESETS"
 DRILLS_NEW_PER_DAY = int(os.environ.get("DRILLS_NEW_PER_DAY", "10"))

@@ -44,6 +44,14 @@ def queueing(db):
     return Topic.objects.get(slug="queueing")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Every test client is 127.0.0.1: one test's requests must not spend the next test's limits."""
+    redis = Redis.from_url(STATE["redis_url"])
+    for key in redis.scan_iter("rl:*"):
+        redis.delete(key)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

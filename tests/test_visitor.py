@@ -127,7 +127,8 @@ def test_every_app_asks_one_identity_function():
         if path.name == "visitor.py":
             continue
         assert "session_key" not in text, f"{path} identifies a visitor by session key"
-        assert "request.session[" not in text and "request.session.get(" not in text, f"{path} reads the session"
+        assert "request.session[" not in text, f"{path} reads the session"
+        assert "request.session.get(" not in text, f"{path} reads the session"
     users = [
         path.relative_to(BASE_DIR).parts[0]
         for app in apps

@@ -33,7 +33,8 @@ class AttemptForm(forms.Form):
     def clean_started_at(self) -> int | None:
         # A tampered or missing timer only costs the duration, never the attempt.
         value = self.cleaned_data["started_at"]
-        return int(value) if value.isdigit() and len(value) <= 16 else None
+        # isascii(): "²" and other Unicode digits pass isdigit() but not int().
+        return int(value) if value.isascii() and value.isdigit() and len(value) <= 16 else None
 
     def clean_action(self) -> str:
         return self.cleaned_data["action"] or "submit"

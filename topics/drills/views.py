@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -13,7 +14,7 @@ from django_htmx.http import push_url
 
 from prepsite.ratelimit import allow
 from prepsite.shared_pages import shared_page
-from prepsite.visitor import visitor_for
+from prepsite.visitor import client_address, limit_key, visitor_for
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
@@ -148,12 +149,23 @@ def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
 
 
 ANSWERS_PER_MINUTE = 20
+IMPORTS_PER_WINDOW, IMPORT_WINDOW_S = 5, 10 * 60
+SIGNUPS_PER_HOUR = 10
+# A write that waited out the database's busy timeout (SQLite's lock, a PostgreSQL lock timeout) is the
+# site's moment, not the visitor's mistake: 503 and a message, never a 500.
+DATABASE_BUSY = "The site is busy right now, so this was not saved. Please try again in a few seconds."
+DATABASE_BUSY_RETRY_S = 5
 
 
 def answer_allowed(request: HttpRequest) -> bool:
-    """Bound answer submissions per learner. Fails open: drills must keep working while Redis is down."""
-    who = visitor_for(request, create=True).key  # the learner's id is created on submit anyway
-    return allow("drill-answer", who, limit=ANSWERS_PER_MINUTE, window_s=60, fail_open=True)
+    """Bound answer submissions per account, else per client address: a fresh cookie costs nothing, an
+    address does. Fails open: drills must keep working while Redis is down."""
+    return allow("drill-answer", limit_key(request), limit=ANSWERS_PER_MINUTE, window_s=60, fail_open=True)
+
+
+def busy(response: HttpResponse) -> HttpResponse:
+    response["Retry-After"] = str(DATABASE_BUSY_RETRY_S)
+    return response
 
 
 @require_http_methods(["GET", "POST"])
@@ -167,13 +179,17 @@ def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
             )
             return page(request, "drills/question.html", "drill", question_context(question, form=form), 429)
         if form.is_valid():
-            attempt = services.attempt_submit(
-                learner=visitor_for(request, create=True),
-                question=question,
-                answer=form.cleaned_data["answer"],
-                gave_up=form.gave_up,
-                started_at_ms=form.cleaned_data["started_at"],
-            )
+            try:
+                attempt = services.attempt_submit(
+                    learner=visitor_for(request, create=True),
+                    question=question,
+                    answer=form.cleaned_data["answer"],
+                    gave_up=form.gave_up,
+                    started_at_ms=form.cleaned_data["started_at"],
+                )
+            except OperationalError:
+                form.add_error(None, DATABASE_BUSY)
+                return busy(page(request, "drills/question.html", "drill", question_context(question, form=form), 503))
             if request.htmx:
                 response = page(request, "drills/question.html", "drill", reveal_context(request, attempt))
                 return push_url(response, attempt.get_absolute_url())
@@ -212,6 +228,9 @@ def rate(request: HttpRequest, topic: str, slug: str, token) -> HttpResponse:
         services.attempt_rate(attempt=attempt, rating=form.cleaned_data["rating"], ticked=form.cleaned_data["ticked"])
     except services.AlreadyRated:
         return already_rated(request, attempt)
+    except OperationalError:
+        context = reveal_context(request, attempt, rate_errors=[DATABASE_BUSY])
+        return busy(page(request, "drills/question.html", "drill", context, 503))
     if request.htmx:
         return page(request, "drills/question.html", "drill", reveal_context(request, attempt))
     return redirect(attempt)
@@ -254,29 +273,57 @@ def export(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def import_allowed(request: HttpRequest) -> bool:
+    """Bound the imports that write (a file refused as invalid writes nothing): a few per account or
+    address is plenty. Fails open like drill answers: importing needs only the database."""
+    return allow("drill-import", limit_key(request), limit=IMPORTS_PER_WINDOW, window_s=IMPORT_WINDOW_S, fail_open=True)
+
+
+def import_file(request: HttpRequest, upload) -> tuple[int, str]:
+    """Import an uploaded export for this visitor: (HTTP status, message for the learner)."""
+    try:
+        cards = services.parse_export(services.export_loads(upload.read()))
+    except ValueError as exc:  # ImportRejected, or a parser limit we did not foresee: the file's fault
+        message = str(exc) if isinstance(exc, services.ImportRejected) else ""
+        return 400, message or "That file could not be read as a drills export."
+    if not import_allowed(request):
+        return 429, (
+            f"That is {IMPORTS_PER_WINDOW} imports in {IMPORT_WINDOW_S // 60} minutes; "
+            "please wait a few minutes before importing again."
+        )
+    try:
+        counts = services.import_cards(learner=visitor_for(request, create=True), cards=cards)
+    except OperationalError:
+        # Batches already written stay; importing the same file again adds only what is missing.
+        return 503, f"{DATABASE_BUSY} Part of the file may have been imported; importing it again adds the rest."
+    return 200, (
+        f"Imported {counts['cards']} questions: {counts['new_cards']} new cards, "
+        f"{counts['new_reviews']} new reviews (already-known reviews were skipped)."
+    )
+
+
 @require_http_methods(["GET", "POST"])
 def import_view(request: HttpRequest) -> HttpResponse:
-    form = ImportForm()
-    error = ""
+    form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
+    status, error = 200, ""
     if request.method == "POST":
-        form = ImportForm(request.POST, request.FILES)
-        if form.is_valid():
-            try:
-                data = services.export_loads(form.cleaned_data["file"].read())
-                counts = services.import_data(learner=visitor_for(request, create=True), data=data)
-            except services.ImportRejected as exc:
-                error = str(exc)
-            except ValueError:  # a parser limit we did not foresee: still the file's fault, never a 500
-                error = "That file could not be read as a drills export."
-            else:
-                messages.success(
-                    request,
-                    f"Imported {counts['cards']} questions: {counts['new_cards']} new cards, "
-                    f"{counts['new_reviews']} new reviews (already-known reviews were skipped).",
-                )
+        if not form.is_valid():
+            status = 400
+        else:
+            status, message = import_file(request, form.cleaned_data["file"])
+            if status == 200:
+                messages.success(request, message)
                 return redirect("drills:progress")
-    status = 400 if error or form.errors else 200
-    return render(request, "drills/import.html", {"nav": "drills", "form": form, "error": error}, status=status)
+            error = message
+    response = render(request, "drills/import.html", {"nav": "drills", "form": form, "error": error}, status=status)
+    return busy(response) if status == 503 else response
+
+
+def signup_allowed(request: HttpRequest) -> bool:
+    """Accounts are what per-account limits count against, so minting them is bounded per client address.
+    Fails open: signing up needs only the database."""
+    who = f"ip:{client_address(request)}"
+    return allow("signup", who, limit=SIGNUPS_PER_HOUR, window_s=60 * 60, fail_open=True)
 
 
 @require_http_methods(["GET", "POST"])
@@ -284,6 +331,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("drills:home")
     form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid() and not signup_allowed(request):
+        form.add_error(None, "Too many accounts were created from your network recently; please try again later.")
+        return render(request, "registration/signup.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # merges anonymous progress
