@@ -4,7 +4,7 @@ from functools import cache
 
 from django.conf import settings
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 LAB_QUEUE = "lab"
 
@@ -25,3 +25,12 @@ def redis_ok() -> bool:
         return bool(get_redis().ping())
     except (RedisError, OSError):
         return False
+
+
+def redis_is_full(exc: BaseException | None) -> bool:
+    """Whether an error (or what caused it) is Redis refusing writes at maxmemory (noeviction)."""
+    while exc is not None:
+        if isinstance(exc, OutOfMemoryError) or "maxmemory" in str(exc) or str(exc).startswith("OOM"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

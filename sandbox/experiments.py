@@ -17,7 +17,7 @@ from rq.job import Callback, Job
 from rq.rate_limit import RateLimit, RateLimitRegistry
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from prepsite.redis_conn import LAB_QUEUE, get_redis
+from prepsite.redis_conn import LAB_QUEUE, get_redis, redis_is_full
 from prepsite.visitor import Visitor
 from sandbox import fairshare, limits, live, readmodel
 from sandbox.limits import CLI_KEY, LimitExceeded
@@ -65,7 +65,7 @@ def experiment_start(
     except Exception as exc:
         _abort(experiment)
         log.exception("starting experiment %s failed; removed what it had created", experiment.pk)
-        full = "full" if "OOM" in str(exc) or "out of memory" in str(exc).lower() else "not answering"
+        full = "full" if redis_is_full(exc) else "not answering"
         raise StartFailed(
             f"The lab could not start this experiment (Redis is {full}); nothing was left running. Try again later."
         ) from exc

@@ -122,7 +122,7 @@ def job_id_for(experiment_id: int, job_index: int) -> str:
 
 def parse_job_id(job_id: str) -> tuple[int, int] | None:
     parts = job_id.split("-")
-    if len(parts) != 3 or parts[0] != "lab" or not parts[1].isdigit() or not parts[2].isdigit():
+    if len(parts) != 3 or parts[0] != "lab" or not all(p.isascii() and p.isdigit() for p in parts[1:]):
         return None
     return int(parts[1]), int(parts[2])
 

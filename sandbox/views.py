@@ -4,6 +4,8 @@ Every experiment is looked up through its owner, so another visitor gets a 404 f
 and action. Redis errors propagate to prepsite.middleware, which answers 503 with a banner.
 """
 
+import re
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,6 +20,7 @@ from sandbox.params import MAX_JOBS, ExperimentForm
 from sandbox.presets import DEFAULTS, PRESETS
 
 HISTORY_ROWS = 100
+ASCII_NUMBER = re.compile(r"[0-9]{1,11}")  # not str.isdigit(): "²" is a digit that int() refuses
 
 
 def owned_experiment(request: HttpRequest, pk: int) -> Experiment:
@@ -90,7 +93,7 @@ def _pick_two(request: HttpRequest) -> list[int] | None:
     raw = [request.GET.get("a"), request.GET.get("b")]
     if not all(raw):
         raw = request.GET.getlist("id")
-    if len(raw) != 2 or not all(v and v.isdigit() and len(v) < 12 for v in raw):
+    if len(raw) != 2 or not all(v and ASCII_NUMBER.fullmatch(v) for v in raw):
         return None
     return [int(v) for v in raw]
 
@@ -146,7 +149,7 @@ def _job_index(request: HttpRequest, *, required: bool) -> int | HttpResponse | 
     raw = request.POST.get("job", "").strip()
     if not raw:
         return HttpResponseBadRequest("Which job? The form needs a job number.") if required else None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_JOBS:
+    if not ASCII_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= MAX_JOBS:
         return HttpResponseBadRequest(f"A job is a number from 1 to {MAX_JOBS}.")
     return int(raw)
 

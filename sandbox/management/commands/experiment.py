@@ -7,21 +7,34 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis.exceptions import RedisError
 
+from prepsite.redis_conn import redis_is_full
 from prepsite.visitor import CLI
 from sandbox import experiments, live, readmodel
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
-from sandbox.presets import PRESETS
+from sandbox.presets import DEFAULTS, PRESETS
+
+KNOWN = {*DEFAULTS, "seed"}
+BLIP_SECONDS = 30  # how long a run keeps following through a Redis outage before giving up
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
     values = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
+        name = name.strip()
         if not sep or not name:
             raise CommandError(f"--set expects name=value, got {pair!r}", returncode=2)
-        values[name.strip()] = value.strip()
+        if name not in KNOWN:
+            raise CommandError(f"--set: no parameter {name!r}; known: {', '.join(sorted(KNOWN))}", returncode=2)
+        values[name] = value.strip()
     return values
+
+
+def redis_problem(exc: RedisError) -> str:
+    if redis_is_full(exc):
+        return f"Redis is full ({exc}); free memory or raise maxmemory"
+    return f"Redis is not answering ({exc}); start it or check REDIS_URL"
 
 
 def result_line(experiment: Experiment, state: live.LiveState, elapsed: float) -> dict:
@@ -56,7 +69,7 @@ class Command(BaseCommand):
         try:
             getattr(self, f"handle_{action}")(**options)
         except RedisError as exc:
-            raise CommandError(f"Redis is not answering ({exc}); start it or check REDIS_URL") from exc
+            raise CommandError(redis_problem(exc)) from exc
 
     def handle_run(
         self, *, preset: str, jobs: int | None, set: list[str], seed: int | None, json: bool, timeout: float, **_
@@ -75,14 +88,14 @@ class Command(BaseCommand):
             experiment = experiments.experiment_start(
                 owner=CLI, preset=preset, params=form.parameters(), seed=form.cleaned_data["seed"]
             )
-        except experiments.LimitExceeded as exc:
+        except (experiments.LimitExceeded, experiments.StartFailed) as exc:
             raise CommandError(str(exc)) from exc
         started = time.monotonic()
-        state = readmodel.read_state(experiment)
+        state = self.follow(experiment)
         while not state.finished and time.monotonic() - started < timeout:
             self.progress(state)
             time.sleep(0.5)
-            state = readmodel.read_state(experiment)
+            state = self.follow(experiment)
         self.progress(state, final=True)
         summary = result_line(experiment, state, time.monotonic() - started)
         for name in ("requested", "enqueued", "rejected", "succeeded", "dead_lettered", "stopped", "retries",
@@ -94,6 +107,19 @@ class Command(BaseCommand):
             )
         if json:
             self.stdout.write(json_dumps(summary))
+
+    def follow(self, experiment: Experiment) -> live.LiveState:
+        """Read the run's state, riding out a Redis blip (the run itself carries on without us)."""
+        lost_at = None
+        while True:
+            try:
+                return readmodel.read_state(experiment)
+            except RedisError as exc:
+                lost_at = lost_at or time.monotonic()
+                if time.monotonic() - lost_at > BLIP_SECONDS:
+                    raise
+                self.stderr.write(f"\r{redis_problem(exc)}; retrying (experiment {experiment.pk} carries on)")
+                time.sleep(1)
 
     def progress(self, state: live.LiveState, final: bool = False) -> None:
         total = max(1, state.counters.get("enqueued", 0))

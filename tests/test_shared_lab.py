@@ -1,0 +1,355 @@
+"""The shared Lab under a hostile visitor: one test per attack found (issue #12), on real workers and Redis.
+
+Each was a way one visitor could lock, starve or break the Lab for everyone else; each test drives the
+real views (or the real CLI, or a real worker process) and checks what other visitors see.
+(Log-in throttling, imports and drill-answer limits: tests/test_accounts_abuse.py. A janitor killed or
+hung under the real run stack: tests/test_devstack.py.)
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from rq import Worker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+
+from prepsite.redis_conn import get_redis
+from sandbox import experiments, limits, live, readmodel
+from sandbox.models import Experiment, LedgerEntry
+from sandbox.params import HORIZON_S, MAX_WORKER_SECONDS
+from sandbox.presets import PRESETS
+from tests.conftest import BASE_DIR, wait_for
+from tests.sandbox.helpers import start, wait_finished, wait_state
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def form(name: str = "happy", **overrides) -> dict:
+    data = {**PRESETS[name].parameters(), "preset": name, "seed": "7", "prediction": ""}
+    return {key: str(value) for key, value in {**data, **overrides}.items()}
+
+
+def visitor_from(address: str) -> Client:
+    """A browser at `address` with no cookie yet: every request of a fresh session looks like this."""
+    return Client(REMOTE_ADDR=address)
+
+
+def started_id(response) -> int:
+    assert response.status_code == 302, response.content[:3000]
+    return int(response["Location"].rstrip("/").rsplit("/", 1)[1])
+
+
+def lab_jobs_of(experiment_id: int) -> list[str]:
+    return [key.decode() for key in get_redis().scan_iter(f"rq:job:lab-{experiment_id}-*")]
+
+
+# ---------------------------------------------------------------- 1. schedules are bounded
+
+
+@pytest.mark.django_db
+def test_a_run_scheduled_for_years_is_refused_with_the_horizon_named(client):
+    response = client.post(
+        reverse("sandbox:start"),
+        form(jobs=500, queue_cap=500, arrival_per_s="0.000001", duration_ms=0, duration_spread_ms=0, max_retries=0),
+    )
+    assert response.status_code == 400
+    assert f"every experiment must fit in {HORIZON_S // 60} minutes" in response.content.decode()
+    assert not Experiment.objects.exists()
+    tiny = client.post(reverse("sandbox:start"), form(jobs=5, arrival_per_s="1e-300"))
+    assert tiny.status_code == 400  # was a 500: 1 / 1e-300 overflowed timedelta
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_stopping_takes_scheduled_jobs_off_the_schedule_at_once(rq_workers):
+    experiment = start("happy", jobs=20, arrival_per_s=0.5, duration_ms=20, duration_spread_ms=0)
+    wait_state(experiment, lambda s: s.counters["attempts"] >= 1, 20, "the first arrival to run")
+    taken = experiments.experiment_stop(experiment)
+    assert taken >= 15
+    scheduled = ScheduledJobRegistry(queue=experiments.lab_queue()).get_job_ids(cleanup=False)
+    assert not [job_id for job_id in scheduled if job_id.startswith(f"lab-{experiment.pk}-")]
+    state = wait_finished(experiment, 15)  # not ~40 s of arrivals
+    c = state.counters
+    assert c["stopped"] >= taken
+    assert c["enqueued"] == c["succeeded"] + c["dead_lettered"] + c["stopped"]
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_no_job_can_outlive_its_experiments_record(rq_workers):
+    experiment = start("happy", jobs=3, arrival_per_s=0.2, duration_ms=20)
+    redis = get_redis()
+    record_ttl = redis.ttl(live.key(experiment.pk, "c"))
+    waiting = Job.fetch(live.job_id_for(experiment.pk, 3), connection=redis)
+    assert waiting.ttl == live.JOB_TTL_SECONDS
+    assert HORIZON_S < live.JOB_TTL_SECONDS < record_ttl <= live.TTL_SECONDS
+    experiments.experiment_stop(experiment)
+    wait_finished(experiment, 15)
+
+
+# ---------------------------------------------------------------- 2. fair share, and caps that count everything
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_small_run_beside_a_hog_gets_its_fair_share_of_workers(rq_workers):
+    hog, newcomer = visitor_from("198.51.100.1"), visitor_from("198.51.100.2")
+    hog_runs = [
+        started_id(
+            hog.post(
+                reverse("sandbox:start"),
+                form(jobs=90, queue_cap=90, duration_ms=10_000, duration_spread_ms=0, max_retries=0, concurrency=8),
+            )
+        )
+        for _ in range(3)
+    ]
+    wait_for(lambda: Worker.count(connection=get_redis()) and all_busy(), 20, message="the hog to fill every worker")
+    began = time.monotonic()
+    small = Experiment.objects.get(pk=started_id(newcomer.post(reverse("sandbox:start"), form(jobs=20))))
+    assert limits_granted() == {"hog": 1, "newcomer": 1}  # two workers, two visitors: one each, at once
+    wait_finished(small, 60)
+    beside_hog = time.monotonic() - began
+    # Alone this run takes ~3 s; before fair share it made no progress for 120 s.
+    assert beside_hog < 30, f"{beside_hog:.1f} s"
+    for pk in hog_runs:
+        experiments.experiment_stop(Experiment.objects.get(pk=pk))
+
+
+def all_busy() -> bool:
+    return all(w.get_state() == "busy" for w in Worker.all(connection=get_redis()))
+
+
+def limits_granted() -> dict:
+    """The concurrency RQ enforces for each visitor right now."""
+    from sandbox.fairshare import rate_key
+
+    redis = get_redis()
+    return {
+        name: int(redis.hget(f"rq:rl:{rate_key(key)}", "concurrency") or 0)
+        for name, key in (("hog", "ip:198.51.100.1"), ("newcomer", "ip:198.51.100.2"))
+    }
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_the_global_job_cap_counts_jobs_held_back_by_a_concurrency_limit(rq_workers, monkeypatch):
+    hog = visitor_from("198.51.100.3")
+    started_id(hog.post(reverse("sandbox:start"), form(jobs=200, queue_cap=200, duration_ms=2000, max_retries=0)))
+    monkeypatch.setattr(limits, "GLOBAL_OPEN_JOBS", 250)
+    other = visitor_from("198.51.100.4").post(reverse("sandbox:start"), form(jobs=60))
+    assert other.status_code == 429
+    assert re.search(r"The shared lab has (19\d|200) jobs still to run", other.content.decode())
+    for experiment in Experiment.objects.active():
+        experiments.experiment_stop(experiment)
+
+
+@pytest.mark.django_db
+def test_the_worker_seconds_cap_counts_duplicate_deliveries(client):
+    # 300 jobs x 2 attempts x 1 s = 600 worker-seconds; with 60% delivered twice it is 960.
+    response = client.post(
+        reverse("sandbox:start"),
+        form(jobs=300, queue_cap=300, duration_ms=1000, duration_spread_ms=0, max_retries=1, duplicate_rate=0.6),
+    )
+    assert response.status_code == 400
+    assert "could use 960 worker-seconds" in response.content.decode()
+    assert f"the limit per experiment is {MAX_WORKER_SECONDS}" in response.content.decode()
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_redrives_count_against_the_experiments_worker_time_budget(rq_workers):
+    experiment = start("poison", jobs=3, max_retries=0, duration_ms=10, duration_spread_ms=0)
+    wait_finished(experiment, 20)
+    live.Recorder(experiment.pk).charge_budget(MAX_WORKER_SECONDS - 0.02)  # as if redriven many times
+    with pytest.raises(experiments.LimitExceeded, match=r"this experiment has used 900 of its 900"):
+        experiments.experiment_redrive(experiment)
+    assert live.read(experiment.pk).counters["redriven"] == 0
+
+
+# ---------------------------------------------------------------- 3. limits a fresh cookie cannot reset
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_fresh_sessions_from_one_address_share_its_limits(rq_workers):
+    slow = form(jobs=2, duration_ms=3000, duration_spread_ms=0)
+    statuses = [visitor_from("203.0.113.9").post(reverse("sandbox:start"), slow).status_code for _ in range(4)]
+    assert statuses == [302, 302, 302, 429]
+    assert visitor_from("203.0.113.10").post(reverse("sandbox:start"), slow).status_code == 302
+    for experiment in Experiment.objects.active():
+        experiments.experiment_stop(experiment)
+
+
+# ---------------------------------------------------------------- 5. starts are all or nothing; a reaper
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_start_that_fails_half_way_leaves_nothing_running(rq_workers):
+    redis = get_redis()
+    before = {*redis.scan_iter("rq:job:lab-*"), *redis.scan_iter("lab:exp:*:c")}
+    used = int(redis.info("memory")["used_memory"])
+    redis.config_set("maxmemory", used + 200_000)  # room for a few jobs, not 500
+    try:
+        response = visitor_from("203.0.113.20").post(
+            reverse("sandbox:start"), form(jobs=500, queue_cap=500, duration_ms=1)
+        )
+    finally:
+        redis.config_set("maxmemory", 0)
+    assert response.status_code == 503
+    body = response.content.decode()
+    assert "Redis is full" in body
+    assert "nothing was left running" in body
+    assert not Experiment.objects.exists()  # nothing counts against the visitor's three running slots
+    assert {*redis.scan_iter("rq:job:lab-*"), *redis.scan_iter("lab:exp:*:c")} <= before  # no job, no record
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_the_janitor_reaps_a_run_that_can_make_no_progress(rq_workers):
+    experiment = start("happy", jobs=2, duration_ms=10)
+    wait_finished(experiment, 20)
+    stuck = Experiment.objects.create(preset="happy", params=PRESETS["happy"].parameters(), seed=1, limit_key="ip:x")
+    # Running in the database, but nothing in Redis will ever finish it (its keys are gone).
+    wait_for(lambda: Experiment.objects.get(pk=stuck.pk).status == Experiment.Status.STOPPED, 15, message="the reaper")
+
+
+# ---------------------------------------------------------------- 7. bad input is a 400, never a 500
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["redrive", "discard", "crash", "stop_job"])
+def test_a_unicode_digit_job_number_is_a_400(client, action):
+    from tests.sandbox.helpers import anonymous_visitor
+
+    owner = anonymous_visitor(client)
+    experiment = Experiment.objects.create(
+        **owner.owner(), preset="poison", params=PRESETS["poison"].parameters(), seed=1
+    )
+    response = client.post(reverse(f"sandbox:{action}", args=[experiment.pk]), {"job": "²"})
+    assert response.status_code == 400
+    assert b"A job is a number from 1 to 500" in response.content
+    compare = client.get(reverse("sandbox:compare"), {"a": "²", "b": str(experiment.pk)})
+    assert compare.status_code == 400
+
+
+# ---------------------------------------------------------------- 9. the smaller ones
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_eight_simultaneous_redrive_all_clicks_redrive_each_job_once(rq_workers):
+    from tests.sandbox.helpers import anonymous_visitor
+
+    owner_client = visitor_from("203.0.113.30")
+    owner = anonymous_visitor(owner_client)
+    experiment = experiments.experiment_start(
+        owner=owner, limit_key="ip:203.0.113.30", preset="poison",
+        params={**PRESETS["poison"].parameters(), "jobs": 6, "max_retries": 0, "duration_ms": 10, "duration_spread_ms": 0},
+    )  # fmt: skip
+    wait_finished(experiment, 20)
+    cookie = owner_client.cookies
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def click() -> None:
+        browser = Client(REMOTE_ADDR="203.0.113.30")
+        browser.cookies = cookie
+        barrier.wait()
+        statuses.append(browser.post(reverse("sandbox:redrive", args=[experiment.pk]), **HX).status_code)
+
+    threads = [threading.Thread(target=click) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 8
+    state = wait_finished(experiment, 30)
+    assert state.counters["redriven"] == 6  # each job once, however many clicks landed together
+    assert state.counters["attempts"] == 12
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/", "/topics/", "/sandbox/", "/sandbox/experiments/", "/healthz", "/search/?q=dlq"])
+def test_head_answers_like_get(client, url):
+    response = client.head(url)
+    assert response.status_code in (200, 503), url
+    assert response.status_code != 405
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), "experiment", *args],
+        capture_output=True, text=True, timeout=60, cwd=BASE_DIR,
+        env={**os.environ, "REDIS_URL": get_redis().connection_pool.connection_kwargs and redis_url()},
+    )  # fmt: skip
+
+
+def redis_url() -> str:
+    kwargs = get_redis().connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def test_the_cli_refuses_an_unknown_parameter_as_a_usage_error():
+    result = run_cli("run", "happy", "--set", "nosuch=1")
+    assert result.returncode == 2, result.stderr
+    assert "no parameter 'nosuch'" in result.stderr
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_dead_workers_job_shows_as_lost_until_the_janitor_retries_it(rq_workers):
+    experiment = start("happy", jobs=1, duration_ms=8000, duration_spread_ms=0, timeout_s=12, max_retries=2,
+                       backoff="fixed", backoff_base_s=1, jitter="none")  # fmt: skip
+    state = wait_state(experiment, lambda s: 1 in s.running, 20, "job 1 to run")
+    running = state.running[1]
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + running["worker"], connection=get_redis())
+    os.kill(worker.pid, signal.SIGKILL)
+    os.kill(running["pid"], signal.SIGKILL)
+
+    def shown_lost() -> bool:
+        view = readmodel.live_view(experiment, readmodel.read_state(experiment, events=5), with_links=False)
+        return any(row["lost"] for row in view["running_jobs"]) and view["timeline"][0]["status"] == "worker lost"
+
+    wait_for(shown_lost, 12, message="the live view to say the worker was lost")
+    wait_finished(experiment, 40)
+
+
+# ---------------------------------------------------------------- 10. graceful deploys
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_to_a_worker_mid_job_lets_the_job_finish_and_charge_once(rq_workers):
+    experiment = start("happy", jobs=1, duration_ms=4000, duration_spread_ms=0, max_retries=0)
+    state = wait_state(experiment, lambda s: 1 in s.running, 20, "job 1 to run")
+    worker = Worker.find_by_key(
+        Worker.redis_worker_namespace_prefix + state.running[1]["worker"], connection=get_redis()
+    )
+    sent = time.monotonic()
+    os.kill(worker.pid, signal.SIGTERM)  # a deploy: warm shutdown
+    state = wait_finished(experiment, 20)
+    drained = time.monotonic() - sent
+    assert state.counters["succeeded"] == 1
+    assert state.counters["attempts"] == 1  # not cut short and run again
+    assert LedgerEntry.objects.filter(experiment=experiment).count() == 1
+    assert drained < 4 + 5  # the job's own time plus a little; bounded by job_timeout in the worst case
+    wait_for(lambda: not pid_alive(worker.pid), 15, message="the stopped worker to exit")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by the pool) counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
