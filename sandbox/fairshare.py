@@ -30,13 +30,20 @@ return 1
 """
 
 
+HEADROOM_FROM = 3  # workers
+
+
 def rate_key(limit_key: str) -> str:
     """The RQ rate-limit key of one visitor (their limit key, hashed: it may hold an address)."""
     return "lab-v-" + hashlib.sha256(limit_key.encode()).hexdigest()[:16]
 
 
 def shares(demands: dict[str, int], workers: int) -> dict[str, int]:
-    """Max-min fair split of `workers` slots: each gets up to its demand, at least 1 each."""
+    """Max-min fair split of `workers` slots: each gets up to its demand, at least 1 each, and with
+    three or more workers nobody gets all of them: one stays free for the next visitor, who would
+    otherwise wait for a job of the hog's to end (up to the longest job, 10 s)."""
+    most = workers - 1 if workers >= HEADROOM_FROM else workers
+    demands = {name: min(demand, max(most, 1)) for name, demand in demands.items()}
     slots = {name: 0 for name in demands}
     left = max(workers, 0)
     hungry = sorted(demands, key=lambda name: (demands[name], name))

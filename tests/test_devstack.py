@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,9 @@ from prepsite import devstack
 from tests.conftest import BASE_DIR, free_port, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
-HEALTHY = {"database": "ok", "redis": "ok", "workers": 2, "scheduler": True}
+# make run's worker count, from the Procfile it runs.
+WORKERS = int(re.search(r"--num-workers (\d+)", (BASE_DIR / "Procfile").read_text())[1])
+HEALTHY = {"database": "ok", "redis": "ok", "workers": WORKERS, "scheduler": True}
 
 
 def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
@@ -73,7 +76,7 @@ def run_stack(log: Path):
         while time.monotonic() < deadline:
             try:
                 health = json.loads(get(f"http://127.0.0.1:{web_port}/healthz")[1])
-                if health.get("workers") == 2 and health.get("scheduler"):
+                if health.get("workers") == WORKERS and health.get("scheduler"):
                     break
             except OSError:
                 pass
@@ -140,7 +143,8 @@ def janitor_pid(stack: Stack) -> int | None:
     pids = [
         pid
         for pid, args in descendants(stack.process.pid).items()
-        if args.endswith("manage.py lab_janitor") and "prepsite.supervise" not in args  # the janitor, not its supervisor
+        if args.endswith("manage.py lab_janitor")
+        and "prepsite.supervise" not in args  # the janitor, not its supervisor
     ]
     return pids[0] if pids else None
 
