@@ -278,7 +278,11 @@ def test_eight_simultaneous_redrive_all_clicks_redrive_each_job_once(rq_workers)
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", ["/", "/topics/", "/sandbox/", "/sandbox/experiments/", "/healthz", "/search/?q=dlq"])
+@pytest.mark.parametrize(
+    "url",
+    ["/", "/topics/", "/sandbox/", "/sandbox/experiments/", "/healthz", "/search/?q=dlq", "/drills/",
+     "/drills/progress/", "/drills/mock/", "/accounts/login/", "/accounts/signup/"],
+)  # fmt: skip
 def test_head_answers_like_get(client, url):
     response = client.head(url)
     assert response.status_code in (200, 503), url

@@ -9,7 +9,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import push_url
 
 from prepsite.ratelimit import allow
@@ -103,7 +103,7 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
     )
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     learner = visitor_for(request)
     plan = services.drill_plan(learner=learner)
@@ -114,7 +114,7 @@ def _drill_questions(topic: Topic) -> list[Question]:
     return list(topic.questions.select_related("section").defer(*services.HEAVY_FIELDS).in_order())
 
 
-@require_GET
+@require_safe
 def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
     """The same question table for every visitor (cached); `topic_drill_personal` fills in statuses."""
 
@@ -125,7 +125,7 @@ def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
     return shared_page(request, f"drill:{topic}", "drills/topic_drill.html", context)
 
 
-@require_GET
+@require_safe
 @never_cache
 def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
     """The learner's statuses, plan and nav for the drill page, as out-of-band swaps."""
@@ -168,7 +168,7 @@ def busy(response: HttpResponse) -> HttpResponse:
     return response
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
     question = get_question(topic, slug)
     if request.method == "POST":
@@ -206,7 +206,7 @@ def get_attempt(request: HttpRequest, question: Question, token) -> Attempt:
     )
 
 
-@require_GET
+@require_safe
 def attempt(request: HttpRequest, topic: str, slug: str, token) -> HttpResponse:
     question = get_question(topic, slug)
     return page(
@@ -245,7 +245,7 @@ def already_rated(request: HttpRequest, attempt: Attempt) -> HttpResponse:
     return redirect(attempt)
 
 
-@require_GET
+@require_safe
 def progress(request: HttpRequest) -> HttpResponse:
     learner = visitor_for(request)
     data = services.progress_for(learner=learner)
@@ -263,7 +263,7 @@ def progress(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def export(request: HttpRequest) -> HttpResponse:
     learner = visitor_for(request)
     data = services.export_data(learner=learner)
@@ -302,7 +302,7 @@ def import_file(request: HttpRequest, upload) -> tuple[int, str]:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def import_view(request: HttpRequest) -> HttpResponse:
     form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
     status, error = 200, ""
@@ -326,7 +326,7 @@ def signup_allowed(request: HttpRequest) -> bool:
     return allow("signup", who, limit=SIGNUPS_PER_HOUR, window_s=60 * 60, fail_open=True)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("drills:home")
@@ -372,7 +372,7 @@ def mock_context(mock: MockInterview, **extra) -> dict:
     }
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def mock_start(request: HttpRequest) -> HttpResponse:
     form = MockStartForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -387,7 +387,7 @@ def mock_start(request: HttpRequest) -> HttpResponse:
     return render(request, "drills/mock_start.html", context)
 
 
-@require_GET
+@require_safe
 def mock_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "drills/mock_detail.html", mock_context(get_mock(request, pk)))
 
@@ -425,7 +425,7 @@ def mock_finish(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(f"{mock.get_absolute_url()}#finish")
 
 
-@require_GET
+@require_safe
 def mock_export(request: HttpRequest, pk: int) -> HttpResponse:
     mock = get_mock(request, pk)
     text = render(request, "drills/mock_export.md", mock_context(mock)).content
