@@ -45,7 +45,7 @@ def queueing(db):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits():
+def _fresh_rate_limits(_private_services):
     """Every test client is 127.0.0.1: one test's requests must not spend the next test's limits."""
     redis = Redis.from_url(STATE["redis_url"])
     for key in redis.scan_iter("rl:*"):
@@ -107,7 +107,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "c
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url(_private_services) -> str:
     return STATE["redis_url"]
 
 

@@ -42,10 +42,3 @@ def content(db):
     if not Question.objects.exists():
         call_command("load_content")
     return Question.objects.all()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits(redis_conn):
-    """Limits count per client address now, and every test client is 127.0.0.1: start each test at zero."""
-    for key in redis_conn.scan_iter("rl:*"):
-        redis_conn.delete(key)
