@@ -12,10 +12,12 @@ and may write it back on a retry; the next pass corrects that within seconds.
 """
 
 import hashlib
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Worker
 from rq.rate_limit import RateLimitRegistry
+from rq.utils import utcparse
 
 from sandbox import live
 from sandbox.models import Experiment
@@ -31,6 +33,7 @@ return 1
 
 
 HEADROOM_FROM = 3  # workers
+FRESH_WORKER_SECONDS = 15  # busy workers beat every 2 s, idle ones every ~5 s (sandbox.workers)
 
 
 def rate_key(limit_key: str) -> str:
@@ -61,7 +64,14 @@ def shares(demands: dict[str, int], workers: int) -> dict[str, int]:
 
 
 def live_workers(connection: Redis) -> int:
-    return max(1, Worker.count(connection=connection, queue=None))
+    """Workers that heart-beat recently (a killed one stays registered until its key expires)."""
+    keys = list(connection.smembers(Worker.redis_workers_keys))
+    pipe = connection.pipeline(transaction=False)
+    for key in keys:
+        pipe.hget(key, "last_heartbeat")
+    now = datetime.now(UTC)
+    beats = [utcparse(raw.decode()).replace(tzinfo=UTC) for raw in pipe.execute() if raw] if keys else []
+    return max(1, sum(1 for beat in beats if (now - beat).total_seconds() < FRESH_WORKER_SECONDS))
 
 
 def rebalance(connection: Redis) -> dict[str, int]:

@@ -37,7 +37,9 @@ def test_healthz_is_503_when_redis_is_stopped(client, redis_control):
     redis_control.stop()
     response = client.get(reverse("healthz"))
     assert response.status_code == 503
-    assert response.json() == {"database": "ok", "redis": "error", "workers": 0, "scheduler": False}
+    assert response.json() == {
+        "status": "error", "database": "ok", "redis": "error", "workers": 0, "scheduler": False, "janitor_age_s": None,
+    }  # fmt: skip
     redis_control.start()
     assert client.get(reverse("healthz")).status_code == 200
 
