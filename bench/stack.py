@@ -60,6 +60,7 @@ class Stack:
 
         self.manage("rqworker-pool", "lab", "--num-workers", str(n), "--worker-class", "sandbox.workers.LabWorker")
         self.manage("lab_janitor")
+        self.manage("lab_renderer")
         deadline = time.monotonic() + 30
         while Worker.count(connection=get_redis()) < n:
             if time.monotonic() > deadline:

@@ -234,11 +234,12 @@ def bar_chart(
     bars: list[tuple[str, str, list[int]]],
     x_label: str,
     y_label: str,
+    y_max: int | None = None,
 ) -> SafeString:
-    """Stacked bars per x slot; bars: (legend label, css class, values)."""
+    """Stacked bars per x slot; bars: (legend label, css class, values). y_max: a shared scale."""
     uid = f"chart-{name}"
     totals = [sum(values[i] for _, _, values in bars) for i in range(len(xs))]
-    y_max = _nice_max(max(totals, default=0))
+    y_max = _nice_max(max([*totals, y_max or 0], default=0))
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     bottom = PAD_TOP + plot_h
@@ -286,4 +287,154 @@ def legend(items: list[tuple[str, str]]) -> SafeString:
     return format_html(
         '<ul class="legend">{}</ul>',
         format_html_join("", '<li><span class="swatch {}"></span>{}</li>', ((css, label) for label, css in items)),
+    )
+
+
+LANE_W, LANE_H, LANE_LABEL, LANE_TOP, LANE_BOTTOM = 720, 18, 64, 8, 34
+
+
+def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str) -> SafeString:
+    """Each job on a real time axis: its attempts as bars (start to end, coloured by outcome), each wait
+    for a retry as a line, and the backoff window the wait was drawn from as a pale band behind it.
+
+    rows: {"job", "marks": [{"n", "r", "e", "s"?, "t", "next"?}], "ceilings": [s per retry],
+    "running_since"?: float, "retry_at"?: float}
+    """
+    if not rows or not t0:
+        return SafeString("")
+    ends = [m.get("t", t0) for row in rows for m in row["marks"]]
+    ends += [m.get("next", t0) for row in rows for m in row["marks"]] + [row.get("retry_at") or t0 for row in rows]
+    span = max(10.0, min(now, max([*ends, now])) - t0)
+    span = _nice_max(span)
+    plot_w = LANE_W - LANE_LABEL - PAD_RIGHT
+    height = LANE_TOP + LANE_H * len(rows) + LANE_BOTTOM
+
+    def x(moment: float) -> str:
+        return _n(LANE_LABEL + plot_w * min(max(moment - t0, 0.0), span) / span)
+
+    parts = []
+    for i in range(5):
+        gx = LANE_LABEL + plot_w * i / 4
+        parts.append(
+            format_html(
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"></line>'
+                '<text class="tick" x="{}" y="{}" text-anchor="middle">{}s</text>',
+                _n(gx),
+                _n(gx),
+                LANE_TOP,
+                LANE_TOP + LANE_H * len(rows),
+                _n(gx),
+                LANE_TOP + LANE_H * len(rows) + 14,
+                f"{span * i / 4:g}",
+            )
+        )
+    for index, row in enumerate(rows):
+        top = LANE_TOP + LANE_H * index
+        mid = top + LANE_H / 2
+        parts.append(
+            format_html(
+                '<text class="lane-label" x="{}" y="{}" text-anchor="end">job {}</text>',
+                LANE_LABEL - 6,
+                _n(mid + 4),
+                row["job"],
+            )
+        )
+        retries = 0
+        for mark in row["marks"]:
+            result, end = mark.get("r", ""), mark.get("t", t0)
+            if result == "redriven":
+                parts.append(
+                    format_html(
+                        '<text class="lane-redrive" x="{}" y="{}" text-anchor="middle">↺<title>redriven</title></text>',
+                        x(end),
+                        _n(mid + 4),
+                    )
+                )
+                retries = 0
+                continue
+            start = mark.get("s", end)
+            css = (
+                "double"
+                if mark.get("e") == "double_charge"
+                else "suppressed"
+                if mark.get("e") == "duplicate_suppressed"
+                else result
+            )
+            parts.append(
+                format_html(
+                    '<rect class="lane-bar mark-{}" x="{}" y="{}" width="{}" height="{}"><title>attempt {}: {}{}</title></rect>',
+                    css,
+                    x(start),
+                    _n(top + 3),
+                    _n(max(2.0, float(x(end)) - float(x(start)))),
+                    LANE_H - 6,
+                    mark.get("n", ""),
+                    result,
+                    f" — {mark['e']}" if mark.get("e") else "",
+                )
+            )
+            if mark.get("next"):
+                retries += 1
+                ceilings = row.get("ceilings") or []
+                ceiling = ceilings[retries - 1] if retries <= len(ceilings) else None
+                if ceiling:
+                    parts.append(
+                        format_html(
+                            '<rect class="lane-window" x="{}" y="{}" width="{}" height="{}"><title>retry {} drawn from 0–{} s after the failure</title></rect>',
+                            x(end),
+                            _n(top + 6),
+                            _n(max(1.0, float(x(end + ceiling)) - float(x(end)))),
+                            LANE_H - 12,
+                            retries,
+                            f"{ceiling:g}",
+                        )
+                    )
+                parts.append(
+                    format_html(
+                        '<line class="lane-wait" x1="{}" x2="{}" y1="{}" y2="{}"></line>',
+                        x(end),
+                        x(mark["next"]),
+                        _n(mid),
+                        _n(mid),
+                    )
+                )
+        if row.get("running_since"):
+            parts.append(
+                format_html(
+                    '<rect class="lane-bar mark-running" x="{}" y="{}" width="{}" height="{}"><title>running</title></rect>',
+                    x(row["running_since"]),
+                    _n(top + 3),
+                    _n(max(2.0, float(x(now)) - float(x(row["running_since"])))),
+                    LANE_H - 6,
+                )
+            )
+        if row.get("retry_at"):
+            parts.append(
+                format_html(
+                    '<circle class="lane-due" cx="{}" cy="{}" r="3"><title>retry due</title></circle>',
+                    x(row["retry_at"]),
+                    _n(mid),
+                )
+            )
+    now_x = x(now)
+    parts.append(
+        format_html(
+            '<line class="lane-now" x1="{}" x2="{}" y1="{}" y2="{}"></line>',
+            now_x,
+            now_x,
+            LANE_TOP,
+            LANE_TOP + LANE_H * len(rows),
+        )
+    )
+    return format_html(
+        '<svg class="chart lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="lanes-t lanes-d">'
+        '<title id="lanes-t">{}</title><desc id="lanes-d">{}</desc>{}'
+        '<text class="axis-label" x="{}" y="{}" text-anchor="middle">seconds since the first arrival</text></svg>',
+        LANE_W,
+        height,
+        title,
+        desc,
+        _join(parts),
+        _n(LANE_LABEL + plot_w / 2),
+        height - 4,
     )

@@ -87,26 +87,24 @@ def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> st
 
 def process(recorder: Recorder, job: int, *, job_id: str, worker: str, run: str = "") -> str:
     experiment_id = recorder.experiment_id
-    context, attempt, stop_requested = recorder.begin_attempt(
-        job=job, job_id=job_id, pid=os.getpid(), worker=worker, run=run
-    )
-    if context is None:
+    attempt = recorder.begin_attempt(job=job, job_id=job_id, pid=os.getpid(), worker=worker, run=run)
+    if attempt is None:
         return "expired"  # the experiment's keys are gone (or are another run's): nothing to account for
-    params, seed = context["params"], context["seed"]
-    if stop_requested:
-        recorder.stopped(job=job, job_id=job_id, attempt=attempt, reason="experiment stopped")
+    if attempt.stop_requested:
+        recorder.stopped(job=job, job_id=job_id, attempt=attempt.number, reason="experiment stopped")
         return "stopped"
-    plan = FaultPlan.from_params(seed, params)
-    crash_at = plan.crash_point_s(job, attempt) if plan.crashes(job, attempt) else None
-    if _work(recorder, job_id=job_id, seconds=plan.duration_s(job, attempt), crash_at=crash_at, job=job) == "stop":
-        recorder.stopped(job=job, job_id=job_id, attempt=attempt, reason="visitor stopped the job")
+    n = attempt.number
+    plan = FaultPlan.from_params(attempt.seed, attempt.params)
+    crash_at = plan.crash_point_s(job, n) if plan.crashes(job, n) else None
+    if _work(recorder, job_id=job_id, seconds=plan.duration_s(job, n), crash_at=crash_at, job=job) == "stop":
+        recorder.stopped(job=job, job_id=job_id, attempt=n, reason="visitor stopped the job")
         return "stopped"
-    if plan.is_poison(job):
+    if plan.is_poison(job) and not attempt.consumer_fixed:
         raise PoisonMessage(f"order #{job}: payload fails schema validation (missing 'currency')")
-    if plan.fails_transiently(job, attempt):
-        raise TransientError(f"order #{job}: payment provider answered 503 on attempt {attempt}")
-    outcome = charge(experiment_id, job, job_id=job_id, idempotent=params["idempotency"] == "on")
-    recorder.succeeded(job=job, job_id=job_id, attempt=attempt, outcome=outcome)
+    if plan.fails_transiently(job, n, attempt.since_start_s):
+        raise TransientError(f"order #{job}: payment provider answered 503 on attempt {n}")
+    outcome = charge(experiment_id, job, job_id=job_id, idempotent=attempt.params["idempotency"] == "on")
+    recorder.succeeded(job=job, job_id=job_id, attempt=n, outcome=outcome)
     if plan.delivered_twice(job) and recorder.redeliver_once(job):
         # At-least-once delivery after a lost ack: the very same job id lands on the queue again.
         lab_queue(recorder.redis).push_job_id(job_id)

@@ -42,6 +42,10 @@ def lab_queue(connection: Redis | None = None) -> Queue:
     return django_rq.get_queue(LAB_QUEUE, connection=connection or get_redis())
 
 
+def new_seed() -> int:
+    return random.randrange(2**31)
+
+
 def experiment_start(
     *,
     owner: Visitor,
@@ -50,15 +54,22 @@ def experiment_start(
     params: dict,
     seed: int | None = None,
     prediction: str = "",
+    predicted: dict | None = None,
 ) -> Experiment:
     """Create the experiment, admit up to queue_cap jobs onto the real lab queue, shed the rest.
 
     All or nothing: if anything fails part-way, every job and record it made is removed again.
     """
     limits.check_start(limit_key, params)
-    seed = seed if seed is not None else random.randrange(2**31)
+    seed = seed if seed is not None else new_seed()
     experiment = Experiment.objects.create(
-        **owner.owner(), limit_key=limit_key, preset=preset, params=params, seed=seed, prediction=prediction
+        **owner.owner(),
+        limit_key=limit_key,
+        preset=preset,
+        params=params,
+        seed=seed,
+        prediction=prediction,
+        predicted=predicted or {},
     )
     try:
         _admit(experiment)
@@ -201,6 +212,11 @@ def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *,
         recorder.charge_budget(worst_case_worker_seconds({**experiment.params, "duplicate_rate": 0}, jobs=redriven))
         Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.RUNNING, finished_at=None)
     return redriven
+
+
+def experiment_fix_consumer(experiment: Experiment) -> bool:
+    """Deploy the fix for the poison messages (the DLQ's purpose: park, fix, replay). True the first time."""
+    return live.Recorder(experiment.pk).fix_consumer()
 
 
 def experiment_discard(experiment: Experiment, jobs: list[int] | None = None) -> int:

@@ -92,3 +92,9 @@ def rebalance(connection: Redis) -> dict[str, int]:
                 connection.eval(_SET_JOBS_CONCURRENCY, 1, f"rq:job:{live.job_id_for(pk, '')}", slots, jobs)
         registry.acquire_and_enqueue(slots)  # a raised share lets held-back jobs onto the queue at once
     return granted
+
+
+def granted(limit_key: str, connection: Redis) -> int | None:
+    """The worker slots a visitor holds right now (None when they run nothing)."""
+    value = connection.hget(RateLimitRegistry(rate_key(limit_key), connection=connection).config_key, "concurrency")
+    return int(value) if value else None

@@ -24,7 +24,7 @@ JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this lon
 
 KEY_NAMES = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
-    "dlq", "redelivered", "flag:stop", "redrive_lock",
+    "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock",
 )  # fmt: skip
 REDRIVE_LOCK_SECONDS = 3  # "redrive all" clicked again within this is the same click
 TERMINAL = ("succeeded", "dead_lettered", "stopped")
@@ -73,7 +73,8 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[4], ARGV[6])
 redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*',
   't', ARGV[7], 'kind', 'started', 'job', ARGV[1], 'attempt', attempt, 'worker', ARGV[8], 'pid', ARGV[3])
-return {params, attempt, redis.call('EXISTS', KEYS[9])}
+return {params, attempt, redis.call('EXISTS', KEYS[9]), redis.call('EXISTS', KEYS[11]),
+  redis.call('HGET', KEYS[10], 't0') or '0'}
 """
 
 # Ends an attempt that produced an outcome (succeeded or stopped); the first outcome of a message counts.
@@ -92,11 +93,14 @@ if first then
 else
   redis.call('HINCRBY', KEYS[2], 'late_outcomes', 1)
 end
+local running = redis.call('HGET', KEYS[3], job)
+local mark = cjson.decode(ARGV[6])
+if running then mark['s'] = cjson.decode(running)['since'] end
 redis.call('HDEL', KEYS[3], job)
 redis.call('DEL', KEYS[4])
 redis.call('HINCRBY', KEYS[5], ARGV[4] .. ':end', 1)
 if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[4] .. ':' .. ARGV[5], 1) end
-redis.call('RPUSH', KEYS[6], ARGV[6])
+redis.call('RPUSH', KEYS[6], cjson.encode(mark))
 redis.call('EXPIRE', KEYS[6], ttl)
 if ARGV[7] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[7], 1) end
 local event = {'t', now, 'kind', ARGV[9], 'job', job}
@@ -129,6 +133,18 @@ def parse_job_id(job_id: str) -> tuple[int, int] | None:
 
 def beat_key(job_id: str) -> str:
     return f"lab:beat:{job_id}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What a job learns when its attempt starts: the run's parameters and the state of its flags."""
+
+    params: dict
+    seed: int
+    number: int
+    stop_requested: bool
+    consumer_fixed: bool  # the learner pressed "fix the consumer": poison messages now parse
+    since_start_s: float  # seconds since the run's first arrival (correlated faults use it)
 
 
 class Recorder:
@@ -190,23 +206,25 @@ class Recorder:
         self._expire(pipe, "enq", "plan", "ts", "ev")
         pipe.execute()
 
-    def begin_attempt(
-        self, *, job: int, job_id: str, pid: int, worker: str, run: str = ""
-    ) -> tuple[dict | None, int, bool]:
-        """(context, attempt number, stop requested) in one round trip; context None when the keys expired
-        or belong to another run than `run`."""
+    def begin_attempt(self, *, job: int, job_id: str, pid: int, worker: str, run: str = "") -> "Attempt | None":
+        """Start an attempt in one round trip; None when the keys expired or belong to another run."""
         now = time.time()
         reply = self.redis.eval(
-            _BEGIN_ATTEMPT, 10,
+            _BEGIN_ATTEMPT, 11,
             self.k("params"), self.k("attempt_no"), self.k("c"), self.k("run"), self.k("sched"),
             beat_key(job_id), self.k("ts"), self.k("ev"), flag_key(self.experiment_id, "stop"), self.k("meta"),
+            flag_key(self.experiment_id, "fixed"),
             str(job), json.dumps({"pid": pid, "worker": worker, "since": now}), pid, JOB_BEAT_SECONDS,
             f"{int(now)}:start", TTL_SECONDS, f"{now:.3f}", worker, EVENTS_KEPT, run,
         )  # fmt: skip
         if not reply:
-            return None, 0, False
-        raw, attempt, stop = reply
-        return json.loads(raw), int(attempt), bool(stop)
+            return None
+        raw, attempt, stop, fixed, t0 = reply
+        context = json.loads(raw)
+        return Attempt(
+            params=context["params"], seed=context["seed"], number=int(attempt), stop_requested=bool(stop),
+            consumer_fixed=bool(fixed), since_start_s=max(0.0, now - float(t0 or now)),
+        )  # fmt: skip
 
     def beat(self, job_id: str, pid: int) -> None:
         self.redis.set(beat_key(job_id), pid, ex=JOB_BEAT_SECONDS)
@@ -266,7 +284,12 @@ class Recorder:
 
     def attempt_failed(self, *, job: int, job_id: str, kind: str, error: str, retry_at: float | None) -> bool:
         """kind: error, timeout, crash or abandoned. retry_at None means the job is dead-lettered."""
-        attempt = int(self.redis.hget(self.k("attempt_no"), str(job)) or 0)
+        pipe = self.redis.pipeline()
+        pipe.hget(self.k("attempt_no"), str(job))
+        pipe.hget(self.k("run"), str(job))
+        raw_attempt, running = pipe.execute()
+        attempt = int(raw_attempt or 0)
+        started = json.loads(running)["since"] if running else None
         first = False if retry_at is not None else self._terminal(job, "dead_lettered")
         pipe = self.redis.pipeline()
         self._end_attempt(pipe, job, job_id)
@@ -276,6 +299,8 @@ class Recorder:
         if counter:
             pipe.hincrby(self.k("c"), counter, 1)
         mark = {"n": attempt, "r": kind, "t": time.time(), "e": error[:300]}
+        if started is not None:
+            mark["s"] = started
         if retry_at is not None:
             mark["next"] = retry_at
             pipe.hincrby(self.k("c"), "retries", 1)
@@ -343,6 +368,7 @@ class Recorder:
         pipe.hincrby(self.k("c"), "dead_lettered", -1)
         pipe.hincrby(self.k("c"), "redriven", 1)
         pipe.hset(self.k("enq"), str(job), f"{time.time():.3f}")
+        pipe.hsetnx(self.k("meta"), "first_redrive", f"{time.time():.3f}")
         pipe.zrem(self.k("lat"), str(job))
         self._bucket(pipe, "arr")
         self._mark(pipe, job, {"n": 0, "r": "redriven", "t": time.time(), "e": "retry budget restored"})
@@ -354,6 +380,13 @@ class Recorder:
         pipe.hincrby(self.k("c"), "discarded", 1)
         self._event(pipe, "discarded", job)
         pipe.execute()
+
+    def fix_consumer(self) -> bool:
+        """Deploy the fix: from now on poison messages parse (a redrive can then succeed). True the first time."""
+        first = bool(self.redis.set(flag_key(self.experiment_id, "fixed"), 1, nx=True, ex=TTL_SECONDS))
+        if first:
+            self.note("consumer_fixed", detail="deployed a consumer that accepts the malformed payload")
+        return first
 
     def note(self, kind: str, job: int | None = None, **detail) -> None:
         pipe = self.redis.pipeline()
@@ -375,6 +408,8 @@ class LiveState:
     retry_hist: dict[int, int] = field(default_factory=dict)
     latencies: dict[str, float | None] = field(default_factory=dict)
     finished: bool = False  # decided by _IS_FINISHED, in Redis
+    consumer_fixed: bool = False
+    first_redrive: float | None = None  # when the first redrive of this run happened
 
     @property
     def terminal(self) -> int:
@@ -428,7 +463,7 @@ def read(
     k = lambda name: key(experiment_id, name)  # noqa: E731
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(k("c"))
-    pipe.hget(k("meta"), "t0")
+    pipe.hmget(k("meta"), "t0", "first_redrive")
     pipe.hgetall(k("run"))
     pipe.zrange(k("sched"), 0, -1, withscores=True)
     pipe.smembers(k("dlq"))
@@ -436,7 +471,8 @@ def read(
     pipe.hgetall(k("ts"))
     pipe.hgetall(k("retry_hist"))
     pipe.eval(_FINISHED, 2, k("c"), k("run"))
-    counters, t0, running, scheduled, dlq, stream, ts, hist, finished = pipe.execute()
+    pipe.exists(flag_key(experiment_id, "fixed"))
+    counters, (t0, first_redrive), running, scheduled, dlq, stream, ts, hist, finished, fixed = pipe.execute()
     if not counters:
         return LiveState(experiment_id, exists=False)
     buckets: dict[str, dict[int, int]] = {}
@@ -455,9 +491,60 @@ def read(
         buckets=buckets,
         retry_hist={int(s): int(n) for s, n in hist.items()},
         finished=bool(finished),
+        consumer_fixed=bool(fixed),
+        first_redrive=float(first_redrive) if first_redrive else None,
     )
     state.latencies = _latencies(redis, k("lat"), slo_fraction)
     return state
+
+
+# One round trip per poll: the version the page would show now, and that version's cached render if any.
+_POLL = """
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4]) end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local running = redis.call('HLEN', KEYS[2])
+local version = (last[1] and last[1][1] or '0') .. '.' .. (running > 0 and ARGV[1] or '0')
+if version == ARGV[2] then return {version, 1, false} end
+return {version, 0, redis.call('GET', KEYS[3] .. version)}
+"""
+RENDER_TTL_SECONDS = 30
+
+
+WATCHED = "lab:watched"  # experiment id -> when a page last polled it (the renderer draws these)
+
+
+def poll(
+    experiment_id: int, shown: str, *, watcher: bool = True, connection: Redis | None = None
+) -> tuple[str, bool, bytes | None]:
+    """(version now, unchanged since `shown`, the cached render of that version or None).
+
+    The version changes whenever the live view would: every write adds an event, and while a job runs
+    its bar grows, so then it also changes every other second. A watcher's poll also marks the
+    experiment as watched."""
+    redis = connection or get_redis()
+    keys = [key(experiment_id, "ev"), key(experiment_id, "run"), key(experiment_id, "render:"), WATCHED]
+    now = time.time()
+    marked = f"{now:.3f}" if watcher else ""
+    version, same, cached = redis.eval(_POLL, 4, *keys, str(int(now // 2)), shown, marked, str(experiment_id))
+    return version.decode(), bool(same), cached
+
+
+def poll_version(experiment_id: int, connection: Redis | None = None) -> str:
+    return poll(experiment_id, "", watcher=False, connection=connection)[0]
+
+
+def watched(since: float, connection: Redis | None = None) -> list[int]:
+    """Experiments some page polled since `since` (older marks are dropped)."""
+    redis = connection or get_redis()
+    pipe = redis.pipeline()
+    pipe.zremrangebyscore(WATCHED, "-inf", f"({since}")
+    pipe.zrange(WATCHED, 0, -1)
+    return [int(member) for member in pipe.execute()[1]]
+
+
+def store_render(experiment_id: int, version: str, payload: bytes, connection: Redis | None = None) -> None:
+    """Keep one version's rendered panels briefly: every tab watching the run gets it without a render."""
+    (connection or get_redis()).set(key(experiment_id, f"render:{version}"), payload, ex=RENDER_TTL_SECONDS)
 
 
 def job_marks(experiment_id: int, jobs: list[int], connection: Redis | None = None) -> dict[int, list[dict]]:

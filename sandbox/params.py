@@ -12,6 +12,24 @@ MAX_JOBS = 500
 HORIZON_S = 15 * 60
 MAX_WORKER_SECONDS = 900  # worst-case worker time one experiment may ask of the shared workers
 
+# How the form reads, top to bottom: every parameter (DEFAULTS) and the seed, each exactly once.
+FIELD_GROUPS: list[tuple[str, list[str]]] = [
+    ("Traffic", ["jobs", "arrival_per_s", "queue_cap"]),
+    ("Faults", ["failure_rate", "outage_s", "poison_rate", "crash_rate", "duplicate_rate"]),
+    ("Retries", ["max_retries", "backoff", "backoff_base_s", "backoff_cap_s", "jitter"]),
+    ("Consumer", ["idempotency", "concurrency", "duration_ms", "duration_spread_ms", "timeout_s"]),
+    ("SLO", ["slo_seconds", "slo_percentile"]),
+    ("Repeat a run", ["seed"]),
+]
+
+
+def preset_overrides(name: str) -> set[str]:
+    """The parameters a preset sets differently from DEFAULTS (what makes it that lesson); none if unknown."""
+    preset = PRESETS.get(name)
+    if preset is None:
+        return set()
+    return {key for key, value in preset.parameters().items() if value != DEFAULTS[key]}
+
 
 def attempt_seconds(params: dict) -> float:
     """The longest one attempt can hold a worker: its work, or the timeout that kills it."""
@@ -43,28 +61,105 @@ def worst_case_worker_seconds(params: dict, jobs: int | None = None) -> float:
 
 
 class ExperimentForm(forms.Form):
-    preset = forms.ChoiceField(choices=[(name, p.title) for name, p in PRESETS.items()])
-    jobs = forms.IntegerField(min_value=1, max_value=MAX_JOBS, help_text="messages to send (1–500)")
-    failure_rate = forms.FloatField(min_value=0, max_value=1, help_text="chance an attempt fails transiently")
-    poison_rate = forms.FloatField(min_value=0, max_value=1, help_text="share of messages that always fail")
-    duration_ms = forms.IntegerField(min_value=0, max_value=10_000, help_text="work per attempt")
-    duration_spread_ms = forms.IntegerField(min_value=0, max_value=5_000, help_text="± random spread")
-    timeout_s = forms.IntegerField(min_value=1, max_value=30, help_text="RQ job_timeout")
-    max_retries = forms.IntegerField(min_value=0, max_value=10)
-    backoff = forms.ChoiceField(choices=[("fixed", "fixed"), ("exponential", "exponential")])
-    backoff_base_s = forms.FloatField(min_value=0, max_value=60, help_text="first retry delay")
-    backoff_cap_s = forms.FloatField(min_value=0, max_value=300, help_text="longest retry delay")
-    jitter = forms.ChoiceField(choices=[("none", "none"), ("full", "full"), ("equal", "equal")])
-    idempotency = forms.ChoiceField(choices=[("on", "on"), ("off", "off")])
-    duplicate_rate = forms.FloatField(min_value=0, max_value=1, help_text="messages delivered twice")
-    queue_cap = forms.IntegerField(min_value=1, max_value=MAX_JOBS, help_text="max in flight before shedding")
-    concurrency = forms.IntegerField(min_value=1, max_value=8, help_text="this experiment's worker slots")
-    crash_rate = forms.FloatField(min_value=0, max_value=1, help_text="attempts whose work-horse is killed")
-    arrival_per_s = forms.FloatField(min_value=0, max_value=100, help_text="0 = all at once")
-    slo_seconds = forms.FloatField(min_value=0.1, max_value=600, help_text="latency target")
-    slo_percentile = forms.IntegerField(min_value=50, max_value=100, help_text="e.g. 95 for p95")
-    seed = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1, help_text="blank = random")
-    prediction = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+    """The field names are a contract (CLI `--set NAME=VALUE`, URLs, stored params); the labels are for people."""
+
+    preset = forms.ChoiceField(label="Preset", choices=[(name, p.title) for name, p in PRESETS.items()])
+    jobs = forms.IntegerField(label="Messages to send", min_value=1, max_value=MAX_JOBS, help_text="1–500 charges")
+    arrival_per_s = forms.FloatField(
+        label="Arrivals per second", min_value=0, max_value=100, help_text="0 = all at once"
+    )
+    queue_cap = forms.IntegerField(
+        label="Most messages in flight before shedding",
+        min_value=1,
+        max_value=MAX_JOBS,
+        help_text="the rest are rejected at the door",
+    )
+    failure_rate = forms.FloatField(
+        label="Chance an attempt fails (transient)", min_value=0, max_value=1, help_text="0–1, e.g. a 503"
+    )
+    outage_s = forms.FloatField(
+        label="Provider down for the first (s)",
+        required=False,  # a form posted before this field existed means no outage
+        min_value=0,
+        max_value=60,
+        help_text="every attempt that starts in these first seconds fails, all together",
+    )
+    poison_rate = forms.FloatField(
+        label="Share of messages that always fail (poison)", min_value=0, max_value=1, help_text="0–1"
+    )
+    crash_rate = forms.FloatField(
+        label="Chance an attempt's worker is killed", min_value=0, max_value=1, help_text="0–1, SIGKILL mid-job"
+    )
+    duplicate_rate = forms.FloatField(
+        label="Share of messages delivered twice", min_value=0, max_value=1, help_text="0–1, a lost ack"
+    )
+    max_retries = forms.IntegerField(
+        label="Retries after the first attempt", min_value=0, max_value=10, help_text="then the DLQ"
+    )
+    backoff = forms.ChoiceField(
+        label="Wait between retries", choices=[("fixed", "the same each time"), ("exponential", "doubling")]
+    )
+    backoff_base_s = forms.FloatField(
+        label="First retry's wait (s)", min_value=0, max_value=60, help_text="before jitter"
+    )
+    backoff_cap_s = forms.FloatField(
+        label="Longest wait (s)", min_value=0, max_value=300, help_text="doubling stops here"
+    )
+    jitter = forms.ChoiceField(
+        label="Randomize the waits (jitter)",
+        choices=[("none", "none: exact waits"), ("full", "full: 0 to the wait"), ("equal", "equal: half to the wait")],
+    )
+    idempotency = forms.ChoiceField(
+        label="Charge at most once per order (idempotency)", choices=[("on", "on"), ("off", "off")]
+    )
+    concurrency = forms.IntegerField(
+        label="Worker slots asked for", min_value=1, max_value=8, help_text="you get at most your fair share"
+    )
+    duration_ms = forms.IntegerField(
+        label="Work per attempt (ms)", min_value=0, max_value=10_000, help_text="how long one charge takes"
+    )
+    duration_spread_ms = forms.IntegerField(
+        label="Work varies by ± (ms)", min_value=0, max_value=5_000, help_text="random per attempt"
+    )
+    timeout_s = forms.IntegerField(
+        label="Give up on an attempt after (s)", min_value=1, max_value=30, help_text="RQ's job_timeout"
+    )
+    slo_seconds = forms.FloatField(
+        label="Latency target (s)", min_value=0.1, max_value=600, help_text="from arrival to the last outcome"
+    )
+    slo_percentile = forms.IntegerField(
+        label="Share of jobs that must meet it (%)", min_value=50, max_value=100, help_text="e.g. 95 for p95"
+    )
+    seed = forms.IntegerField(
+        label="Seed",
+        required=False,
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="the same seed repeats the same faults and waits; blank = random",
+    )
+    prediction = forms.CharField(
+        label="What do you expect to see?",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+    def clean_outage_s(self) -> float:
+        value = self.cleaned_data.get("outage_s")
+        return DEFAULTS["outage_s"] if value is None else value
+
+    @classmethod
+    def for_run(cls, params: dict, preset: str, seed: int) -> "ExperimentForm":
+        """The form filled with an earlier run: same parameters, same seed ('run it again')."""
+        return cls(initial={**PRESETS[preset].parameters(), **params, "preset": preset, "seed": seed})
+
+    def groups(self, preset: str) -> list[dict]:
+        """The parameter fields in FIELD_GROUPS order, each marked when the preset sets it."""
+        overrides = preset_overrides(preset)
+        return [
+            {"title": title, "fields": [{"field": self[name], "set_by_preset": name in overrides} for name in names]}
+            for title, names in FIELD_GROUPS
+        ]
 
     @classmethod
     def for_preset(cls, name: str, data=None) -> "ExperimentForm":

@@ -19,6 +19,7 @@ DEFAULTS: dict = {
     "queue_cap": 200,
     "concurrency": 2,
     "crash_rate": 0.0,
+    "outage_s": 0.0,
     "arrival_per_s": 0.0,
     "slo_seconds": 10.0,
     "slo_percentile": 95,
@@ -52,12 +53,37 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "flaky",
             "Flaky dependency",
-            "Each attempt fails with probability 0.4, as a payment provider returning 503s would. With 4 "
-            "retries and exponential backoff with full jitter, expect about 0.4^5 ≈ 1% of jobs in the DLQ, "
-            "retry times spread across each backoff window instead of landing on the same second, and "
-            "latency stretched by the waits.",
+            "Each attempt fails with probability 0.4, independently, as a payment provider returning the odd "
+            "503 would. With 4 retries and exponential backoff with full jitter, expect about 0.4^5 ≈ 1% of "
+            "jobs in the DLQ (usually none of 30), about 20 retries spread over the run, and latency stretched "
+            "by the waits. Independent failures do not bunch up, so even jitter none spreads these retries: "
+            "jitter matters when one outage fails everyone at once (the retry-storm preset).",
             "scalability-and-reliability",
             {"jobs": 30, "failure_rate": 0.4, "max_retries": 4, "backoff_base_s": 1, "backoff_cap_s": 16},
+        ),
+        Preset(
+            "retry-storm",
+            "Retry storm after an outage",
+            "The payment provider is down for the first 7 s, and 40 charges arrive at once. Every first "
+            "attempt fails within about a second. With jitter none, all 40 retries fall due together 5 s later "
+            "and fail together again (the provider is still down); 10 s after that they come back together "
+            "once more and succeed. The retry chart shows two spikes of about 40 retries due in one second (at "
+            "times split over two bars), at about +5 s and +15 s, and nothing in between. Run the same seed with "
+            "jitter full: the same failures come back spread over about 15 seconds, with about a third as many "
+            "in the busiest second. Full jitter waits less on average, so more attempts land inside the outage "
+            "(about 95 retries instead of 80); with 4 retries the DLQ still stays (nearly) empty.",
+            "scalability-and-reliability",
+            {
+                "jobs": 40,
+                "outage_s": 7.0,
+                "max_retries": 4,
+                "backoff": "exponential",
+                "backoff_base_s": 5,
+                "backoff_cap_s": 10,
+                "jitter": "none",
+                "duration_ms": 20,
+                "duration_spread_ms": 0,
+            },
         ),
         Preset(
             "poison",

@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Worker
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.utils import utcparse
 
 from prepsite.redis_conn import LAB_QUEUE, get_redis
-from sandbox import charts, live
+from sandbox import charts, fairshare, live, predictions
 from sandbox.explain import drain_seconds, explain
 from sandbox.models import Experiment
 from sandbox.presets import DEFAULTS, PRESETS
+from sandbox.retry_policy import backoff_ceiling
 from sandbox.workers import scheduler_alive
 from topics.models import Question, Section
 
@@ -116,12 +118,30 @@ def outcome(experiment: Experiment, state: live.LiveState | None = None) -> dict
     return {**summarize(experiment, state), "expired": False}
 
 
+def ago(moment: datetime, now: datetime | None = None) -> str:
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 60:
+        return "just now"
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'' if n == 1 else 's'} ago"
+    return "just now"
+
+
+def recent(experiments) -> list[dict]:
+    return [{"experiment": e, "ago": ago(e.created_at)} for e in experiments]
+
+
 def history(experiments) -> list[dict]:
     return [{"experiment": e, "outcome": outcome(e)} for e in experiments]
 
 
 def comparison(a: Experiment, b: Experiment) -> dict:
-    out_a, out_b = outcome(a), outcome(b)
+    """Two runs side by side: parameters (what differs), outcomes as paired bars, and both runs'
+    retry waves on one scale (the jitter lesson reads off the two charts)."""
+    state_a, state_b = read_state(a), read_state(b)
+    out_a, out_b = outcome(a, state_a), outcome(b, state_b)
     params = [
         {
             "name": name,
@@ -132,11 +152,45 @@ def comparison(a: Experiment, b: Experiment) -> dict:
         for name in DEFAULTS
     ]
     shown_a, shown_b = ({k: round(v) if isinstance(v, float) else v for k, v in out.items()} for out in (out_a, out_b))
-    outcomes = [
-        {"name": label, "a": shown_a.get(key), "b": shown_b.get(key), "differs": shown_a.get(key) != shown_b.get(key)}
-        for key, label in COMPARE_OUTCOMES
-    ]
-    return {"a": a, "b": b, "params": params, "outcomes": outcomes}
+    outcomes = []
+    for key, label in COMPARE_OUTCOMES:
+        va, vb = shown_a.get(key), shown_b.get(key)
+        top = max(v for v in (va, vb, 1) if isinstance(v, int | float))
+        outcomes.append(
+            {
+                "name": label,
+                "a": va,
+                "b": vb,
+                "differs": va != vb,
+                "a_pct": round(100 * va / top) if isinstance(va, int | float) else 0,
+                "b_pct": round(100 * vb / top) if isinstance(vb, int | float) else 0,
+            }
+        )
+    waves = []
+    peak = max([*state_a.retry_hist.values(), *state_b.retry_hist.values(), 0])
+    for run, state in ((a, state_a), (b, state_b)):
+        xs, ys, bin_s = charts.retry_histogram(state.retry_hist, state.t0)
+        waves.append(
+            {
+                "run": run,
+                "peak": max(state.retry_hist.values(), default=0),
+                "seconds": len(state.retry_hist),
+                "chart": charts.bar_chart(
+                    name=f"waves-{run.pk}",
+                    title=f"#{run.pk}: retries due per second (jitter {run.params.get('jitter')})",
+                    desc="Retries due in each second since the start, on the same scale for both runs.",
+                    xs=xs,
+                    bars=[("retries due", "retry", ys)],
+                    x_label="seconds since the start",
+                    y_label="retries due" + (f" per {bin_s} s" if bin_s > 1 else " per second"),
+                    y_max=peak,
+                )
+                if xs
+                else None,
+            }
+        )
+    running = a.is_running or b.is_running
+    return {"a": a, "b": b, "params": params, "outcomes": outcomes, "waves": waves, "running": running}
 
 
 # ---------------------------------------------------------------- links to Study and Drills
@@ -167,10 +221,22 @@ def preset_links(preset_names) -> dict[str, dict]:
 # ---------------------------------------------------------------- the live view
 
 
-def _plan_text(intervals: list[float]) -> str:
+def ceilings(params: dict) -> list[float]:
+    """The backoff window each retry's wait is drawn from (the exponential ceilings before jitter)."""
+    p = {**DEFAULTS, **params}
+    return [
+        backoff_ceiling(attempt=n, backoff=p["backoff"], base_s=p["backoff_base_s"], cap_s=p["backoff_cap_s"])
+        for n in range(1, p["max_retries"] + 1)
+    ]
+
+
+def _plan_text(intervals: list[float], windows: list[float], jitter: str) -> str:
     if not intervals:
         return ""
-    return "if it fails, retries after " + ", ".join(f"{s:g}s" for s in intervals)
+    if jitter == "none":
+        return "if it fails, retries after " + ", ".join(f"{s:g}s" for s in intervals)
+    drawn = ", ".join(f"{s:g}s (of ≤{c:g})" for s, c in zip(intervals, windows, strict=False))
+    return f"if it fails, retries after {drawn}: {jitter} jitter draws each wait from its window"
 
 
 def _last_failure(marks: list[dict]) -> dict:
@@ -195,6 +261,8 @@ def timeline(experiment: Experiment, state: live.LiveState, now: float, lost: se
         return []
     marks = live.job_marks(experiment.pk, jobs)
     plans = live.job_plans(experiment.pk, jobs)
+    windows = ceilings(experiment.params)
+    jitter = experiment.params.get("jitter", DEFAULTS["jitter"])
     lost = lost_jobs(experiment, state) if lost is None else lost
     dlq = set(state.dlq)
     rows = []
@@ -220,7 +288,9 @@ def timeline(experiment: Experiment, state: live.LiveState, now: float, lost: se
                 "marks": job_marks,
                 "attempts": _attempts(job_marks),
                 "latest_error": _last_failure(job_marks).get("e", ""),
-                "plan": _plan_text(plans.get(job, [])) if job in plans else "",
+                "plan": _plan_text(plans.get(job, []), windows, jitter),
+                "ceilings": windows,
+                "running_since": state.running.get(job, {}).get("since"),
                 "retry_at": retry_at,
                 "retry_in": max(0, math.ceil(retry_at - now)) if retry_at else None,
             }
@@ -252,22 +322,27 @@ def dlq_rows(experiment: Experiment, state: live.LiveState) -> list[dict]:
 
 
 def workers(now: float) -> dict:
-    """Every worker's state in two round trips (Worker.all() would cost three per worker)."""
+    """Every worker's state and current job in two round trips (Worker.all() would cost three per
+    worker; RQ 3.0 keeps the current job in the worker's executions set, not its hash)."""
     redis = get_redis()
     keys = sorted(key.decode() for key in redis.smembers(Worker.redis_workers_keys))
     pipe = redis.pipeline(transaction=False)
     for key in keys:
-        pipe.hmget(key, "state", "current_job", "last_heartbeat")
+        name = key.removeprefix(Worker.redis_worker_namespace_prefix)
+        pipe.hmget(key, "state", "last_heartbeat")
+        pipe.smembers(WORKER_EXECUTIONS_KEY_TEMPLATE.format(name))
+    replies = pipe.execute()
     rows = []
-    for key, (state, job, beat) in zip(keys, pipe.execute(), strict=True):
+    for key, (state, beat), executions in zip(keys, replies[::2], replies[1::2], strict=True):
         if state is None:
             continue  # registered but its hash expired: a dead worker
         age = now - utcparse(beat.decode()).replace(tzinfo=UTC).timestamp() if beat else None
+        jobs = sorted(member.decode().rsplit(":", 1)[0] for member in executions)
         rows.append(
             {
                 "name": key.removeprefix(Worker.redis_worker_namespace_prefix),
                 "state": state.decode(),
-                "job": job.decode() if job else "",
+                "job": ", ".join(jobs),
                 "heartbeat_age": round(age, 1) if age is not None else None,
             }
         )
@@ -284,6 +359,8 @@ def events(state: live.LiveState) -> list[dict]:
     rows = []
     for event in state.events:
         details = {k: v for k, v in event.items() if k not in {"id", "t", "kind", "job"}}
+        if details.get("cause") == "error" and "error" in details:
+            del details["cause"]  # the error names the exception already
         if len(details.get("worker", "")) > 12:
             details["worker"] = details["worker"][:8] + "…"  # RQ names are 32 hex digits; 8 tell them apart
         if "at" in details and state.t0:
@@ -352,6 +429,28 @@ def _charts(state: live.LiveState, now: float) -> dict:
     }
 
 
+def announcements(experiment: Experiment, state: live.LiveState, summary: dict) -> list[dict]:
+    """What a screen reader should hear once each (the page keeps a note of what it already said)."""
+    said = []
+    if state.dlq:
+        said.append({"key": "first-dead-letter", "text": f"Job {state.dlq[0]} is in the dead-letter queue."})
+    if state.finished:
+        slo = "met" if summary.get("slo_met") else "missed"
+        said.append(
+            {
+                "key": f"finished-{summary.get('redriven', 0)}",
+                "text": f"Finished: {summary.get('succeeded', 0)} succeeded, {summary.get('dead_lettered', 0)} "
+                f"dead-lettered, {summary.get('double_charges', 0)} double charges; the latency SLO was {slo}.",
+            }
+        )
+    return said
+
+
+def prediction_rows(experiment: Experiment, summary: dict, extras: dict) -> list[dict]:
+    observed = predictions.observed(experiment.preset, summary, extras)
+    return predictions.compare(experiment.preset, experiment.predicted or {}, observed)
+
+
 def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool = True) -> dict:
     """Everything the live view's panels show, from one read of the state."""
     now = time.time()
@@ -363,6 +462,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         "outcome": summary,
         "params": [(name, experiment.params.get(name)) for name in DEFAULTS],
         "timeline_limit": TIMELINE_JOBS,
+        "version": live.poll_version(experiment.pk),
     }
     if with_links:
         base |= preset_links([experiment.preset]).get(experiment.preset, {})
@@ -373,10 +473,13 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             "done": True,
             "stats": stats(summary, None),
             "explain": explain(experiment.params, summary, None) if experiment.summary else [],
+            "predictions": prediction_rows(experiment, summary, {}) if experiment.summary else [],
         }
     drawn = _charts(state, now)
     series = drawn.pop("series")
     lost = lost_jobs(experiment, state)
+    rows = timeline(experiment, state, now, lost)
+    drain = drain_seconds(state.buckets)
     return {
         **base,
         **drawn,
@@ -384,9 +487,18 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         "done": state.finished,
         "stats": stats(summary, state),
         "slo": slo_verdict(experiment.params, state.latencies.get("slo")),
-        "timeline": timeline(experiment, state, now, lost),
+        "timeline": rows,
+        "lanes": charts.swimlanes(
+            rows=rows,
+            t0=state.t0,
+            now=now,
+            title="Each job's attempts on a time axis",
+            desc="One lane per job: attempts as bars coloured by outcome, each retry's wait as a line, and the "
+            "backoff window that wait was drawn from as a pale band. The job list below says the same in words.",
+        ),
         "dlq_rows": dlq_rows(experiment, state),
         "dlq_more": max(0, len(state.dlq) - DLQ_ROWS),
+        "can_fix": experiment.params.get("poison_rate", 0) > 0 and not state.consumer_fixed,
         "workers": workers(now),
         "running_jobs": [
             {
@@ -399,8 +511,23 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             for job, info in sorted(state.running.items())
         ],
         "events": events(state),
-        "explain": explain(experiment.params, summary, series.peak_depth, drain_seconds(state.buckets))
+        "explain": explain(
+            experiment.params,
+            summary,
+            series.peak_depth,
+            drain,
+            slots=fairshare.granted(experiment.limit_key, get_redis()) if experiment.limit_key else None,
+            redriven_at_s=state.first_redrive - state.t0 if state.first_redrive and state.t0 else None,
+            buckets=state.buckets,
+            retry_hist=state.retry_hist,
+        )
         if state.finished
         else [],
+        "predictions": prediction_rows(
+            experiment, summary, {"peak_depth": series.peak_depth, "drain_s": drain, "retry_peak": drawn["retry_peak"]}
+        )
+        if state.finished
+        else [],
+        "announce": announcements(experiment, state, summary),
         "t0": datetime.fromtimestamp(state.t0, tz=UTC) if state.t0 else None,
     }

@@ -11,13 +11,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
-from django_htmx.http import HTMX_STOP_POLLING, HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect
 
 from prepsite.visitor import limit_key, visitor_for
-from sandbox import experiments, readmodel
+from sandbox import experiments, panels, readmodel
 from sandbox.models import Experiment
 from sandbox.params import MAX_JOBS, ExperimentForm
-from sandbox.presets import DEFAULTS, PRESETS
+from sandbox.predictions import PredictionForm
+from sandbox.presets import PRESETS
+from sandbox.watch import allows
 
 HISTORY_ROWS = 100
 ASCII_NUMBER = re.compile(r"[0-9]{1,11}")  # not str.isdigit(): "²" is a digit that int() refuses
@@ -30,57 +32,108 @@ def owned_experiment(request: HttpRequest, pk: int) -> Experiment:
 # ---------------------------------------------------------------- home, start, history, compare
 
 
-def home_context(request: HttpRequest, form: ExperimentForm, preset_name: str) -> dict:
+def home_context(
+    request: HttpRequest, form: ExperimentForm, preset_name: str, prediction_form: PredictionForm | None = None
+) -> dict:
     preset = PRESETS.get(preset_name) or PRESETS["happy"]
     links = readmodel.preset_links(PRESETS)
-    cards = [
-        {"preset": p, "params": p.parameters(), **links.get(p.name, {}), "chosen": p.name == preset.name}
-        for p in PRESETS.values()
-    ]
+    cards = [{"preset": p, **links.get(p.name, {}), "chosen": p.name == preset.name} for p in PRESETS.values()]
     return {
         "nav": "lab",
         "cards": cards,
         "preset": preset,
         "form": form,
-        "param_fields": [form[name] for name in [*DEFAULTS, "seed"]],
-        "recent": Experiment.objects.owned_by(visitor_for(request))[:5],
+        "groups": form.groups(preset.name),
+        "prediction_form": prediction_form or PredictionForm(preset.name),
+        "recent": readmodel.recent(Experiment.objects.owned_by(visitor_for(request))[:5]),
         "status": readmodel.lab_status(),
     }
+
+
+def _rerun_form(request: HttpRequest, raw: str) -> tuple[ExperimentForm, str] | None:
+    """The form filled with one of the visitor's runs: same parameters, same seed ('run it again')."""
+    if not ASCII_NUMBER.fullmatch(raw):
+        return None
+    source = Experiment.objects.owned_by(visitor_for(request)).filter(pk=int(raw)).first()
+    if source is None or source.preset not in PRESETS:
+        return None
+    return ExperimentForm.for_run(source.params, source.preset, source.seed), source.preset
 
 
 @require_safe
 def lab_home(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("preset", "happy")
-    if name not in PRESETS:
-        messages.warning(request, "There is no preset with that name; showing the happy path instead.")
-        name = "happy"
-    form = ExperimentForm.for_preset(name)
-    context = {**home_context(request, form, name), "open_params": "preset" in request.GET}
-    return render(request, "sandbox/home.html", context)
+    rerun = _rerun_form(request, request.GET.get("rerun", ""))
+    if rerun:
+        form, name = rerun
+    else:
+        if name not in PRESETS:
+            messages.warning(request, "There is no preset with that name; showing the happy path instead.")
+            name = "happy"
+        form = ExperimentForm.for_preset(name)
+    context = {**home_context(request, form, name), "open_params": "preset" in request.GET or bool(rerun)}
+    template = "sandbox/home.html#start_panel" if request.htmx else "sandbox/home.html"
+    return render(request, template, context)
+
+
+def _start_forms(request: HttpRequest) -> tuple[ExperimentForm, PredictionForm, str]:
+    preset_name = request.POST.get("preset", "")
+    form = ExperimentForm(data=request.POST)
+    prediction_form = PredictionForm(preset_name if preset_name in PRESETS else "happy", data=request.POST)
+    return form, prediction_form, preset_name
+
+
+def _start(request: HttpRequest, form: ExperimentForm, prediction_form: PredictionForm, **overrides):
+    return experiments.experiment_start(
+        owner=visitor_for(request, create=True),
+        limit_key=limit_key(request),
+        preset=form.cleaned_data["preset"],
+        params={**form.parameters(), **overrides},
+        seed=form.cleaned_data["seed"],
+        prediction=form.cleaned_data["prediction"],
+        predicted=prediction_form.predictions(),
+    )
+
+
+def _start_refused(request, form, prediction_form, preset_name, exc) -> HttpResponse:
+    template = "sandbox/home.html#start_panel" if request.htmx else "sandbox/home.html"
+    if exc is None:
+        return render(request, template, home_context(request, form, preset_name, prediction_form), status=400)
+    status = 429 if isinstance(exc, experiments.LimitExceeded) else 503
+    context = {**home_context(request, form, preset_name, prediction_form), "limit_message": str(exc)}
+    return render(request, template, context, status=status)
+
+
+def _go(request: HttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 @require_POST
 def start(request: HttpRequest) -> HttpResponse:
-    form = ExperimentForm(data=request.POST)
-    preset_name = request.POST.get("preset", "")
-    template = "sandbox/home.html#start_panel" if request.htmx else "sandbox/home.html"
-    if not form.is_valid():
-        return render(request, template, home_context(request, form, preset_name), status=400)
+    form, prediction_form, preset_name = _start_forms(request)
+    if not (form.is_valid() and prediction_form.is_valid()):
+        return _start_refused(request, form, prediction_form, preset_name, None)
     try:
-        experiment = experiments.experiment_start(
-            owner=visitor_for(request, create=True),
-            limit_key=limit_key(request),
-            preset=form.cleaned_data["preset"],
-            params=form.parameters(),
-            seed=form.cleaned_data["seed"],
-            prediction=form.cleaned_data["prediction"],
-        )
+        experiment = _start(request, form, prediction_form)
     except (experiments.LimitExceeded, experiments.StartFailed) as exc:
-        status = 429 if isinstance(exc, experiments.LimitExceeded) else 503
-        context = {**home_context(request, form, preset_name), "limit_message": str(exc)}
-        return render(request, template, context, status=status)
-    url = reverse("sandbox:detail", args=[experiment.pk])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+        return _start_refused(request, form, prediction_form, preset_name, exc)
+    return _go(request, reverse("sandbox:detail", args=[experiment.pk]))
+
+
+@require_POST
+def start_pair(request: HttpRequest) -> HttpResponse:
+    """The same run twice, without and with full jitter, same seed: the jitter lesson side by side."""
+    form, prediction_form, preset_name = _start_forms(request)
+    if not (form.is_valid() and prediction_form.is_valid()):
+        return _start_refused(request, form, prediction_form, preset_name, None)
+    if form.cleaned_data["seed"] is None:
+        form.cleaned_data["seed"] = experiments.new_seed()  # one seed for both: only the jitter differs
+    try:
+        first = _start(request, form, prediction_form, jitter="none")
+        second = _start(request, form, prediction_form, jitter="full")
+    except (experiments.LimitExceeded, experiments.StartFailed) as exc:
+        return _start_refused(request, form, prediction_form, preset_name, exc)
+    return _go(request, f"{reverse('sandbox:compare')}?a={first.pk}&b={second.pk}")
 
 
 @require_safe
@@ -105,44 +158,49 @@ def compare(request: HttpRequest) -> HttpResponse:
         context = {"nav": "lab", "error": "Pick exactly two experiments to compare."}
         return render(request, "sandbox/compare.html", context, status=400)
     a, b = (owned_experiment(request, pk) for pk in ids)
-    return render(request, "sandbox/compare.html", {"nav": "lab", **readmodel.comparison(a, b)})
+    context = {"nav": "lab", **readmodel.comparison(a, b)}
+    return render(request, "sandbox/compare.html#body" if request.htmx else "sandbox/compare.html", context)
 
 
 # ---------------------------------------------------------------- the live view
 
 
-def _live(experiment: Experiment, *, with_links: bool) -> dict:
-    state = readmodel.read_state(experiment, events=30)
-    if state.finished and experiment.is_running and experiments.finish_if_done(experiment.pk):
-        experiment.refresh_from_db()
-    return readmodel.live_view(experiment, state, with_links=with_links)
-
-
 @require_safe
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    return render(request, "sandbox/detail.html", {"nav": "lab", **_live(experiment, with_links=True)})
+    context = {"nav": "lab", **panels.live_context(experiment, with_links=True)}
+    return render(request, "sandbox/detail.html", context)
+
+
+def _panels_response(result: dict) -> HttpResponse:
+    response = HttpResponse(result["body"], status=result["status"])
+    if result.get("trigger"):
+        response["HX-Trigger"] = result["trigger"]
+    return response
 
 
 def render_panels(
     request: HttpRequest, experiment: Experiment, *, flash: str = "", flash_error: bool = False, status: int = 200
 ) -> HttpResponse:
-    view = _live(experiment, with_links=False)
-    if view["done"]:
-        view |= readmodel.preset_links([experiment.preset]).get(experiment.preset, {})
-    context = {**view, "oob": True, "flash": flash, "flash_error": flash_error}
-    if context["done"] and status == 200 and not flash:
-        status = HTMX_STOP_POLLING
-    return render(request, "sandbox/detail.html#panels", context, status=status)
+    response = _panels_response(panels.payload(experiment, flash=flash, flash_error=flash_error))
+    if status != 200:
+        response.status_code = status
+    return response
 
 
 @require_safe
 def live_panels(request: HttpRequest, pk: int) -> HttpResponse:
-    """The poll: every panel as an out-of-band swap; 286 (stop polling) once nothing can change."""
-    experiment = owned_experiment(request, pk)
+    """The poll (see sandbox.panels): 204 when nothing changed since the version the page shows, else
+    every panel as an out-of-band morph (focus stays put); 286 once nothing can change. With the page's
+    watch token no session is read."""
+    if not allows(request.GET.get("t", ""), pk):
+        pk = owned_experiment(request, pk).pk
     if not request.htmx:
-        return redirect("sandbox:detail", pk=experiment.pk)
-    return render_panels(request, experiment)
+        return redirect("sandbox:detail", pk=pk)
+    unchanged, stored = panels.cached(pk, request.GET.get("v", ""))
+    if unchanged:
+        return HttpResponse(status=204)
+    return _panels_response(stored or panels.drawn(get_object_or_404(Experiment, pk=pk)))
 
 
 def _job_index(request: HttpRequest, *, required: bool) -> int | HttpResponse | None:
@@ -165,7 +223,7 @@ def _limited(request: HttpRequest, experiment: Experiment, text: str) -> HttpRes
     """A shared-lab limit: 429 with the message, as a fragment for htmx or on the whole page."""
     if request.htmx:
         return render_panels(request, experiment, flash=text, flash_error=True, status=429)
-    context = {"nav": "lab", **_live(experiment, with_links=True), "flash": text, "flash_error": True}
+    context = {**panels.live_context(experiment, with_links=True), "flash": text, "flash_error": True, "nav": "lab"}
     return render(request, "sandbox/detail.html", context, status=429)
 
 
@@ -188,6 +246,16 @@ def redrive(request: HttpRequest, pk: int) -> HttpResponse:
     if not count:
         return _after_action(request, experiment, "Nothing to redrive: the DLQ is empty, or a redrive just ran.")
     return _after_action(request, experiment, f"Redrove {_plural(count, 'job')} with a fresh retry budget.")
+
+
+@require_POST
+def fix_consumer(request: HttpRequest, pk: int) -> HttpResponse:
+    experiment = owned_experiment(request, pk)
+    if experiments.experiment_fix_consumer(experiment):
+        text = "Fixed: the consumer now accepts the malformed payload. Redrive the DLQ to replay what it parked."
+    else:
+        text = "The fix is already deployed; redrive the DLQ to replay it."
+    return _after_action(request, experiment, text)
 
 
 @require_POST

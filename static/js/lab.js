@@ -1,5 +1,5 @@
-// Retry countdowns on the Lab's live view. The page works without it; htmx's responseHandling (base.html)
-// shows 400/429 fragments and puts a 503 (Redis down) banner in #lab-banner-slot while polling goes on.
+// The Lab's live view: retry countdowns, and the one live region's announcements. The page works without it;
+// htmx's responseHandling (base.html) shows 400/429 fragments and puts a 503 banner in #lab-banner-slot.
 (function () {
   "use strict";
 
@@ -11,4 +11,15 @@
     });
   }
   setInterval(tick, 500);
+
+  // Each announcement is said once: the server repeats what is true, the page remembers what it said.
+  var region = document.getElementById("lab-flash");
+  var said = new Set(((region && region.dataset.said) || "").split(" ").filter(Boolean));
+  document.body.addEventListener("lab-announce", function (event) {
+    var fresh = (event.detail.items || []).filter(function (item) { return !said.has(item.key); });
+    if (!fresh.length || !region) return;
+    fresh.forEach(function (item) { said.add(item.key); });
+    region.className = "msg msg-success";
+    region.textContent = fresh.map(function (item) { return item.text; }).join(" ");
+  });
 })();
