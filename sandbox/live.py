@@ -24,7 +24,7 @@ JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this lon
 
 KEY_NAMES = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
-    "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock",
+    "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock",
 )  # fmt: skip
 REDRIVE_LOCK_SECONDS = 3  # "redrive all" clicked again within this is the same click
 TERMINAL = ("succeeded", "dead_lettered", "stopped")
@@ -174,6 +174,9 @@ class Recorder:
         """Delete every key of the experiment."""
         names = [*KEY_NAMES, *(f"marks:{job}" for job in range(1, MAX_JOBS + 1))]
         self.redis.delete(*(self.k(name) for name in names))
+
+    def take_render_lock(self) -> bool:
+        return bool(self.redis.set(self.k("render_lock"), 1, nx=True, ex=2))
 
     def take_redrive_lock(self) -> bool:
         return bool(self.redis.set(self.k("redrive_lock"), 1, nx=True, ex=REDRIVE_LOCK_SECONDS))
@@ -410,6 +413,7 @@ class LiveState:
     finished: bool = False  # decided by _IS_FINISHED, in Redis
     consumer_fixed: bool = False
     first_redrive: float | None = None  # when the first redrive of this run happened
+    version: str = ""  # what the live view's polls compare (see poll())
 
     @property
     def terminal(self) -> int:
@@ -461,7 +465,9 @@ def read(
 ) -> LiveState:
     redis = connection or get_redis()
     k = lambda name: key(experiment_id, name)  # noqa: E731
-    pipe = redis.pipeline(transaction=False)
+    # MULTI/EXEC: one consistent snapshot. Interleaved with a worker's write, the DLQ could be read
+    # before a job's dead-letter and "finished" after it, and the page would stop polling one job short.
+    pipe = redis.pipeline(transaction=True)
     pipe.hgetall(k("c"))
     pipe.hmget(k("meta"), "t0", "first_redrive")
     pipe.hgetall(k("run"))
@@ -492,6 +498,8 @@ def read(
         retry_hist={int(s): int(n) for s, n in hist.items()},
         finished=bool(finished),
         consumer_fixed=bool(fixed),
+        # The same formula as _POLL, from this snapshot: a drawing is tagged with the state it shows.
+        version=f"{stream[0][0].decode() if stream else '0'}.{int(time.time() // 2) if running else 0}",
         first_redrive=float(first_redrive) if first_redrive else None,
     )
     state.latencies = _latencies(redis, k("lat"), slo_fraction)
@@ -505,7 +513,8 @@ local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local running = redis.call('HLEN', KEYS[2])
 local version = (last[1] and last[1][1] or '0') .. '.' .. (running > 0 and ARGV[1] or '0')
 if version == ARGV[2] then return {version, 1, false} end
-return {version, 0, redis.call('GET', KEYS[3] .. version)}
+-- Not drawn yet: the latest drawing (at most a moment old) rather than a render in the request.
+return {version, 0, redis.call('GET', KEYS[3] .. version) or redis.call('GET', KEYS[3] .. 'latest')}
 """
 RENDER_TTL_SECONDS = 30
 
@@ -533,6 +542,11 @@ def poll_version(experiment_id: int, connection: Redis | None = None) -> str:
     return poll(experiment_id, "", watcher=False, connection=connection)[0]
 
 
+def watch(experiment_id: int, connection: Redis | None = None) -> None:
+    """A page of this experiment opened: the renderer draws it before the page's first poll."""
+    (connection or get_redis()).zadd(WATCHED, {str(experiment_id): time.time()})
+
+
 def watched(since: float, connection: Redis | None = None) -> list[int]:
     """Experiments some page polled since `since` (older marks are dropped)."""
     redis = connection or get_redis()
@@ -543,8 +557,12 @@ def watched(since: float, connection: Redis | None = None) -> list[int]:
 
 
 def store_render(experiment_id: int, version: str, payload: bytes, connection: Redis | None = None) -> None:
-    """Keep one version's rendered panels briefly: every tab watching the run gets it without a render."""
-    (connection or get_redis()).set(key(experiment_id, f"render:{version}"), payload, ex=RENDER_TTL_SECONDS)
+    """Keep one version's rendered panels briefly (and as the latest): every tab watching the run gets
+    it without a render."""
+    pipe = (connection or get_redis()).pipeline()
+    pipe.set(key(experiment_id, f"render:{version}"), payload, ex=RENDER_TTL_SECONDS)
+    pipe.set(key(experiment_id, "render:latest"), payload, ex=RENDER_TTL_SECONDS)
+    pipe.execute()
 
 
 def job_marks(experiment_id: int, jobs: list[int], connection: Redis | None = None) -> dict[int, list[dict]]:

@@ -20,25 +20,28 @@ from sandbox.watch import watch_token
 
 TEMPLATE = "sandbox/detail.html#panels"
 WATCH_WINDOW_S = 5  # an experiment polled within this long is being watched: the renderer keeps it drawn
+LATEST_FRESH_S = 1.0  # a drawing of an older version may stand in for this long (the renderer redraws in ~0.1 s)
 
 
 def live_context(experiment: Experiment, *, with_links: bool) -> dict:
+    if experiment.is_running:
+        live.watch(experiment.pk)
     state = readmodel.read_state(experiment, events=20)
     if state.finished and experiment.is_running and experiments.finish_if_done(experiment.pk):
         experiment.refresh_from_db()
     view = readmodel.live_view(experiment, state, with_links=with_links)
-    return {**view, "watch": watch_token(experiment.pk)}
+    # What to announce rides on the counters panel: the page says each item once (static/js/lab.js).
+    return {**view, "watch": watch_token(experiment.pk), "announce_json": json.dumps(view.get("announce", []))}
 
 
 def payload(experiment: Experiment, *, flash: str = "", flash_error: bool = False) -> dict:
-    """{status, body, trigger, version}: every panel as an out-of-band morph, and what to announce."""
+    """{status, body, version, drawn_at}: every panel as an out-of-band morph (with what to announce)."""
     view = live_context(experiment, with_links=False)
     if view["done"]:
         view |= readmodel.preset_links([experiment.preset]).get(experiment.preset, {})
     body = render_to_string(TEMPLATE, {**view, "oob": True, "flash": flash, "flash_error": flash_error})
-    trigger = json.dumps({"lab-announce": {"items": view["announce"]}}) if view.get("announce") else None
     status = HTMX_STOP_POLLING if view["done"] and not flash else 200
-    return {"status": status, "body": body, "trigger": trigger, "version": view["version"]}
+    return {"status": status, "body": body, "version": view["version"], "drawn_at": time.time()}
 
 
 def drawn(experiment: Experiment) -> dict:
@@ -49,9 +52,28 @@ def drawn(experiment: Experiment) -> dict:
 
 
 def cached(experiment_id: int, shown: str, *, watcher: bool = True) -> tuple[bool, dict | None]:
-    """(unchanged since `shown`, the current version's payload if some tab already drew it)."""
-    _version, same, stored = live.poll(experiment_id, shown, watcher=watcher)
-    return same, (json.loads(stored) if stored else None)
+    """(nothing newer than `shown` to draw yet, the payload to send).
+
+    The payload is the current version's drawing when some tab or the renderer made it; else the
+    latest drawing while it is fresh (the renderer replaces it within moments), never a stale one that
+    would stop the page polling; else None: the caller draws it (one request at a time)."""
+    version, same, stored = live.poll(experiment_id, shown, watcher=watcher)
+    if same:
+        return True, None
+    result = json.loads(stored) if stored else None
+    if result is None or result["version"] == version:
+        return False, result
+    fresh = time.time() - result.get("drawn_at", 0) < LATEST_FRESH_S and result["status"] == 200
+    if result["version"] == shown and fresh:
+        return True, None  # changed, but not drawn yet: keep showing what the page shows
+    return False, result if fresh else None
+
+
+def first_drawing(experiment: Experiment) -> dict | None:
+    """Nothing (fresh) drawn: one request draws it (a short lock), the others wait for their next poll."""
+    if not live.Recorder(experiment.pk).take_render_lock():
+        return None
+    return drawn(experiment)
 
 
 def render_pass(connection: Redis | None = None) -> int:
@@ -59,8 +81,8 @@ def render_pass(connection: Redis | None = None) -> int:
     connection = connection or get_redis()
     drew = 0
     for experiment_id in live.watched(time.time() - WATCH_WINDOW_S, connection):
-        _same, stored = cached(experiment_id, "", watcher=False)
-        if stored is not None:
+        version, _same, stored = live.poll(experiment_id, "", watcher=False, connection=connection)
+        if stored is not None and json.loads(stored)["version"] == version:
             continue
         experiment = Experiment.objects.filter(pk=experiment_id).first()
         if experiment is not None:

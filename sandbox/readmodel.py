@@ -462,7 +462,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         "outcome": summary,
         "params": [(name, experiment.params.get(name)) for name in DEFAULTS],
         "timeline_limit": TIMELINE_JOBS,
-        "version": live.poll_version(experiment.pk),
+        "version": state.version,
     }
     if with_links:
         base |= preset_links([experiment.preset]).get(experiment.preset, {})

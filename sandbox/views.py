@@ -173,10 +173,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _panels_response(result: dict) -> HttpResponse:
-    response = HttpResponse(result["body"], status=result["status"])
-    if result.get("trigger"):
-        response["HX-Trigger"] = result["trigger"]
-    return response
+    return HttpResponse(result["body"], status=result["status"])
 
 
 def render_panels(
@@ -198,9 +195,9 @@ def live_panels(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.htmx:
         return redirect("sandbox:detail", pk=pk)
     unchanged, stored = panels.cached(pk, request.GET.get("v", ""))
-    if unchanged:
-        return HttpResponse(status=204)
-    return _panels_response(stored or panels.drawn(get_object_or_404(Experiment, pk=pk)))
+    if not unchanged and stored is None:
+        stored = panels.first_drawing(get_object_or_404(Experiment, pk=pk))
+    return _panels_response(stored) if stored else HttpResponse(status=204)
 
 
 def _job_index(request: HttpRequest, *, required: bool) -> int | HttpResponse | None:

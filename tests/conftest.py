@@ -165,7 +165,7 @@ def worker_env(db_settings: dict) -> dict:
 
 
 class WorkerPool:
-    """A real `rqworker-pool` process (as `make run` starts it) plus the lab janitor."""
+    """A real `rqworker-pool` process (as `make run` starts it) plus the lab janitor and renderer."""
 
     def __init__(self, env: dict, num_workers: int = 2):
         self.env = env
@@ -178,9 +178,10 @@ class WorkerPool:
         pool = [*manage, "rqworker-pool", "lab", "default", "--num-workers", str(self.num_workers)]
         pool += ["--worker-class", "sandbox.workers.LabWorker"]
         self.processes.append(subprocess.Popen(pool, env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log))
-        self.processes.append(
-            subprocess.Popen([*manage, "lab_janitor"], env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log)
-        )
+        for command in ("lab_janitor", "lab_renderer"):  # as make run's Procfile starts them
+            self.processes.append(
+                subprocess.Popen([*manage, command], env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log)
+            )
         connection = Redis.from_url(STATE["redis_url"])
         wait_for(lambda: Worker.count(connection=connection) >= self.num_workers, 30, message="RQ workers to register")
 

@@ -13,6 +13,7 @@ from xml.etree.ElementTree import Element
 import markdown
 from django.utils.html import strip_tags
 from markdown.extensions import Extension
+from markdown.postprocessors import Postprocessor
 from markdown.treeprocessors import Treeprocessor
 
 # Links like [text](lab:spike), [text](section:tradeoffs#cost), [text](question:traffic-spikes).
@@ -82,6 +83,49 @@ class _SpecialLinksExtension(Extension):
         md.treeprocessors.register(_SpecialLinks(md, self.resolve, self.errors, self.seen), "special_links", 1)
 
 
+# Code blocks (Pygments via codehilite) and tables do not wrap: they keep their indentation and whole words
+# and scroll sideways instead. A scroller must be reachable by keyboard (WCAG 2.1.1, axe rule
+# scrollable-region-focusable), so each becomes a focusable, named region. Each region's name says where it
+# is (the nearest heading before it) so that two regions on a page are told apart (axe landmark-unique).
+_SCROLLERS = re.compile(
+    r'<h(?P<level>[1-6])\b[^>]*>(?P<heading>.*?)</h(?P=level)>|(?P<code><div class="highlight">)|(?P<table><table\b[^>]*>)|(?P<end></table>)',
+    re.DOTALL,
+)
+
+
+class _ScrollRegions(Postprocessor):
+    """Make each code block a focusable region and wrap each table in one (runs after raw HTML is restored)."""
+
+    def run(self, text: str) -> str:
+        heading = ""
+        used: dict[str, int] = {}
+
+        def name(kind: str) -> str:
+            label = f"{kind}: {heading}" if heading else kind
+            used[label] = used.get(label, 0) + 1
+            return label if used[label] == 1 else f"{label} ({used[label]})"
+
+        def replace(match: re.Match) -> str:
+            nonlocal heading
+            if match["heading"] is not None:
+                heading = html_to_text(match["heading"])
+                return match[0]
+            if match["code"]:
+                label = html.escape(name("Code example"))
+                return f'<div class="highlight" role="region" aria-label="{label}" tabindex="0">'
+            if match["table"]:
+                label = html.escape(name("Table"))
+                return f'<div class="table-scroll" role="region" aria-label="{label}" tabindex="0">{match["table"]}'
+            return "</table></div>"
+
+        return _SCROLLERS.sub(replace, text)
+
+
+class _ScrollRegionsExtension(Extension):
+    def extendMarkdown(self, md) -> None:
+        md.postprocessors.register(_ScrollRegions(md), "scroll_regions", 5)  # after raw_html (30)
+
+
 def _flatten(tokens: list[dict]) -> list[dict]:
     flat: list[dict] = []
     for token in tokens:
@@ -107,6 +151,7 @@ def render_markdown(source: str, *, resolve: LinkResolver | None = None) -> Rend
             "toc",
             "sane_lists",
             _SpecialLinksExtension(resolve, errors, seen),
+            _ScrollRegionsExtension(),
         ],
         extension_configs={
             "codehilite": {"css_class": "highlight", "guess_lang": False},

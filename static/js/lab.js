@@ -12,12 +12,35 @@
   }
   setInterval(tick, 500);
 
-  // Each announcement is said once: the server repeats what is true, the page remembers what it said.
+  // Any poll that succeeds (a 204 "nothing new" included) means Redis is back: clear its banner.
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    var slot = document.getElementById("lab-banner-slot");
+    if (slot && event.detail.xhr && event.detail.xhr.status < 300) slot.innerHTML = "";
+  });
+
+  // A panel's morph must not close what the learner opened (the job list under the time axis).
+  if (window.Idiomorph) {
+    Idiomorph.defaults.callbacks.beforeAttributeUpdated = function (name, element) {
+      return !(name === "open" && element.tagName === "DETAILS");
+    };
+  }
+
+  // Each announcement is said once: the counters panel carries what is true now (data-announce), the page
+  // remembers what it already said. (Read after the swap: an event on the poller could be lost when a
+  // newer response has already replaced it.)
   var region = document.getElementById("lab-flash");
   var said = new Set(((region && region.dataset.said) || "").split(" ").filter(Boolean));
-  document.body.addEventListener("lab-announce", function (event) {
-    var fresh = (event.detail.items || []).filter(function (item) { return !said.has(item.key); });
-    if (!fresh.length || !region) return;
+  document.body.addEventListener("htmx:oobAfterSwap", function (event) {
+    var panel = event.detail.target;
+    if (panel && panel.id === "lab-flash") {  // an action's message already said these (it comes first)
+      (panel.dataset.said || "").split(" ").filter(Boolean).forEach(function (key) { said.add(key); });
+      return;
+    }
+    if (!panel || panel.id !== "panel-counters" || !region) return;
+    var items = [];
+    try { items = JSON.parse(panel.dataset.announce || "[]"); } catch (e) { return; }
+    var fresh = items.filter(function (item) { return !said.has(item.key); });
+    if (!fresh.length) return;
     fresh.forEach(function (item) { said.add(item.key); });
     region.className = "msg msg-success";
     region.textContent = fresh.map(function (item) { return item.text; }).join(" ");

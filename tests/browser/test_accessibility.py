@@ -16,9 +16,12 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.core.management import call_command
 from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
-from tests.conftest import ARTIFACTS
+from sandbox import experiments, live
+from sandbox.models import Experiment
+from tests.conftest import ARTIFACTS, wait_for
 from topics.drills.models import Card
 from topics.models import Question
 
@@ -87,13 +90,22 @@ def describe(violations: list[dict], limit: int = 6) -> str:
     return "\n".join(lines)
 
 
+def run_axe(page: Page) -> list[dict]:
+    """axe's violations; once more if a live page swapped nodes out from under it mid-run."""
+    try:
+        return AXE.run(page).response["violations"]
+    except PlaywrightError:  # axe-core throws when a node it holds leaves the DOM
+        page.wait_for_timeout(300)
+        return AXE.run(page).response["violations"]
+
+
 def audit(page: Page, name: str) -> list[str]:
     """Run axe on the current page at both sizes; return the failure messages (empty when clean)."""
     failures = []
     for viewport, size in VIEWPORTS.items():
         page.set_viewport_size(size)
         page.wait_for_timeout(100)  # let a resize's reflow settle before measuring contrast
-        violations = AXE.run(page).response["violations"]
+        violations = run_axe(page)
         counts = {impact: sum(len(v["nodes"]) for v in violations if v["impact"] == impact) for impact in IMPACTS}
         RESULTS[(name, viewport)] = counts
         print(f"{name} {viewport}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -198,6 +210,7 @@ STATES: dict[str, Callable[[Page, str], None]] = {
     "signup": visit("/accounts/signup/"),
     "not-found": visit("/no-such-page/"),
     "lab": visit("/sandbox/"),
+    "lab-start-panel": visit("/sandbox/?preset=poison"),
 }
 
 
@@ -205,6 +218,115 @@ STATES: dict[str, Callable[[Page, str], None]] = {
 def test_no_serious_or_critical_axe_violations(live_server, axe_page, content, name):
     STATES[name](axe_page, live_server.url)
     failures = audit(axe_page, name)
+    assert not failures, "axe found serious or critical violations:\n" + "\n".join(failures)
+
+
+# The Lab against the real workers: each state is reached through the UI, so the runs belong to the browser's
+# visitor. SLOW keeps a run going for ~12 s; POISON dead-letters its 4 jobs after 2 attempts in ~3 s.
+SLOW = {"jobs": 3, "concurrency": 1, "duration_ms": 4000, "duration_spread_ms": 0}
+FAST = {"jobs": 3, "duration_ms": 50, "duration_spread_ms": 0}
+POISON = {**FAST, "jobs": 4, "max_retries": 1, "backoff_base_s": 1, "backoff_cap_s": 1}
+
+
+def fill_start_form(page: Page, base: str, preset: str, params: dict) -> None:
+    page.goto(f"{base}/sandbox/?preset={preset}")
+    for name, value in params.items():
+        page.locator(f"#id_{name}").fill(str(value))
+
+
+def start_run(page: Page, base: str, preset: str, params: dict) -> int:
+    fill_start_form(page, base, preset, params)
+    page.get_by_role("button", name="Start experiment").click()
+    page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
+    return int(page.url.rstrip("/").rsplit("/", 1)[1])
+
+
+def lab_running(page: Page, base: str) -> None:
+    """The live view mid-run: a job on a worker (its Crash and Stop job buttons) and Stop experiment."""
+    start_run(page, base, "happy", SLOW)
+    expect(page.locator("#panel-counters")).to_contain_text("running")
+    expect(page.locator(".running li").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#stop-experiment")).to_be_visible()
+
+
+def lab_finished_dlq(page: Page, base: str) -> None:
+    """A finished poison run: the outcome, retries chart, dead letters with their Redrive/Discard buttons."""
+    start_run(page, base, "poison", POISON)
+    expect(page.locator("#dlq-count")).to_have_text("4", timeout=40_000)
+    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=30_000)
+    expect(page.locator("#panel-dlq tbody tr")).to_have_count(4)
+
+
+def lab_history(page: Page, base: str) -> None:
+    """/sandbox/experiments/ with a finished run (ok pill) and a running one (warn pill)."""
+    start_run(page, base, "happy", FAST)
+    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=30_000)
+    start_run(page, base, "happy", SLOW)
+    page.goto(f"{base}/sandbox/experiments/")
+    expect(page.locator("table.history tbody tr")).to_have_count(2)
+    expect(page.locator("table.history .pill.warn")).to_have_count(1)
+
+
+def lab_compare(page: Page, base: str) -> None:
+    """Run it twice (no jitter vs full jitter) lands on the compare page; audited once both have finished."""
+    fill_start_form(page, base, "poison", POISON)
+    page.get_by_role("button", name="Run it twice").click()
+    page.wait_for_url(re.compile(r"/sandbox/compare/\?"))
+    expect(page.get_by_role("heading", name="Compare experiments")).to_be_visible()
+    expect(page.locator("#compare-body .pill.warn")).to_have_count(0, timeout=40_000)
+    expect(page.locator("#h-waves")).to_be_visible()
+
+
+LAB_STATES: dict[str, Callable[[Page, str], None]] = {
+    "lab-running": lab_running,
+    "lab-finished-dlq": lab_finished_dlq,
+    "lab-history": lab_history,
+    "lab-compare": lab_compare,
+}
+
+
+def settle_lab() -> None:
+    """Stop whatever is still running so the shared workers are idle for the next test."""
+    for experiment in Experiment.objects.filter(status=Experiment.Status.RUNNING):
+        experiments.experiment_stop(experiment)
+        for job in live.read(experiment.pk).running:
+            experiments.job_stop(experiment, job)
+    wait_for(lambda: not Experiment.objects.filter(status=Experiment.Status.RUNNING).exists(), 30, 0.2, "runs to end")
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("name", LAB_STATES)
+def test_lab_states_have_no_serious_or_critical_axe_violations(live_server, axe_page, rq_workers, name):
+    try:
+        LAB_STATES[name](axe_page, live_server.url)
+        failures = audit(axe_page, name)
+    finally:
+        settle_lab()
+    assert not failures, "axe found serious or critical violations:\n" + "\n".join(failures)
+
+
+@pytest.mark.workers
+def test_lab_while_redis_is_down_has_no_serious_or_critical_axe_violations(
+    live_server, axe_page, rq_workers, redis_control
+):
+    """The banner htmx puts into a running live view, and the Lab home's own 503 page."""
+    base = live_server.url
+    failures = []
+    try:
+        start_run(axe_page, base, "happy", SLOW)
+        expect(axe_page.locator("#panel-counters")).to_contain_text("running")
+        redis_control.stop()
+        try:
+            expect(axe_page.locator("#lab-banner-slot #redis-banner")).to_be_visible(timeout=10_000)
+            failures += audit(axe_page, "lab-redis-down-live")
+            response = axe_page.goto(f"{base}/sandbox/")
+            assert response.status == 503
+            expect(axe_page.locator("#redis-banner")).to_be_visible()
+            failures += audit(axe_page, "lab-redis-down-home")
+        finally:
+            redis_control.start()
+    finally:
+        settle_lab()
     assert not failures, "axe found serious or critical violations:\n" + "\n".join(failures)
 
 
@@ -303,18 +425,103 @@ def test_nav_badge_says_due_to_a_screen_reader(live_server, page, content):
     assert page.locator(".nav .badge").evaluate("el => el.getBoundingClientRect().width") < 40, "the word is shown"
 
 
-def test_study_code_and_tables_wrap_instead_of_scrolling(live_server, page, content):
-    """Nothing in the deep dive scrolls sideways (a scroller needs keyboard focus); close-ups for a visual check."""
+def test_study_code_and_tables_scroll_sideways_in_focusable_regions(live_server, page, content):
+    """Code keeps its indentation and tables their whole words: too wide, they scroll in a region the keyboard
+    reaches (Tab) and scrolls (arrow keys), with a visible focus ring; the page itself never scrolls sideways.
+    Close-ups for a visual check."""
     folder = ARTIFACTS / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     for viewport, size in VIEWPORTS.items():
         page.set_viewport_size(size)
         page.goto(f"{live_server.url}/topics/queueing/#code-examples")
-        scrollers = page.evaluate(
-            "[...document.querySelectorAll('.prose pre, .prose table')]"
-            ".filter(el => el.scrollWidth > el.clientWidth + 1).length"
+        shape = page.evaluate(
+            """() => {
+              const pres = [...document.querySelectorAll('.prose pre')];
+              const tables = [...document.querySelectorAll('.prose table')];
+              const regions = [...document.querySelectorAll('.prose [role=region]')];
+              return {
+                pres: pres.length, tables: tables.length,
+                loosePres: pres.filter(el => !el.parentElement.matches('.highlight[role=region][tabindex="0"]')).length,
+                looseTables: tables.filter(el => !el.parentElement.matches('.table-scroll[role=region][tabindex="0"]')).length,
+                wrapping: pres.filter(el => getComputedStyle(el).whiteSpace !== 'pre').length,
+                selfScrolling: [...pres, ...tables].filter(el => el.scrollWidth > el.clientWidth + 1).length,
+                scrolling: regions.filter(el => el.scrollWidth > el.clientWidth + 1).length,
+                unnamed: regions.filter(el => !el.getAttribute('aria-label')).length,
+                names: new Set(regions.map(el => el.getAttribute('aria-label'))).size, regionCount: regions.length,
+              };
+            }"""
         )
-        assert scrollers == 0
+        print(f"{viewport}: {shape}")
+        assert shape["pres"] > 0
+        assert shape["tables"] > 0
+        assert shape["loosePres"] == shape["looseTables"] == 0, "every code block and table is in a region"
+        assert shape["wrapping"] == 0, "code keeps its line breaks and indentation"
+        assert shape["selfScrolling"] == 0, "the region scrolls, not the <pre> or <table> inside it"
+        assert shape["unnamed"] == 0
         assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
         page.locator("#code-examples .highlight").first.screenshot(path=str(folder / f"a11y-code-{viewport}.png"))
-        page.locator(".prose table").first.screenshot(path=str(folder / f"a11y-table-{viewport}.png"))
+        page.locator(".prose .table-scroll").first.screenshot(path=str(folder / f"a11y-table-{viewport}.png"))
+    assert shape["scrolling"] > 0, "on a phone some code or table is wider than the column"
+
+    # Keyboard: Tab reaches a region that scrolls, its focus ring shows, and the arrow keys scroll it.
+    page.evaluate(
+        """() => [...document.querySelectorAll('.prose [role=region]')]
+              .find(el => el.scrollWidth > el.clientWidth + 1).setAttribute('data-probe', '')"""
+    )
+    page.locator("#main").focus()  # start tabbing from the content, not the page top
+    print(f"\nscroll region reached by Tab: {tab_to(page, '[data-probe]', limit=400)}")
+    ring = page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; })()"
+    )
+    assert ring == ["solid", "3px"], f"no visible focus ring on the focused region: {ring}"
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    for _ in range(30):  # keyboard scrolling is smooth (and the CSP forbids wait_for_function's eval)
+        if page.evaluate("document.activeElement.scrollLeft") > 0:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate("document.activeElement.scrollLeft") > 0, "the arrow keys did not scroll the region"
+
+
+@pytest.mark.workers
+def test_keyboard_only_lab_run_from_start_to_stop(live_server, page, rq_workers):
+    """Fill the form, start a run and stop it with Tab, typing and Enter only, under the site's real CSP."""
+
+    def step(name: str, where: str) -> None:
+        print(f"  {name:<34} {where}")
+
+    page.set_viewport_size(VIEWPORTS["desktop"])
+    page.goto(f"{live_server.url}/sandbox/?preset=happy")
+    print("\nkeyboard Lab journey (where focus is):")
+    step("first Tab", tab_to(page, "a.skip"))
+    fields = {f"#id_{name}": str(value) for name, value in SLOW.items()}
+    while fields:  # each field in Tab order: select its value and type the new one
+        where = tab_to(page, ", ".join(fields))
+        selector = next(s for s in fields if page.evaluate("s => document.activeElement.matches(s)", s))
+        page.keyboard.press("ControlOrMeta+a")
+        page.keyboard.type(fields.pop(selector))
+        step(
+            f"typed into {selector}", f"{where.split('[value=')[0]} now {page.evaluate('document.activeElement.value')}"
+        )
+    step("Start experiment", tab_to(page, "#start-experiment"))
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
+    pk = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    assert Experiment.objects.get(pk=pk).params["duration_ms"] == 4000
+    expect(page.locator("#panel-counters")).to_contain_text("running")
+    step("live view loaded", focused(page))
+
+    try:
+        step("Stop experiment", tab_to(page, "#stop-experiment"))
+        page.keyboard.press("Enter")
+        expect(page.locator("#lab-flash")).to_contain_text("Stopping")
+        step("after Enter on Stop", focused(page))
+        expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=30_000)
+        expect(page.locator('[data-counter="stopped"] .n')).not_to_have_text("0")
+        page.wait_for_timeout(1500)  # one more poll: the Stop button is gone once the run has ended
+        where = focused(page)
+        step("once the run finished", where)
+        page.keyboard.press("Tab")
+        step("Tab after that", focused(page))
+    finally:
+        settle_lab()

@@ -30,7 +30,7 @@ def counter(page: Page, name: str):
 def start_from_form(page: Page, base: str, preset: str, prediction: str = "", **params) -> None:
     page.goto(f"{base}/sandbox/?preset={preset}")
     if prediction:
-        page.get_by_label("Your prediction").fill(prediction)
+        page.get_by_label("Why you expect that").fill(prediction)
     for name, value in params.items():
         page.locator(f"#id_{name}").fill(str(value))
     page.get_by_role("button", name="Start experiment").click()
@@ -46,6 +46,7 @@ def test_poison_run_fills_the_dlq_live_and_redrive_all_runs_the_jobs_again(live_
         jobs=4, max_retries=2, backoff_base_s=1, backoff_cap_s=2, duration_ms=50, duration_spread_ms=0,
     )  # fmt: skip
     page.evaluate("window.__marker = 1")
+    page.locator("details.job-list summary").click()  # the job list under the time axis
     expect(page.locator("#dlq-count")).to_have_text("4", timeout=40_000)
     rows = page.locator(".timeline .tl-row")
     expect(rows).to_have_count(4)
@@ -85,7 +86,9 @@ def test_crash_its_worker_kills_the_running_job_and_it_is_retried(live_server, p
     expect(crash).to_be_visible(timeout=20_000)
     screenshot("lab-crash-running")
     crash.click()
-    expect(page.locator(".timeline .mark-crash").first).to_be_visible(timeout=15_000)
+    expect(page.locator("svg.lanes .lane-bar.mark-crash").first).to_be_visible(timeout=15_000)
+    page.locator("details.job-list summary").click()
+    expect(page.locator(".timeline .mark-crash").first).to_be_visible()
     expect(counter(page, "crashes")).to_have_text("1")
     expect(counter(page, "retries")).to_have_text("1")
     expect(page.locator(".timeline")).to_contain_text("SIGKILL")
@@ -98,7 +101,7 @@ def test_crash_its_worker_kills_the_running_job_and_it_is_retried(live_server, p
     for job in live.read(experiment.pk).running:
         experiments.job_stop(experiment, job)
     wait_finished(experiment, 30)
-    expect(page.locator("#panel-status")).to_contain_text("finished", timeout=10_000)
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=10_000)
 
 
 def test_lab_home_and_phone_layout(live_server, page, screenshot):
@@ -128,7 +131,7 @@ def test_live_view_shows_a_banner_while_redis_is_down_and_recovers_by_itself(
     page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}])
     page.goto(f"{live_server.url}/sandbox/experiments/{experiment.pk}/")
     page.evaluate("window.__marker = 1")
-    expect(page.locator("#panel-status")).to_contain_text("running")
+    expect(page.locator("#h-counters")).to_contain_text("running")
     redis_control.stop()
     try:
         expect(page.locator("#lab-banner-slot #redis-banner")).to_be_visible(timeout=10_000)

@@ -25,9 +25,9 @@ def start(page: Page, base: str, **params) -> int:
 
 def run_two_anonymously(page: Page, base: str) -> tuple[int, int]:
     finished = start(page, base, **FAST)
-    expect(page.locator("#panel-status")).to_contain_text("finished", timeout=30_000)
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=30_000)
     running = start(page, base, **SLOW)
-    expect(page.locator("#panel-status")).to_contain_text("running")
+    expect(page.locator("#h-counters")).to_contain_text("running")
     return finished, running
 
 
@@ -41,7 +41,7 @@ def stop_and_see_it_end(page: Page, base: str, pk: int) -> None:
     page.goto(f"{base}/sandbox/experiments/{pk}/")
     page.get_by_role("button", name="Stop experiment").click()
     expect(page.locator("#lab-flash")).to_contain_text("Stopping")
-    expect(page.locator("#panel-status")).to_contain_text("finished", timeout=30_000)
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=30_000)
     expect(page.locator('[data-counter="stopped"] .n')).not_to_have_text("0")
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from topics.markdown import LinkError, LinkErrors, ResolvedLink, render_markdown
@@ -14,12 +16,56 @@ def test_headings_get_slugified_ids_and_a_toc():
 
 def test_fenced_code_is_highlighted_with_pygments_classes():
     html = render_markdown("```python\nimport os\n```\n").html
-    assert '<div class="highlight">' in html
     assert '<span class="kn">import</span>' in html
 
 
-def test_tables_render():
-    assert "<table>" in render_markdown("| a | b |\n| - | - |\n| 1 | 2 |\n").html
+def test_code_blocks_are_focusable_named_scroll_regions():
+    html = render_markdown("```python\ndef f():\n    return 1\n```\n").html
+    assert html.startswith('<div class="highlight" role="region" aria-label="Code example" tabindex="0"><pre>')
+    assert "\n    <span" in html, "the indentation is kept as it is"
+    assert html.rstrip().endswith("</code></pre></div>")
+
+
+def test_indented_code_blocks_are_scroll_regions_too():
+    html = render_markdown("Text\n\n    plain code\n").html
+    assert '<div class="highlight" role="region" aria-label="Code example" tabindex="0"><pre>' in html
+
+
+def test_tables_are_wrapped_in_a_focusable_named_scroll_region():
+    html = render_markdown("| a | b |\n| - | - |\n| 1 | 2 |\n").html
+    assert html.startswith('<div class="table-scroll" role="region" aria-label="Table" tabindex="0"><table>\n')
+    assert html.rstrip().endswith("</table></div>")
+    assert html.count("<table>") == html.count("</table></div>") == 1
+
+
+def test_region_names_come_from_the_nearest_heading_and_stay_unique():
+    source = (
+        "```\nbefore\n```\n\n"
+        "### Retry & backoff\n\n```\none\n```\n\n```\ntwo\n```\n\n"
+        "| a | b |\n| - | - |\n| 1 | 2 |\n\n"
+        "#### `SET NX` keys\n\n| a | b |\n| - | - |\n| 1 | 2 |\n"
+    )
+    labels = re.findall(r'role="region" aria-label="([^"]*)"', render_markdown(source).html)
+    assert labels == [
+        "Code example",
+        "Code example: Retry &amp; backoff",
+        "Code example: Retry &amp; backoff (2)",
+        "Table: Retry &amp; backoff",
+        "Table: SET NX keys",
+    ]
+
+
+def test_a_raw_html_table_keeps_its_attributes_inside_the_wrapper():
+    html = render_markdown('<table class="x"><tr><td>1</td></tr></table>\n').html
+    assert html == (
+        '<div class="table-scroll" role="region" aria-label="Table" tabindex="0">'
+        '<table class="x"><tr><td>1</td></tr></table></div>'
+    )
+
+
+def test_region_wrappers_stay_out_of_the_search_text():
+    rendered = render_markdown("### Cost\n\n| a | b |\n| - | - |\n| 1 | 2 |\n\n```\nx = 1\n```\n")
+    assert rendered.text == "Cost a b 1 2 x = 1"
 
 
 def test_special_links_use_the_resolver_and_get_a_class():

@@ -5,7 +5,7 @@ from django.db import close_old_connections
 
 from sandbox.panels import render_pass
 
-INTERVAL_S = 0.2
+INTERVAL_S = 0.1
 
 
 class Command(BaseCommand):
