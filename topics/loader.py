@@ -158,6 +158,30 @@ def configured_lab_presets() -> Collection[str]:
     return import_string(settings.STUDY_LAB_PRESETS)
 
 
+def _curveballs(source: SourceFile, lab_presets: Collection[str], problems: _Problems) -> list[dict]:
+    """The mock interview's curveballs: each a question and the Lab preset (or two) that shows it."""
+    raw = source.meta.get("curveballs") or []
+    line = source.key_line("curveballs")
+    if not isinstance(raw, list):
+        problems.add(source.path, line, "curveballs must be a list")
+        return []
+    balls = []
+    for ball in raw:
+        fields = (
+            {key: str(ball.get(key) or "").strip() for key in ("text", "preset", "label", "also")}
+            if isinstance(ball, dict)
+            else {}
+        )
+        if not fields.get("text") or not fields.get("label"):
+            problems.add(source.path, line, "each curveball needs text, preset and label")
+            continue
+        for preset in filter(None, (fields["preset"], fields["also"])):
+            if preset not in lab_presets:
+                problems.add(source.path, line, f"curveball names unknown Lab preset {preset!r}")
+        balls.append({key: value for key, value in fields.items() if value})
+    return balls
+
+
 @dataclass
 class _TopicPlan:
     slug: str
@@ -185,6 +209,7 @@ def _plan_topic(directory: Path, lab_presets: Collection[str], problems: _Proble
             "summary": _text(source, "summary", problems, required=False),
             "intro_md": source.body,
             "order": _order(source, 0, problems),
+            "curveballs": _curveballs(source, lab_presets, problems),
         },
     )
 

@@ -20,6 +20,7 @@ class Topic(models.Model):
     intro_md = models.TextField(blank=True)
     intro_html = models.TextField(blank=True)
     diagram_html = models.TextField(blank=True, help_text="the topic's optional diagram.html, links resolved")
+    curveballs = models.JSONField(default=list, blank=True, help_text="[{text, preset, label, also?}]")
     order = models.PositiveIntegerField(default=0)
 
     objects = TopicQuerySet.as_manager()

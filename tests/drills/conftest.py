@@ -9,11 +9,18 @@ KEY_POINTS = [
     {"label": "Timeouts and retry budget", "phrases": ["timeout", "retry budget", "jitter"]},
     {"label": "Producer-side outbox", "phrases": ["outbox", "acks=all"]},
 ]
+CURVEBALLS = [  # as topics/content/queueing/topic.md's front matter has them
+    {"text": "A deploy just put 10,000 jobs in the DLQ — what now?", "preset": "poison", "label": "poison messages"},
+    {"text": "A worker host was SIGKILLed mid-charge; did the customer get charged twice?", "preset": "crash",
+     "label": "killed work-horse", "also": "duplicates"},
+    {"text": "Traffic tripled in 5 minutes and queue age is 4 minutes — first three actions?", "preset": "spike",
+     "label": "traffic spike", "also": "slow-consumer"},
+]  # fmt: skip
 MODEL_ANSWER = "Zebra-unique model answer: isolate each downstream behind its own pool."
 
 
 def make_question(slug: str = "partial-outages", *, topic_slug: str = "queueing", **fields) -> Question:
-    topic, _ = Topic.objects.get_or_create(slug=topic_slug, defaults={"title": "Queueing"})
+    topic, _ = Topic.objects.get_or_create(slug=topic_slug, defaults={"title": "Queueing", "curveballs": CURVEBALLS})
     section, _ = Section.objects.get_or_create(
         topic=topic, slug="reliability", defaults={"title": "Scalability and reliability", "order": 1}
     )

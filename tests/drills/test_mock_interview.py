@@ -108,3 +108,17 @@ def test_htmx_finish_returns_the_finish_fragment(client, mock):
     assert "<html" not in html
     assert 'id="finish"' in html
     assert "You covered 1 of 4 key points" in html
+
+
+def test_autosave_announces_only_the_first_save_of_a_phase_and_failures(client, mock):
+    save = reverse("drills:mock_save", args=[mock.pk])
+    hx = {"HTTP_HX_REQUEST": "true"}
+    first = client.post(save, {"phase": "estimates", "notes": "500 jobs/s"}, **hx).content.decode()
+    assert 'id="mock-announcer"' in first
+    assert "Notes save as you type." in first
+    again = client.post(save, {"phase": "estimates", "notes": "500 jobs/s peak"}, **hx).content.decode()
+    assert "Saved at" in again
+    assert 'id="mock-announcer"' not in again  # not chatty: the visible status changes, nothing is read out
+    failed = client.post(save, {"phase": "estimates", "notes": "x" * 20_001}, **hx).content.decode()
+    assert 'id="mock-announcer"' in failed
+    assert "Notes not saved" in failed

@@ -237,3 +237,18 @@ def test_lab_preset_names_come_from_the_caller_not_from_the_lab(tmp_path):
         content_load(path=root, lab_presets={"spike"})
     content_load(path=root, lab_presets={"spike", "poison"})
     assert Topic.objects.filter(slug="demo").exists()
+
+
+@pytest.mark.django_db
+def test_curveballs_are_topic_content_and_name_real_presets(tmp_path):
+    root = write_content(tmp_path / "c")
+    topic_md = root / "demo" / "topic.md"
+    good = 'curveballs:\n  - text: "Queue age is 4 minutes?"\n    preset: spike\n    label: spike\n'
+    topic_md.write_text(topic_md.read_text().replace("order: 1\n", "order: 1\n" + good))
+    load(root)
+    assert Topic.objects.get(slug="demo").curveballs == [
+        {"text": "Queue age is 4 minutes?", "preset": "spike", "label": "spike"}
+    ]
+    topic_md.write_text(topic_md.read_text().replace("preset: spike", "preset: nonsense"))
+    with pytest.raises(CommandError, match="curveball names unknown Lab preset 'nonsense'"):
+        load(root)

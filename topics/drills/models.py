@@ -172,26 +172,6 @@ PHASES = [
 PHASE_KEYS = [phase["key"] for phase in PHASES]
 MOCK_MINUTES = sum(phase["minutes"] for phase in PHASES)
 
-CURVEBALLS = [
-    {
-        "text": "A deploy just put 10,000 jobs in the DLQ — what now?",
-        "preset": "poison",
-        "lab": "poison messages",
-    },
-    {
-        "text": "A worker host was SIGKILLed mid-charge; did the customer get charged twice?",
-        "preset": "crash",
-        "lab": "killed work-horse",
-        "also": "duplicates",
-    },
-    {
-        "text": "Traffic tripled in 5 minutes and queue age is 4 minutes — first three actions?",
-        "preset": "spike",
-        "lab": "traffic spike",
-        "also": "slow-consumer",
-    },
-]
-
 
 class MockInterview(LearnerOwned):
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="mock_interviews")

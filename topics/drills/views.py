@@ -27,7 +27,7 @@ from topics.drills.forms import (
 )
 from topics.drills.matching import RULE as MATCH_RULE
 from topics.drills.matching import match_key_points
-from topics.drills.models import CURVEBALLS, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
+from topics.drills.models import MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
 from topics.models import Question, Topic
 
 
@@ -358,7 +358,9 @@ def mock_context(mock: MockInterview, **extra) -> dict:
         "mock": mock,
         "question": question,
         "phases": mock.phases(),
-        "curveballs": [{**ball, "url": f"{reverse('sandbox:home')}?preset={ball['preset']}"} for ball in CURVEBALLS],
+        "curveballs": [
+            {**ball, "url": f"{reverse('sandbox:home')}?preset={ball['preset']}"} for ball in question.topic.curveballs
+        ],
         "points": [
             {"index": i, "label": point.get("label", ""), "covered": i in covered}
             for i, point in enumerate(question.key_points)
@@ -399,16 +401,20 @@ def mock_save(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         errors = [error for field_errors in form.errors.values() for error in field_errors]
         if request.htmx:
-            return render(request, "drills/mock_detail.html#save_status", {"errors": errors, "saved": False})
+            context = {"errors": errors, "saved": False, "announce": "Notes not saved: " + " ".join(errors)}
+            return render(request, "drills/mock_detail.html#save_status", context)
         phase = request.POST.get("phase", "")
         context = mock_context(mock, errors=errors, error_phase=phase)
         for item in context["phases"]:
             if item["key"] == phase:
                 item["notes"] = request.POST.get("notes", "")
         return render(request, "drills/mock_detail.html", context, status=400)
+    first = not (mock.notes or {}).get(form.cleaned_data["phase"])
     mock.save_notes(form.cleaned_data["phase"], form.cleaned_data["notes"])
     if request.htmx:
-        return render(request, "drills/mock_detail.html#save_status", {"saved": True, "saved_at": timezone.now()})
+        announce = "Notes save as you type." if first and form.cleaned_data["notes"] else ""
+        context = {"saved": True, "saved_at": timezone.now(), "announce": announce}
+        return render(request, "drills/mock_detail.html#save_status", context)
     messages.success(request, "Notes saved.")
     return redirect(f"{mock.get_absolute_url()}#phase-{form.cleaned_data['phase']}")
 
