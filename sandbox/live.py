@@ -24,7 +24,7 @@ JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this lon
 
 KEY_NAMES = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
-    "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock",
+    "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock", "render:latest",
 )  # fmt: skip
 REDRIVE_LOCK_SECONDS = 3  # "redrive all" clicked again within this is the same click
 TERMINAL = ("succeeded", "dead_lettered", "stopped")
@@ -508,6 +508,7 @@ def read(
 
 # One round trip per poll: the version the page would show now, and that version's cached render if any.
 _POLL = """
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'', 0, false} end  -- expired: nothing to watch
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4]) end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local running = redis.call('HLEN', KEYS[2])
@@ -525,21 +526,26 @@ WATCHED = "lab:watched"  # experiment id -> when a page last polled it (the rend
 def poll(
     experiment_id: int, shown: str, *, watcher: bool = True, connection: Redis | None = None
 ) -> tuple[str, bool, bytes | None]:
-    """(version now, unchanged since `shown`, the cached render of that version or None).
+    """(version now, unchanged since `shown`, the cached render of that version or None); the version
+    is "" when the experiment's live state is gone (expired).
 
     The version changes whenever the live view would: every write adds an event, and while a job runs
     its bar grows, so then it also changes every other second. A watcher's poll also marks the
     experiment as watched."""
     redis = connection or get_redis()
-    keys = [key(experiment_id, "ev"), key(experiment_id, "run"), key(experiment_id, "render:"), WATCHED]
+    keys = [key(experiment_id, name) for name in ("ev", "run", "render:")] + [WATCHED, key(experiment_id, "c")]
     now = time.time()
     marked = f"{now:.3f}" if watcher else ""
-    version, same, cached = redis.eval(_POLL, 4, *keys, str(int(now // 2)), shown, marked, str(experiment_id))
+    version, same, cached = redis.eval(_POLL, 5, *keys, str(int(now // 2)), shown, marked, str(experiment_id))
     return version.decode(), bool(same), cached
 
 
 def poll_version(experiment_id: int, connection: Redis | None = None) -> str:
     return poll(experiment_id, "", watcher=False, connection=connection)[0]
+
+
+def exists(experiment_id: int, connection: Redis | None = None) -> bool:
+    return bool((connection or get_redis()).exists(key(experiment_id, "c")))
 
 
 def watch(experiment_id: int, connection: Redis | None = None) -> None:

@@ -60,6 +60,8 @@ def cached(experiment_id: int, shown: str, *, watcher: bool = True) -> tuple[boo
     version, same, stored = live.poll(experiment_id, shown, watcher=watcher)
     if same:
         return True, None
+    if not version:
+        return False, None  # expired: the caller draws the stored summary (and the page stops polling)
     result = json.loads(stored) if stored else None
     if result is None or result["version"] == version:
         return False, result
@@ -71,6 +73,8 @@ def cached(experiment_id: int, shown: str, *, watcher: bool = True) -> tuple[boo
 
 def first_drawing(experiment: Experiment) -> dict | None:
     """Nothing (fresh) drawn: one request draws it (a short lock), the others wait for their next poll."""
+    if not live.exists(experiment.pk):
+        return payload(experiment)  # expired: nothing to share or lock, and it draws the stored summary
     if not live.Recorder(experiment.pk).take_render_lock():
         return None
     return drawn(experiment)
