@@ -159,7 +159,9 @@ def test_a_large_import_is_written_in_transactions_of_bounded_size():
             columns = sql.split("(", 1)[1].split(")", 1)[0].count(",") + 1
             outer = context["connection"].atomic_blocks[0] if context["connection"].in_atomic_block else None
             holders.append(outer)
-            rows_per_transaction[id(outer)] = rows_per_transaction.get(id(outer), 0) + len(params) // columns
+            # SQLite binds one value per column per row; PostgreSQL's bulk insert binds one array per column.
+            rows = len(params[0]) if params and isinstance(params[0], list | tuple) else len(params) // columns
+            rows_per_transaction[id(outer)] = rows_per_transaction.get(id(outer), 0) + rows
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(count_review_rows):
