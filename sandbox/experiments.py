@@ -20,7 +20,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from prepsite.redis_conn import LAB_QUEUE, get_redis, redis_is_full
 from prepsite.visitor import Visitor
 from sandbox import fairshare, limits, live, readmodel
-from sandbox.limits import CLI_KEY, LimitExceeded
+from sandbox.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
 from sandbox.models import Experiment
 from sandbox.params import admitted_jobs, worst_case_worker_seconds
 from sandbox.retry_policy import retry_intervals
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 
 REDRIVE_PER_SECOND = 20  # a redrive is itself a spike: release the DLQ in paced batches
 RESULT_TTL = 600
-
-__all__ = ["CLI_KEY", "LimitExceeded"]
 
 
 class StartFailed(Exception):
