@@ -24,6 +24,7 @@ DEFAULT_CONTENT_DIR = Path(settings.BASE_DIR) / "topics" / "content"
 DIAGRAM_FILE = "diagram.html"  # optional: an accessible SVG figure whose href="section:…" links are checked
 DIAGRAM_LINK = re.compile(r'href="(lab|section|question):([^"]*)"')
 LEVELS = {choice.value for choice in Question.Level}
+KINDS = {choice.value for choice in Question.Kind}
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Ids the topic page itself uses; a heading with one of these ids would clash.
 PAGE_IDS = {"main", "contents", "diagram", "progress", "sections"}
@@ -262,6 +263,9 @@ def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems:
     level = _text(source, "level", problems)
     if level and level not in LEVELS:
         problems.add(source.path, source.key_line("level"), f"unknown level {level!r} (use one of {sorted(LEVELS)})")
+    kind = _text(source, "kind", problems, required=False) or Question.Kind.CONCEPT
+    if kind not in KINDS:
+        problems.add(source.path, source.key_line("kind"), f"unknown kind {kind!r} (use one of {sorted(KINDS)})")
     section = _text(source, "section", problems)
     if section and section not in plan.sections:
         problems.add(source.path, source.key_line("section"), f"unknown section slug {section!r}")
@@ -306,6 +310,7 @@ def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems:
     return {
         "prompt": _text(source, "prompt", problems),
         "level": level,
+        "kind": kind,
         "section_slug": section,
         "preset": preset,
         "key_points": cleaned_points,

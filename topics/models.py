@@ -74,10 +74,20 @@ class Question(models.Model):
         SENIOR = "senior", "Senior"
         STAFF = "staff", "Staff"
 
+    class Kind(models.TextChoices):
+        CONCEPT = "concept", "Concept question"
+        DESIGN = "design", "Design prompt"
+
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="questions")
     slug = models.SlugField(max_length=100)
     prompt = models.TextField()
     level = models.CharField(max_length=10, choices=Level.choices)
+    kind = models.CharField(
+        max_length=10,
+        choices=Kind.choices,
+        default=Kind.CONCEPT,
+        help_text="design: a full system-design prompt whose model answer is phased like the mock interview",
+    )
     section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="questions")
     preset = models.CharField(max_length=50, blank=True)
     key_points = models.JSONField(default=list, help_text='[{"label": str, "phrases": [str]}]')
