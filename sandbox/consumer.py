@@ -30,12 +30,27 @@ class PoisonMessage(Exception):
     """A message that can never succeed (its payload is malformed)."""
 
 
+class AttemptTimeout(Exception):
+    """The consumer gave up on an attempt that outran its timeout (RQ raises its own JobTimeoutException)."""
+
+
 def amount_cents(order_number: int) -> int:
     return 500 + (order_number * 37) % 9500
 
 
-def _work(recorder: Recorder, *, job_id: str, seconds: float, crash_at: float | None, job: int) -> str | None:
-    """Sleep through the job's work in slices, honouring crash/stop requests; return 'stop' if asked."""
+def _work(
+    recorder: Recorder,
+    *,
+    job_id: str,
+    seconds: float,
+    crash_at: float | None,
+    job: int,
+    on_beat=None,
+    beat_s: float = BEAT_EVERY_SECONDS,
+) -> str | None:
+    """Sleep through the job's work in slices, honouring crash/stop requests; return 'stop' if asked.
+
+    on_beat: called every beat_s while working (a stream consumer extends its lease there)."""
     redis = recorder.redis
     pid = os.getpid()
     start = time.monotonic()
@@ -51,8 +66,10 @@ def _work(recorder: Recorder, *, job_id: str, seconds: float, crash_at: float | 
             os.kill(pid, signal.SIGKILL)
         if elapsed >= seconds:
             return None
-        if time.monotonic() - last_beat >= BEAT_EVERY_SECONDS:
+        if time.monotonic() - last_beat >= beat_s:
             recorder.beat(job_id, pid)
+            if on_beat is not None:
+                on_beat()
             last_beat = time.monotonic()
         pipe = redis.pipeline()
         pipe.getdel(crash_flag)
@@ -85,7 +102,20 @@ def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> st
     return "double_charge" if already else "charged"
 
 
-def process(recorder: Recorder, job: int, *, job_id: str, worker: str, run: str = "") -> str:
+def process(
+    recorder: Recorder,
+    job: int,
+    *,
+    job_id: str,
+    worker: str,
+    run: str = "",
+    timeout_s: float | None = None,
+    on_beat=None,
+    beat_s: float = BEAT_EVERY_SECONDS,
+    redeliver=None,
+) -> str:
+    """One delivery of one message. RQ enforces the timeout itself; the stream and log consumers pass
+    timeout_s, a lease-extending on_beat and their own redeliver (the lost ack's second delivery)."""
     experiment_id = recorder.experiment_id
     attempt = recorder.begin_attempt(job=job, job_id=job_id, pid=os.getpid(), worker=worker, run=run)
     if attempt is None:
@@ -96,16 +126,28 @@ def process(recorder: Recorder, job: int, *, job_id: str, worker: str, run: str 
     n = attempt.number
     plan = FaultPlan.from_params(attempt.seed, attempt.params)
     crash_at = plan.crash_point_s(job, n) if plan.crashes(job, n) else None
-    if _work(recorder, job_id=job_id, seconds=plan.duration_s(job, n), crash_at=crash_at, job=job) == "stop":
+    seconds = plan.duration_s(job, n)
+    timed_out = timeout_s is not None and seconds > timeout_s
+    seconds = min(seconds, timeout_s) if timed_out else seconds
+    if (
+        _work(recorder, job_id=job_id, seconds=seconds, crash_at=crash_at, job=job, on_beat=on_beat, beat_s=beat_s)
+        == "stop"
+    ):
         recorder.stopped(job=job, job_id=job_id, attempt=n, reason="visitor stopped the job")
         return "stopped"
+    if timed_out:
+        raise AttemptTimeout(f"order #{job}: attempt {n} outran its {timeout_s:g} s timeout")
     if plan.is_poison(job) and not attempt.consumer_fixed:
         raise PoisonMessage(f"order #{job}: payload fails schema validation (missing 'currency')")
     if plan.fails_transiently(job, n, attempt.since_start_s):
         raise TransientError(f"order #{job}: payment provider answered 503 on attempt {n}")
     outcome = charge(experiment_id, job, job_id=job_id, idempotent=attempt.params["idempotency"] == "on")
-    recorder.succeeded(job=job, job_id=job_id, attempt=n, outcome=outcome)
+    if recorder.succeeded(job=job, job_id=job_id, attempt=n, outcome=outcome):
+        recorder.applied_in_order(job, attempt.params)
     if plan.delivered_twice(job) and recorder.redeliver_once(job):
-        # At-least-once delivery after a lost ack: the very same job id lands on the queue again.
-        lab_queue(recorder.redis).push_job_id(job_id)
+        # At-least-once delivery after a lost ack: the very same message is delivered again.
+        if redeliver is None:
+            lab_queue(recorder.redis).push_job_id(job_id)
+        else:
+            redeliver()
     return outcome

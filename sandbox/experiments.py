@@ -19,7 +19,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from prepsite.redis_conn import LAB_QUEUE, get_redis, redis_is_full
 from prepsite.visitor import Visitor
-from sandbox import fairshare, limits, live, readmodel
+from sandbox import delivery, fairshare, limits, live, readmodel
 from sandbox.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
 from sandbox.models import Experiment
 from sandbox.params import admitted_jobs, worst_case_worker_seconds
@@ -107,6 +107,9 @@ def _admit(experiment: Experiment) -> None:
     }
     # Account for the admission before the first job can finish, so no worker sees a half-started run.
     recorder.admitted(arrivals=arrivals, rejected=params["jobs"] - admitted, schedule=schedule)
+    if delivery.model_of(params) != "rq":
+        delivery.admit(experiment.pk, params, arrivals, run)
+        return
     queue = lab_queue()
     for job in jobs:  # one call per job: RQ refuses rate-limited jobs in a pipeline
         options = dict(
@@ -132,6 +135,9 @@ def _abort(experiment: Experiment) -> None:
     for job in range(1, admitted_jobs(experiment.params) + 1):
         with contextlib.suppress(NoSuchJobError, RedisError):
             Job.fetch(live.job_id_for(experiment.pk, job), connection=connection).delete()
+    with contextlib.suppress(RedisError):
+        delivery.unschedule(experiment.pk, range(1, admitted_jobs(experiment.params) + 1))
+        get_redis().hdel(delivery.ACTIVE, str(experiment.pk))
     with contextlib.suppress(RedisError):
         live.Recorder(experiment.pk).discard_all()
     Experiment.objects.filter(pk=experiment.pk).delete()
@@ -183,6 +189,29 @@ def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *,
     if not candidates:
         return 0
     limits.check_redrive(experiment, len(candidates), limit_key)
+    if delivery.model_of(experiment.params) != "rq":
+        redriven = _redrive_messages(experiment, recorder, candidates)
+    else:
+        redriven = _redrive_jobs(experiment, recorder, candidates)
+    if redriven:
+        recorder.charge_budget(worst_case_worker_seconds({**experiment.params, "duplicate_rate": 0}, jobs=redriven))
+        Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.RUNNING, finished_at=None)
+    return redriven
+
+
+def _redrive_messages(experiment: Experiment, recorder: live.Recorder, candidates: list[int]) -> int:
+    """Stream and log: publish each dead-lettered message again (a new entry, a fresh delivery budget)."""
+    redriven = 0
+    for job_index in candidates:
+        if not recorder.claim_from_dlq(job_index):
+            continue
+        recorder.redriven(job_index)
+        delivery.redrive(experiment.pk, experiment.params, job_index)
+        redriven += 1
+    return redriven
+
+
+def _redrive_jobs(experiment: Experiment, recorder: live.Recorder, candidates: list[int]) -> int:
     queue = lab_queue()
     registry = FailedJobRegistry(queue=queue)
     redriven = 0
@@ -206,9 +235,6 @@ def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *,
             continue
         recorder.redriven(job_index)
         redriven += 1
-    if redriven:
-        recorder.charge_budget(worst_case_worker_seconds({**experiment.params, "duplicate_rate": 0}, jobs=redriven))
-        Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.RUNNING, finished_at=None)
     return redriven
 
 
@@ -241,10 +267,15 @@ def experiment_stop(experiment: Experiment) -> int:
     connection.set(live.flag_key(experiment.pk, "stop"), 1, ex=live.TTL_SECONDS)
     recorder = live.Recorder(experiment.pk)
     recorder.note("experiment_stop_requested")
+    jobs = range(1, admitted_jobs(experiment.params) + 1)
+    if delivery.model_of(experiment.params) != "rq":
+        taken = delivery.unschedule(experiment.pk, jobs)
+        stopped = recorder.stopped_before_start(taken, "experiment stopped before this message arrived")
+        finish_if_done(experiment.pk)
+        return stopped
     queue = lab_queue(connection)
     held = RateLimitRegistry(fairshare.rate_key(experiment.limit_key), connection=connection)
     scheduled = ScheduledJobRegistry(queue=queue)
-    jobs = range(1, admitted_jobs(experiment.params) + 1)
     pipe = connection.pipeline(transaction=False)
     for job in jobs:
         job_id = live.job_id_for(experiment.pk, job)

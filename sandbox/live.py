@@ -20,18 +20,22 @@ from sandbox.params import HORIZON_S, MAX_JOBS
 JOB_TTL_SECONDS = HORIZON_S + 3600
 TTL_SECONDS = JOB_TTL_SECONDS + 6 * 3600
 EVENTS_KEPT = 500
+DEFAULT_ORDER_KEYS = 4
 JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this long as not running
 
 KEY_NAMES = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
-    "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock", "render:latest",
+    "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock", "render:latest", "order",
+    # the stream and log delivery models (sandbox.delivery)
+    "q", "dlqs", "retryq", "off", "prod", "done", "maxlag", "owner", "hold", "budget", "lease:r", "flag:killed",
+    *(f"log:{p}" for p in range(8)), *(f"lease:{p}" for p in range(8)),
 )  # fmt: skip
 REDRIVE_LOCK_SECONDS = 3  # "redrive all" clicked again within this is the same click
 TERMINAL = ("succeeded", "dead_lettered", "stopped")
 COUNTERS = (
     "requested", "enqueued", "rejected", "attempts", "failed_attempts", "retries", "timeouts", "crashes",
     "succeeded", "dead_lettered", "stopped", "duplicates_delivered", "duplicates_suppressed", "double_charges",
-    "redriven", "discarded", "recovered", "late_outcomes",
+    "redriven", "discarded", "recovered", "late_outcomes", "redeliveries", "order_violations",
 )  # fmt: skip
 
 # The one definition of "finished": every admitted job is terminal, nothing runs, and every duplicate
@@ -65,6 +69,7 @@ if not params then return false end
 if ARGV[10] ~= '' and redis.call('HGET', KEYS[10], 'run') ~= ARGV[10] then return false end
 local attempt = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+if attempt > 1 then redis.call('HINCRBY', KEYS[3], 'redeliveries', 1) end
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('SET', KEYS[6], ARGV[3], 'EX', ARGV[4])
@@ -75,6 +80,20 @@ redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*',
   't', ARGV[7], 'kind', 'started', 'job', ARGV[1], 'attempt', attempt, 'worker', ARGV[8], 'pid', ARGV[3])
 return {params, attempt, redis.call('EXISTS', KEYS[9]), redis.call('EXISTS', KEYS[11]),
   redis.call('HGET', KEYS[10], 't0') or '0'}
+"""
+
+# Apply a message's order key and sequence: a sequence lower than one already applied for its key is
+# an order violation (event 2 of customer 7 charged before event 1).
+_APPLY_IN_ORDER = """
+local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+local seq = tonumber(ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if seq < last then
+  redis.call('HINCRBY', KEYS[2], 'order_violations', 1)
+  return 1
+end
+redis.call('HSET', KEYS[1], ARGV[1], seq)
+return 0
 """
 
 # Ends an attempt that produced an outcome (succeeded or stopped); the first outcome of a message counts.
@@ -129,6 +148,12 @@ def parse_job_id(job_id: str) -> tuple[int, int] | None:
     if len(parts) != 3 or parts[0] != "lab" or not all(p.isascii() and p.isdigit() for p in parts[1:]):
         return None
     return int(parts[1]), int(parts[2])
+
+
+def order_of(job: int, params: dict) -> tuple[int, int]:
+    """(order key, sequence within that key) of message `job`: customer k's events arrive in job order."""
+    keys = max(1, int(params.get("order_keys", DEFAULT_ORDER_KEYS)))
+    return (job - 1) % keys, (job - 1) // keys
 
 
 def beat_key(job_id: str) -> str:
@@ -279,6 +304,14 @@ class Recorder:
             event="succeeded" if outcome == "charged" else outcome, counter=counter, attempt=attempt,
         )  # fmt: skip
 
+    def applied_in_order(self, job: int, params: dict) -> bool:
+        """Record that message `job` took effect; True (and counted) if it overtook an earlier one of its key."""
+        order_key, seq = order_of(job, params)
+        violated = bool(self.redis.eval(_APPLY_IN_ORDER, 2, self.k("order"), self.k("c"), order_key, seq, TTL_SECONDS))
+        if violated:
+            self.note("order_violation", job, detail=f"customer {order_key}: event {seq + 1} applied after a later one")
+        return violated
+
     def stopped(self, *, job: int, job_id: str, attempt: int, reason: str) -> bool:
         return self._finish_attempt(
             job=job, job_id=job_id, state="stopped", mark={"n": attempt, "r": "stopped", "e": reason},
@@ -413,6 +446,7 @@ class LiveState:
     finished: bool = False  # decided by _IS_FINISHED, in Redis
     consumer_fixed: bool = False
     first_redrive: float | None = None  # when the first redrive of this run happened
+    max_lag: dict[int, int] = field(default_factory=dict)  # stream/log: partition -> most messages behind
     version: str = ""  # what the live view's polls compare (see poll())
 
     @property
@@ -478,12 +512,13 @@ def read(
     pipe.hgetall(k("retry_hist"))
     pipe.eval(_FINISHED, 2, k("c"), k("run"))
     pipe.exists(flag_key(experiment_id, "fixed"))
-    counters, (t0, first_redrive), running, scheduled, dlq, stream, ts, hist, finished, fixed = pipe.execute()
+    pipe.hgetall(k("maxlag"))
+    counters, (t0, first_redrive), running, scheduled, dlq, stream, ts, hist, finished, fixed, lags = pipe.execute()
     if not counters:
         return LiveState(experiment_id, exists=False)
     buckets: dict[str, dict[int, int]] = {}
     for raw_field, raw_value in ts.items():
-        second, kind = raw_field.decode().split(":")
+        second, kind = raw_field.decode().split(":", 1)
         buckets.setdefault(kind, {})[int(second)] = int(raw_value)
     state = LiveState(
         experiment_id,
@@ -501,6 +536,7 @@ def read(
         # The same formula as _POLL, from this snapshot: a drawing is tagged with the state it shows.
         version=f"{stream[0][0].decode() if stream else '0'}.{int(time.time() // 2) if running else 0}",
         first_redrive=float(first_redrive) if first_redrive else None,
+        max_lag={int(p): int(n) for p, n in lags.items()},
     )
     state.latencies = _latencies(redis, k("lat"), slo_fraction)
     return state

@@ -23,6 +23,14 @@ DEFAULTS: dict = {
     "arrival_per_s": 0.0,
     "slo_seconds": 10.0,
     "slo_percentile": 95,
+    # Delivery model (sandbox.delivery): RQ, a stream with a consumer group, or a partitioned log.
+    "model": "rq",
+    "visibility_timeout_s": 5.0,
+    "lease_extension": "off",
+    "partitions": 4,
+    "order_keys": 4,
+    "on_failure": "retry_topic",
+    "kill_consumer_at_s": 0.0,
 }
 
 
@@ -153,6 +161,90 @@ PRESETS: dict[str, Preset] = {
             "backlog: rejected = requested − cap. Nothing is silently lost.",
             "scalability-and-reliability",
             {"jobs": 200, "queue_cap": 50, "duration_ms": 100, "duration_spread_ms": 50},
+        ),
+        Preset(
+            "visibility-timeout",
+            "Visibility timeout shorter than the job",
+            "Stream model: four charges, one every four seconds, each taking 1.5 s, on a consumer group whose "
+            "visibility timeout is 1 s. At 1 s the message is still unacknowledged, so XAUTOCLAIM hands it to a "
+            "second consumer while the first still works: expect exactly one duplicate delivery per message "
+            "(4), each started while the first delivery runs. With idempotency on both charge attempts meet the "
+            "same key: 0 double charges. Turn lease extension on (the consumer re-claims its message every "
+            "second) and the duplicates go to 0; turn idempotency off instead and count the double charges.",
+            "core-concepts",
+            {
+                "model": "stream",
+                "jobs": 4,
+                "arrival_per_s": 0.25,
+                "duration_ms": 1500,
+                "duration_spread_ms": 0,
+                "visibility_timeout_s": 1.0,
+                "timeout_s": 10,
+            },
+        ),
+        Preset(
+            "ordering",
+            "Per-customer order under retries",
+            "Forty events for four customers (event k belongs to customer k mod 4), a flaky provider (30% of "
+            "attempts fail) and retries. On RQ a failed event waits for its retry while the customer's next "
+            "event succeeds, so events apply out of order: count the order violations. Run the same seed on the "
+            "log model with retries in place: each customer's events sit in one partition and a failure holds "
+            "the partition, so violations are 0, paid for with the stall.",
+            "internal-architecture",
+            {
+                "jobs": 40,
+                "arrival_per_s": 20.0,
+                "failure_rate": 0.3,
+                "max_retries": 5,
+                "backoff": "fixed",
+                "backoff_base_s": 1,
+                "duration_ms": 100,
+                "duration_spread_ms": 50,
+                "on_failure": "block",
+                "order_keys": 4,
+            },
+        ),
+        Preset(
+            "head-of-line",
+            "Poison message blocks its partition",
+            "Log model, four partitions, retries in place. A poison message at the head of a partition is "
+            "retried with backoff (1 + 2 + 4 + 8 s) before it is dead-lettered, and every message behind it in "
+            "that partition waits: its lag climbs while the other partitions drain. Switch 'a failed message' to "
+            "the retry topic: the poison message is parked and its partition moves on at once.",
+            "broker-internals",
+            {
+                "model": "log",
+                "jobs": 40,
+                "arrival_per_s": 10.0,
+                "poison_rate": 0.05,
+                "max_retries": 4,
+                "backoff": "exponential",
+                "backoff_base_s": 1,
+                "backoff_cap_s": 8,
+                "jitter": "none",
+                "duration_ms": 50,
+                "duration_spread_ms": 0,
+                "on_failure": "block",
+                "order_keys": 8,
+            },
+        ),
+        Preset(
+            "rebalance",
+            "A log consumer dies: rebalance",
+            "Log model, four partitions shared by the live consumers. Four seconds in, the consumer that owns "
+            "the next message is killed (SIGKILL). Its partitions are stuck until its 3 s lease runs out, then "
+            "move to the survivors; their lag spikes and drains, and the message it was working on is delivered "
+            "again from the last committed offset (idempotency keeps the charge single). When the pool "
+            "restarts it, partitions move back: a second rebalance.",
+            "broker-internals",
+            {
+                "model": "log",
+                "jobs": 100,
+                "arrival_per_s": 10.0,
+                "duration_ms": 200,
+                "duration_spread_ms": 50,
+                "kill_consumer_at_s": 4.0,
+            },
         ),
         Preset(
             "slow-consumer",

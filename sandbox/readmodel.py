@@ -103,9 +103,17 @@ def summarize(experiment: Experiment, state: live.LiveState) -> dict:
         "max_ms": state.latencies.get("max"),
         "slo_observed_ms": slo["observed_ms"],
         "slo_met": slo["met"],
+        "max_lag": max_lag(state),
         "finished": state.finished,
         "accounting_ok": state.accounting_holds(),
     }
+
+
+def max_lag(state: live.LiveState) -> int:
+    """The most messages one partition was behind (RQ and the stream are one partition: the queue)."""
+    if state.max_lag:
+        return max(state.max_lag.values())
+    return charts.series_from_buckets(state.buckets, now=time.time()).peak_depth
 
 
 def outcome(experiment: Experiment, state: live.LiveState | None = None) -> dict:

@@ -164,6 +164,9 @@ def worker_env(db_settings: dict) -> dict:
     return env
 
 
+CONSUMERS = 3  # stream/log consumer processes (sandbox.delivery), as make run starts them
+
+
 class WorkerPool:
     """A real `rqworker-pool` process (as `make run` starts it) plus the lab janitor and renderer."""
 
@@ -174,16 +177,20 @@ class WorkerPool:
         self.log = open(STATE["workdir"] / "workers.log", "ab")  # noqa: SIM115
 
     def start(self) -> None:
+        from sandbox import delivery
+
         manage = [sys.executable, str(BASE_DIR / "manage.py")]
         pool = [*manage, "rqworker-pool", "lab", "default", "--num-workers", str(self.num_workers)]
         pool += ["--worker-class", "sandbox.workers.LabWorker"]
         self.processes.append(subprocess.Popen(pool, env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log))
-        for command in ("lab_janitor", "lab_renderer"):  # as make run's Procfile starts them
+        # as make run's Procfile starts them
+        for command in (["lab_janitor"], ["lab_renderer"], ["lab_consumers", "--num", str(CONSUMERS)]):
             self.processes.append(
-                subprocess.Popen([*manage, command], env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log)
+                subprocess.Popen([*manage, *command], env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log)
             )
         connection = Redis.from_url(STATE["redis_url"])
         wait_for(lambda: Worker.count(connection=connection) >= self.num_workers, 30, message="RQ workers to register")
+        wait_for(lambda: len(delivery.members(connection)) >= CONSUMERS, 30, message="stream/log consumers to join")
 
     def stop(self) -> None:
         for process in self.processes:

@@ -1,0 +1,161 @@
+"""The same faults on three delivery models (issue #16): RQ, a stream with a consumer group and a
+visibility timeout, a partitioned log. Real consumer processes (`manage.py lab_consumers`, started by
+the rq_workers fixture as make run starts them) on the suite's own Redis; Redis is the oracle."""
+
+import json
+import random
+
+import pytest
+
+from prepsite.redis_conn import get_redis
+from sandbox import delivery, live, readmodel
+from sandbox.fault_plan import FaultPlan
+from sandbox.models import LedgerEntry
+from sandbox.presets import PRESETS
+from tests.conftest import wait_for
+from tests.sandbox.helpers import start, wait_finished, wait_state
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def accounting(experiment, state) -> dict:
+    c = state.counters
+    return {
+        "admitted": c["requested"] == c["enqueued"] + c["rejected"],
+        "terminal": c["enqueued"] == c["succeeded"] + c["dead_lettered"] + c["stopped"],
+    }
+
+
+def test_a_visibility_timeout_shorter_than_the_job_delivers_each_message_twice(rq_workers):
+    experiment = start("visibility-timeout")  # 4 messages of 1.5 s, visibility timeout 1 s, spaced 4 s
+    state = wait_finished(experiment, 60)
+    c = state.counters
+    assert c["succeeded"] == 4
+    assert c["duplicates_delivered"] == 4  # the predicted one per message: claimed at 1 s, acked at 1.5 s
+    assert c["double_charges"] == 0  # idempotency on: the second delivery meets the key
+    assert c["duplicates_suppressed"] == 4
+    assert LedgerEntry.objects.filter(experiment=experiment).count() == 4
+    redeliveries = [e for e in state.events if e["kind"] == "redelivered"] or live.read(
+        experiment.pk, events=200
+    ).events
+    assert any("still works" in e.get("detail", "") for e in redeliveries if e["kind"] == "redelivered")
+    assert delivery.oracle(experiment.pk, experiment.params) == {"pending": 0, "dead_letter_stream": 0}
+
+
+def test_lease_extension_stops_the_duplicates_and_idempotency_off_charges_twice(rq_workers):
+    extended = start("visibility-timeout", seed=8, lease_extension="on")
+    unprotected = start("visibility-timeout", seed=8, idempotency="off")
+    extended_state, unprotected_state = wait_finished(extended, 60), wait_finished(unprotected, 60)
+    assert extended_state.counters["duplicates_delivered"] == 0
+    assert extended_state.counters["succeeded"] == 4
+    assert unprotected_state.counters["double_charges"] == 4
+    assert LedgerEntry.objects.filter(experiment=unprotected).count() == 8
+
+
+def test_order_violations_under_rq_retries_and_none_in_the_log(rq_workers):
+    rq_run = start("ordering", seed=11)
+    log_run = start("ordering", seed=11, model="log")
+    rq_state, log_state = wait_finished(rq_run, 120), wait_finished(log_run, 120)
+    assert rq_state.counters["retries"] > 0
+    assert log_state.counters["retries"] > 0
+    assert rq_state.counters["order_violations"] > 0
+    assert log_state.counters["order_violations"] == 0
+    assert log_state.counters["succeeded"] + log_state.counters["dead_lettered"] == 40
+
+
+def _poison_partition_seed() -> tuple[int, int]:
+    """A seed for head-of-line whose poison message is early (so messages queue up behind it)."""
+    params = PRESETS["head-of-line"].parameters()
+    for seed in range(1, 500):
+        plan = FaultPlan.from_params(seed, params)
+        poison = [job for job in range(1, params["jobs"] + 1) if plan.is_poison(job)]
+        if len(poison) == 1 and poison[0] <= 10:
+            return seed, poison[0]
+    raise AssertionError("no seed with exactly one early poison message")
+
+
+def test_a_poison_message_blocks_its_partition_until_it_is_parked(rq_workers):
+    seed, poison = _poison_partition_seed()
+    blocked = start("head-of-line", seed=seed)
+    parked = start("head-of-line", seed=seed, on_failure="retry_topic")
+    stalled = delivery.partition_of(poison, blocked.params)
+    blocked_state, parked_state = wait_finished(blocked, 120), wait_finished(parked, 120)
+    for state in (blocked_state, parked_state):
+        assert state.counters["dead_lettered"] == 1
+        assert state.counters["succeeded"] == 39
+    lag_blocked = {row["partition"]: row["max_lag"] for row in delivery.assignment(blocked.pk, blocked.params)}
+    lag_parked = {row["partition"]: row["max_lag"] for row in delivery.assignment(parked.pk, parked.params)}
+    others = [lag for partition, lag in lag_blocked.items() if partition != stalled]
+    # Blocked: everything behind the poison message waits ~15 s of retries; the other partitions keep up.
+    assert lag_blocked[stalled] >= 5
+    assert lag_blocked[stalled] > 2 * max(others)
+    assert lag_parked[stalled] < lag_blocked[stalled] / 2
+    # Blocked, the messages queued behind the poison one waited out its retries (its own latency is the
+    # same either way: it is retried until the DLQ); parked, they did not wait.
+    assert readmodel.outcome(blocked)["p95_ms"] > 5_000
+    assert readmodel.outcome(parked)["p95_ms"] < 2_000
+    for run in (blocked, parked):
+        assert delivery.oracle(run.pk, run.params) == {"pending": 0, "dead_letter_stream": 1}
+
+
+def test_a_killed_log_consumer_loses_its_partitions_which_move_and_drain(rq_workers):
+    experiment = start("rebalance", seed=5)
+    killed = wait_state(
+        experiment, lambda s: any(e["kind"] == "consumer_killed" for e in live.read(experiment.pk, events=400).events),
+        timeout=30, message="a consumer to be killed",
+    )  # fmt: skip
+    assert killed.exists
+    state = wait_finished(experiment, 120)
+    events = live.read(experiment.pk, events=500).events
+    moved = [e for e in events if e["kind"] == "rebalanced"]
+    assert moved, "no partition moved after its owner died"
+    c = state.counters
+    assert c["succeeded"] == 100
+    assert c["double_charges"] == 0
+    assert c["crashes"] >= 1  # the killed consumer's message was redelivered and accounted as a crash
+    assert max(row["max_lag"] for row in delivery.assignment(experiment.pk, experiment.params)) >= 3
+    assert delivery.oracle(experiment.pk, experiment.params)["pending"] == 0
+    # The pool restarted it: three consumers again.
+    wait_for(lambda: len(delivery.members(get_redis())) >= 3, 20, message="the killed consumer to be restarted")
+
+
+@pytest.mark.parametrize("model", ["rq", "stream", "log"])
+def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, model):
+    rng = random.Random(f"mixed-{model}")
+    faults = {
+        "failure_rate": rng.choice([0.2, 0.3]),
+        "poison_rate": 0.1,
+        "crash_rate": 0.05,
+        "duplicate_rate": 0.2,
+        "max_retries": 2,
+        "backoff": "fixed",
+        "backoff_base_s": 1,
+        "backoff_cap_s": 1,
+        "jobs": 30,
+        "arrival_per_s": 30.0,
+        "duration_ms": 60,
+        "duration_spread_ms": 30,
+        "visibility_timeout_s": 1.0,
+    }
+    experiment = start("happy", seed=rng.randrange(1000), model=model, **faults)
+    state = wait_finished(experiment, 150)
+    assert accounting(experiment, state) == {"admitted": True, "terminal": True}
+    c = state.counters
+    assert c["double_charges"] == 0
+    assert LedgerEntry.objects.filter(experiment=experiment).count() == c["succeeded"]
+    if model == "rq":
+        from rq.registry import FailedJobRegistry
+
+        from sandbox.experiments import lab_queue
+
+        failed = FailedJobRegistry(queue=lab_queue()).get_job_ids(cleanup=False)
+        ours = [job_id for job_id in failed if job_id.startswith(f"lab-{experiment.pk}-")]
+        assert len(ours) == c["dead_lettered"]
+    else:
+        assert delivery.oracle(experiment.pk, experiment.params) == {
+            "pending": 0,
+            "dead_letter_stream": c["dead_lettered"],
+        }
+    summary = readmodel.outcome(experiment)
+    assert {"redeliveries", "order_violations", "max_lag"} <= set(summary)
+    assert json.dumps(summary)
