@@ -5,6 +5,8 @@ transaction, so a malformed file leaves the database as it was. Rows are upserte
 rows whose file is gone are deleted, so loading twice changes nothing.
 """
 
+import hashlib
+import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from django.utils.module_loading import import_string
 
 from prepsite.shared_pages import shared_pages_clear
 from topics.markdown import LinkError, LinkErrors, Rendered, ResolvedLink, render_markdown
-from topics.models import Question, Section, Topic
+from topics.models import RESERVED_SECTION_SLUGS, Question, Section, Topic
 
 DEFAULT_CONTENT_DIR = Path(settings.BASE_DIR) / "topics" / "content"
 DIAGRAM_FILE = "diagram.html"  # optional: an accessible SVG figure whose href="section:…" links are checked
@@ -26,8 +28,13 @@ DIAGRAM_LINK = re.compile(r'href="(lab|section|question):([^"]*)"')
 LEVELS = {choice.value for choice in Question.Level}
 KINDS = {choice.value for choice in Question.Kind}
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-# Ids the topic page itself uses; a heading with one of these ids would clash.
-PAGE_IDS = {"main", "contents", "diagram", "progress", "sections"}
+# Ids the overview and chapter pages use themselves; a section slug or heading with one would clash.
+PAGE_IDS = {
+    "main", "contents", "diagram", "progress", "sections", "messages", "nav-due", "nav-account",
+    "chapters", "all-headings", "chapter", "understood", "chapter-nav", "top",
+}  # fmt: skip
+PAGE_ID_PREFIXES = ("toc-check-", "understood-")
+ELEMENT_ID = re.compile(r'\bid="([^"]+)"')
 
 
 class ContentError(Exception):
@@ -223,6 +230,9 @@ def _plan_topic(directory: Path, lab_presets: Collection[str], problems: _Proble
         default_slug = prefix[2] if prefix else path.stem
         default_order = int(prefix[1]) if prefix else index
         section_slug = _slug(section, default_slug, problems)
+        if section_slug in RESERVED_SECTION_SLUGS:
+            problems.add(path, section.key_line("slug"), f"section slug {section_slug!r} is a reserved URL segment")
+            continue
         if section_slug in section_paths:
             problems.add(
                 path,
@@ -321,7 +331,6 @@ def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems:
 
 
 def _resolver(plan: _TopicPlan):
-    topic_url = reverse("topics:topic_detail", args=[plan.slug])
     lab_url = reverse("sandbox:home")
 
     def resolve(scheme: str, target: str) -> ResolvedLink:
@@ -339,7 +348,8 @@ def _resolver(plan: _TopicPlan):
             raise LinkError(href, f"unknown section {section!r} in link {href!r}")
         if anchor and anchor not in plan.anchors.get(section, set()):
             raise LinkError(href, f"section {section!r} has no heading with anchor {anchor!r} (link {href!r})")
-        return ResolvedLink(f"{topic_url}#{anchor or section}", "section-link")
+        chapter_url = reverse("topics:section", args=[plan.slug, section])
+        return ResolvedLink(f"{chapter_url}#{anchor}" if anchor else chapter_url, "section-link")
 
     return resolve
 
@@ -362,14 +372,28 @@ def _heading_line(source: SourceFile, title: str) -> int:
 
 def _render_topic(plan: _TopicPlan, problems: _Problems) -> dict[str, Rendered]:
     """Render every body; section headings first, so links can be checked against their anchors."""
-    page_ids = set(PAGE_IDS) | set(plan.sections)
     owner: dict[str, str] = {}
+    # The overview shows the intro and the diagram beside the forwarding links: their ids count as taken.
+    for entry in render_markdown(plan.source.body).toc:
+        owner[entry["id"]] = "the topic's introduction"
+    diagram = plan.directory / DIAGRAM_FILE
+    if diagram.is_file():
+        for element_id in ELEMENT_ID.findall(diagram.read_text(encoding="utf-8")):
+            owner[element_id] = "the diagram"
+    for slug, (source, _fields) in sorted(plan.sections.items(), key=lambda item: item[1][1]["order"]):
+        clash = "the page" if _page_id(slug) else owner.get(slug)
+        if clash:
+            problems.add(
+                source.path, source.key_line("slug"), f"section slug {slug!r} clashes with an id used by {clash}"
+            )
+        owner.setdefault(slug, f"section {slug!r}")
     for slug, (source, _fields) in sorted(plan.sections.items(), key=lambda item: item[1][1]["order"]):
         toc = render_markdown(source.body).toc
         plan.anchors[slug] = {entry["id"] for entry in toc}
         for entry in toc:
-            # Every section shares one page, so a heading id must be unique across the topic.
-            clash = "the page" if entry["id"] in page_ids else owner.get(entry["id"])
+            # Each chapter has its own page, but the overview keeps every old "#id" of the single page it
+            # replaced as a forwarding link, so a heading id must still be unique across the topic.
+            clash = "the page" if _page_id(entry["id"]) else owner.get(entry["id"])
             if clash:
                 problems.add(
                     source.path,
@@ -393,6 +417,21 @@ def _render_topic(plan: _TopicPlan, problems: _Problems) -> dict[str, Rendered]:
             rendered[f"question:{slug}"] = result
     rendered["diagram"] = _render_diagram(plan.directory / DIAGRAM_FILE, resolve, problems)
     return rendered
+
+
+def _page_id(element_id: str) -> bool:
+    return element_id in PAGE_IDS or element_id.startswith(PAGE_ID_PREFIXES)
+
+
+def _content_version(plan: _TopicPlan, rendered: dict[str, Rendered]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps(plan.fields, sort_keys=True, default=str).encode())
+    for key in sorted(rendered):
+        digest.update(key.encode() + b"\0" + rendered[key].html.encode() + b"\0")
+    for group in (plan.sections, plan.questions):
+        for slug in sorted(group):
+            digest.update(json.dumps(group[slug][1], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def _render_diagram(path: Path, resolve, problems: _Problems) -> Rendered:
@@ -461,7 +500,12 @@ def content_load(*, path: Path | str | None = None, lab_presets: Collection[str]
 def _write_topic(plan: _TopicPlan, rendered: dict[str, Rendered]) -> LoadStats:
     stats = LoadStats(topic=plan.slug, sections=len(plan.sections), questions=len(plan.questions))
     topic_stats = LoadStats(topic=plan.slug)  # the topic row itself is not counted in the summary
-    values = {**plan.fields, "intro_html": rendered["topic"].html, "diagram_html": rendered["diagram"].html}
+    values = {
+        **plan.fields,
+        "intro_html": rendered["topic"].html,
+        "diagram_html": rendered["diagram"].html,
+        "content_version": _content_version(plan, rendered),
+    }
     topic = _upsert(Topic, {"slug": plan.slug}, values, topic_stats)
 
     stale_questions = topic.questions.exclude(slug__in=list(plan.questions))
@@ -473,7 +517,13 @@ def _write_topic(plan: _TopicPlan, rendered: dict[str, Rendered]) -> LoadStats:
     sections: dict[str, Section] = {}
     for slug, (_source, fields) in plan.sections.items():
         result = rendered[f"section:{slug}"]
-        values = {**fields, "body_html": result.html, "body_text": result.text, "toc": result.toc}
+        values = {
+            **fields,
+            "body_html": result.html,
+            "body_text": result.text,
+            "toc": result.toc,
+            "blocks": result.blocks,
+        }
         sections[slug] = _upsert(Section, {"topic": topic, "slug": slug}, values, stats)
 
     for slug, (_source, fields) in plan.questions.items():

@@ -45,6 +45,7 @@ class Rendered:
     toc: list[dict] = field(default_factory=list)  # [{"id", "title", "level"}], document order
     text: str = ""  # plain text, for search
     links: list[str] = field(default_factory=list)  # special hrefs seen, in order
+    blocks: list[dict] = field(default_factory=list)  # [{"id", "heading", "text"}]: the passages search lands on
 
 
 class _SpecialLinks(Treeprocessor):
@@ -72,6 +73,64 @@ class _SpecialLinks(Treeprocessor):
             if resolved.css_class:
                 classes = [*anchor.get("class", "").split(), resolved.css_class]
                 anchor.set("class", " ".join(dict.fromkeys(classes)))
+
+
+# Block ids are "<heading id>--<n>": Markdown's slugify collapses runs of "-", so a heading id never holds
+# "--" and a block id can never clash with one. Blocks before the first heading count under "top".
+BLOCK_TAGS = {"p", "blockquote", "dl"}
+LIST_TAGS = {"ul", "ol"}
+_PLACEHOLDER = re.compile("\x02[^\x03]*\x03")
+
+
+def _plain(element: Element) -> str:
+    if element.tag == "tr":  # cells side by side, not run together
+        return " · ".join(filter(None, (_plain(cell) for cell in element)))
+    text = "".join(element.itertext()).replace("\x02amp\x03", "&")
+    return re.sub(r"\s+", " ", _PLACEHOLDER.sub(" ", text)).strip()
+
+
+class _BlockIds(Treeprocessor):
+    """Give every top-level paragraph, list item, quote and table row a stable id, so search can link to it."""
+
+    def __init__(self, md, blocks: list[dict]):
+        super().__init__(md)
+        self.blocks = blocks
+
+    def run(self, root: Element) -> None:
+        heading, count = "top", 0
+
+        def add(element: Element) -> None:
+            nonlocal count
+            text = _plain(element)
+            if not text or element.get("id"):
+                return
+            count += 1
+            element.set("id", f"{heading}--{count}")
+            self.blocks.append({"id": element.get("id"), "heading": heading, "text": text})
+
+        for element in root:
+            if re.fullmatch(r"h[1-6]", element.tag) and element.get("id"):
+                heading, count = element.get("id"), 0
+            elif element.tag == "p" and _PLACEHOLDER.fullmatch((element.text or "").strip()) and not len(element):
+                continue  # a stashed code block or raw HTML: the postprocessor swaps the whole <p> for it
+            elif element.tag in BLOCK_TAGS:
+                add(element)
+            elif element.tag in LIST_TAGS:
+                for item in element.findall("li"):
+                    add(item)
+            elif element.tag == "table":
+                for row in element.iter("tr"):  # a row is a passage of its own ("Saturation | how close ...")
+                    if row.find("td") is not None:
+                        add(row)
+
+
+class _BlockIdsExtension(Extension):
+    def __init__(self, blocks: list[dict]):
+        super().__init__()
+        self.blocks = blocks
+
+    def extendMarkdown(self, md) -> None:
+        md.treeprocessors.register(_BlockIds(md, self.blocks), "block_ids", 3)  # after toc (5) set heading ids
 
 
 class _SpecialLinksExtension(Extension):
@@ -143,6 +202,7 @@ def render_markdown(source: str, *, resolve: LinkResolver | None = None) -> Rend
     """Render Markdown; raise the first LinkError after collecting all (the caller reports them all)."""
     errors: list[LinkError] = []
     seen: list[str] = []
+    blocks: list[dict] = []
     md = markdown.Markdown(
         extensions=[
             "fenced_code",
@@ -152,6 +212,7 @@ def render_markdown(source: str, *, resolve: LinkResolver | None = None) -> Rend
             "sane_lists",
             _SpecialLinksExtension(resolve, errors, seen),
             _ScrollRegionsExtension(),
+            _BlockIdsExtension(blocks),
         ],
         extension_configs={
             "codehilite": {"css_class": "highlight", "guess_lang": False},
@@ -162,7 +223,7 @@ def render_markdown(source: str, *, resolve: LinkResolver | None = None) -> Rend
     body = md.convert(source)
     if errors:
         raise LinkErrors(errors)
-    return Rendered(html=body, toc=_flatten(md.toc_tokens), text=html_to_text(body), links=seen)
+    return Rendered(html=body, toc=_flatten(md.toc_tokens), text=html_to_text(body), links=seen, blocks=blocks)
 
 
 class LinkErrors(ValueError):

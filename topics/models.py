@@ -1,5 +1,7 @@
 """Study content (topics, sections, drill questions) and per-visitor reading progress."""
 
+import math
+
 from django.conf import settings
 from django.db import models, transaction
 from django.dispatch import receiver
@@ -22,6 +24,9 @@ class Topic(models.Model):
     diagram_html = models.TextField(blank=True, help_text="the topic's optional diagram.html, links resolved")
     curveballs = models.JSONField(default=list, blank=True, help_text="[{text, preset, label, also?}]")
     order = models.PositiveIntegerField(default=0)
+    content_version = models.CharField(
+        max_length=40, blank=True, help_text="digest of everything loaded for the topic; in-process caches key on it"
+    )
 
     objects = TopicQuerySet.as_manager()
 
@@ -33,6 +38,11 @@ class Topic(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("topics:topic_detail", args=[self.slug])
+
+
+WORDS_PER_MINUTE = 220  # a technical text read carefully
+# Path segments under /topics/<topic>/ that are not chapters (our routes and the Drills app's).
+RESERVED_SECTION_SLUGS = frozenset({"drill", "drill-status", "personal", "checklist", "sections"})
 
 
 class SectionQuerySet(models.QuerySet):
@@ -49,6 +59,9 @@ class Section(models.Model):
     body_html = models.TextField(blank=True, help_text="Rendered at load time so page views do no Markdown work.")
     body_text = models.TextField(blank=True, help_text="Plain text of the body, for search.")
     toc = models.JSONField(default=list, blank=True, help_text="[{id, title, level}] of the body's headings.")
+    blocks = models.JSONField(
+        default=list, blank=True, help_text="[{id, heading, text}] of the body's paragraphs, list items and tables."
+    )
 
     objects = SectionQuerySet.as_manager()
 
@@ -60,7 +73,19 @@ class Section(models.Model):
         return self.title
 
     def get_absolute_url(self) -> str:
-        return f"{self.topic.get_absolute_url()}#{self.slug}"
+        return reverse("topics:section", args=[self.topic.slug, self.slug])
+
+    @property
+    def reading_minutes(self) -> int:
+        return max(1, math.ceil(len(self.body_text.split()) / WORDS_PER_MINUTE))
+
+    @property
+    def summary(self) -> str:
+        """The chapter's opening paragraph, for the overview's contents."""
+        return self.blocks[0]["text"] if self.blocks else ""
+
+    def heading_title(self, heading_id: str) -> str:
+        return next((entry["title"] for entry in self.toc if entry["id"] == heading_id), "")
 
 
 class QuestionQuerySet(models.QuerySet):

@@ -1,12 +1,25 @@
-"""Site search over topics, sections (with their sub-headings) and drill questions.
+"""Site search: ranks paragraphs, not pages, so a result lands on the passage that teaches the words.
 
-The content is a few hundred kilobytes, so we scan it in Python: portable across SQLite and
-PostgreSQL, and ranking stays simple to reason about. Title-level matches (topic title, section
-title or sub-heading, question prompt) rank above body-only matches, then by number of hits.
+Every section is split at load time into blocks (paragraphs, list items, tables; see
+topics/markdown.py) with stable ids. The index is built in Python from those blocks, the topic
+intros and the drill questions, once per content version, and kept in memory: the content is a
+few hundred kilobytes (about 1,500 blocks), it indexes in well under a second, and one ranking
+runs the same on SQLite and PostgreSQL (FTS5 and tsvector rank differently, and neither has
+phrase proximity we could test once for both).
+
+Ranking: BM25 over each block's words, a light stemmer so "retries" finds "retry", a bonus for the
+block's heading and chapter title, a bonus that grows as the query words stand closer together
+(side by side is best), and a few domain synonyms ("bounded" ~ "limit"), each worth less than the
+word itself.
 """
 
+import math
 import re
-from dataclasses import dataclass
+import threading
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -20,41 +33,351 @@ MAX_RESULTS = 30
 SNIPPET_BEFORE = 70
 SNIPPET_AFTER = 170
 
+# BM25's usual constants; then how much a heading, the chapter title, a synonym and closeness are worth.
+K1, B = 1.2, 0.75
+# Blocks shorter than this share of the average count as this long: BM25 otherwise ranks a one-line
+# signpost ("Try it in the Lab: retries with backoff and jitter") above the paragraph that explains it.
+SHORT_BLOCK = 0.8
+HEADING_WEIGHT = 1.0
+CHAPTER_WEIGHT = 0.3
+PROMPT_WEIGHT = 0.8
+SYNONYM_WEIGHT = 0.7
+PROXIMITY_WEIGHT = 1.5
+QUESTION_WEIGHT = 0.7
+# Teaching text introduces a term at the start of its paragraph or list item ("**Concurrency limits per
+# dependency.** A semaphore of ..."); a mention in passing sits mid-sentence.
+LEAD_TOKENS = 6
+LEAD_WEIGHT = 1.0
+# A passage is scored with a share of its whole chapter's score: the words in a chapter about them.
+CHAPTER_SCORE_WEIGHT = 0.25  # a drill quotes the chapters; the chapter's own passage should come first
+
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
+)
+# Words interviewers and the chapters use for one idea; applied to query words, after stemming.
+SYNONYMS = {
+    "bound": ("limit", "cap"),
+    "limit": ("cap", "bound"),
+    "cap": ("limit",),
+    "dlq": ("dead",),
+    "redeliver": ("redrive",),
+}
+WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper (plurals, -ed, -ing, -ly, final e): enough to match the forms a reader
+    types, and conservative, so unrelated words are not merged ("concurrency" stays apart from
+    "concurrent"). No stemming library is in our pinned requirements; this is 20 lines."""
+    w = word.lower()
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w.endswith(("ies", "ied")) and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("sses") or w.endswith(("xes", "ches", "shes")):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix in ("ing", "ed"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
+                w = w[:-1]  # shedding -> shed, capped -> cap
+            break
+    if w.endswith("ly") and len(w) > 5:
+        w = w[:-2]
+    if w.endswith("e") and len(w) > 4:
+        w = w[:-1]  # cache / caching, queue / queued
+    return w
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+    """(stem, start, end) of each word that is not a stopword."""
+    return [
+        (stem(m[0]), m.start(), m.end()) for m in WORD.finditer(text) if m[0].lower() not in STOPWORDS and len(m[0]) > 1
+    ]
+
 
 def clean_query(raw: str | None) -> str:
-    return re.sub(r"\s+", " ", (raw or "")).strip()[:MAX_QUERY]
-
-
-def _term_pattern(term: str) -> str:
-    # Word-prefix match plus a little plural folding: "retries" finds "retry", "queues" finds "queue".
-    if len(term) > 4 and term.endswith("ies"):
-        return rf"\b{re.escape(term[:-3])}(?:y|ies)"
-    if len(term) > 3 and term.endswith("s") and not term.endswith("ss"):
-        return rf"\b{re.escape(term[:-1])}"
-    return rf"\b{re.escape(term)}"
+    """Whitespace collapsed, control characters (NUL included) dropped, at most MAX_QUERY characters."""
+    text = "".join(ch for ch in (raw or "")[: MAX_QUERY * 4] if unicodedata.category(ch)[0] != "C" or ch.isspace())
+    return re.sub(r"\s+", " ", text).strip()[:MAX_QUERY]
 
 
 def query_terms(query: str) -> list[str]:
-    terms = [t for t in dict.fromkeys(re.findall(r"\w+", query.lower())) if len(t) > 1]
-    return terms[:MAX_TERMS]
+    """The query's distinct stems, in order, at most MAX_TERMS."""
+    return list(dict.fromkeys(token for token, _start, _end in tokenize(query)))[:MAX_TERMS]
+
+
+@dataclass
+class Doc:
+    kind: str  # "topic" | "section" | "question"
+    url: str
+    title: str
+    context: str
+    text: str
+    group: str  # results show the best block of each group (a chapter, a question, a topic)
+    order: int
+    heading: frozenset = frozenset()
+    chapter: frozenset = frozenset()
+    tokens: list = field(default_factory=list)  # [(stem, start, end)]
+    counts: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class Index:
+    docs: list[Doc]
+    postings: dict[str, list[int]]
+    idf: dict[str, float]
+    average_length: float
+    groups: dict[str, Counter] = field(default_factory=dict)  # a chapter's (or question's) word counts
+    group_lengths: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class Hit:
-    kind: str  # "topic" | "section" | "question"
+    kind: str
     title: str
     url: str
-    context: str  # where it lives ("Queueing › Core concepts")
-    heading_terms: int  # distinct terms found in a title, heading or prompt
-    terms: int  # distinct terms found anywhere
-    hits: int  # total occurrences
-    phrase: int  # occurrences of the words side by side, as typed
+    context: str
+    score: float
+    block_id: str
+    text: str
     title_html: SafeString
     snippet: SafeString
 
-    @property
-    def sort_key(self) -> tuple:
-        return (-self.heading_terms, -self.terms, -min(self.phrase, 1), -self.hits, self.title)
+
+def _doc(**fields) -> Doc:
+    doc = Doc(**fields)
+    doc.tokens = tokenize(doc.text)
+    doc.counts = Counter(token for token, _s, _e in doc.tokens)
+    return doc
+
+
+def _stems(text: str) -> frozenset:
+    return frozenset(token for token, _s, _e in tokenize(text))
+
+
+def _documents() -> list[Doc]:
+    docs: list[Doc] = []
+    for topic in Topic.objects.published():
+        docs.append(
+            _doc(
+                kind="topic",
+                url=topic.get_absolute_url(),
+                title=topic.title,
+                context="Topic",
+                text=f"{topic.summary} {html_to_text(topic.intro_html)}".strip(),
+                group=f"topic:{topic.pk}",
+                order=len(docs),
+                heading=_stems(topic.title),
+            )
+        )
+    sections = Section.objects.select_related("topic").order_by("topic__order", "topic__title", "order")
+    for section in sections.only("slug", "title", "toc", "blocks", "topic__slug", "topic__title"):
+        chapter = _stems(section.title)
+        for block in section.blocks:
+            heading = section.heading_title(block["heading"])
+            docs.append(
+                _doc(
+                    kind="section",
+                    url=f"{section.get_absolute_url()}#{block['id']}",
+                    title=heading or section.title,
+                    context=f"{section.topic.title} › {section.title}",
+                    text=block["text"],
+                    group=f"section:{section.pk}",
+                    order=len(docs),
+                    heading=_stems(heading),
+                    chapter=chapter,
+                )
+            )
+    for question in Question.objects.select_related("topic", "section").in_order():
+        docs.append(
+            _doc(
+                kind="question",
+                url=question.get_absolute_url(),
+                title=question.prompt,
+                context=f"Drill · {question.get_level_display()} · {question.section.title}",
+                text=html_to_text(question.answer_html),
+                group=f"question:{question.pk}",
+                order=len(docs),
+                heading=_stems(question.prompt),
+            )
+        )
+    return docs
+
+
+def build_index(docs: list[Doc]) -> Index:
+    postings: dict[str, list[int]] = defaultdict(list)
+    for number, doc in enumerate(docs):
+        for token in set(doc.counts) | doc.heading | doc.chapter:
+            postings[token].append(number)
+    total = max(len(docs), 1)
+    idf = {token: math.log(1 + (total - len(found) + 0.5) / (len(found) + 0.5)) for token, found in postings.items()}
+    average = sum(len(doc.tokens) for doc in docs) / total
+    groups: dict[str, Counter] = defaultdict(Counter)
+    lengths: Counter = Counter()
+    for doc in docs:
+        groups[doc.group].update(doc.counts)
+        lengths[doc.group] += len(doc.tokens)
+    return Index(
+        docs=docs,
+        postings=dict(postings),
+        idf=idf,
+        average_length=max(average, 1.0),
+        groups=dict(groups),
+        group_lengths=dict(lengths),
+    )
+
+
+_cache: dict = {}
+_cache_lock = threading.Lock()
+
+
+def current_index() -> Index:
+    """The index for the content now in the database, rebuilt only when a load changed it."""
+    version = tuple(Topic.objects.order_by("pk").values_list("pk", "content_version"))
+    with _cache_lock:
+        if _cache.get("version") != version:
+            _cache["index"] = build_index(_documents())
+            _cache["version"] = version
+        return _cache["index"]
+
+
+def _groups(terms: list[str]) -> list[dict[str, float]]:
+    """Each query word with its synonyms, as {stem: weight}."""
+    groups = []
+    for term in terms:
+        group = {term: 1.0}
+        for synonym in SYNONYMS.get(term, ()):
+            group.setdefault(synonym, SYNONYM_WEIGHT)
+        groups.append(group)
+    return groups
+
+
+def _proximity(doc: Doc, groups: list[dict[str, float]]) -> float:
+    """1 when the query words stand side by side in the block, falling as the tightest window widens."""
+    if len(groups) < 2:
+        return 0.0
+    hits = sorted(
+        (position, number)
+        for position, (token, _s, _e) in enumerate(doc.tokens)
+        for number, group in enumerate(groups)
+        if token in group
+    )
+    best, seen = None, {}
+    left = 0
+    for position, number in hits:
+        seen[number] = seen.get(number, 0) + 1
+        while len(seen) == len(groups):
+            start = hits[left][0]
+            width = position - start + 1
+            best = width if best is None else min(best, width)
+            first = hits[left][1]
+            seen[first] -= 1
+            if not seen[first]:
+                del seen[first]
+            left += 1
+    if best is None:
+        return 0.0
+    return 1.0 / (1 + best - len(groups))
+
+
+def _lead(doc: Doc, groups: list[dict[str, float]]) -> float:
+    """Share of the query words found among the block's first words."""
+    lead = {token for token, _s, _e in doc.tokens[:LEAD_TOKENS]}
+    return sum(1 for group in groups if lead & group.keys()) / len(groups)
+
+
+def _chapter_score(index: Index, doc: Doc, groups: list[dict[str, float]], cache: dict) -> float:
+    """BM25 of the query against the passage's whole chapter, lengths compared between chapters."""
+    if doc.group not in cache:
+        counts = index.groups[doc.group]
+        average = sum(index.group_lengths.values()) / max(len(index.group_lengths), 1)
+        norm = K1 * (1 - B + B * index.group_lengths[doc.group] / max(average, 1.0))
+        total = 0.0
+        for group in groups:
+            total += max(
+                weight * index.idf.get(token, 0.0) * counts[token] * (K1 + 1) / (counts[token] + norm)
+                for token, weight in group.items()
+            )
+        cache[doc.group] = total
+    return cache[doc.group]
+
+
+def _score(index: Index, doc: Doc, groups: list[dict[str, float]], chapters: dict) -> tuple[float, int]:
+    length = max(len(doc.tokens), SHORT_BLOCK * index.average_length)
+    length_norm = K1 * (1 - B + B * length / index.average_length)
+    heading_weight = PROMPT_WEIGHT if doc.kind != "section" else HEADING_WEIGHT
+    total, matched, idfs = 0.0, 0, []
+    for group in groups:
+        best = 0.0
+        for token, weight in group.items():
+            idf = index.idf.get(token, 0.0)
+            tf = doc.counts.get(token, 0)
+            value = idf * tf * (K1 + 1) / (tf + length_norm) if tf else 0.0
+            value += heading_weight * idf if token in doc.heading else 0.0
+            value += CHAPTER_WEIGHT * idf if token in doc.chapter else 0.0
+            best = max(best, weight * value)
+        if best:
+            matched += 1
+            idfs.append(max(index.idf.get(token, 0.0) for token in group))
+        total += best
+    if not matched:
+        return 0.0, 0
+    mean_idf = sum(idfs) / len(idfs)
+    total += PROXIMITY_WEIGHT * mean_idf * _proximity(doc, groups)
+    total += LEAD_WEIGHT * mean_idf * _lead(doc, groups)
+    total += CHAPTER_SCORE_WEIGHT * _chapter_score(index, doc, groups, chapters)
+    total *= matched / len(groups)  # a block with every word beats one that repeats a single word
+    if doc.kind == "question":
+        total *= QUESTION_WEIGHT
+    return total, matched
 
 
 def highlight(text: str, patterns: list[re.Pattern]) -> SafeString:
@@ -78,7 +401,8 @@ def highlight(text: str, patterns: list[re.Pattern]) -> SafeString:
 def snippet(text: str, patterns: list[re.Pattern]) -> SafeString:
     first = min((m.start() for p in patterns if (m := p.search(text))), default=None)
     if first is None:
-        return highlight(text[: SNIPPET_BEFORE + SNIPPET_AFTER].rsplit(" ", 1)[0] + " …", patterns)
+        short = text if len(text) <= SNIPPET_BEFORE + SNIPPET_AFTER else text[: SNIPPET_BEFORE + SNIPPET_AFTER]
+        return highlight(short if short == text else short.rsplit(" ", 1)[0] + " …", patterns)
     start = max(0, first - SNIPPET_BEFORE)
     end = min(len(text), first + SNIPPET_AFTER)
     if start > 0:
@@ -93,94 +417,61 @@ def snippet(text: str, patterns: list[re.Pattern]) -> SafeString:
     return mark_safe(f"{prefix}{highlight(piece, patterns)}{suffix}")  # noqa: S308 (highlight escapes)
 
 
-def _count(patterns: list[re.Pattern], text: str) -> tuple[int, int]:
-    counts = [len(p.findall(text)) for p in patterns]
-    return sum(1 for c in counts if c), sum(counts)
+def _words_pattern(words: list[str]) -> list[re.Pattern]:
+    if not words:
+        return []
+    alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+    return [re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)]
 
 
-def _score(patterns, phrase, heading_fields: list[str], body: str) -> dict:
-    heading = " \n ".join(heading_fields)
-    everything = heading + " \n " + body
-    terms, hits = _count(patterns, everything)
-    return {
-        "heading_terms": _count(patterns, heading)[0],
-        "terms": terms,
-        "hits": hits,
-        "phrase": len(phrase.findall(everything)) if phrase else 0,
-    }
+def _matched_words(text: str, stems: set[str]) -> list[str]:
+    return list(dict.fromkeys(text[s:e].lower() for token, s, e in tokenize(text) if token in stems))
 
 
 def search(query: str) -> list[Hit]:
     terms = query_terms(query)
     if not terms:
         return []
-    patterns = [re.compile(_term_pattern(term), re.IGNORECASE) for term in terms]
-    # The words side by side, as typed ("dead letter", "dead-letter") rank above scattered matches.
-    phrase = re.compile(r"[\s-]+".join(_term_pattern(t) for t in terms), re.IGNORECASE) if len(terms) > 1 else None
-    results: list[Hit] = []
+    index = current_index()
+    groups = _groups(terms)
+    stems = {token for group in groups for token in group}
+    candidates = {number for token in stems for number in index.postings.get(token, ())}
+    scored, chapters = [], {}
+    for number in candidates:
+        doc = index.docs[number]
+        score, matched = _score(index, doc, groups, chapters)
+        if score > 0:
+            scored.append((-score, doc.order, doc, matched))
+    scored.sort(key=lambda item: (item[0], item[1]))
+    # A block with every word first; blocks missing some show only when none has them all.
+    complete = [item for item in scored if item[3] == len(groups)]
+    scored = complete or scored
 
-    for topic in Topic.objects.published():
-        intro = f"{topic.summary} {html_to_text(topic.intro_html)}".strip()
-        score = _score(patterns, phrase, [topic.title], intro)
-        if score["terms"]:
-            results.append(
-                Hit(
-                    kind="topic",
-                    title=topic.title,
-                    url=topic.get_absolute_url(),
-                    context="Topic",
-                    title_html=highlight(topic.title, patterns),
-                    snippet=snippet(intro, patterns),
-                    **score,
-                )
-            )
-
-    for section in Section.objects.select_related("topic").order_by("topic__order", "order"):
-        headings = [entry["title"] for entry in section.toc]
-        score = _score(patterns, phrase, [section.title, *headings], section.body_text)
-        if not score["terms"]:
+    hits: list[Hit] = []
+    shown: set[str] = set()
+    for negative, _order, doc, _matched in scored:
+        if doc.group in shown:
             continue
-        url, title, context = section.get_absolute_url(), section.title, section.topic.title
-        text = section.body_text
-        if not _count(patterns, section.title)[0]:
-            # The best matching sub-heading is the more precise place to send the reader.
-            best = max(section.toc, key=lambda entry: _count(patterns, entry["title"]), default=None)
-            if best and _count(patterns, best["title"])[0]:
-                url = f"{section.topic.get_absolute_url()}#{best['id']}"
-                title, context = best["title"], f"{section.topic.title} › {section.title}"
-                # Quote the text under that heading rather than the first mention in the section.
-                start = text.find(best["title"])
-                text = text[start + len(best["title"]) :].strip() if start >= 0 else text
-        results.append(
+        shown.add(doc.group)
+        words = _matched_words(doc.text, stems)
+        patterns = _words_pattern(words + _matched_words(doc.title, stems))
+        url, block_id = doc.url, ""
+        if doc.kind == "section":
+            path, _, block_id = doc.url.partition("#")
+            url = f"{path}?{urlencode({'highlight': ' '.join(words)})}#{block_id}" if words else doc.url
+        hits.append(
             Hit(
-                kind="section",
-                title=title,
+                kind=doc.kind,
+                title=doc.title,
                 url=url,
-                context=context,
-                title_html=highlight(title, patterns),
-                snippet=snippet(text, patterns),
-                **score,
+                context=doc.context,
+                score=-negative,
+                block_id=block_id,
+                text=doc.text,
+                title_html=highlight(doc.title, patterns),
+                snippet=snippet(doc.text, patterns),
             )
         )
-
-    for question in Question.objects.select_related("topic", "section"):
-        answer = html_to_text(question.answer_html)
-        score = _score(patterns, phrase, [question.prompt], answer)
-        if score["terms"]:
-            results.append(
-                Hit(
-                    kind="question",
-                    title=question.prompt,
-                    url=question.get_absolute_url(),
-                    context=f"Drill · {question.get_level_display()} · {question.section.title}",
-                    title_html=highlight(question.prompt, patterns),
-                    snippet=snippet(answer, patterns),
-                    **score,
-                )
-            )
-
-    # Pages containing every word come first; partial matches show only when nothing has them all.
-    complete = [hit for hit in results if hit.terms == len(terms)]
-    results = complete or results
-    results.sort(key=lambda hit: hit.sort_key)
-    return results[:MAX_RESULTS]
+        if len(hits) == MAX_RESULTS:
+            break
+    return hits

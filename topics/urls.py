@@ -1,6 +1,23 @@
-from django.urls import path
+from django.urls import path, register_converter
 
 from topics import views
+from topics.models import RESERVED_SECTION_SLUGS
+
+
+class ChapterSlugConverter:
+    """A section slug, but never a segment another route under /topics/<topic>/ owns (e.g. the Drills
+    app's `drill/`, included after us): the loader rejects sections with those slugs."""
+
+    regex = r"(?!(?:{})/)[-a-zA-Z0-9_]+".format("|".join(sorted(RESERVED_SECTION_SLUGS)))
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(ChapterSlugConverter, "chapter")
 
 app_name = "topics"
 urlpatterns = [
@@ -13,5 +30,8 @@ urlpatterns = [
         views.mark_understood,
         name="mark_understood",
     ),
+    # Chapters last: the fixed segments above must win over a section slug.
+    path("topics/<slug:slug>/<chapter:section_slug>/", views.section_detail, name="section"),
+    path("topics/<slug:slug>/<chapter:section_slug>/personal/", views.section_personal, name="section_personal"),
     path("search/", views.search, name="search"),
 ]

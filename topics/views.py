@@ -1,4 +1,5 @@
 from django import forms
+from django.core.cache import caches
 from django.db.models import Count, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,8 +13,11 @@ from topics import search as site_search
 from topics.models import Question, Section, SectionUnderstood, Topic
 
 
-def _understood_ids(request: HttpRequest, topic: Topic) -> set[int]:
-    marks = SectionUnderstood.objects.for_visitor(visitor_for(request)).filter(section__topic=topic)
+def _understood_ids(request: HttpRequest, topic_id: int) -> set[int]:
+    visitor = visitor_for(request)
+    if visitor is None:
+        return set()  # no session id yet, so nothing marked: skip the query
+    marks = SectionUnderstood.objects.for_visitor(visitor).filter(section__topic_id=topic_id)
     return set(marks.values_list("section_id", flat=True))
 
 
@@ -25,17 +29,28 @@ def topic_list(request: HttpRequest) -> HttpResponse:
     return render(request, "topics/topic_list.html", {"topics": topics, "nav": "study"})
 
 
-def _topic_sections(topic: Topic) -> list[Section]:
-    questions = Prefetch("questions", queryset=Question.objects.select_related("topic"))
-    return list(topic.sections.in_order().prefetch_related(questions))
-
-
 def _section_titles(topic: Topic) -> list[Section]:
     return list(topic.sections.in_order().only("pk", "slug", "title", "topic_id"))
 
 
+def _chapters(slug: str) -> tuple[Topic, list[Section]] | None:
+    """The topic and its chapters' ids, slugs and titles, from the shared pages' cache (a load clears it):
+    the personal fragments then cost no query for an anonymous visitor and one for anyone else."""
+    cache = caches["pages"]
+    key = f"chapters:{slug}"
+    rows = cache.get(key)
+    if rows is None:
+        topic = Topic.objects.filter(slug=slug).only("pk", "slug").first()
+        if topic is None:
+            return None
+        rows = (topic.pk, [(s.pk, s.slug, s.title) for s in _section_titles(topic)])
+        cache.set(key, rows, 60)
+    topic = Topic(pk=rows[0], slug=slug)
+    return topic, [Section(pk=pk, slug=s, title=title, topic=topic) for pk, s, title in rows[1]]
+
+
 def _progress_context(request: HttpRequest, topic: Topic, sections: list[Section]) -> dict:
-    understood = _understood_ids(request, topic)
+    understood = _understood_ids(request, topic.pk)
     return {
         "topic": topic,
         "sections": sections,
@@ -47,17 +62,12 @@ def _progress_context(request: HttpRequest, topic: Topic, sections: list[Section
 
 @require_safe
 def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    """The same document for every visitor (cached); `topic_personal` fills in their marks."""
+    """The overview, the same document for every visitor (cached); `topic_personal` fills in their marks."""
 
     def context() -> dict:
         topic = get_object_or_404(Topic, slug=slug)
-        sections = _topic_sections(topic)
-        return {
-            "topic": topic,
-            "sections": sections,
-            "section_count": len(sections),
-            "nav": "study",
-        }
+        sections = list(topic.sections.in_order().defer("body_md", "body_html"))
+        return {"topic": topic, "sections": sections, "section_count": len(sections), "nav": "study"}
 
     return shared_page(request, f"topic:{slug}", "topics/topic_detail.html", context)
 
@@ -65,22 +75,67 @@ def topic_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @require_safe
 @never_cache
 def topic_personal(request: HttpRequest, slug: str) -> HttpResponse:
-    """The visitor's own bits of the topic page, as out-of-band swaps: marks, progress, nav."""
-    topic = get_object_or_404(Topic, slug=slug)
-    context = _progress_context(request, topic, _section_titles(topic)) | {"oob": True}
+    """The visitor's own bits of the overview, as out-of-band swaps: progress, contents marks, nav."""
+    chapters = _chapters(slug)
+    if chapters is None:
+        raise Http404("no such topic")
+    context = _progress_context(request, *chapters) | {"oob": True}
     return render(request, "topics/topic_detail.html#personal", context)
 
 
 @require_safe
+def section_detail(request: HttpRequest, slug: str, section_slug: str) -> HttpResponse:
+    """One chapter, the same document for every visitor (cached); `section_personal` fills in their marks."""
+
+    def context() -> dict:
+        topic = get_object_or_404(Topic, slug=slug)
+        sections = _section_titles(topic)
+        position = next((i for i, s in enumerate(sections) if s.slug == section_slug), None)
+        if position is None:
+            raise Http404("no such chapter")
+        questions = Prefetch("questions", queryset=Question.objects.in_order().select_related("topic"))
+        section = topic.sections.prefetch_related(questions).get(pk=sections[position].pk)
+        return {
+            "topic": topic,
+            "section": section,
+            "sections": sections,
+            "number": position + 1,
+            "previous": sections[position - 1] if position else None,
+            "next": sections[position + 1] if position + 1 < len(sections) else None,
+            "section_count": len(sections),
+            "nav": "study",
+        }
+
+    return shared_page(request, f"chapter:{slug}:{section_slug}", "topics/section_detail.html", context)
+
+
+@require_safe
+@never_cache
+def section_personal(request: HttpRequest, slug: str, section_slug: str) -> HttpResponse:
+    """The visitor's own bits of a chapter page: its understood control, progress, contents marks, nav."""
+    chapters = _chapters(slug)
+    if chapters is None:
+        raise Http404("no such topic")
+    topic, sections = chapters
+    section = next((s for s in sections if s.slug == section_slug), None)
+    if section is None:
+        raise Http404("no such chapter")
+    context = _progress_context(request, topic, sections) | {"section": section, "oob": True}
+    return render(request, "topics/section_detail.html#personal", context)
+
+
+@require_safe
 def checklist(request: HttpRequest, slug: str) -> HttpResponse:
-    """Marking sections without JavaScript: the topic page links here from its <noscript> parts."""
+    """Marking sections without JavaScript: the shared pages link here from their <noscript> parts."""
     topic = get_object_or_404(Topic, slug=slug)
-    context = _progress_context(request, topic, _section_titles(topic)) | {"nav": "study"}
+    context = _progress_context(request, topic, _section_titles(topic)) | {"nav": "study", "back": "checklist"}
     return render(request, "topics/checklist.html", context)
 
 
 class UnderstoodForm(forms.Form):
     understood = forms.TypedChoiceField(choices=[("1", "yes"), ("0", "no")], coerce=lambda v: v == "1")
+    # Where a plain (no-htmx) post returns to: the chapter by default, or the checklist it came from.
+    back = forms.ChoiceField(choices=[("chapter", "chapter"), ("checklist", "checklist")], required=False)
 
 
 @require_POST
@@ -92,16 +147,18 @@ def mark_understood(request: HttpRequest, slug: str, section_slug: str) -> HttpR
     visitor = visitor_for(request, create=True)
     SectionUnderstood.objects.set(section, understood=form.cleaned_data["understood"], visitor=visitor)
     if not request.htmx:
-        # Only visitors without JavaScript post the plain form; the checklist is where they see marks.
-        return redirect(f"{reverse('topics:checklist', args=[section.topic.slug])}#{section.slug}")
+        if form.cleaned_data["back"] == "checklist":
+            return redirect(f"{reverse('topics:checklist', args=[slug])}#{section.slug}")
+        return redirect(f"{section.get_absolute_url()}#understood-{section.slug}")
     topic = section.topic
-    understood = _understood_ids(request, topic)
+    understood = _understood_ids(request, topic.pk)
     context = {
         "topic": topic,
         "section": section,
         "understood": understood,
         "understood_count": len(understood),
         "section_count": topic.sections.count(),
+        "back": form.cleaned_data["back"],
         "oob": True,
     }
     return render(request, "topics/topic_detail.html#understood", context)

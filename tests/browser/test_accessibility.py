@@ -433,7 +433,7 @@ def test_study_code_and_tables_scroll_sideways_in_focusable_regions(live_server,
     folder.mkdir(parents=True, exist_ok=True)
     for viewport, size in VIEWPORTS.items():
         page.set_viewport_size(size)
-        page.goto(f"{live_server.url}/topics/queueing/#code-examples")
+        page.goto(f"{live_server.url}/topics/queueing/code-examples/")
         shape = page.evaluate(
             """() => {
               const pres = [...document.querySelectorAll('.prose pre')];
@@ -459,7 +459,7 @@ def test_study_code_and_tables_scroll_sideways_in_focusable_regions(live_server,
         assert shape["selfScrolling"] == 0, "the region scrolls, not the <pre> or <table> inside it"
         assert shape["unnamed"] == 0
         assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
-        page.locator("#code-examples .highlight").first.screenshot(path=str(folder / f"a11y-code-{viewport}.png"))
+        page.locator(".prose .highlight").first.screenshot(path=str(folder / f"a11y-code-{viewport}.png"))
         page.locator(".prose .table-scroll").first.screenshot(path=str(folder / f"a11y-table-{viewport}.png"))
     assert shape["scrolling"] > 0, "on a phone some code or table is wider than the column"
 

@@ -50,7 +50,7 @@ def test_lab_home_shows_every_preset_with_its_study_link_and_a_prediction_box(cl
     body = response.content.decode()
     for preset in PRESETS.values():
         assert preset.title in body
-        assert f"/topics/queueing/#{preset.section}" in body
+        assert f"/topics/queueing/{preset.section}/" in body
     core = queueing.sections.get(slug="core-concepts")
     assert f"Study: {core.title}" in body
     assert 'name="prediction"' in body
@@ -147,7 +147,7 @@ def test_finished_experiment_page_has_every_panel_and_the_poll_stops_with_286(cl
     assert "<b>all three</b>" not in body
     assert 'role="img"' in body
     assert "<title" in body
-    assert "/topics/queueing/#core-concepts" in body
+    assert "/topics/queueing/core-concepts/" in body
 
     poll = client.get(reverse("sandbox:live", args=[experiment.pk]), **HX)
     assert poll.status_code == 286

@@ -51,7 +51,7 @@ def test_special_links_are_rewritten_to_site_urls(demo):
     html = Section.objects.get(topic=demo, slug="basics").body_html
     assert 'href="/sandbox/?preset=poison"' in html
     assert 'class="lab-link"' in html
-    assert 'href="/topics/demo/#fan-out"' in html
+    assert 'href="/topics/demo/advanced/#fan-out"' in html
     assert 'href="/topics/demo/drill/why-queues/"' in html
 
 
@@ -64,7 +64,7 @@ def test_question_fields_are_loaded(demo):
     assert question.preset == "spike"
     assert question.key_points[0] == {"label": "One", "phrases": ["alpha"]}
     assert question.followups == ["And then?"]
-    assert question.answer_html == "<p>Because bursts.</p>"
+    assert question.answer_html == '<p id="top--1">Because bursts.</p>'
 
 
 @pytest.mark.django_db
@@ -215,7 +215,7 @@ def test_a_topic_diagram_is_loaded_from_its_folder_with_links_resolved(tmp_path)
     )
     load(root)
     html = Topic.objects.get(slug="demo").diagram_html
-    assert 'href="/topics/demo/#fan-out"' in html
+    assert 'href="/topics/demo/advanced/#fan-out"' in html
     assert 'href="/sandbox/?preset=spike"' in html
 
 

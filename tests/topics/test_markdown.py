@@ -73,7 +73,7 @@ def test_special_links_use_the_resolver_and_get_a_class():
         return ResolvedLink(f"/{scheme}/{target}", "lab-link")
 
     html = render_markdown("[try](lab:spike)", resolve=resolve).html
-    assert html == '<p><a class="lab-link" href="/lab/spike">try</a></p>'
+    assert html == '<p id="top--1"><a class="lab-link" href="/lab/spike">try</a></p>'
 
 
 def test_every_bad_link_is_reported():
@@ -87,3 +87,20 @@ def test_every_bad_link_is_reported():
 
 def test_ordinary_links_are_left_alone():
     assert 'href="https://example.com/"' in render_markdown("[x](https://example.com/)").html
+
+
+def test_paragraphs_list_items_and_table_rows_get_stable_ids_under_their_heading():
+    source = "Intro.\n\n### Retry budgets\n\nFirst.\n\n- one\n- two\n\n```python\nx = 1\n```\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"
+    rendered = render_markdown(source)
+    assert [block["id"] for block in rendered.blocks] == [
+        "top--1",
+        "retry-budgets--1",
+        "retry-budgets--2",
+        "retry-budgets--3",
+        "retry-budgets--4",
+    ]
+    assert [block["text"] for block in rendered.blocks] == ["Intro.", "First.", "one", "two", "1 · 2"]
+    assert '<li id="retry-budgets--2">one</li>' in rendered.html
+    assert '<tr id="retry-budgets--4">' in rendered.html
+    assert '<div class="highlight"' in rendered.html  # the code block is left alone, not wrapped in a <p id>
+    assert render_markdown(source).html == rendered.html  # same source, same ids

@@ -70,16 +70,22 @@ def test_topic_list_links_to_the_deep_dive(client, queueing):
     assert queueing.title in html
 
 
-def test_every_section_renders_in_order_with_its_anchor(client, queueing):
+def test_overview_lists_every_chapter_in_order_with_its_link_and_reading_time(client, queueing):
     html = page(client, reverse("topics:topic_detail", args=["queueing"]))
-    headings = re.findall(r'<section id="([\w-]+)" class="study-section[^"]*">\s*<h2>.*?</span> (.*?)</h2>', html)
-    assert [title for _slug, title in headings] == section_titles()
-    assert [slug for slug, _title in headings] == list(queueing.sections.in_order().values_list("slug", flat=True))
-    assert f"0 of {len(headings)} sections understood" in re.sub(r"<[^>]+>", "", personal(client))
+    chapters = re.findall(r'<a id="([\w-]+)" href="(/topics/queueing/[\w-]+/)" data-forward>(.*?)</a>', html)
+    assert [title for _id, _href, title in chapters] == section_titles()
+    sections = list(queueing.sections.in_order())
+    assert [href for _id, href, _title in chapters] == [s.get_absolute_url() for s in sections]
+    assert [slug for slug, _href, _title in chapters] == [s.slug for s in sections]
+    assert html.count(" min read") == len(sections)
+    assert sections[1].summary[:60] in html
+    assert f"0 of {len(chapters)} sections understood" in re.sub(r"<[^>]+>", "", personal(client))
 
 
-def personal(client) -> str:
-    """The visitor's own parts of the topic page, which htmx loads after the shared document."""
+def personal(client, section: Section | None = None) -> str:
+    """The visitor's own parts of the overview (or of a chapter), which htmx loads after the shared document."""
+    if section is not None:
+        return page(client, reverse("topics:section_personal", args=["queueing", section.slug]))
     return page(client, reverse("topics:topic_personal", args=["queueing"]))
 
 
@@ -102,16 +108,17 @@ def test_topic_page_is_one_document_for_every_visitor_with_personal_parts_loaded
     assert 'hx-get="/topics/queueing/personal/" hx-trigger="load" hx-swap="none"' in html
     # Without JavaScript every placeholder points to a page that works: the checklist and the login.
     sections = queueing.sections.count()
-    assert html.count('<noscript><a href="/topics/queueing/checklist/#') == sections
+    assert '<noscript> · <a href="/topics/queueing/checklist/">track which you understand</a></noscript>' in html
     assert '<noscript><a href="/accounts/login/">Log in</a></noscript>' in html
 
     mine = personal(member)
     assert "zq-member" in mine
     assert "Log out" in mine
     assert f"1</strong> of {sections} sections understood" in mine
-    assert mine.count('hx-swap-oob="true"') == 1 + 2 * sections + 3  # progress, toc checks, forms, nav, messages
-    assert mine.count('name="csrfmiddlewaretoken"') == sections + 1  # a form per section and the logout button
-    assert "✓ Understood" not in personal(client)
+    assert mine.count('hx-swap-oob="true"') == 1 + sections + 3  # progress, contents marks, nav, messages
+    assert mine.count('name="csrfmiddlewaretoken"') == 1  # the logout button: the overview has no mark forms
+    assert "✓ Understood" not in personal(client, queueing.sections.in_order()[0])
+    assert "✓ Understood" in personal(member, queueing.sections.in_order()[0])
     assert member.get(reverse("topics:topic_personal", args=["queueing"]))["Cache-Control"].startswith("max-age=0")
 
 
@@ -138,15 +145,14 @@ def test_reloaded_content_shows_at_once_though_the_page_is_cached(client, demo, 
     assert "Basics, revised" in page(client, url)
 
 
-def test_table_of_contents_links_sections_and_sub_headings(client, queueing):
+def test_overview_indexes_every_heading_with_a_link_into_its_chapter(client, queueing):
     html = page(client, reverse("topics:topic_detail", args=["queueing"]))
     links = Links(html)
     for section in queueing.sections.all():
-        assert f"#{section.slug}" in links.hrefs
+        assert section.get_absolute_url() in links.hrefs
         for entry in section.toc:
             assert entry["id"] in links.ids
-            if entry["level"] == 3:
-                assert f"#{entry['id']}" in links.hrefs
+            assert f"{section.get_absolute_url()}#{entry['id']}" in links.hrefs
 
 
 def test_unknown_topic_is_404(client, queueing):
@@ -163,21 +169,23 @@ def test_diagram_is_an_accessible_svg_whose_links_resolve(client, queueing):
     for label in ("Client", "Gateway", "Service", "Cache", "DB", "Queue", "Workers", "DLQ"):
         assert f'class="label">{label}</text>' in svg
     links = Links(html)
-    anchors = [href for href in links.svg_hrefs if href.startswith("/topics/queueing/#")]
-    assert len(anchors) == 8  # one per node
+    anchors = [href for href in links.svg_hrefs if href.startswith("/topics/queueing/") and "drill" not in href]
+    assert len(anchors) == 8  # one per node, each to a chapter (and a heading in it)
     for href in anchors:
-        assert href.partition("#")[2] in links.ids, href
+        path, _, fragment = href.partition("#")
+        chapter = Links(page(client, path))
+        assert not fragment or fragment in chapter.ids, href
     lab_links = [href for href in links.svg_hrefs if href.startswith("/sandbox/")]
     assert sorted(lab_links) == ["/sandbox/?preset=crash", "/sandbox/?preset=poison", "/sandbox/?preset=spike"]
     for href in lab_links:
         assert client.get(href).status_code == 200
 
 
-def test_section_lists_its_drill_questions(client, queueing):
-    html = page(client, reverse("topics:topic_detail", args=["queueing"]))
+def test_chapter_lists_its_drill_questions(client, queueing):
     question = Question.objects.filter(topic=queueing).select_related("section").first()
-    section_html = re.search(rf'<section id="{question.section.slug}".*?</section>', html, flags=re.DOTALL)[0]
-    assert f'href="/topics/queueing/drill/{question.slug}/"' in section_html
+    html = page(client, question.section.get_absolute_url())
+    drills = re.search(r'<aside class="related-drills".*?</aside>', html, flags=re.DOTALL)[0]
+    assert f'href="/topics/queueing/drill/{question.slug}/"' in drills
 
 
 def check_links(client, url: str, html: str, *, checked: dict) -> None:
@@ -207,10 +215,11 @@ def check_links(client, url: str, html: str, *, checked: dict) -> None:
 
 def test_link_checker_finds_no_broken_internal_links(client, queueing):
     checked: dict = {}
-    for url in ("/topics/", "/topics/queueing/", "/search/?q=retry"):
+    for url in ("/topics/", "/topics/queueing/", "/search/?q=retry", "/topics/queueing/checklist/"):
         check_links(client, url, page(client, url), checked=checked)
     for section in Section.objects.filter(topic=queueing):
-        check_links(client, "/topics/queueing/", section.body_html, checked=checked)
+        url = section.get_absolute_url()
+        check_links(client, url, page(client, url), checked=checked)
     for question in Question.objects.filter(topic=queueing):
         check_links(client, "/topics/queueing/", question.answer_html, checked=checked)
 
@@ -225,9 +234,11 @@ def mark(client, section: Section, value: str = "1", **headers):
     return client.post(url, {"understood": value}, **headers)
 
 
-def test_mark_understood_without_js_redirects_back_to_the_section(client, queueing):
+def test_mark_understood_from_the_checklist_without_js_redirects_back_to_it(client, queueing):
     section = queueing.sections.in_order()[2]
-    response = mark(client, section)
+    response = client.post(
+        reverse("topics:mark_understood", args=["queueing", section.slug]), {"understood": "1", "back": "checklist"}
+    )
     assert response.status_code == 302
     assert response["Location"] == f"/topics/queueing/checklist/#{section.slug}"
     html = page(client, response["Location"])
@@ -253,14 +264,17 @@ def test_mark_understood_with_htmx_returns_only_the_button_fragment(client, queu
 def test_unmarking_clears_the_mark(client, queueing):
     section = queueing.sections.in_order()[0]
     mark(client, section)
+    assert "✓ Understood" in personal(client, section)
     mark(client, section, "0")
     assert not SectionUnderstood.objects.exists()
-    assert "✓ Understood" not in personal(client)
+    assert "✓ Understood" not in personal(client, section)
 
 
 def test_mark_understood_rejects_bad_input_and_unknown_sections(client, queueing):
     section = queueing.sections.in_order()[0]
     assert mark(client, section, "maybe").status_code == 404
+    url = reverse("topics:mark_understood", args=["queueing", section.slug])
+    assert client.post(url, {"understood": "1", "back": "https://evil.example/"}).status_code == 404
     url = reverse("topics:mark_understood", args=["queueing", "no-such-section"])
     assert client.post(url, {"understood": "1"}).status_code == 404
     assert client.get(reverse("topics:mark_understood", args=["queueing", section.slug])).status_code == 405
@@ -281,11 +295,11 @@ def test_understood_mark_persists_for_a_new_client_with_only_the_session_cookie(
     connections.close_all()  # nothing cached in a connection survives: the next request reads the database
     returning = Client()
     returning.cookies[settings.SESSION_COOKIE_NAME] = session_key
-    html = personal(returning)
+    html = personal(returning, section)
     assert "✓ Understood" in html
     assert f"1 of {queueing.sections.count()} sections understood" in re.sub(r"<[^>]+>", "", html)
 
-    stranger = personal(Client())
+    stranger = personal(Client(), section)
     assert "✓ Understood" not in stranger
 
     # A separate process (as a restarted server would be) reads the same mark from the database.
@@ -310,7 +324,7 @@ def test_logged_in_marks_are_keyed_to_the_user(client, queueing, django_user_mod
     assert SectionUnderstood.objects.get().user == user
     other = Client()
     other.force_login(user)
-    assert "✓ Understood" in personal(other)
+    assert "✓ Understood" in personal(other, section)
 
 
 def test_marks_made_before_logging_in_move_to_the_account(client, queueing, django_user_model):

@@ -1,0 +1,72 @@
+// Study pages: forward old single-page anchors, fold the contents on phones, highlight search words.
+(function () {
+  "use strict";
+
+  // The overview keeps every "#id" of the old single-page deep dive as a link to its chapter
+  // (a[data-forward]); without JavaScript the reader lands on that link and can follow it.
+  function forwardOldAnchor() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    if (!id) return;
+    var target = document.getElementById(id);
+    if (target && target.matches("a[data-forward]")) location.replace(target.href);
+  }
+
+  // Long contents push the chapter off the first screen of a phone: start folded there.
+  function foldContents() {
+    if (!window.matchMedia("(max-width: 999px)").matches) return;
+    document.querySelectorAll("details[data-collapse-narrow]").forEach(function (details) {
+      details.open = false;
+    });
+    // Folding moved the text up: bring a linked heading or paragraph back into view.
+    var id = decodeURIComponent(location.hash.slice(1));
+    var target = id && document.getElementById(id);
+    if (target) target.scrollIntoView({ block: "start" });
+  }
+
+  // Search results link to "chapter/?highlight=word+word#block-id": mark those words in that block.
+  var MAX_WORDS = 12;
+  function escapeRegExp(text) {
+    return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  }
+  function highlightWords() {
+    var raw = new URLSearchParams(location.search).get("highlight");
+    var id = decodeURIComponent(location.hash.slice(1));
+    var block = id && document.getElementById(id);
+    if (!raw || !block) return;
+    var words = raw.slice(0, 200).toLowerCase().match(/[\p{L}\p{N}]+/gu) || [];
+    words = words.filter(function (w) { return w.length > 1; }).slice(0, MAX_WORDS);
+    if (!words.length) return;
+    var pattern = new RegExp("(?<![\\p{L}\\p{N}])(" + words.map(escapeRegExp).join("|") + ")(?![\\p{L}\\p{N}])", "giu");
+    var walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    var nodes = [];
+    while (walker.nextNode()) nodes.push(walker.currentNode);
+    nodes.forEach(function (node) {
+      var text = node.nodeValue;
+      pattern.lastIndex = 0;
+      if (!pattern.test(text)) return;
+      pattern.lastIndex = 0;
+      var fragment = document.createDocumentFragment();
+      var position = 0;
+      text.replace(pattern, function (match, _word, offset) {
+        fragment.appendChild(document.createTextNode(text.slice(position, offset)));
+        var mark = document.createElement("mark");
+        mark.className = "search-mark";
+        mark.textContent = match;
+        fragment.appendChild(mark);
+        position = offset + match.length;
+      });
+      fragment.appendChild(document.createTextNode(text.slice(position)));
+      node.parentNode.replaceChild(fragment, node);
+    });
+    block.classList.add("search-landing");
+  }
+
+  function start() {
+    forwardOldAnchor();
+    foldContents();
+    highlightWords();
+  }
+  window.addEventListener("hashchange", forwardOldAnchor);
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
