@@ -22,12 +22,26 @@
     });
   }
 
+  // Ask the server for the curveballs once their phase has started; it decides, so an early clock gets
+  // "not yet" back and asks again a few seconds later.
+  var CURVEBALL_RETRY_MS = 3000;
+  var curveballsAskedAt = 0;
+
+  function revealCurveballs(elapsed) {
+    var pending = document.querySelector("[data-curveballs-at][data-pending]");
+    if (!pending || !window.htmx || elapsed < Number(pending.dataset.curveballsAt)) return;
+    if (Date.now() - curveballsAskedAt < CURVEBALL_RETRY_MS) return;
+    curveballsAskedAt = Date.now();
+    window.htmx.trigger(pending, "curveballs-due");
+  }
+
   function startMockClock(root) {
     root.querySelectorAll("[data-mock-clock]").forEach(function (el) {
       if (el.dataset.bound) return;
       el.dataset.bound = "1";
       el.hidden = false;
-      var started = Number(el.dataset.started);
+      // Elapsed time as the server measured it at render, counted on from here by this page's own clock.
+      var started = Date.now() - Number(el.dataset.elapsedS) * 1000;
       var length = Number(el.dataset.length);
       var elapsedOut = el.querySelector("[data-elapsed]");
       var currentOut = el.querySelector("[data-current-phase]");
@@ -53,6 +67,7 @@
           }
         });
         currentOut.textContent = current || (elapsed >= length ? "Time is up: assess yourself below." : "");
+        revealCurveballs(elapsed);
       }
       tick();
       setInterval(tick, 1000);

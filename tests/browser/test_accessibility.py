@@ -382,15 +382,15 @@ def test_keyboard_only_drill_from_question_to_rating(live_server, page, content)
     step("submit", tab_to(page, "button[value=submit]"))
     page.keyboard.press("Enter")
     expect(page.locator(".model-answer")).to_be_visible()
-    where = focus_after_swap(page, "section.reveal")
+    where = focus_after_swap(page, "#result")
     step("after submit swap", where)
     assert where != "body", "focus dropped to <body> after the answer was revealed"
-    expect(page.locator("section.reveal")).to_be_focused()
+    expect(page.locator("#result")).to_be_focused()
 
-    # The next Tab from the revealed answer goes into the rubric, not back to the top of the page.
+    # From the result heading, Tab moves on through the revealed answer (model answer, then rubric), never back to the top.
     page.keyboard.press("Tab")
     step("Tab after reveal", focused(page))
-    assert focus_within(page, "#rubric"), f"Tab after the reveal went to {focused(page)}"
+    assert focus_within(page, "section.reveal"), f"Tab after the reveal went to {focused(page)}"
     step("unticked rubric point", tab_to(page, "input[name=ticked]:not(:checked)"))
     unticked = page.evaluate("document.activeElement.value")
     page.keyboard.press("Space")

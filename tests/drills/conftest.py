@@ -49,3 +49,40 @@ def content(db):
     if not Question.objects.exists():
         call_command("load_content")
     return Question.objects.all()
+
+
+PHASED_ANSWER_MD = """Start from the guarantees, then size it.
+
+## Requirements
+Walrus-requirements: at-least-once delivery, per-key order.
+
+## Estimates
+Walrus-estimates: 50k msg/s peak.
+
+```text
+## not a heading: inside a code block
+```
+
+## High-level design
+Walrus-design: partitioned log, consumer groups.
+
+## Deep dive
+Walrus-deep-dive: leases and idempotent consumers.
+
+## Failure modes & wrap-up
+Walrus-failure: broker loss, poison messages, redrive.
+"""
+
+
+def make_design_question(slug: str = "design-a-queue", **fields) -> Question:
+    """A full design prompt whose model answer has the five phase headings, rendered as the loader does."""
+    from topics.markdown import render_markdown
+
+    defaults = {
+        "prompt": f"Design {slug}: a distributed message queue.",
+        "kind": Question.Kind.DESIGN,
+        "followups": ["A broker disk fills up at peak — what breaks first?"],
+        "answer_md": PHASED_ANSWER_MD,
+        "answer_html": render_markdown(PHASED_ANSWER_MD).html,
+    }
+    return make_question(slug, **{**defaults, **fields})

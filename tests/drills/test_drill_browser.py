@@ -1,4 +1,6 @@
 import re
+import time
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -145,3 +147,155 @@ def test_mock_notes_typed_without_keyup_are_autosaved(live_server, page, partial
     expect(page.locator("#status-requirements")).to_contain_text("Saved at", timeout=5000)
     page.reload()
     assert page.input_value("#notes-requirements") == "pasted: exactly-once is a lie"
+
+
+ACTIVE_ID = "document.activeElement ? document.activeElement.id : ''"
+
+
+def active_id(page, expected: str, timeout: float = 3.0) -> str:
+    """The focused element's id once it is `expected` (htmx focuses [autofocus] a moment after a swap)."""
+    deadline = time.monotonic() + timeout
+    while page.evaluate(ACTIVE_ID) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    return page.evaluate(ACTIVE_ID)
+
+
+def test_rating_buttons_show_intervals_and_focus_follows_each_step(live_server, page, screenshot, partial_outages):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(live_server.url + partial_outages.get_absolute_url())
+    page.evaluate("window.__noReload = 'still here'")
+    page.fill("textarea[name=answer]", "Bulkheads per dependency, a circuit breaker, timeouts with a retry budget.")
+    page.click("button[value=submit]")
+    expect(page.locator(".model-answer")).to_be_visible()
+    assert active_id(page, "result") == "result"
+    expect(page.locator("#result")).to_have_attribute("tabindex", "-1")
+    page.screenshot(path=str(screenshot_path("drills-result")))
+
+    good = page.locator("button.rate-3")
+    expect(good).to_have_accessible_name("Good — next review in 10 minutes")
+    expect(good.locator(".rate-interval")).to_have_text("10m")
+    expect(page.locator("button.rate-1")).to_have_accessible_name("Again — next review in 1 minute")
+    expect(page.locator("button.rate-4")).to_have_accessible_name(re.compile(r"^Easy — next review in \d+ days$"))
+    # Below the model answer and the rubric.
+    tops = [page.locator(s).bounding_box()["y"] for s in (".model-answer", "fieldset.rubric", ".rating-buttons")]
+    assert tops == sorted(tops)
+    page.locator(".rating-buttons").scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_path("drills-rating-intervals")))
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator(".rating-buttons").scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_path("drills-rating-intervals-mobile")))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    good.click()
+    expect(page.locator("[data-next-due]")).to_have_text("10 minutes")
+    assert active_id(page, "outcome") == "outcome"
+    assert page.evaluate("window.__noReload") == "still here"
+    page.keyboard.press("Tab")
+    expect(page.locator("[data-next-question]")).to_be_focused()
+
+
+def test_focus_follows_each_step_without_javascript(live_server, browser, partial_outages):
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + partial_outages.get_absolute_url())
+        page.fill("textarea[name=answer]", "Bulkheads and a circuit breaker.")
+        page.click("button[value=submit]")
+        page.wait_for_url(re.compile(r"/attempt/[0-9a-f-]+/$"))
+        assert active_id(page, "result") == "result"
+        expect(page.locator("button.rate-2")).to_have_accessible_name(
+            re.compile(r"^Hard — next review in \d+ minutes$")
+        )
+        page.click("button.rate-2")
+        page.wait_for_selector("[data-next-due]")
+        assert active_id(page, "outcome") == "outcome"
+        assert page.locator("#outcome").is_visible()
+    finally:
+        context.close()
+
+
+def screenshot_path(name: str):
+    from tests.conftest import ARTIFACTS
+
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.png"
+
+
+def start_mock_in_browser(page, live_server, question: Question):
+    from topics.drills.models import MockInterview
+
+    page.goto(live_server.url + "/drills/mock/")
+    page.select_option("select[name=question]", str(question.pk))
+    page.click("main button[type=submit]")
+    page.wait_for_selector("[data-mock-clock]:not([hidden])")
+    return MockInterview.objects.get()
+
+
+def test_curveballs_appear_when_their_phase_starts(live_server, page, content):
+    from django.utils import timezone
+
+    from topics.drills.models import CURVEBALLS_AT_S
+
+    design = content.filter(kind="design").order_by("slug").first()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    mock = start_mock_in_browser(page, live_server, design)
+    mock.started_at = timezone.now() - timedelta(seconds=CURVEBALLS_AT_S - 5)
+    mock.save(update_fields=["started_at"])
+    page.reload()
+    curveballs = page.locator("#curveballs")
+    expect(curveballs).to_contain_text("come at 35:00")
+    assert curveballs.locator("li").count() == 0
+    assert design.followups[0] not in page.content()
+    curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
+    page.screenshot(path=str(screenshot_path("drills-mock-curveballs-pending")))
+    page.set_viewport_size({"width": 390, "height": 844})
+    curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
+    page.screenshot(path=str(screenshot_path("drills-mock-curveballs-pending-mobile")))
+
+    expect(curveballs.locator("li").first).to_be_visible(timeout=15_000)
+    expect(curveballs).to_contain_text(design.followups[0])
+    expect(page.locator("#mock-announcer")).to_contain_text("curveballs are in")
+    expect(page.locator("#phase-failure_modes")).to_have_class(re.compile(r"\bcurrent\b"))
+    curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
+    page.screenshot(path=str(screenshot_path("drills-mock-curveballs-mobile")))
+    page.set_viewport_size({"width": 1280, "height": 900})
+    curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
+    page.screenshot(path=str(screenshot_path("drills-mock-curveballs")))
+    assert "data-pending" not in curveballs.evaluate("el => el.outerHTML")
+
+
+def test_finished_mock_lays_notes_beside_the_model_answer(live_server, page, screenshot, content):
+    design = content.filter(kind="design").order_by("slug").first()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    mock = start_mock_in_browser(page, live_server, design)
+    page.fill("#notes-requirements", "At-least-once, per-tenant order, 7-day retention.")
+    page.fill("#notes-estimates", "50k msg/s peak x 2 KB = 100 MB/s; 3 replicas.")
+    page.fill("#notes-deep_dive", "Leases with heartbeats; idempotency keys; DLQ + redrive.")
+    expect(page.locator("#status-deep_dive")).to_contain_text("Saved at", timeout=5000)
+    page.locator("#finish summary").click()
+    page.locator("#finish label.point").first.click()
+    page.click("#finish button[type=submit]")
+    expect(page.locator("#mock-review")).to_be_visible()
+    assert active_id(page, "finish-status") == "finish-status"
+    rows = page.locator(".compare")
+    expect(rows).to_have_count(5)
+    notes, model = rows.nth(0).locator(".compare-notes"), rows.nth(0).locator(".compare-model")
+    expect(notes).to_contain_text("At-least-once, per-tenant order")
+    side_by_side = notes.bounding_box(), model.bounding_box()
+    assert side_by_side[0]["x"] + side_by_side[0]["width"] <= side_by_side[1]["x"]
+    assert abs(side_by_side[0]["y"] - side_by_side[1]["y"]) < 2
+    expect(page.locator("#curveballs li").first).to_be_visible()  # finishing early reveals them (out of band)
+    show = "el => el.scrollIntoView({block: 'start'})"
+    rows.nth(0).evaluate(show)
+    page.screenshot(path=str(screenshot_path("drills-mock-finished")))
+    rows.nth(1).evaluate(show)
+    page.screenshot(path=str(screenshot_path("drills-mock-finished-estimates")))
+    page.set_viewport_size({"width": 390, "height": 844})
+    stacked = notes.bounding_box(), model.bounding_box()
+    assert stacked[1]["y"] >= stacked[0]["y"] + stacked[0]["height"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    rows.nth(0).evaluate(show)
+    page.screenshot(path=str(screenshot_path("drills-mock-finished-mobile")))
+    assert mock.pk

@@ -1,9 +1,15 @@
+import re
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from tests.drills.conftest import make_question
-from topics.drills.models import MockInterview
+from tests.drills.conftest import CURVEBALLS, MODEL_ANSWER, make_design_question, make_question
+from topics.drills import services
+from topics.drills.models import CURVEBALLS_AT_S, PHASES, MockInterview
+from topics.models import Question
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +22,14 @@ def mock(client, question) -> MockInterview:
     return mock
 
 
+def started_ago(mock: MockInterview, seconds: float) -> MockInterview:
+    mock.started_at = timezone.now() - timedelta(seconds=seconds)
+    mock.save(update_fields=["started_at"])
+    return mock
+
+
 def test_mock_page_shows_phases_budgets_and_curveballs(client, mock):
+    started_ago(mock, CURVEBALLS_AT_S)
     html = client.get(mock.get_absolute_url()).content.decode()
     for title, minutes in [
         ("Requirements", 5),
@@ -61,6 +74,7 @@ def test_mock_notes_are_bounded(client, mock):
 
 
 def test_mock_finish_records_self_assessment_and_exports_markdown(client, mock):
+    started_ago(mock, CURVEBALLS_AT_S + 60)
     client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "deep_dive", "notes": "DLQ + redrive"})
     response = client.post(reverse("drills:mock_finish", args=[mock.pk]), {"covered": ["0", "2"]})
     assert response.status_code == 302
@@ -72,7 +86,8 @@ def test_mock_finish_records_self_assessment_and_exports_markdown(client, mock):
     assert export["Content-Type"].startswith("text/markdown")
     text = export.content.decode()
     assert text.startswith("# Mock interview: ")
-    assert "## 4. Deep dive (15 min)\n\nDLQ + redrive" in text
+    assert "## 4. Deep dive (15 min)\n\n### Your notes\n\nDLQ + redrive" in text
+    assert f"## Model answer\n\n{MODEL_ANSWER}" in text  # a concept answer, whole
     assert "- A deploy just put 10,000 jobs in the DLQ — what now? (Lab preset: `poison`)" in text
     assert "- [x] Bulkheads isolate each dependency" in text
     assert "- [ ] Circuit breaker" in text
@@ -122,3 +137,225 @@ def test_autosave_announces_only_the_first_save_of_a_phase_and_failures(client, 
     failed = client.post(save, {"phase": "estimates", "notes": "x" * 20_001}, **hx).content.decode()
     assert 'id="mock-announcer"' in failed
     assert "Notes not saved" in failed
+
+
+# Curveballs arrive with their phase -------------------------------------------------------------
+
+
+def test_curveballs_phase_starts_35_minutes_in():
+    assert CURVEBALLS_AT_S == 60 * sum(phase["minutes"] for phase in PHASES[:4]) == 35 * 60
+
+
+def test_curveballs_are_not_shown_before_their_phase_starts(client, mock):
+    html = client.get(mock.get_absolute_url()).content.decode()  # t = 0
+    for ball in CURVEBALLS:
+        assert ball["text"].replace("'", "&#x27;") not in html
+    assert "The payment provider fails 30% of calls" not in html
+    assert "curveballs come at <strong>35:00</strong>" in html
+    assert f'data-pending hx-get="{mock.get_absolute_url()}"' in html
+    html = client.get(started_ago(mock, CURVEBALLS_AT_S - 5).get_absolute_url()).content.decode()
+    assert "A deploy just put 10,000 jobs in the DLQ" not in html
+
+
+def test_curveballs_are_shown_once_their_phase_has_started(client, mock):
+    html = client.get(started_ago(mock, CURVEBALLS_AT_S + 1).get_absolute_url()).content.decode()
+    assert "A deploy just put 10,000 jobs in the DLQ" in html
+    assert "The payment provider fails 30% of calls. Retry or pause?" in html  # the prompt's own follow-up
+    assert "curveballs come at" not in html
+    assert "data-pending" not in html
+    assert "curveballs are in" not in html  # a reload is not announced
+
+
+def test_the_timer_fetches_curveballs_as_a_fragment_announced_once(client, mock):
+    hx = {"HTTP_HX_REQUEST": "true"}
+    early = client.get(mock.get_absolute_url(), **hx).content.decode()
+    assert "<html" not in early
+    assert 'id="curveballs"' in early
+    assert "data-pending" in early
+    assert "A deploy just put" not in early
+    assert "mock-announcer" not in early
+    due = client.get(started_ago(mock, CURVEBALLS_AT_S).get_absolute_url(), **hx).content.decode()
+    assert "<html" not in due
+    assert "A deploy just put 10,000 jobs in the DLQ" in due
+    assert re.search(r'<p id="mock-announcer"[^>]*hx-swap-oob="innerHTML">The interviewer.s curveballs are in: 4', due)
+
+
+def test_finishing_early_reveals_the_curveballs(client, mock):
+    client.post(reverse("drills:mock_finish", args=[mock.pk]), {"covered": []})
+    assert "A deploy just put 10,000 jobs in the DLQ" in client.get(mock.get_absolute_url()).content.decode()
+
+
+def test_export_before_the_curveball_phase_keeps_them_secret(client, mock):
+    text = client.get(reverse("drills:mock_export", args=[mock.pk])).content.decode()
+    assert "A deploy just put" not in text
+    assert "They come at 35:00" in text
+    assert MODEL_ANSWER not in text
+    assert "added to this export once you finish" in text
+
+
+# Surprise me draws full design prompts --------------------------------------------------------------
+
+
+def test_surprise_me_draws_only_design_prompts(client):
+    make_question("junior-one-liner", level="junior")
+    make_question("staff-concept", level="staff")
+    designs = {make_design_question(f"design-{n}").pk for n in range(3)}
+    for _ in range(12):
+        response = client.post(reverse("drills:mock_start"), {"question": ""})
+        assert response.status_code == 302
+    assert {mock.question_id for mock in MockInterview.objects.all()} <= designs
+    assert len({mock.question_id for mock in MockInterview.objects.all()}) > 1
+
+
+def test_surprise_me_without_design_prompts_falls_back_to_staff_with_a_note(client):
+    make_question("junior-one-liner", level="junior")
+    make_question("senior-question", level="senior")
+    staff = make_question("staff-concept", level="staff")
+    response = client.post(reverse("drills:mock_start"), {"question": ""}, follow=True)
+    assert MockInterview.objects.get().question == staff
+    assert "No full design prompts are loaded yet" in response.content.decode()
+
+
+def test_surprise_me_never_picks_a_junior_question(client):
+    make_question("junior-one-liner", level="junior")
+    response = client.post(reverse("drills:mock_start"), {"question": ""})
+    assert response.status_code == 404
+    assert not MockInterview.objects.exists()
+
+
+def test_prompt_dropdown_lists_design_prompts_first(client):
+    make_question("junior-one-liner", level="junior")
+    design = make_design_question()
+    html = client.get(reverse("drills:mock_start")).content.decode()
+    groups = re.findall(r'<optgroup label="([^"]+)">', html)
+    assert groups[0].startswith("Design prompts")
+    assert groups[1] == "Concept questions"
+    assert html.index(f'value="{design.pk}"') < html.index("[Junior]")
+    assert "Surprise me: a random full design prompt" in html
+
+
+def test_choosing_a_prompt_still_works_and_bad_ids_are_a_form_error(client):
+    junior = make_question("junior-one-liner", level="junior")
+    response = client.post(reverse("drills:mock_start"), {"question": junior.pk})
+    assert response.status_code == 302
+    assert MockInterview.objects.get().question == junior
+    assert client.post(reverse("drills:mock_start"), {"question": "99999"}).status_code == 200
+    assert MockInterview.objects.count() == 1
+
+
+# Finishing: notes beside the model answer -----------------------------------------------------------
+
+
+def test_design_answer_splits_into_the_five_phases(db):
+    question = make_design_question()
+    intro, parts = services.answer_html_phases(question.answer_html)
+    assert "Start from the guarantees" in intro
+    assert [re.search(r"Walrus-[\w-]+", part)[0] for part in parts] == [
+        "Walrus-requirements", "Walrus-estimates", "Walrus-design", "Walrus-deep-dive", "Walrus-failure",
+    ]  # fmt: skip
+    assert "not a heading" in parts[1]  # a code block's "##" stays in its phase
+    intro_md, parts_md = services.answer_md_phases(question.answer_md)
+    assert intro_md == "Start from the guarantees, then size it."
+    assert parts_md[1].startswith("Walrus-estimates")
+    assert "## not a heading" in parts_md[1]
+    assert parts_md[4] == "Walrus-failure: broker loss, poison messages, redrive."
+
+
+def test_phase_split_tolerates_markup_and_refuses_a_wrong_shape():
+    headings = [
+        "Requirements",
+        "2. Estimates",
+        "High-level <em>design</em>",
+        "Deep dive",
+        "Failure modes &amp; wrap-up",
+    ]
+    html = "".join(f'<h2 id="h{n}" class="x">{title}</h2>\n<p>part {n}</p>\n' for n, title in enumerate(headings))
+    intro, parts = services.answer_html_phases(html)
+    assert intro == ""
+    assert parts == [f"<p>part {n}</p>" for n in range(5)]
+    assert services.answer_html_phases(html.replace('<h2 id="h4"', '<h3 id="h4"')) is None  # four phases
+    swapped = html.replace("Requirements", "TMP").replace("2. Estimates", "Requirements").replace("TMP", "Estimates")
+    assert services.answer_html_phases(swapped) is None  # out of order
+    assert services.answer_html_phases("<p>A concept answer.</p>") is None
+    assert services.answer_md_phases("Just a paragraph.\n\n## Why\nBecause.") is None
+
+
+def test_every_design_prompt_in_the_content_splits_into_phases(content):
+    designs = list(content.filter(kind=Question.Kind.DESIGN))
+    assert designs, "the content has no design prompts"
+    for question in designs:
+        assert services.answer_html_phases(question.answer_html), question.slug
+        assert services.answer_md_phases(question.answer_md), question.slug
+
+
+def finish_design_mock(client) -> MockInterview:
+    design = make_design_question()
+    client.post(reverse("drills:mock_start"), {"question": design.pk})
+    mock = MockInterview.objects.get()
+    save = reverse("drills:mock_save", args=[mock.pk])
+    client.post(save, {"phase": "requirements", "notes": "my-req-notes: at-least-once"})
+    client.post(save, {"phase": "deep_dive", "notes": "my-deep-notes: leases"})
+    client.post(reverse("drills:mock_finish", args=[mock.pk]), {"covered": ["1"]})
+    return mock
+
+
+def test_finished_design_mock_shows_each_phases_notes_beside_the_model_answer(client):
+    mock = finish_design_mock(client)
+    html = client.get(mock.get_absolute_url()).content.decode()
+    review = html[html.index('id="mock-review"') :]
+    sections = re.findall(r'<section class="compare" aria-labelledby="compare-(\w+)">(.*?)</section>', review, re.S)
+    assert [key for key, _ in sections] == [phase["key"] for phase in PHASES]
+    bodies = dict(sections)
+    assert "my-req-notes" in bodies["requirements"]
+    assert "Walrus-requirements" in bodies["requirements"]
+    assert "my-deep-notes" in bodies["deep_dive"]
+    assert "Walrus-deep-dive" in bodies["deep_dive"]
+    assert "Walrus-requirements" not in bodies["deep_dive"]
+    assert "No notes for this phase." in bodies["estimates"]
+    assert "Walrus-estimates" in bodies["estimates"]
+    # The rubric says what the learner ticked.
+    assert re.search(r'class="point covered"><input type="checkbox" name="covered" value="1" checked>', review) is None
+    assert re.search(r'<label class="point covered"><input[^>]*value="1" checked>', html)
+    assert re.search(r'<label class="point missed"><input[^>]*value="0">', html)
+
+
+def test_unfinished_mock_does_not_show_the_model_answer(client):
+    design = make_design_question()
+    client.post(reverse("drills:mock_start"), {"question": design.pk})
+    html = client.get(MockInterview.objects.get().get_absolute_url()).content.decode()
+    assert "Walrus-requirements" not in html
+    assert 'id="mock-review"' not in html
+
+
+def test_finished_concept_mock_shows_the_whole_answer_once(client, mock):
+    client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "estimates", "notes": "my-estimates"})
+    client.post(reverse("drills:mock_finish", args=[mock.pk]), {"covered": ["0"]})
+    html = client.get(mock.get_absolute_url()).content.decode()
+    assert html.count(MODEL_ANSWER) == 1
+    assert "not split into interview phases" in html
+    assert "my-estimates" in html[html.index('id="mock-review"') :]
+
+
+def test_htmx_finish_shows_the_comparison_and_moves_focus_to_the_result(client):
+    design = make_design_question()
+    client.post(reverse("drills:mock_start"), {"question": design.pk})
+    mock = MockInterview.objects.get()
+    html = client.post(reverse("drills:mock_finish", args=[mock.pk]), {}, HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in html
+    assert re.search(r'<p role="status" id="finish-status" tabindex="-1" autofocus>', html)
+    assert "Walrus-failure" in html
+    # Finishing before 35:00 reveals the curveballs, which live outside #finish: they come out of band.
+    assert 'id="curveballs" data-curveballs-at="2100" hx-swap-oob="true">' in html
+    assert "A broker disk fills up at peak" in html
+
+
+def test_export_of_a_finished_design_mock_has_the_model_answer_per_phase(client):
+    mock = finish_design_mock(client)
+    text = client.get(reverse("drills:mock_export", args=[mock.pk])).content.decode()
+    requirements = text[text.index("## 1. Requirements") : text.index("## 2. Estimates")]
+    assert "### Your notes\n\nmy-req-notes: at-least-once" in requirements
+    assert "### Model answer\n\nWalrus-requirements: at-least-once delivery, per-key order." in requirements
+    failure = text[text.index("## 5. Failure modes") : text.index("## Self-assessment")]
+    assert "A broker disk fills up at peak" in failure  # curveballs are out once finished
+    assert "Walrus-failure: broker loss" in failure
+    assert "- [x] Circuit breaker pauses consumption" in text

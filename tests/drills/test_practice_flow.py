@@ -1,9 +1,12 @@
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.drills.conftest import MODEL_ANSWER, make_question
+from topics.drills import scheduling
 from topics.drills.models import Attempt, Card, Review
 
 pytestmark = pytest.mark.django_db
@@ -273,3 +276,84 @@ def test_answers_are_accepted_while_redis_is_down(client, content, redis_control
         question.get_absolute_url(), {"answer": "bulkheads and timeouts", "action": "submit", "started_at": ""}
     )
     assert response.status_code == 302
+
+
+RATING_BUTTON = re.compile(
+    r'<button type="submit" name="rating" value="(\d)" class="rate rate-\d" '
+    r'aria-label="(\w+) — next review in ([^"]+)" data-interval="([^"]+)">'
+)
+
+
+def shown_intervals(html: str) -> dict[int, tuple[str, str, str]]:
+    """{rating: (label, interval in words, short interval)} as the rating buttons show them."""
+    return {int(value): (label, words, short) for value, label, words, short in RATING_BUTTON.findall(html)}
+
+
+def rate_and_measure(client, attempt_url: str, rating: int) -> tuple[str, str]:
+    """Rate, then the interval the card was actually scheduled for, short and in words."""
+    assert client.post(attempt_url + "rate/", {"rating": str(rating)}).status_code == 302
+    review = Review.objects.latest("reviewed_at")
+    delta = review.card.due - review.reviewed_at
+    return scheduling.short_interval(delta), scheduling.interval_words(delta)
+
+
+def test_rating_buttons_show_the_interval_each_rating_schedules_for_a_new_card(client, question):
+    for rating in (1, 2, 3, 4):
+        Card.objects.all().delete()  # a new card every time
+        attempt_url = submit(client, question)["Location"]
+        shown = shown_intervals(client.get(attempt_url).content.decode())
+        assert [label for label, _, _ in shown.values()] == ["Again", "Hard", "Good", "Easy"]
+        assert shown[3][1:] == ("10 minutes", "10m")
+        assert (
+            f'<span class="rate-interval" aria-hidden="true">{shown[rating][2]}</span>'
+            in client.get(attempt_url).content.decode()
+        )
+        assert rate_and_measure(client, attempt_url, rating) == (shown[rating][2], shown[rating][1])
+
+
+def test_rating_buttons_show_the_interval_each_rating_schedules_for_a_card_with_history(client, question):
+    client.post(submit(client, question)["Location"] + "rate/", {"rating": "3"})
+    now = timezone.now()
+    history = scheduling.new_card(now - timedelta(days=60))
+    for days_ago in (60, 59, 55, 40):
+        history = scheduling.review(history, 3, now - timedelta(days=days_ago))
+    seen = set()
+    for rating in (1, 2, 3, 4):
+        card = Card.objects.get()
+        card.set_fsrs(history)
+        card.save()
+        attempt_url = submit(client, question)["Location"]
+        shown = shown_intervals(client.get(attempt_url).content.decode())
+        assert shown[2][2].endswith(("d", "mo")), shown  # days, not learning steps: the history counts
+        assert rate_and_measure(client, attempt_url, rating) == (shown[rating][2], shown[rating][1])
+        seen.add(shown[rating][2])
+    assert len(seen) >= 3
+
+
+def test_rating_controls_come_after_the_model_answer_and_rubric(client, question):
+    html = client.get(submit(client, question)["Location"]).content.decode()
+    order = [html.index(marker) for marker in (MODEL_ANSWER, 'name="ticked"', 'name="rating"')]
+    assert order == sorted(order)
+
+
+def test_focus_goes_to_the_result_after_submit_and_to_the_outcome_after_rating(client, question):
+    hx = {"HTTP_HX_REQUEST": "true"}
+    html = client.post(question_url(question), {"answer": "bulkhead", "action": "submit"}, **hx).content.decode()
+    assert re.search(r'<h2 id="result" class="result-heading" tabindex="-1" autofocus>', html)
+    assert html.count("autofocus") == 1
+    attempt_url = Attempt.objects.get().get_absolute_url()
+    full = client.get(attempt_url).content.decode()  # without JS: the redirect's page autofocuses the result
+    assert re.search(r'<h2 id="result"[^>]* autofocus>', full)
+
+    rated = client.post(attempt_url + "rate/", {"rating": "3"}, **hx).content.decode()
+    assert re.search(r'<div class="outcome" id="outcome"[^>]* tabindex="-1" autofocus>', rated)
+    assert rated.count("autofocus") == 1  # the result heading no longer takes focus
+    assert "You rated this Good" in rated
+
+
+def test_rating_without_js_redirects_to_the_outcome(client, question):
+    attempt_url = submit(client, question)["Location"]
+    response = client.post(attempt_url + "rate/", {"rating": "2"})
+    assert response["Location"] == attempt_url + "#outcome"
+    html = client.get(attempt_url).content.decode()
+    assert re.search(r'id="outcome"[^>]* autofocus>', html)

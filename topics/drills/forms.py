@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
-from topics.drills.models import ANSWER_MAX, NOTES_MAX, PHASE_KEYS
+from topics.drills.models import ANSWER_MAX, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
 
 IMPORT_MAX_BYTES = 5 * 1024 * 1024
 
@@ -67,15 +67,27 @@ class RatingForm(forms.Form):
 
 
 class MockStartForm(forms.Form):
-    question = forms.ModelChoiceField(queryset=None, label="Interview prompt", empty_label="Surprise me")
-    question.required = False
+    question = forms.ModelChoiceField(queryset=None, required=False, label="Interview prompt")
 
     def __init__(self, *args, **kwargs):
         from topics.models import Question
 
         super().__init__(*args, **kwargs)
-        self.fields["question"].queryset = Question.objects.select_related("topic").in_order()
-        self.fields["question"].label_from_instance = lambda q: f"[{q.get_level_display()}] {q.prompt}"
+        field = self.fields["question"]
+        field.queryset = Question.objects.select_related("topic").in_order()
+        # Full design prompts first: they are what a mock interview is for; concept questions by level after.
+        questions = list(field.queryset.defer("answer_md", "answer_html", "key_points", "followups"))
+        design = [(q.pk, q.prompt) for q in questions if q.kind == Question.Kind.DESIGN]
+        levels = {level: rank for rank, level in enumerate(["staff", "senior", "junior"])}
+        concept = sorted((q for q in questions if q.kind != Question.Kind.DESIGN), key=lambda q: levels.get(q.level, 3))
+        surprise = (
+            "Surprise me: a random full design prompt" if design else "Surprise me: a random staff-level question"
+        )
+        field.choices = [
+            ("", surprise),
+            *([(f"Design prompts (a full {MOCK_MINUTES}-minute interview)", design)] if design else []),
+            ("Concept questions", [(q.pk, f"[{q.get_level_display()}] {q.prompt}") for q in concept]),
+        ]
 
 
 class MockNotesForm(forms.Form):

@@ -171,6 +171,21 @@ PHASES = [
 ]
 PHASE_KEYS = [phase["key"] for phase in PHASES]
 MOCK_MINUTES = sum(phase["minutes"] for phase in PHASES)
+# The interviewer's curveballs come when this phase starts, as in a real round, not from minute 0.
+CURVEBALL_PHASE = "failure_modes"
+
+
+def phase_offset_s(key: str) -> int:
+    """Seconds from the start of a mock interview to the start of phase `key`."""
+    minutes = 0
+    for phase in PHASES:
+        if phase["key"] == key:
+            return minutes * 60
+        minutes += phase["minutes"]
+    raise KeyError(key)
+
+
+CURVEBALLS_AT_S = phase_offset_s(CURVEBALL_PHASE)
 
 
 class MockInterview(LearnerOwned):
@@ -199,6 +214,13 @@ class MockInterview(LearnerOwned):
             out.append({**phase, "offset_s": offset * 60, "budget_s": phase["minutes"] * 60, "notes": notes})
             offset += phase["minutes"]
         return out
+
+    def elapsed_s(self, now: datetime | None = None) -> int:
+        return max(0, int(((now or timezone.now()) - self.started_at).total_seconds()))
+
+    def curveballs_due(self, now: datetime | None = None) -> bool:
+        """Whether the curveballs may be shown: their phase has started, or the interview is over."""
+        return self.finished_at is not None or self.elapsed_s(now) >= CURVEBALLS_AT_S
 
     def save_notes(self, phase: str, text: str) -> None:
         # Update one phase without clobbering another phase's autosave that landed in between.

@@ -1,19 +1,23 @@
 """Drill operations that span several models: submit, rate, plan the day, progress, merge, export/import."""
 
+import html
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from prepsite.visitor import Visitor
 from topics.drills import scheduling
 from topics.drills.matching import match_key_points
-from topics.drills.models import Attempt, Card, MockInterview, Review
+from topics.drills.models import PHASES, Attempt, Card, MockInterview, Review
 from topics.models import Question
 
 EXPORT_FORMAT = "queue-prep-drills"
@@ -69,7 +73,7 @@ def attempt_rate(*, attempt: Attempt, rating: int, ticked: list[int], now: datet
             fsrs_card = scheduling.new_card(now)
         else:
             fsrs_card = card.fsrs_card()
-        card.set_fsrs(scheduling.review(fsrs_card, rating, now, attempt.duration_ms))
+        card.set_fsrs(scheduling.review(fsrs_card, rating, now, attempt.duration_ms, seed=str(attempt.token)))
         card.reps += 1
         card.save()
         review = Review.objects.create(
@@ -84,6 +88,14 @@ def attempt_rate(*, attempt: Attempt, rating: int, ticked: list[int], now: datet
         Attempt.objects.filter(pk=attempt.pk).update(review=review)
     attempt.rated_at, attempt.review = now, review
     return card
+
+
+def attempt_rating_choices(*, attempt: Attempt, now: datetime | None = None) -> list[scheduling.Choice]:
+    """What each rating button would schedule for this attempt's card if pressed now (as attempt_rate does)."""
+    owner = Visitor(user_id=attempt.user_id, anon_id=attempt.anon_id)
+    card = Card.objects.for_visitor(owner).filter(question=attempt.question).first()
+    fsrs_card = card.fsrs_card() if card is not None else None
+    return scheduling.preview(fsrs_card, now or timezone.now(), seed=str(attempt.token))
 
 
 @dataclass
@@ -618,3 +630,123 @@ def import_cards(*, learner: Visitor, cards: list[dict]) -> dict:
                 card.reps = card.reviews.count()
                 card.save()
     return {"cards": len(cards), "new_cards": added_cards, "new_reviews": added_reviews}
+
+
+# Mock interviews --------------------------------------------------------------------------------
+
+SURPRISE_FALLBACK_NOTE = (
+    "No full design prompts are loaded yet, so “Surprise me” picked a staff-level question instead. "
+    "Use the five phases anyway: it is the shape the interview will take."
+)
+
+
+def mock_prompt_surprise() -> tuple[Question | None, str]:
+    """A random full design prompt; else a staff-level question and a note saying so; never a junior one-liner."""
+    design = Question.objects.filter(kind=Question.Kind.DESIGN).order_by("?").first()
+    if design is not None:
+        return design, ""
+    staff = Question.objects.filter(level=Question.Level.STAFF).order_by("?").first()
+    return staff, SURPRISE_FALLBACK_NOTE if staff is not None else ""
+
+
+def _lab_url(preset: str) -> str:
+    return f"{reverse('sandbox:home')}?{urlencode({'preset': preset})}"
+
+
+def mock_curveballs(question: Question) -> list[dict]:
+    """The interviewer's curveballs: the prompt's own follow-ups first, then the topic's, with Lab links."""
+    balls = [{"text": text} for text in question.followups if isinstance(text, str) and text.strip()]
+    for ball in question.topic.curveballs:
+        extra = {"url": _lab_url(ball["preset"])} if ball.get("preset") else {}
+        if ball.get("also"):
+            extra["also_url"] = _lab_url(ball["also"])
+        balls.append({**ball, **extra})
+    return balls
+
+
+_H2 = re.compile(r"<h2\b[^>]*>(.*?)</h2\s*>", re.IGNORECASE | re.DOTALL)
+_MD_H2 = re.compile(r"^ {0,3}##[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_MD_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def _heading_words(text: str) -> str:
+    """'2. Failure modes &amp; <em>wrap-up</em>' -> 'failure modes wrap up'."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).lower()
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split()).lstrip("0123456789 ")
+
+
+def _is_phase_heading(heading: str, phase: dict) -> bool:
+    words, title = _heading_words(heading), _heading_words(phase["title"])
+    return words.startswith(title) or words.split()[:1] == title.split()[:1]
+
+
+def _phases_match(headings: list[str]) -> bool:
+    return len(headings) == len(PHASES) and all(map(_is_phase_heading, headings, PHASES))
+
+
+def answer_html_phases(answer_html: str) -> tuple[str, list[str]] | None:
+    """Split a phased model answer at its five <h2>s: (what comes before them, one HTML part per phase).
+
+    None when the headings are not exactly the mock interview's phases in order (a concept question's
+    answer), so the caller shows the whole answer once instead of a wrong split."""
+    matches = list(_H2.finditer(answer_html))
+    if not _phases_match([m.group(1) for m in matches]):
+        return None
+    ends = [m.start() for m in matches[1:]] + [len(answer_html)]
+    parts = [answer_html[m.end() : end].strip() for m, end in zip(matches, ends, strict=True)]
+    return answer_html[: matches[0].start()].strip(), parts
+
+
+def answer_md_phases(answer_md: str) -> tuple[str, list[str]] | None:
+    """The same split on the Markdown source (for the export); `##` inside code fences is not a heading."""
+    lines = answer_md.splitlines()
+    starts, headings, fence = [], [], ""
+    for number, line in enumerate(lines):
+        opened = _MD_FENCE.match(line)
+        if fence:
+            fence = "" if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence) else fence
+        elif opened:
+            fence = opened.group(1)
+        elif heading := _MD_H2.match(line):
+            starts.append(number)
+            headings.append(heading.group(1))
+    if not _phases_match(headings):
+        return None
+    ends = [*starts[1:], len(lines)]
+    parts = ["\n".join(lines[start + 1 : end]).strip() for start, end in zip(starts, ends, strict=True)]
+    return "\n".join(lines[: starts[0]]).strip(), parts
+
+
+@dataclass
+class MockReview:
+    """A mock interview beside the model answer: per phase the learner's notes and the model's part."""
+
+    phases: list[dict]  # the mock's phases, each with "model_html" and "model_md" ("" when not phased)
+    phased: bool  # False: the model answer has no phase headings and is shown once, whole
+    intro_html: str
+    intro_md: str
+
+
+def mock_review(*, mock: MockInterview) -> MockReview:
+    question = mock.question
+    split_html = answer_html_phases(question.answer_html)
+    split_md = answer_md_phases(question.answer_md)
+    phases = mock.phases()
+    if split_html is None:
+        return MockReview(
+            phases=[{**phase, "model_html": "", "model_md": ""} for phase in phases],
+            phased=False,
+            intro_html=question.answer_html,
+            intro_md=question.answer_md.strip(),
+        )
+    intro_html, html_parts = split_html
+    intro_md, md_parts = split_md if split_md is not None else (question.answer_md.strip(), [""] * len(phases))
+    return MockReview(
+        phases=[
+            {**phase, "model_html": part_html, "model_md": part_md}
+            for phase, part_html, part_md in zip(phases, html_parts, md_parts, strict=True)
+        ],
+        phased=True,
+        intro_html=intro_html,
+        intro_md=intro_md,
+    )

@@ -27,7 +27,7 @@ from topics.drills.forms import (
 )
 from topics.drills.matching import RULE as MATCH_RULE
 from topics.drills.matching import match_key_points
-from topics.drills.models import MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
+from topics.drills.models import CURVEBALL_PHASE, CURVEBALLS_AT_S, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
 from topics.models import Question, Topic
 
 
@@ -82,11 +82,14 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
     card = None
     next_due = ""
     next_url = reverse("drills:home")
+    choices = []
     if review is not None:
         card = review.card
         next_due = scheduling.humanize_delta(card.due - timezone.now())
         upcoming = services.drill_plan(learner=visitor_for(request)).next_after(question)
         next_url = upcoming.get_absolute_url() if upcoming else next_url
+    else:
+        choices = services.attempt_rating_choices(attempt=attempt)
     return question_context(
         question,
         attempt=attempt,
@@ -98,7 +101,7 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
         next_url=next_url,
         match_rule=MATCH_RULE,
         duration=scheduling.clock(attempt.duration_ms),
-        ratings=scheduling.RATINGS.items(),
+        choices=choices,
         **extra,
     )
 
@@ -193,6 +196,7 @@ def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
             if request.htmx:
                 response = page(request, "drills/question.html", "drill", reveal_context(request, attempt))
                 return push_url(response, attempt.get_absolute_url())
+            # No #result here: the result heading is at the top of the page and takes focus by autofocus.
             return redirect(attempt)
     else:
         form = AttemptForm(initial={"started_at": int(timezone.now().timestamp() * 1000), "action": "submit"})
@@ -233,7 +237,7 @@ def rate(request: HttpRequest, topic: str, slug: str, token) -> HttpResponse:
         return busy(page(request, "drills/question.html", "drill", context, 503))
     if request.htmx:
         return page(request, "drills/question.html", "drill", reveal_context(request, attempt))
-    return redirect(attempt)
+    return redirect(f"{attempt.get_absolute_url()}#outcome")
 
 
 def already_rated(request: HttpRequest, attempt: Attempt) -> HttpResponse:
@@ -350,22 +354,27 @@ def get_mock(request: HttpRequest, pk: int) -> MockInterview:
     return get_object_or_404(MockInterview.objects.for_visitor(learner).select_related("question__topic"), pk=pk)
 
 
-def mock_context(mock: MockInterview, **extra) -> dict:
+def mock_context(mock: MockInterview, *, now=None, **extra) -> dict:
     question = mock.question
     covered = set(mock.self_assessment)
+    now = now or timezone.now()
+    review = services.mock_review(mock=mock) if mock.finished_at else None
     return {
         "nav": "drills",
         "mock": mock,
         "question": question,
-        "phases": mock.phases(),
-        "curveballs": [
-            {**ball, "url": f"{reverse('sandbox:home')}?preset={ball['preset']}"} for ball in question.topic.curveballs
-        ],
+        "phases": review.phases if review else mock.phases(),
+        "curveball_phase": CURVEBALL_PHASE,
+        "curveballs": services.mock_curveballs(question),
+        "curveballs_due": mock.curveballs_due(now),
+        "curveballs_at_s": CURVEBALLS_AT_S,
+        "curveballs_at": scheduling.clock(CURVEBALLS_AT_S * 1000),
+        "review": review,
         "points": [
             {"index": i, "label": point.get("label", ""), "covered": i in covered}
             for i, point in enumerate(question.key_points)
         ],
-        "started_ms": int(mock.started_at.timestamp() * 1000),
+        "elapsed_s": mock.elapsed_s(now),
         "length_s": MOCK_MINUTES * 60,
         "length": f"{MOCK_MINUTES}:00",
         "length_minutes": MOCK_MINUTES,
@@ -378,10 +387,14 @@ def mock_context(mock: MockInterview, **extra) -> dict:
 def mock_start(request: HttpRequest) -> HttpResponse:
     form = MockStartForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        question = form.cleaned_data["question"] or Question.objects.order_by("?").first()
+        question, note = form.cleaned_data["question"], ""
         if question is None:
-            raise Http404("No interview questions are loaded yet.")
+            question, note = services.mock_prompt_surprise()
+        if question is None:
+            raise Http404("No design prompts or staff-level questions are loaded yet.")
         mock = MockInterview.objects.create(**visitor_for(request, create=True).owner(), question=question)
+        if note:
+            messages.info(request, note)
         return redirect(mock)
     learner = visitor_for(request)
     past = MockInterview.objects.for_visitor(learner).select_related("question")[:20]
@@ -391,7 +404,12 @@ def mock_start(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def mock_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "drills/mock_detail.html", mock_context(get_mock(request, pk)))
+    """The interview page; htmx asks for its curveballs when the timer reaches their phase."""
+    context = mock_context(get_mock(request, pk))
+    if request.htmx:
+        # Announced once: only the live reveal says it aloud, never a reload.
+        context["announce"] = context["curveballs_due"]
+    return page(request, "drills/mock_detail.html", "curveballs", context)
 
 
 @require_POST
@@ -427,7 +445,7 @@ def mock_finish(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "drills/mock_detail.html", mock_context(mock, finish_error=True), status=400)
     mock.finish(form.cleaned_data["covered"])
     if request.htmx:
-        return render(request, "drills/mock_detail.html#finish", mock_context(mock))
+        return render(request, "drills/mock_detail.html#finish", mock_context(mock, focus_finish=True, oob=True))
     return redirect(f"{mock.get_absolute_url()}#finish")
 
 
