@@ -31,6 +31,18 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
     ("Retries", ["max_retries", "backoff", "backoff_base_s", "backoff_cap_s", "jitter"]),
     ("Consumer", ["idempotency", "concurrency", "duration_ms", "duration_spread_ms", "timeout_s"]),
     ("SLO", ["slo_seconds", "slo_percentile"]),
+    (
+        "Delivery model",
+        [
+            "model",
+            "visibility_timeout_s",
+            "lease_extension",
+            "partitions",
+            "order_keys",
+            "on_failure",
+            "kill_consumer_at_s",
+        ],
+    ),
     ("Repeat a run", ["seed"]),
 ]
 

@@ -44,6 +44,11 @@ PEAK_DEPTH = Prediction("peak_depth", "Most jobs waiting in the queue at once", 
 DRAIN_S = Prediction("drain_s", "Seconds from the first arrival until the last job is done", "s", 0, 4 * HORIZON_S)
 RETRY_PEAK = Prediction("retry_peak", "Most retries due in one second", "retries", 0, MAX_JOBS * 10)
 SUCCEEDED = Prediction("succeeded", "Jobs charged successfully", "jobs", 0, MAX_JOBS)
+DUPLICATES = Prediction("duplicates_delivered", "Messages delivered a second time", "deliveries", 0, MAX_JOBS * 10)
+ORDER_VIOLATIONS = Prediction(
+    "order_violations", "Events applied after a later event of their customer", "events", 0, MAX_JOBS
+)
+MAX_LAG = Prediction("max_lag", "Most messages one partition fell behind", "messages", 0, MAX_JOBS)
 
 FIELDS: dict[str, list[Prediction]] = {
     "happy": [DRAIN_S],
@@ -55,6 +60,10 @@ FIELDS: dict[str, list[Prediction]] = {
     "duplicates": [DOUBLE_CHARGES],
     "spike": [REJECTED],
     "slow-consumer": [PEAK_DEPTH, DRAIN_S],
+    "visibility-timeout": [DUPLICATES, DOUBLE_CHARGES],
+    "ordering": [ORDER_VIOLATIONS],
+    "head-of-line": [MAX_LAG, DEAD_LETTERED],
+    "rebalance": [MAX_LAG, DOUBLE_CHARGES],
 }
 EXTRAS = ("peak_depth", "drain_s", "retry_peak")  # measured from the live state, not counted
 

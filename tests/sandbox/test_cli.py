@@ -45,6 +45,30 @@ def test_cli_run_follows_the_experiment_and_prints_json_last(rq_workers, capsys)
     assert "5/5 done" in out.err  # the progress bar's final line
 
 
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("model", ["stream", "log"])
+def test_cli_runs_the_stream_and_log_models_and_reports_their_numbers(rq_workers, capsys, model):
+    call_command(
+        "experiment", "run", "ordering", "--jobs", "12", "--set", f"model={model}", "--set", "duration_ms=30",
+        "--seed", "3", "--json",
+    )  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["model"] == model
+    assert summary.keys() >= SUMMARY_KEYS | {"redeliveries", "order_violations", "max_lag"}
+    assert summary["succeeded"] + summary["dead_lettered"] == 12
+    assert summary["redeliveries"] == summary["attempts"] - 12  # every delivery after a message's first
+    assert summary["max_lag"] >= 1
+    if model == "log":  # retries in place keep each customer's events in order
+        assert summary["order_violations"] == 0
+
+
+def test_cli_refuses_an_unknown_delivery_model():
+    result = run_cli("run", "happy", "--set", "model=kafka")
+    assert result.returncode == 2
+    assert "model" in result.stderr
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(BASE_DIR / "manage.py"), "experiment", *args],

@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 
 from prepsite.redis_conn import redis_is_full
 from prepsite.visitor import CLI
-from sandbox import experiments, live, readmodel
+from sandbox import delivery, experiments, live, readmodel
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
 from sandbox.presets import DEFAULTS, PRESETS
@@ -43,6 +43,7 @@ def result_line(experiment: Experiment, state: live.LiveState, elapsed: float) -
     return {
         "id": experiment.pk,
         "preset": experiment.preset,
+        "model": delivery.model_of(experiment.params),
         "seed": experiment.seed,
         **outcome,
         "elapsed_s": round(elapsed, 2),
