@@ -14,18 +14,6 @@ MAX_WORKER_SECONDS = 900  # worst-case worker time one experiment may ask of the
 
 # How the form reads, top to bottom: every parameter (DEFAULTS) and the seed, each exactly once.
 FIELD_GROUPS: list[tuple[str, list[str]]] = [
-    (
-        "Delivery model",
-        [
-            "model",
-            "visibility_timeout_s",
-            "lease_extension",
-            "partitions",
-            "order_keys",
-            "on_failure",
-            "kill_consumer_at_s",
-        ],
-    ),
     ("Traffic", ["jobs", "arrival_per_s", "queue_cap"]),
     ("Faults", ["failure_rate", "outage_s", "poison_rate", "crash_rate", "duplicate_rate"]),
     ("Retries", ["max_retries", "backoff", "backoff_base_s", "backoff_cap_s", "jitter"]),
