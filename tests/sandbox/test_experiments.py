@@ -221,7 +221,7 @@ def test_accounting_invariant_holds_for_every_preset_and_random_faults(rq_worker
     runs.append(start("happy", seed=99, jobs=20, failure_rate=0.3, poison_rate=0.1, crash_rate=0.1, duplicate_rate=0.3,
                       max_retries=2, backoff_base_s=1, backoff_cap_s=2, idempotency="on", **FAST))  # fmt: skip
     for experiment in runs:
-        state = wait_finished(experiment, 90)
+        state = wait_finished(experiment, 150)
         c = state.counters
         assert c["requested"] == c["enqueued"] + c["rejected"], experiment.preset
         assert c["enqueued"] == c["succeeded"] + c["dead_lettered"] + c["stopped"], experiment.preset
