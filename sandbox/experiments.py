@@ -59,6 +59,11 @@ def experiment_start(
     All or nothing: if anything fails part-way, every job and record it made is removed again.
     """
     limits.check_start(limit_key, params)
+    if delivery.model_of(params) != "rq" and not delivery.members(get_redis()):
+        raise StartFailed(
+            "No stream/log consumer is running (make run starts them: `manage.py lab_consumers`), so this run's "
+            "messages would never be delivered. Nothing was started; try the rq model, or again in a minute."
+        )
     seed = seed if seed is not None else new_seed()
     experiment = Experiment.objects.create(
         **owner.owner(),

@@ -159,3 +159,14 @@ def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, mo
     summary = readmodel.outcome(experiment)
     assert {"redeliveries", "order_violations", "max_lag"} <= set(summary)
     assert json.dumps(summary)
+
+
+def test_a_stream_run_is_refused_with_a_reason_when_no_consumer_is_running(db, monkeypatch):
+    from sandbox import experiments
+    from sandbox.models import Experiment
+
+    monkeypatch.setattr(delivery, "members", lambda redis, now=None: [])
+    before = Experiment.objects.count()
+    with pytest.raises(experiments.StartFailed, match="No stream/log consumer is running"):
+        start("visibility-timeout")
+    assert Experiment.objects.count() == before
