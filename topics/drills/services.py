@@ -122,7 +122,7 @@ class DrillPlan:
 # Lists of questions never show answers or section bodies; loading them made list pages 10x slower.
 HEAVY_FIELDS = (
     "answer_md", "answer_html", "key_points", "followups",
-    "section__body_md", "section__body_html", "section__body_text", "section__toc",
+    "section__body_md", "section__body_html", "section__body_text", "section__toc", "section__blocks",
 )  # fmt: skip
 
 
@@ -130,7 +130,12 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
     """What to practise now: due reviews first (most overdue first), then new questions up to the daily limit."""
     now = now or timezone.now()
     limit = new_per_day()
-    cards = Card.objects.for_visitor(learner).select_related("question", "question__topic", "question__section")
+    cards = (
+        Card.objects.for_visitor(learner)
+        .select_related("question", "question__topic", "question__section")
+        .defer(*(f"question__{name}" for name in HEAVY_FIELDS), "question__topic__intro_md", "question__topic__intro_html",
+               "question__topic__diagram_html")
+    )  # fmt: skip
     if topic is not None:
         cards = cards.filter(question__topic=topic)
     due = list(cards.due(now).order_by("due"))
@@ -139,7 +144,7 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
     # New material in reading order: earlier Study sections first, junior before senior before staff.
     questions = (
         Question.objects.select_related("topic", "section")
-        .defer(*HEAVY_FIELDS, "topic__intro_md", "topic__intro_html")
+        .defer(*HEAVY_FIELDS, "topic__intro_md", "topic__intro_html", "topic__diagram_html")
         .order_by("section__order", "level", "order", "slug")
     )
     if topic is not None:
