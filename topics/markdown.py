@@ -45,7 +45,10 @@ class Rendered:
     toc: list[dict] = field(default_factory=list)  # [{"id", "title", "level"}], document order
     text: str = ""  # plain text, for search
     links: list[str] = field(default_factory=list)  # special hrefs seen, in order
-    blocks: list[dict] = field(default_factory=list)  # [{"id", "heading", "text"}]: the passages search lands on
+    # [{"id", "heading", "text", "kind", "strong"?, "links"?}]: the passages search lands on. kind is "p", "li",
+    # "row", "quote", "dl", "link" (a paragraph that is only a link: a signpost) or "figure"; strong and links
+    # hold the text of the block's bold phrases and of its links, in order.
+    blocks: list[dict] = field(default_factory=list)
 
 
 class _SpecialLinks(Treeprocessor):
@@ -77,9 +80,15 @@ class _SpecialLinks(Treeprocessor):
 
 # Block ids are "<heading id>--<n>": Markdown's slugify collapses runs of "-", so a heading id never holds
 # "--" and a block id can never clash with one. Blocks before the first heading count under "top".
-BLOCK_TAGS = {"p", "blockquote", "dl"}
+BLOCK_TAGS = {"p": "p", "blockquote": "quote", "dl": "dl"}
 LIST_TAGS = {"ul", "ol"}
 _PLACEHOLDER = re.compile("\x02[^\x03]*\x03")
+_STASHED = re.compile("\x02wzxhzdk:(\\d+)\x03")
+# A diagram is raw HTML (<figure id=...><svg><title>…<desc>…</svg><figcaption>…): its title, description and
+# caption say in words what the picture teaches, so the figure is a block of its own, landed on by its id.
+_FIGURE = re.compile(r"\A\s*<figure\b[^>]*?\sid=\"(?P<id>[^\"]+)\"[^>]*>(?P<body>.*)</figure>\s*\Z", re.DOTALL)
+_FIGURE_TEXT = re.compile(r"<(title|desc|figcaption)\b[^>]*>(.*?)</\1>", re.DOTALL)
+_SVG = re.compile(r"<svg\b.*?</svg>", re.DOTALL)
 
 
 def _plain(element: Element) -> str:
@@ -87,6 +96,27 @@ def _plain(element: Element) -> str:
         return " · ".join(filter(None, (_plain(cell) for cell in element)))
     text = "".join(element.itertext()).replace("\x02amp\x03", "&")
     return re.sub(r"\s+", " ", _PLACEHOLDER.sub(" ", text)).strip()
+
+
+def _only_a_link(element: Element) -> bool:
+    """A paragraph that is one link and nothing else ("Try it in the Lab: ..."): it points at a passage."""
+    children = list(element)
+    return (
+        len(children) == 1
+        and children[0].tag == "a"
+        and not (element.text or "").strip()
+        and not (children[0].tail or "").strip()
+    )
+
+
+def _figure_block(stashed: str) -> tuple[str, str] | None:
+    """(id, text) of a raw-HTML figure: its title, description and caption, in that order."""
+    match = _FIGURE.match(stashed)
+    if not match:
+        return None
+    parts = [html_to_text(part) for _tag, part in _FIGURE_TEXT.findall(match["body"])]
+    text = " ".join(part for part in parts if part)
+    return (match["id"], text) if text else None
 
 
 class _BlockIds(Treeprocessor):
@@ -99,29 +129,40 @@ class _BlockIds(Treeprocessor):
     def run(self, root: Element) -> None:
         heading, count = "top", 0
 
-        def add(element: Element) -> None:
+        def add(element: Element, kind: str) -> None:
             nonlocal count
             text = _plain(element)
             if not text or element.get("id"):
                 return
             count += 1
             element.set("id", f"{heading}--{count}")
-            self.blocks.append({"id": element.get("id"), "heading": heading, "text": text})
+            block = {"id": element.get("id"), "heading": heading, "text": text, "kind": kind}
+            for key, tag in (("strong", "strong"), ("links", "a")):  # bold: a definition; link text: a pointer
+                phrases = [phrase for inner in element.iter(tag) if (phrase := _plain(inner))]
+                if phrases:
+                    block[key] = phrases
+            self.blocks.append(block)
 
         for element in root:
             if re.fullmatch(r"h[1-6]", element.tag) and element.get("id"):
                 heading, count = element.get("id"), 0
             elif element.tag == "p" and _PLACEHOLDER.fullmatch((element.text or "").strip()) and not len(element):
-                continue  # a stashed code block or raw HTML: the postprocessor swaps the whole <p> for it
+                # A stashed code block or raw HTML: the postprocessor swaps the whole <p> for it. A figure among
+                # them keeps its own id (no count, so the ids of the paragraphs after it do not move).
+                stash = _STASHED.fullmatch((element.text or "").strip())
+                raw = self.md.htmlStash.rawHtmlBlocks[int(stash[1])] if stash else None
+                figure = _figure_block(raw) if isinstance(raw, str) else None
+                if figure:
+                    self.blocks.append({"id": figure[0], "heading": heading, "text": figure[1], "kind": "figure"})
             elif element.tag in BLOCK_TAGS:
-                add(element)
+                add(element, "link" if element.tag == "p" and _only_a_link(element) else BLOCK_TAGS[element.tag])
             elif element.tag in LIST_TAGS:
                 for item in element.findall("li"):
-                    add(item)
+                    add(item, "li")
             elif element.tag == "table":
                 for row in element.iter("tr"):  # a row is a passage of its own ("Saturation | how close ...")
                     if row.find("td") is not None:
-                        add(row)
+                        add(row, "row")
 
 
 class _BlockIdsExtension(Extension):
@@ -223,7 +264,10 @@ def render_markdown(source: str, *, resolve: LinkResolver | None = None) -> Rend
     body = md.convert(source)
     if errors:
         raise LinkErrors(errors)
-    return Rendered(html=body, toc=_flatten(md.toc_tokens), text=html_to_text(body), links=seen, blocks=blocks)
+    # Reading text leaves out a diagram's drawing (its axis labels and the description a screen reader hears
+    # instead of seeing it); its visible caption stays.
+    text = html_to_text(_SVG.sub(" ", body))
+    return Rendered(html=body, toc=_flatten(md.toc_tokens), text=text, links=seen, blocks=blocks)
 
 
 class LinkErrors(ValueError):

@@ -11,6 +11,16 @@ Ranking: BM25 over each block's words, a light stemmer so "retries" finds "retry
 block's heading and chapter title, a bonus that grows as the query words stand closer together
 (side by side is best), and a few domain synonyms ("bounded" ~ "limit"), each worth less than the
 word itself.
+
+Then the shape of the block, because a term's teaching passage looks different from a mention of it:
+teaching text defines the term in bold ("**At-least-once.** The consumer ...") or names it in its first
+words, and a section opens with what its heading is about, so a heading's bonus goes mostly to its
+first block (and most of all to an opening paragraph). A block that opens with a question ("How many
+workers do you need?" ...) is an interview prompt pointing at the answer, link text describes another
+passage, a chapter made of program listings comments on code, and a diagram's title and description
+retell the paragraphs beside it: each keeps a share of its score. A diagram does not count towards its
+chapter's words either, which its prose already holds. No rule names a term or a chapter: the terms of
+the brief and the passages that teach them are a test (tests/topics/test_search.py), not a table here.
 """
 
 import math
@@ -19,6 +29,7 @@ import threading
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from django.utils.html import escape
@@ -38,16 +49,38 @@ K1, B = 1.2, 0.75
 # Blocks shorter than this share of the average count as this long: BM25 otherwise ranks a one-line
 # signpost ("Try it in the Lab: retries with backoff and jitter") above the paragraph that explains it.
 SHORT_BLOCK = 0.8
-HEADING_WEIGHT = 1.0
+# A heading's words count for every block under it, and more for its first blocks, which say what it is about:
+# block n gets HEADING_WEIGHT + OPENER_WEIGHT / n. A word found only in a heading or title counts as
+# TITLE_ONLY_SHARE of a word in the block when blocks are compared on how many query words they hold.
+HEADING_WEIGHT = 0.5
+OPENER_WEIGHT = 2.0
+TITLE_ONLY_SHARE = 0.75
 CHAPTER_WEIGHT = 0.3
 PROMPT_WEIGHT = 0.8
 SYNONYM_WEIGHT = 0.7
 PROXIMITY_WEIGHT = 1.5
 QUESTION_WEIGHT = 0.7
+# The query words as a bold phrase of the block ("**At-least-once.** The consumer ..."): the way our chapters
+# define a term. Worth its share of the phrase, so a bold sentence that merely holds a word is worth less.
+DEFINITION_WEIGHT = 2.0
+# Words inside a link's text describe the passage the link leads to, not this one.
+LINK_TEXT_WEIGHT = 0.3
+# A block keeps a share of its score for what it is: a diagram's description retells the prose beside it; a
+# block that opens with a question is an interview prompt pointing at the answer; a block made of link text
+# ("Try it in the Lab: ...") is a signpost, and it loses LINK_SHARE_WEIGHT times its share of link text; a
+# chapter made of program listings comments on code, and its blocks lose CODE_SHARE_WEIGHT times that share.
+FIGURE_WEIGHT = 0.6
+QUESTION_LEAD_WEIGHT = 0.5
+LINK_SHARE_WEIGHT = 0.7
+CODE_SHARE_WEIGHT = 1.0
+FENCED_CODE = re.compile(r"^(`{3,}|~{3,}).*?^\1", re.MULTILINE | re.DOTALL)
+QUESTION_LEAD = re.compile(r"\A[^.!?]{0,160}\?")
 # Teaching text introduces a term at the start of its paragraph or list item ("**Concurrency limits per
-# dependency.** A semaphore of ..."); a mention in passing sits mid-sentence.
-LEAD_TOKENS = 6
-LEAD_WEIGHT = 1.0
+# dependency.** A semaphore of ..."); a mention in passing sits mid-sentence. Worth most for the first word,
+# nothing from the LEAD_TOKENS-th on, and more in a section's opening paragraph, which says what it is about.
+LEAD_TOKENS = 8
+LEAD_WEIGHT = 0.5
+OPENER_LEAD_WEIGHT = 2.0
 # A passage is scored with a share of its whole chapter's score: the words in a chapter about them.
 CHAPTER_SCORE_WEIGHT = 0.25  # a drill quotes the chapters; the chapter's own passage should come first
 
@@ -97,6 +130,8 @@ STOPWORDS = frozenset(
         "with",
         "you",
         "your",
+        "versus",
+        "vs",
     ]
 )
 # Words interviewers and the chapters use for one idea; applied to query words, after stemming.
@@ -104,12 +139,18 @@ SYNONYMS = {
     "bound": ("limit", "cap"),
     "limit": ("cap", "bound"),
     "cap": ("limit",),
-    "dlq": ("dead",),
     "redeliver": ("redrive",),
+    "idempotency": ("idempotent",),
+    "idempotent": ("idempotency",),
+    "dedup": ("deduplicat",),
+    "deduplicat": ("dedup",),
 }
+# Abbreviations read as the words they stand for, in the text and in a query: "DLQ" is a dead-letter queue.
+ABBREVIATIONS = {"dlq": ("dead", "letter", "queue")}
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
+@lru_cache(maxsize=65536)  # a few thousand distinct words: each is stemmed once, not once per occurrence
 def stem(word: str) -> str:
     """A light suffix stripper (plurals, -ed, -ing, -ly, final e): enough to match the forms a reader
     types, and conservative, so unrelated words are not merged ("concurrency" stays apart from
@@ -129,6 +170,8 @@ def stem(word: str) -> str:
             if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
                 w = w[:-1]  # shedding -> shed, capped -> cap
             break
+    if w.endswith("ation") and len(w) > 7:
+        w = w[:-3]  # propagation / propagated, deduplication / deduplicates
     if w.endswith("ly") and len(w) > 5:
         w = w[:-2]
     if w.endswith("e") and len(w) > 4:
@@ -137,10 +180,15 @@ def stem(word: str) -> str:
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
-    """(stem, start, end) of each word that is not a stopword."""
-    return [
-        (stem(m[0]), m.start(), m.end()) for m in WORD.finditer(text) if m[0].lower() not in STOPWORDS and len(m[0]) > 1
-    ]
+    """(stem, start, end) of each word that is not a stopword; an abbreviation gives each word it stands for."""
+    tokens = []
+    for match in WORD.finditer(text):
+        word = match[0].lower()
+        if word in STOPWORDS or len(word) < 2:
+            continue
+        for part in ABBREVIATIONS.get(word, (word,)):
+            tokens.append((stem(part), match.start(), match.end()))
+    return tokens
 
 
 def clean_query(raw: str | None) -> str:
@@ -164,7 +212,14 @@ class Doc:
     group: str  # results show the best block of each group (a chapter, a question, a topic)
     order: int
     heading: frozenset = frozenset()
+    heading_tokens: list = field(default_factory=list)  # [(stem, start, end)] of the heading, for phrase matches
     chapter: frozenset = frozenset()
+    block_kind: str = ""  # a section block's kind (topics/markdown.py): "p", "li", "row", "link", "figure", ...
+    position: int = 1  # the block's place under its heading, from 1
+    strong: tuple = ()  # each bold phrase's stems
+    question: bool = False  # the block opens with a question
+    link_share: float = 0.0  # share of the block's text that is link text
+    code_share: float = 0.0  # share of the block's chapter that is fenced code
     tokens: list = field(default_factory=list)  # [(stem, start, end)]
     counts: Counter = field(default_factory=Counter)
 
@@ -192,11 +247,34 @@ class Hit:
     snippet: SafeString
 
 
-def _doc(**fields) -> Doc:
+def _doc(*, heading_text: str = "", links: list[str] = (), **fields) -> Doc:
     doc = Doc(**fields)
     doc.tokens = tokenize(doc.text)
-    doc.counts = Counter(token for token, _s, _e in doc.tokens)
+    doc.heading_tokens = tokenize(heading_text)
+    doc.heading = frozenset(token for token, _s, _e in doc.heading_tokens)
+    spans, start = [], 0
+    for link in links:  # each link's text, found in order in the block's text
+        found = doc.text.find(link, start)
+        if found >= 0:
+            spans.append((found, found + len(link)))
+            start = found + len(link)
+    doc.link_share = sum(right - left for left, right in spans) / max(len(doc.text), 1)
+    doc.counts = Counter()
+    for token, token_start, _e in doc.tokens:
+        linked = any(left <= token_start < right for left, right in spans)
+        doc.counts[token] += LINK_TEXT_WEIGHT if linked else 1
+    doc.question = bool(QUESTION_LEAD.match(doc.text)) and doc.kind == "section"
     return doc
+
+
+def _position(block_id: str) -> int:
+    """n of a "<heading>--<n>" block id; a figure (its own id) counts as a later block."""
+    number = block_id.rpartition("--")[2]
+    return int(number) if number.isdigit() else 2
+
+
+def _code_share(markdown: str) -> float:
+    return sum(len(match[0]) for match in FENCED_CODE.finditer(markdown)) / max(len(markdown), 1)
 
 
 def _stems(text: str) -> frozenset:
@@ -215,12 +293,13 @@ def _documents() -> list[Doc]:
                 text=f"{topic.summary} {html_to_text(topic.intro_html)}".strip(),
                 group=f"topic:{topic.pk}",
                 order=len(docs),
-                heading=_stems(topic.title),
+                heading_text=topic.title,
             )
         )
     sections = Section.objects.select_related("topic").order_by("topic__order", "topic__title", "order")
-    for section in sections.only("slug", "title", "toc", "blocks", "topic__slug", "topic__title"):
+    for section in sections.only("slug", "title", "toc", "blocks", "body_md", "topic__slug", "topic__title"):
         chapter = _stems(section.title)
+        code_share = _code_share(section.body_md)
         for block in section.blocks:
             heading = section.heading_title(block["heading"])
             docs.append(
@@ -232,8 +311,13 @@ def _documents() -> list[Doc]:
                     text=block["text"],
                     group=f"section:{section.pk}",
                     order=len(docs),
-                    heading=_stems(heading),
+                    heading_text=heading,
                     chapter=chapter,
+                    block_kind=block.get("kind", "p"),
+                    position=_position(block["id"]),
+                    strong=tuple(tuple(token for token, _s, _e in tokenize(bold)) for bold in block.get("strong", ())),
+                    links=block.get("links", ()),
+                    code_share=code_share,
                 )
             )
     for question in Question.objects.select_related("topic", "section").in_order():
@@ -246,7 +330,7 @@ def _documents() -> list[Doc]:
                 text=html_to_text(question.answer_html),
                 group=f"question:{question.pk}",
                 order=len(docs),
-                heading=_stems(question.prompt),
+                heading_text=question.prompt,
             )
         )
     return docs
@@ -263,6 +347,8 @@ def build_index(docs: list[Doc]) -> Index:
     groups: dict[str, Counter] = defaultdict(Counter)
     lengths: Counter = Counter()
     for doc in docs:
+        if doc.block_kind == "figure":
+            continue  # a diagram retells its chapter's prose: counting it again would inflate the chapter's words
         groups[doc.group].update(doc.counts)
         lengths[doc.group] += len(doc.tokens)
     return Index(
@@ -300,16 +386,20 @@ def _groups(terms: list[str]) -> list[dict[str, float]]:
     return groups
 
 
-def _proximity(doc: Doc, groups: list[dict[str, float]]) -> float:
-    """1 when the query words stand side by side in the block, falling as the tightest window widens."""
+def _proximity(doc: Doc, groups: list[dict[str, float]], tokens: list | None = None) -> float:
+    """1 when the query words stand side by side in the block (or tokens), falling as the tightest window widens."""
     if len(groups) < 2:
         return 0.0
-    hits = sorted(
+    numbers = defaultdict(list)
+    for number, group in enumerate(groups):
+        for token in group:
+            numbers[token].append(number)
+    hits = [
         (position, number)
-        for position, (token, _s, _e) in enumerate(doc.tokens)
-        for number, group in enumerate(groups)
-        if token in group
-    )
+        for position, (token, _s, _e) in enumerate(doc.tokens if tokens is None else tokens)
+        if token in numbers
+        for number in numbers[token]
+    ]
     best, seen = None, {}
     left = 0
     for position, number in hits:
@@ -329,9 +419,15 @@ def _proximity(doc: Doc, groups: list[dict[str, float]]) -> float:
 
 
 def _lead(doc: Doc, groups: list[dict[str, float]]) -> float:
-    """Share of the query words found among the block's first words."""
-    lead = {token for token, _s, _e in doc.tokens[:LEAD_TOKENS]}
-    return sum(1 for group in groups if lead & group.keys()) / len(groups)
+    """How early the query words come in the block: 1 when they open it, 0 from the LEAD_TOKENS-th word on."""
+    first = {}
+    for position, (token, _s, _e) in enumerate(doc.tokens[:LEAD_TOKENS]):
+        first.setdefault(token, position)
+    total = 0.0
+    for group in groups:
+        position = min((first[token] for token in group if token in first), default=LEAD_TOKENS)
+        total += 1 - min(position, LEAD_TOKENS) / LEAD_TOKENS
+    return total / len(groups)
 
 
 def _chapter_score(index: Index, doc: Doc, groups: list[dict[str, float]], cache: dict) -> float:
@@ -350,13 +446,27 @@ def _chapter_score(index: Index, doc: Doc, groups: list[dict[str, float]], cache
     return cache[doc.group]
 
 
-def _score(index: Index, doc: Doc, groups: list[dict[str, float]], chapters: dict) -> tuple[float, int]:
+def _definition(doc: Doc, groups: list[dict[str, float]]) -> float:
+    """How well one bold phrase of the block is the query: the share of the query words it holds, times the
+    share of its words that are query words ("**At-least-once.**" is 1, "**Little's law also reads backwards.**"
+    0.4 for "Little's law")."""
+    stems = {token for group in groups for token in group}
+    best = 0.0
+    for phrase in doc.strong:
+        if phrase:
+            covered = sum(1 for group in groups if group.keys() & set(phrase))
+            best = max(best, covered / len(groups) * sum(1 for token in phrase if token in stems) / len(phrase))
+    return best
+
+
+def _parts(index: Index, doc: Doc, groups: list[dict[str, float]], chapters: dict) -> dict[str, float]:
+    """The pieces of a block's score (see _score), named so a ranking can be explained."""
     length = max(len(doc.tokens), SHORT_BLOCK * index.average_length)
     length_norm = K1 * (1 - B + B * length / index.average_length)
-    heading_weight = PROMPT_WEIGHT if doc.kind != "section" else HEADING_WEIGHT
-    total, matched, idfs = 0.0, 0, []
+    heading_weight = HEADING_WEIGHT + OPENER_WEIGHT / doc.position if doc.kind == "section" else PROMPT_WEIGHT
+    words, matched, coverage, idfs = 0.0, 0, 0.0, []
     for group in groups:
-        best = 0.0
+        best, in_text = 0.0, False
         for token, weight in group.items():
             idf = index.idf.get(token, 0.0)
             tf = doc.counts.get(token, 0)
@@ -364,20 +474,41 @@ def _score(index: Index, doc: Doc, groups: list[dict[str, float]], chapters: dic
             value += heading_weight * idf if token in doc.heading else 0.0
             value += CHAPTER_WEIGHT * idf if token in doc.chapter else 0.0
             best = max(best, weight * value)
+            in_text = in_text or bool(tf)
         if best:
             matched += 1
+            coverage += 1.0 if in_text else TITLE_ONLY_SHARE
             idfs.append(max(index.idf.get(token, 0.0) for token in group))
-        total += best
+        words += best
     if not matched:
-        return 0.0, 0
+        return {"matched": 0}
     mean_idf = sum(idfs) / len(idfs)
-    total += PROXIMITY_WEIGHT * mean_idf * _proximity(doc, groups)
-    total += LEAD_WEIGHT * mean_idf * _lead(doc, groups)
-    total += CHAPTER_SCORE_WEIGHT * _chapter_score(index, doc, groups, chapters)
-    total *= matched / len(groups)  # a block with every word beats one that repeats a single word
-    if doc.kind == "question":
-        total *= QUESTION_WEIGHT
-    return total, matched
+    # The query as a phrase in the heading: the section is about it, most of all its first blocks.
+    heading_phrase = _proximity(doc, groups, doc.heading_tokens) * heading_weight / (HEADING_WEIGHT + OPENER_WEIGHT)
+    opening = doc.kind == "section" and doc.position == 1 and doc.block_kind == "p"  # a section's opening paragraph
+    lead_weight = LEAD_WEIGHT + (OPENER_LEAD_WEIGHT if opening else 0.0)
+    shape = QUESTION_WEIGHT if doc.kind == "question" else 1.0
+    shape *= FIGURE_WEIGHT if doc.block_kind == "figure" else 1.0
+    shape *= QUESTION_LEAD_WEIGHT if doc.question else 1.0
+    shape *= (1 - LINK_SHARE_WEIGHT * doc.link_share) * (1 - CODE_SHARE_WEIGHT * doc.code_share)
+    return {
+        "matched": matched,
+        "words": words,
+        "proximity": PROXIMITY_WEIGHT * mean_idf * max(_proximity(doc, groups), heading_phrase),
+        "lead": lead_weight * mean_idf * _lead(doc, groups),
+        "definition": DEFINITION_WEIGHT * mean_idf * _definition(doc, groups),
+        "chapter": CHAPTER_SCORE_WEIGHT * _chapter_score(index, doc, groups, chapters),
+        "coverage": coverage / len(groups),  # a block with every word beats one that repeats a single word
+        "shape": shape,
+    }
+
+
+def _score(index: Index, doc: Doc, groups: list[dict[str, float]], chapters: dict) -> tuple[float, int]:
+    parts = _parts(index, doc, groups, chapters)
+    if not parts["matched"]:
+        return 0.0, 0
+    evidence = parts["words"] + parts["proximity"] + parts["lead"] + parts["definition"] + parts["chapter"]
+    return evidence * parts["coverage"] * parts["shape"], parts["matched"]
 
 
 def highlight(text: str, patterns: list[re.Pattern]) -> SafeString:
@@ -424,8 +555,9 @@ def _words_pattern(words: list[str]) -> list[re.Pattern]:
     return [re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)]
 
 
-def _matched_words(text: str, stems: set[str]) -> list[str]:
-    return list(dict.fromkeys(text[s:e].lower() for token, s, e in tokenize(text) if token in stems))
+def _matched_words(text: str, stems: set[str], tokens: list | None = None) -> list[str]:
+    tokens = tokenize(text) if tokens is None else tokens
+    return list(dict.fromkeys(text[s:e].lower() for token, s, e in tokens if token in stems))
 
 
 def search(query: str) -> list[Hit]:
@@ -453,12 +585,14 @@ def search(query: str) -> list[Hit]:
         if doc.group in shown:
             continue
         shown.add(doc.group)
-        words = _matched_words(doc.text, stems)
+        words = _matched_words(doc.text, stems, doc.tokens)
         patterns = _words_pattern(words + _matched_words(doc.title, stems))
         url, block_id = doc.url, ""
         if doc.kind == "section":
             path, _, block_id = doc.url.partition("#")
-            url = f"{path}?{urlencode({'highlight': ' '.join(words)})}#{block_id}" if words else doc.url
+            # A diagram is landed on without marks: the page's highlighter would put HTML <mark>s inside SVG text.
+            if words and doc.block_kind != "figure":
+                url = f"{path}?{urlencode({'highlight': ' '.join(words)})}#{block_id}"
         hits.append(
             Hit(
                 kind=doc.kind,
