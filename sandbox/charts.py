@@ -64,6 +64,41 @@ def series_from_buckets(buckets: dict[str, dict[int, int]], *, now: float | None
     return series
 
 
+def lag_series(
+    buckets: dict[str, dict[int, int]], partitions: int, *, origin: int, seconds: int
+) -> tuple[list[int], list[list[int]], int]:
+    """Lag per partition per slot from the `lagN` samples: each sample holds until the next one (a lag
+    is a level, not a count), and a slot of several seconds shows its highest lag so no spike is lost.
+    Returns (slot starts relative to origin, one list per partition, seconds per slot)."""
+    span = max(1, seconds)
+    bin_s = max(1, math.ceil(span / MAX_POINTS))
+    xs = list(range(0, span, bin_s))
+    lines = []
+    for partition in range(partitions):
+        samples = buckets.get(f"lag{partition}", {})
+        before = [s for s in samples if s < origin]
+        level = max(0, samples[max(before)]) if before else 0
+        values = []
+        for slot in xs:
+            peak = 0
+            for second in range(origin + slot, origin + min(slot + bin_s, span)):
+                level = max(0, samples.get(second, level))
+                peak = max(peak, level)
+            values.append(peak)
+        lines.append(values)
+    return xs, lines, bin_s
+
+
+def depth_samples(buckets: dict[str, dict[int, int]]) -> dict[int, int]:
+    """Queue depth (arrivals minus starts so far) at every second something arrived or started: RQ's lag."""
+    arr, start = buckets.get("arr", {}), buckets.get("start", {})
+    depth, samples = 0, {}
+    for second in sorted({*arr, *start}):
+        depth += arr.get(second, 0) - start.get(second, 0)
+        samples[second] = max(0, depth)
+    return samples
+
+
 def retry_histogram(retry_hist: dict[int, int], t0: float) -> tuple[list[int], list[int], int]:
     """Retries due per slot since the experiment's start (slots of 1 s unless the run is long)."""
     if not retry_hist:
@@ -195,10 +230,11 @@ def line_chart(
     lines: list[tuple[str, str, list[int]]],
     x_label: str,
     y_label: str,
+    y_max: int | None = None,
 ) -> SafeString:
-    """lines: (legend label, css class, values) sharing the x slots in xs."""
+    """lines: (legend label, css class, values) sharing the x slots in xs. y_max: a shared scale."""
     uid = f"chart-{name}"
-    y_max = _nice_max(max((v for _, _, values in lines for v in values), default=0))
+    y_max = _nice_max(max([*(v for _, _, values in lines for v in values), y_max or 0]))
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     bottom = PAD_TOP + plot_h
     positions = _x_positions(len(_axis(xs))) if xs else []

@@ -324,6 +324,40 @@ def reap(connection: Redis | None = None) -> list[int]:
     return reaped
 
 
+class KillRefused(Exception):
+    """Killing that consumer is not something this run allows now; shown with HTTP 400."""
+
+
+def experiment_kill_consumer(experiment: Experiment, name: str, *, limit_key: str = CLI_KEY) -> str:
+    """Ask a live consumer to SIGKILL itself from the live view of a running stream or log run; returns
+    what to tell the visitor."""
+    model = delivery.model_of(experiment.params)
+    if model == "rq":
+        raise KillRefused("This run is on RQ: it has no stream or log consumers. Crash a running job's worker instead.")
+    if not experiment.is_running:
+        raise KillRefused(
+            f"Experiment #{experiment.pk} has ended; kill a consumer while a stream or log run is running."
+        )
+    limits.check_kill(limit_key)  # before the name is checked: guessing at names spends the budget too
+    names = delivery.members(get_redis())
+    if name not in names:
+        raise KillRefused(f"No live consumer is called {name}; it may have just died. Pick one from the list.")
+    if len(names) < 2:
+        raise KillRefused(
+            "Only one consumer is alive: killing it would stall every stream and log run. Try again soon."
+        )
+    if not delivery.request_kill(name):
+        raise KillRefused(f"No live consumer is called {name}; it may have just died. Pick one from the list.")
+    live.Recorder(experiment.pk).note("consumer_kill_requested", detail=f"you asked {name} to die (SIGKILL)")
+    after = {
+        "log": "its partitions move to the others once its lease runs out",
+        "stream": "another consumer claims its unacknowledged message after the visibility timeout",
+    }[model]
+    return (
+        f"Consumer {name} will be killed (SIGKILL) within a second: {after}. The pool restarts it a few seconds later."
+    )
+
+
 def _flag_running_job(experiment: Experiment, job_index: int, flag: str) -> bool:
     """Leave a request for a running job's work-horse in Redis; it works wherever the job runs."""
     if job_index not in live.read(experiment.pk, events=0).running:

@@ -18,6 +18,8 @@ STARTS_PER_MINUTE = 10
 REDRIVES_PER_MINUTE = 20
 GLOBAL_STARTS_PER_MINUTE = 60  # many addresses (or accounts) together
 GLOBAL_RUNNING = 40  # experiments running at once, all visitors
+KILLS_PER_MINUTE = 6  # a stream/log consumer serves every visitor's runs
+GLOBAL_KILLS_PER_MINUTE = 30
 GLOBAL_OPEN_JOBS = 5000  # jobs all running experiments may still run (queued, scheduled, held back, duplicates)
 
 
@@ -63,3 +65,13 @@ def check_redrive(experiment: Experiment, jobs: int, limit_key: str) -> float:
             f"{spent:,.0f} of its {MAX_WORKER_SECONDS}. Discard some, or start a new run."
         )
     return cost
+
+
+def check_kill(limit_key: str) -> None:
+    """Killing a shared consumer pauses everyone's stream and log runs for a few seconds: bounded."""
+    if not allow("lab-kill", limit_key, limit=KILLS_PER_MINUTE, window_s=60, fail_open=False):
+        raise LimitExceeded(
+            f"At most {KILLS_PER_MINUTE} consumer kills a minute; watch this one's partitions move first."
+        )
+    if not allow("lab-kill", "everyone", limit=GLOBAL_KILLS_PER_MINUTE, window_s=60, fail_open=False):
+        raise LimitExceeded("Many consumers were killed in the shared lab this minute; try again in a minute.")

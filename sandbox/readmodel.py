@@ -6,6 +6,7 @@ terminal show the same numbers from the same code. Reading never changes anythin
 
 import contextlib
 import math
+import re
 import time
 from datetime import UTC, datetime
 
@@ -15,7 +16,7 @@ from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.utils import utcparse
 
 from prepsite.redis_conn import LAB_QUEUE, get_redis
-from sandbox import charts, fairshare, live, predictions
+from sandbox import charts, delivery, fairshare, live, predictions
 from sandbox.explain import drain_seconds, explain
 from sandbox.models import Experiment
 from sandbox.presets import DEFAULTS, PRESETS
@@ -35,7 +36,13 @@ EVENT_PILL = {
     "rejected": "warn",
     "stopped": "warn",
     "redelivered": "warn",
+    "rebalanced": "warn",
+    "consumer_killed": "err",
+    "consumer_kill_requested": "err",
+    "order_violation": "err",
 }
+# Event kinds in words where the identifier reads badly; the rest lose their underscores.
+EVENT_LABEL = {"rebalanced": "partition moved", "order_violation": "out of order", "redelivered": "delivered again"}
 # (key, label, css) of the counters panel, in reading order.
 STATS = [
     ("requested", "requested", ""),
@@ -48,6 +55,10 @@ STATS = [
     ("rejected", "rejected", "warn"),
     ("duplicates_suppressed", "duplicates suppressed", ""),
     ("double_charges", "double charges", "err"),
+    ("order_violations", "order violations", "err"),
+    ("duplicates_delivered", "duplicate deliveries", "warn"),
+    ("redeliveries", "redeliveries", "warn"),
+    ("max_lag", "max lag", "warn"),
     ("attempts", "attempts", "minor"),
     ("retries", "retries", "minor"),
     ("timeouts", "timeouts", "minor"),
@@ -70,10 +81,23 @@ COMPARE_OUTCOMES = [
     ("redriven", "redriven"),
     ("duplicates_suppressed", "duplicates suppressed"),
     ("double_charges", "double charges"),
+    ("duplicates_delivered", "duplicate deliveries"),
+    ("redeliveries", "redeliveries"),
+    ("order_violations", "order violations"),
+    ("max_lag", "max lag (messages behind)"),
+    ("drain_s", "drain time (s)"),
     ("p50_ms", "p50 (ms)"),
     ("p95_ms", "p95 (ms)"),
     ("max_ms", "max latency (ms)"),
 ]
+# Counters that mean something only beside a stream or a log; on RQ shown when not zero (the others
+# never: RQ's redeliveries are its retries, its lag the queue depth the charts already show).
+DELIVERY_STATS = {"redeliveries": False, "max_lag": False, "order_violations": True, "duplicates_delivered": True}
+# What a second delivery model changes, shown first when two runs differ in model.
+COMPARE_HEADLINE = ("attempts", "duplicates_delivered", "order_violations", "max_lag", "drain_s")
+COMPARE_DELIVERY_ROWS = {"duplicates_delivered", "redeliveries", "order_violations", "max_lag"}
+MODEL_NAMES = {"rq": "RQ (one queue, retries)", "stream": "stream (consumer group)", "log": "partitioned log"}
+PARTITION_COLOURS = 8  # .p0 … .p7 in lab.css
 
 
 # ---------------------------------------------------------------- the outcome, one definition
@@ -150,6 +174,9 @@ def comparison(a: Experiment, b: Experiment) -> dict:
     retry waves on one scale (the jitter lesson reads off the two charts)."""
     state_a, state_b = read_state(a), read_state(b)
     out_a, out_b = outcome(a, state_a), outcome(b, state_b)
+    for out, state in ((out_a, state_a), (out_b, state_b)):
+        out["drain_s"] = drain_seconds(state.buckets) if state.exists else out.get("drain_s")
+    models = [delivery.model_of(a.params), delivery.model_of(b.params)]
     params = [
         {
             "name": name,
@@ -163,9 +190,12 @@ def comparison(a: Experiment, b: Experiment) -> dict:
     outcomes = []
     for key, label in COMPARE_OUTCOMES:
         va, vb = shown_a.get(key), shown_b.get(key)
+        if key in COMPARE_DELIVERY_ROWS and models == ["rq", "rq"] and not (DELIVERY_STATS[key] and (va or vb)):
+            continue
         top = max(v for v in (va, vb, 1) if isinstance(v, int | float))
         outcomes.append(
             {
+                "key": key,
                 "name": label,
                 "a": va,
                 "b": vb,
@@ -198,7 +228,158 @@ def comparison(a: Experiment, b: Experiment) -> dict:
             }
         )
     running = a.is_running or b.is_running
-    return {"a": a, "b": b, "params": params, "outcomes": outcomes, "waves": waves, "running": running}
+    lags = lag_charts([(a, state_a), (b, state_b)], time.time()) if models != ["rq", "rq"] else []
+    tables = [{"id": "outcomes", "title": "Outcomes", "rows": outcomes}]
+    if models[0] != models[1]:
+        headline = [row for row in outcomes if row["key"] in COMPARE_HEADLINE]
+        tables = [
+            {
+                "id": "delivery",
+                "title": f"What the delivery model changed: {models[0]} vs {models[1]}",
+                "rows": headline,
+            },
+            {"id": "outcomes", "title": "Other outcomes", "rows": [row for row in outcomes if row not in headline]},
+        ]
+    return {
+        "a": a,
+        "b": b,
+        "models": [{"run": run, "model": model} for run, model in zip((a, b), models, strict=True)],
+        "params": params,
+        "outcomes": outcomes,
+        "tables": tables,
+        "waves": waves,
+        "lags": [lag for lag in lags if lag["chart"]],
+        "running": running,
+    }
+
+
+# ---------------------------------------------------------------- delivery models
+
+
+def model_summary(params: dict) -> str:
+    """The run's delivery model in a few words, for the live view's header."""
+    p = {**DEFAULTS, **params}
+    if p["model"] == "stream":
+        lease = "lease extended while working" if p["lease_extension"] == "on" else "no lease extension"
+        return f"visibility timeout {p['visibility_timeout_s']:g} s, {lease}"
+    if p["model"] == "log":
+        failure = "retries in place (blocks its partition)" if p["on_failure"] == "block" else "parks on a retry topic"
+        return f"{p['partitions']} partitions, {p['order_keys']} customers; a failed message {failure}"
+    return "RQ workers; retries scheduled by RQ"
+
+
+def other_models(model: str) -> list[tuple[str, str]]:
+    """(model, name) to run the same preset on next, the one with the most to teach first."""
+    first = {"rq": "log", "stream": "rq", "log": "rq"}.get(model, "log")
+    return [(m, MODEL_NAMES[m]) for m in [first, *(m for m in delivery.MODELS if m not in {model, first})]]
+
+
+def _lag_span(state: live.LiveState, now: float, model: str) -> tuple[int, int]:
+    """(origin, seconds) of a run's lag chart: from its start to now while it runs, else to its last sample."""
+    kinds = [seconds for kind, seconds in state.buckets.items() if model == "rq" or kind.startswith("lag")]
+    origin = int(state.t0) if state.t0 else min((s for seconds in kinds for s in seconds), default=int(now))
+    end = int(now) if not state.finished else max((s for seconds in kinds for s in seconds), default=origin)
+    return origin, max(1, end - origin + 1)
+
+
+def lag_charts(runs: list[tuple[Experiment, live.LiveState]], now: float) -> list[dict]:
+    """Each run's lag per partition over time, all on one scale. A stream is one partition; RQ has one
+    queue and no offsets, so its lag is the queue depth."""
+    models = [delivery.model_of(run.params) for run, _ in runs]
+    spans = [_lag_span(state, now, model) for (_, state), model in zip(runs, models, strict=True)]
+    seconds = max(span for _, span in spans)
+    drawn = []
+    for (run, state), model, (origin, _) in zip(runs, models, spans, strict=True):
+        if model == "rq":
+            xs, values, bin_s = charts.lag_series(
+                {"lag0": charts.depth_samples(state.buckets)}, 1, origin=origin, seconds=seconds
+            )
+            labels = ["queue depth"]
+        else:
+            count = int(run.params.get("partitions", 1)) if model == "log" else 1
+            xs, values, bin_s = charts.lag_series(state.buckets, count, origin=origin, seconds=seconds)
+            labels = [f"partition {p}" for p in range(count)] if model == "log" else ["stream"]
+        lines = [
+            (label, f"p{i % PARTITION_COLOURS}", line)
+            for i, (label, line) in enumerate(zip(labels, values, strict=True))
+        ]
+        # Samples are once a second; the per-partition maximum Redis kept is the true peak.
+        true = state.max_lag if model != "rq" else {}
+        peaks = [(label, max(max(line, default=0), true.get(i, 0))) for i, (label, _, line) in enumerate(lines)]
+        drawn.append(
+            {
+                "run": run,
+                "model": model,
+                "xs": xs,
+                "lines": lines,
+                "peaks": peaks,
+                "bin_s": bin_s,
+                "exists": state.exists,
+            }
+        )
+    y_max = max((peak for run in drawn for _, peak in run["peaks"]), default=0)
+    for run in drawn:
+        what = (
+            "queue depth (RQ has one queue, no partitions)" if run["model"] == "rq" else "messages behind per partition"
+        )
+        per = f" (the highest in each {run['bin_s']} s)" if run["bin_s"] > 1 else ""
+        peaks = ", ".join(f"{label} {peak}" for label, peak in run["peaks"])
+        run["chart"] = (
+            charts.line_chart(
+                name=f"lag-{run['run'].pk}",
+                title=f"#{run['run'].pk} on {run['model']}: {what}{per}",
+                desc="Lag is what was produced to a partition and not yet committed, sampled every second; when a "
+                f"partition's consumer dies its lag climbs until another consumer takes it over, then drains. Peaks: {peaks}.",
+                xs=run["xs"],
+                lines=run["lines"],
+                x_label="seconds since the start",
+                y_label="messages behind",
+                y_max=y_max,
+            )
+            if run["exists"] and run["xs"]
+            else None
+        )
+        run["legend"] = charts.legend([(label, css) for label, css, _ in run["lines"]])
+        run["peak"] = max((peak for _, peak in run["peaks"]), default=0)
+    return drawn
+
+
+def delivery_panel(experiment: Experiment, state: live.LiveState, now: float) -> dict:
+    """Stream and log runs: who owns which partition, each partition's lag, the live consumers."""
+    model = delivery.model_of(experiment.params)
+    if model == "rq":
+        return {}
+    params = experiment.params if model == "log" else {**experiment.params, "partitions": 1}
+    partitions = delivery.assignment(experiment.pk, params)
+    owned: dict[str | None, list[int]] = {}
+    for row in partitions:
+        owned.setdefault(row["owner"], []).append(row["partition"])
+    consumers = [{**c, "owns": owned.get(c["name"], [])} for c in delivery.consumers()]
+    return {
+        "partitions": partitions,
+        "consumers": consumers,
+        "lag": lag_charts([(experiment, state)], now)[0] if model == "log" else None,
+        "can_kill": experiment.is_running and not state.finished,
+    }
+
+
+CONSUMER_NAME = re.compile(r"c[0-9]{1,2}-[0-9]{1,10}")  # as sandbox.stream_consumer names them
+
+
+def lab_home(experiments, preset_name: str, form, prediction_form=None) -> dict:
+    """The Lab home: preset cards with their links, the start form in its groups, recent runs, the workers."""
+    preset = PRESETS.get(preset_name) or PRESETS["happy"]
+    links = preset_links(PRESETS)
+    return {
+        "cards": [{"preset": p, **links.get(p.name, {}), "chosen": p.name == preset.name} for p in PRESETS.values()],
+        "preset": preset,
+        "form": form,
+        "groups": form.groups(preset.name),
+        "prediction_form": prediction_form or predictions.PredictionForm(preset.name),
+        "other_models": other_models(str(form["model"].value() or DEFAULTS["model"])),
+        "recent": recent(experiments[:5]),
+        "status": lab_status(),
+    }
 
 
 # ---------------------------------------------------------------- links to Study and Drills
@@ -378,6 +559,7 @@ def events(state: live.LiveState) -> list[dict]:
             {
                 "t": float(event.get("t", 0)) - state.t0 if state.t0 else 0,
                 "kind": event.get("kind", ""),
+                "label": EVENT_LABEL.get(event.get("kind", ""), event.get("kind", "").replace("_", " ")),
                 "pill": EVENT_PILL.get(event.get("kind", ""), ""),
                 "job": event.get("job", ""),
                 "details": sorted(details.items()),
@@ -386,10 +568,12 @@ def events(state: live.LiveState) -> list[dict]:
     return rows
 
 
-def stats(summary: dict, state: live.LiveState | None) -> list[dict]:
+def stats(summary: dict, state: live.LiveState | None, model: str = "rq") -> list[dict]:
     values = dict(summary)
     if state is not None:
         values |= {"queued": state.queued, "running": len(state.running), "scheduled": len(state.scheduled)}
+    if model == "rq":
+        values = {k: v for k, v in values.items() if k not in DELIVERY_STATS or (DELIVERY_STATS[k] and v)}
     return [
         {"key": key, "label": label, "value": values[key], "css": css} for key, label, css in STATS if key in values
     ]
@@ -463,8 +647,13 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
     """Everything the live view's panels show, from one read of the state."""
     now = time.time()
     summary = outcome(experiment, state)
+    model = delivery.model_of(experiment.params)
     base = {
         "experiment": experiment,
+        "model": model,
+        "model_name": MODEL_NAMES.get(model, model),
+        "model_summary": model_summary(experiment.params),
+        "other_models": other_models(model),
         "preset": PRESETS.get(experiment.preset),
         "state": state,
         "outcome": summary,
@@ -479,7 +668,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             **base,
             "expired": True,
             "done": True,
-            "stats": stats(summary, None),
+            "stats": stats(summary, None, model),
             "explain": explain(experiment.params, summary, None) if experiment.summary else [],
             "predictions": prediction_rows(experiment, summary, {}) if experiment.summary else [],
         }
@@ -493,7 +682,8 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         **drawn,
         "expired": False,
         "done": state.finished,
-        "stats": stats(summary, state),
+        "stats": stats(summary, state, model),
+        **delivery_panel(experiment, state, now),
         "slo": slo_verdict(experiment.params, state.latencies.get("slo")),
         "timeline": rows,
         "lanes": charts.swimlanes(

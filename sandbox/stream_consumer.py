@@ -4,6 +4,7 @@ The delivery models themselves are described in sandbox.delivery; this is the co
 `manage.py lab_consumers` (a small pool that restarts a consumer that dies).
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis
 from sandbox import consumer, delivery, experiments, live
@@ -113,10 +115,17 @@ class Consumer:
         log.info("lab consumer %s: serving stream and log experiments", self.name)
         try:
             while not self.stopping:
-                if not self.run_once():
+                try:
+                    worked = self.run_once()
+                except RedisError as exc:  # Redis restarting: wait for it rather than die
+                    log.warning("lab consumer %s: Redis unavailable (%s); retrying in 1 s", self.name, exc)
+                    time.sleep(1)
+                    continue
+                if not worked:
                     time.sleep(0.05)
         finally:
-            self.leave()
+            with contextlib.suppress(RedisError):
+                self.leave()
 
     # --- stream model
     def stream_turn(self, experiment_id: int, params: dict, run: str) -> bool:

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.lab_home, name="home"),
     path("start/", views.start, name="start"),
     path("start/jitter-pair/", views.start_pair, name="start_pair"),
+    path("start/two-models/", views.start_models, name="start_models"),
     path("experiments/", views.history, name="history"),
     path("compare/", views.compare, name="compare"),
     path("experiments/<int:pk>/", views.detail, name="detail"),
@@ -17,4 +18,5 @@ urlpatterns = [
     path("experiments/<int:pk>/crash/", views.crash, name="crash"),
     path("experiments/<int:pk>/stop-job/", views.stop_job, name="stop_job"),
     path("experiments/<int:pk>/stop/", views.stop, name="stop"),
+    path("experiments/<int:pk>/kill-consumer/", views.kill_consumer, name="kill_consumer"),
 ]

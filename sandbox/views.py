@@ -1,8 +1,7 @@
 """The Lab's pages: HTTP glue over sandbox.experiments (actions) and sandbox.readmodel (what is shown).
 
-Every experiment is looked up through its owner, so another visitor gets a 404 for every page, fragment
-and action. Redis errors propagate to prepsite.middleware, which answers 503 with a banner.
-"""
+Experiments are looked up through their owner (another visitor gets a 404 for everything); Redis errors
+propagate to prepsite.middleware, which answers 503 with a banner."""
 
 import re
 
@@ -22,6 +21,7 @@ from sandbox.presets import PRESETS
 from sandbox.watch import allows
 
 HISTORY_ROWS = 100
+PICK_TWO = {"nav": "lab", "error": "Pick exactly two experiments to compare."}
 ASCII_NUMBER = re.compile(r"[0-9]{1,11}")  # not str.isdigit(): "²" is a digit that int() refuses
 
 
@@ -32,54 +32,38 @@ def owned_experiment(request: HttpRequest, pk: int) -> Experiment:
 # ---------------------------------------------------------------- home, start, history, compare
 
 
-def home_context(
-    request: HttpRequest, form: ExperimentForm, preset_name: str, prediction_form: PredictionForm | None = None
-) -> dict:
-    preset = PRESETS.get(preset_name) or PRESETS["happy"]
-    links = readmodel.preset_links(PRESETS)
-    cards = [{"preset": p, **links.get(p.name, {}), "chosen": p.name == preset.name} for p in PRESETS.values()]
-    return {
-        "nav": "lab",
-        "cards": cards,
-        "preset": preset,
-        "form": form,
-        "groups": form.groups(preset.name),
-        "prediction_form": prediction_form or PredictionForm(preset.name),
-        "recent": readmodel.recent(Experiment.objects.owned_by(visitor_for(request))[:5]),
-        "status": readmodel.lab_status(),
-    }
+def home_context(request: HttpRequest, form: ExperimentForm, preset_name: str, prediction_form=None) -> dict:
+    mine = Experiment.objects.owned_by(visitor_for(request))
+    return {"nav": "lab", **readmodel.lab_home(mine, preset_name, form, prediction_form)}
 
 
-def _rerun_form(request: HttpRequest, raw: str) -> tuple[ExperimentForm, str] | None:
-    """The form filled with one of the visitor's runs: same parameters, same seed ('run it again')."""
+def _own_run(request: HttpRequest, raw: str) -> Experiment | None:
+    """One of the visitor's runs of a known preset, by the id a form sent; None for anything else."""
     if not ASCII_NUMBER.fullmatch(raw):
         return None
     source = Experiment.objects.owned_by(visitor_for(request)).filter(pk=int(raw)).first()
-    if source is None or source.preset not in PRESETS:
-        return None
-    return ExperimentForm.for_run(source.params, source.preset, source.seed), source.preset
+    return source if source is not None and source.preset in PRESETS else None
 
 
 @require_safe
 def lab_home(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("preset", "happy")
-    rerun = _rerun_form(request, request.GET.get("rerun", ""))
-    if rerun:
-        form, name = rerun
-    else:
-        if name not in PRESETS:
-            messages.warning(request, "There is no preset with that name; showing the happy path instead.")
-            name = "happy"
-        form = ExperimentForm.for_preset(name)
-    context = {**home_context(request, form, name), "open_params": "preset" in request.GET or bool(rerun)}
+    source = _own_run(request, request.GET.get("rerun", ""))  # "run it again": same parameters, same seed
+    if source is None and name not in PRESETS:
+        messages.warning(request, "There is no preset with that name; showing the happy path instead.")
+        name = "happy"
+    name = source.preset if source else name
+    form = ExperimentForm.for_run(source.params, name, source.seed) if source else ExperimentForm.for_preset(name)
+    context = {**home_context(request, form, name), "open_params": "preset" in request.GET or bool(source)}
     template = "sandbox/home.html#start_panel" if request.htmx else "sandbox/home.html"
     return render(request, template, context)
 
 
-def _start_forms(request: HttpRequest) -> tuple[ExperimentForm, PredictionForm, str]:
-    preset_name = request.POST.get("preset", "")
-    form = ExperimentForm(data=request.POST)
-    prediction_form = PredictionForm(preset_name if preset_name in PRESETS else "happy", data=request.POST)
+def _start_forms(request: HttpRequest, data=None) -> tuple[ExperimentForm, PredictionForm, str]:
+    data = request.POST if data is None else data
+    preset_name = data.get("preset", "")
+    form = ExperimentForm(data=data)
+    prediction_form = PredictionForm(preset_name if preset_name in PRESETS else "happy", data=data)
     return form, prediction_form, preset_name
 
 
@@ -97,10 +81,8 @@ def _start(request: HttpRequest, form: ExperimentForm, prediction_form: Predicti
 
 def _start_refused(request, form, prediction_form, preset_name, exc) -> HttpResponse:
     template = "sandbox/home.html#start_panel" if request.htmx else "sandbox/home.html"
-    if exc is None:
-        return render(request, template, home_context(request, form, preset_name, prediction_form), status=400)
-    status = 429 if isinstance(exc, experiments.LimitExceeded) else 503
-    context = {**home_context(request, form, preset_name, prediction_form), "limit_message": str(exc)}
+    context = {**home_context(request, form, preset_name, prediction_form), "limit_message": str(exc or "")}
+    status = 400 if exc is None else 429 if isinstance(exc, experiments.LimitExceeded) else 503
     return render(request, template, context, status=status)
 
 
@@ -120,20 +102,42 @@ def start(request: HttpRequest) -> HttpResponse:
     return _go(request, reverse("sandbox:detail", args=[experiment.pk]))
 
 
-@require_POST
-def start_pair(request: HttpRequest) -> HttpResponse:
-    """The same run twice, without and with full jitter, same seed: the jitter lesson side by side."""
-    form, prediction_form, preset_name = _start_forms(request)
+def _start_side_by_side(request: HttpRequest, variants: list[dict], data=None, source=None) -> HttpResponse:
+    """Start each variant of one form with one seed (after `source`, a run already made) and compare two."""
+    form, prediction_form, preset_name = _start_forms(request, data)
+    if form.is_valid() and variants[-1].get("model", "") == (source.params if source else form.cleaned_data)["model"]:
+        form.add_error("model", "Pick a second model other than this run's own.")
     if not (form.is_valid() and prediction_form.is_valid()):
         return _start_refused(request, form, prediction_form, preset_name, None)
     if form.cleaned_data["seed"] is None:
-        form.cleaned_data["seed"] = experiments.new_seed()  # one seed for both: only the jitter differs
+        form.cleaned_data["seed"] = experiments.new_seed()  # one seed for both: only the variant differs
     try:
-        first = _start(request, form, prediction_form, jitter="none")
-        second = _start(request, form, prediction_form, jitter="full")
+        runs = [source] if source else []
+        runs += [_start(request, form, prediction_form, **variant) for variant in variants]
     except (experiments.LimitExceeded, experiments.StartFailed) as exc:
         return _start_refused(request, form, prediction_form, preset_name, exc)
-    return _go(request, f"{reverse('sandbox:compare')}?a={first.pk}&b={second.pk}")
+    return _go(request, f"{reverse('sandbox:compare')}?a={runs[0].pk}&b={runs[1].pk}")
+
+
+@require_POST
+def start_pair(request: HttpRequest) -> HttpResponse:
+    """The same run twice, without and with full jitter, same seed: the jitter lesson side by side."""
+    return _start_side_by_side(request, [{"jitter": "none"}, {"jitter": "full"}])
+
+
+@require_POST
+def start_models(request: HttpRequest) -> HttpResponse:
+    """The same preset, seed and parameters on a second model: two new runs, or a run's own and one new."""
+    second = request.POST.get("vs_model", "")
+    if second not in readmodel.MODEL_NAMES:
+        return HttpResponseBadRequest("Which second model? Pick rq, stream or log.")
+    if "source" not in request.POST:
+        return _start_side_by_side(request, [{}, {"model": second}])
+    source = _own_run(request, request.POST["source"])
+    if source is None:
+        return HttpResponseBadRequest("Run which experiment again? Start it from one of your runs' pages.")
+    data = {**source.params, "preset": source.preset, "seed": source.seed, "prediction": ""}
+    return _start_side_by_side(request, [{"model": second}], data, source)
 
 
 @require_safe
@@ -155,8 +159,7 @@ def _pick_two(request: HttpRequest) -> list[int] | None:
 def compare(request: HttpRequest) -> HttpResponse:
     ids = _pick_two(request)
     if ids is None:
-        context = {"nav": "lab", "error": "Pick exactly two experiments to compare."}
-        return render(request, "sandbox/compare.html", context, status=400)
+        return render(request, "sandbox/compare.html", PICK_TWO, status=400)
     a, b = (owned_experiment(request, pk) for pk in ids)
     context = {"nav": "lab", **readmodel.comparison(a, b)}
     return render(request, "sandbox/compare.html#body" if request.htmx else "sandbox/compare.html", context)
@@ -167,29 +170,19 @@ def compare(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = owned_experiment(request, pk)
-    context = {"nav": "lab", **panels.live_context(experiment, with_links=True)}
+    context = {"nav": "lab", **panels.live_context(owned_experiment(request, pk), with_links=True)}
     return render(request, "sandbox/detail.html", context)
 
 
-def _panels_response(result: dict) -> HttpResponse:
-    return HttpResponse(result["body"], status=result["status"])
-
-
-def render_panels(
-    request: HttpRequest, experiment: Experiment, *, flash: str = "", flash_error: bool = False, status: int = 200
-) -> HttpResponse:
-    response = _panels_response(panels.payload(experiment, flash=flash, flash_error=flash_error))
-    if status != 200:
-        response.status_code = status
-    return response
+def render_panels(request: HttpRequest, experiment: Experiment, *, flash: str = "", flash_error=False, status=None):
+    result = panels.payload(experiment, flash=flash, flash_error=flash_error)
+    return HttpResponse(result["body"], status=status or result["status"])
 
 
 @require_safe
 def live_panels(request: HttpRequest, pk: int) -> HttpResponse:
-    """The poll (see sandbox.panels): 204 when nothing changed since the version the page shows, else
-    every panel as an out-of-band morph (focus stays put); 286 once nothing can change. With the page's
-    watch token no session is read."""
+    """The poll (sandbox.panels): 204 when nothing changed since the page's version, else every panel as an
+    out-of-band morph (focus stays put); 286 once nothing can change. The page's watch token spares the session."""
     if not allows(request.GET.get("t", ""), pk):
         pk = owned_experiment(request, pk).pk
     if not request.htmx:
@@ -197,16 +190,17 @@ def live_panels(request: HttpRequest, pk: int) -> HttpResponse:
     unchanged, stored = panels.cached(pk, request.GET.get("v", ""))
     if not unchanged and stored is None:
         stored = panels.first_drawing(get_object_or_404(Experiment, pk=pk))
-    return _panels_response(stored) if stored else HttpResponse(status=204)
+    return HttpResponse(stored["body"], status=stored["status"]) if stored else HttpResponse(status=204)
 
 
-def _job_index(request: HttpRequest, *, required: bool) -> int | HttpResponse | None:
+def _jobs(request: HttpRequest, *, required: bool) -> list[int] | HttpResponse | None:
+    """The one job a form names, as a list; None (all jobs) when it names none and none is required."""
     raw = request.POST.get("job", "").strip()
     if not raw:
         return HttpResponseBadRequest("Which job? The form needs a job number.") if required else None
     if not ASCII_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= MAX_JOBS:
         return HttpResponseBadRequest(f"A job is a number from 1 to {MAX_JOBS}.")
-    return int(raw)
+    return [int(raw)]
 
 
 def _after_action(request: HttpRequest, experiment: Experiment, text: str) -> HttpResponse:
@@ -216,12 +210,12 @@ def _after_action(request: HttpRequest, experiment: Experiment, text: str) -> Ht
     return redirect("sandbox:detail", pk=experiment.pk)
 
 
-def _limited(request: HttpRequest, experiment: Experiment, text: str) -> HttpResponse:
-    """A shared-lab limit: 429 with the message, as a fragment for htmx or on the whole page."""
+def _refused(request: HttpRequest, experiment: Experiment, text: str, status: int = 429) -> HttpResponse:
+    """A refused action (429: a shared-lab limit) with the message, as a fragment for htmx or the whole page."""
     if request.htmx:
-        return render_panels(request, experiment, flash=text, flash_error=True, status=429)
+        return render_panels(request, experiment, flash=text, flash_error=True, status=status)
     context = {**panels.live_context(experiment, with_links=True), "flash": text, "flash_error": True, "nav": "lab"}
-    return render(request, "sandbox/detail.html", context, status=429)
+    return render(request, "sandbox/detail.html", context, status=status)
 
 
 def _plural(n: int, word: str) -> str:
@@ -231,15 +225,13 @@ def _plural(n: int, word: str) -> str:
 @require_POST
 def redrive(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    job = _job_index(request, required=False)
-    if isinstance(job, HttpResponse):
-        return job
+    jobs = _jobs(request, required=False)
+    if isinstance(jobs, HttpResponse):
+        return jobs
     try:
-        count = experiments.experiment_redrive(
-            experiment, jobs=None if job is None else [job], limit_key=limit_key(request)
-        )
+        count = experiments.experiment_redrive(experiment, jobs=jobs, limit_key=limit_key(request))
     except experiments.LimitExceeded as exc:
-        return _limited(request, experiment, str(exc))
+        return _refused(request, experiment, str(exc))
     if not count:
         return _after_action(request, experiment, "Nothing to redrive: the DLQ is empty, or a redrive just ran.")
     return _after_action(request, experiment, f"Redrove {_plural(count, 'job')} with a fresh retry budget.")
@@ -258,19 +250,20 @@ def fix_consumer(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def discard(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    job = _job_index(request, required=False)
-    if isinstance(job, HttpResponse):
-        return job
-    count = experiments.experiment_discard(experiment, jobs=None if job is None else [job])
+    jobs = _jobs(request, required=False)
+    if isinstance(jobs, HttpResponse):
+        return jobs
+    count = experiments.experiment_discard(experiment, jobs=jobs)
     return _after_action(request, experiment, f"Discarded {_plural(count, 'job')} from the DLQ.")
 
 
 def _running_job_action(request: HttpRequest, pk: int, action, done: str, verb: str) -> HttpResponse:
     """Crash or stop one running job of the visitor's experiment."""
     experiment = owned_experiment(request, pk)
-    job = _job_index(request, required=True)
-    if isinstance(job, HttpResponse):
-        return job
+    jobs = _jobs(request, required=True)
+    if isinstance(jobs, HttpResponse):
+        return jobs
+    job = jobs[0]
     text = done.format(job=job) if action(experiment, job) else f"Job {job} is not running any more; nothing to {verb}."
     return _after_action(request, experiment, text)
 
@@ -291,4 +284,17 @@ def stop(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
     taken = experiments.experiment_stop(experiment)
     text = f"Stopping: {_plural(taken, 'job')} taken off the queue and schedule; running jobs end as they finish."
+    return _after_action(request, experiment, text)
+
+
+@require_POST
+def kill_consumer(request: HttpRequest, pk: int) -> HttpResponse:
+    """Kill one live stream/log consumer from a running run's page (its pool restarts it)."""
+    experiment = owned_experiment(request, pk)
+    if not readmodel.CONSUMER_NAME.fullmatch(name := request.POST.get("consumer", "")):
+        return HttpResponseBadRequest("Which consumer? Pick one from the list of live consumers.")
+    try:
+        text = experiments.experiment_kill_consumer(experiment, name, limit_key=limit_key(request))
+    except (experiments.KillRefused, experiments.LimitExceeded) as exc:
+        return _refused(request, experiment, str(exc), 400 if isinstance(exc, experiments.KillRefused) else 429)
     return _after_action(request, experiment, text)

@@ -143,6 +143,11 @@ class RedisControl:
                 return fresh and Worker.count(connection=connection) >= 2
 
             wait_for(scheduler_back, 60, 0.2, "the lab scheduler to come back after the restart")
+            from sandbox import delivery
+
+            wait_for(
+                lambda: len(delivery.members(connection)) >= CONSUMERS, 30, 0.2, "the stream/log consumers to rejoin"
+            )
 
 
 @pytest.fixture

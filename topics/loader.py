@@ -428,6 +428,7 @@ def _content_version(plan: _TopicPlan, rendered: dict[str, Rendered]) -> str:
     digest.update(json.dumps(plan.fields, sort_keys=True, default=str).encode())
     for key in sorted(rendered):
         digest.update(key.encode() + b"\0" + rendered[key].html.encode() + b"\0")
+        digest.update(json.dumps(getattr(rendered[key], "blocks", None), sort_keys=True, default=str).encode())
     for group in (plan.sections, plan.questions):
         for slug in sorted(group):
             digest.update(json.dumps(group[slug][1], sort_keys=True, default=str).encode())

@@ -82,7 +82,8 @@ class Section(models.Model):
     @property
     def summary(self) -> str:
         """The chapter's opening paragraph, for the overview's contents."""
-        return self.blocks[0]["text"] if self.blocks else ""
+        prose = (block for block in self.blocks if block.get("kind") not in ("figure", "link"))
+        return next((block["text"] for block in prose), "")
 
     def heading_title(self, heading_id: str) -> str:
         return next((entry["title"] for entry in self.toc if entry["id"] == heading_id), "")

@@ -25,6 +25,27 @@
     };
   }
 
+  // A morph can remove the element that had focus (a killed consumer's button, a finished job's): put focus
+  // on that panel's heading instead of dropping it to the top of the page.
+  var focusedPanel = null;
+  document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var panel = event.detail.target;
+    if (panel && panel.classList && panel.classList.contains("panel") && panel.contains(document.activeElement)) {
+      focusedPanel = panel.id;
+    }
+  });
+  document.body.addEventListener("htmx:oobAfterSwap", function (event) {
+    var panel = event.detail.target;
+    if (!panel || panel.id !== focusedPanel) return;
+    focusedPanel = null;
+    if (document.activeElement && document.activeElement !== document.body && document.contains(document.activeElement)) return;
+    var heading = panel.querySelector("h2");
+    if (heading) {
+      if (!heading.hasAttribute("tabindex")) heading.setAttribute("tabindex", "-1");
+      heading.focus();
+    }
+  });
+
   // Each announcement is said once: the counters panel carries what is true now (data-announce), the page
   // remembers what it already said. (Read after the swap: an event on the poller could be lost when a
   // newer response has already replaced it.)

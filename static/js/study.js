@@ -41,6 +41,7 @@
     var nodes = [];
     while (walker.nextNode()) nodes.push(walker.currentNode);
     nodes.forEach(function (node) {
+      if (node.parentNode.closest("svg")) return; // an HTML <mark> inside SVG text would hide the words
       var text = node.nodeValue;
       pattern.lastIndex = 0;
       if (!pattern.test(text)) return;

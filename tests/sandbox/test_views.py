@@ -243,6 +243,206 @@ def test_a_fourth_running_experiment_is_refused_with_429_and_the_message(client,
         experiments.experiment_stop(experiment)
 
 
+# ---------------------------------------------------------------- delivery models: consumers, partitions, compare
+
+
+def consumers_running(pool) -> None:
+    """Stream and log runs need live consumers; the session's pool rejoins within seconds of a Redis restart."""
+    from prepsite.redis_conn import get_redis
+    from sandbox import delivery
+    from tests.conftest import CONSUMERS
+
+    wait_for(lambda: len(delivery.members(get_redis())) >= CONSUMERS, 30, message="stream/log consumers to join")
+
+
+def own_run(client, preset: str = "rebalance", **overrides) -> Experiment:
+    """A run row of the client's visitor (no jobs): enough for the checks that come before any work."""
+    owner = visitor(client)
+    params = {**PRESETS[preset].parameters(), **overrides}
+    return Experiment.objects.create(anon_id=owner.anon_id, preset=preset, params=params, seed=1)
+
+
+def kill(client, experiment: Experiment, name: str, **extra):
+    return client.post(reverse("sandbox:kill_consumer", args=[experiment.pk]), {"consumer": name}, **extra)
+
+
+@pytest.mark.django_db
+def test_killing_a_consumer_of_another_visitors_run_is_a_404(client):
+    other = Experiment.objects.create(
+        anon_id="someone-else", preset="rebalance", params=PRESETS["rebalance"].parameters(), seed=1
+    )
+    visitor(client)
+    assert kill(client, other, "c1-123").status_code == 404
+    assert client.get(reverse("sandbox:kill_consumer", args=[other.pk])).status_code == 405
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "name", ["", "c1", "c1-", "x1-123", "c1-12a", "c123-1", "<b>c1-1</b>", "c1-1 ", "c1-" + "9" * 5000]
+)
+def test_a_consumer_name_that_is_not_one_is_a_400(client, name):
+    experiment = own_run(client)
+    response = kill(client, experiment, name)
+    assert response.status_code == 400
+    assert "Pick one from the list" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_killing_a_consumer_of_an_ended_or_rq_run_is_refused_with_a_message(client):
+    ended = own_run(client)
+    Experiment.objects.filter(pk=ended.pk).update(status=Experiment.Status.FINISHED)
+    response = kill(client, ended, "c1-123")
+    assert response.status_code == 400
+    assert f"Experiment #{ended.pk} has ended" in response.content.decode()
+    assert 'id="lab-flash" role="status" class="msg msg-error"' in response.content.decode()  # the whole page
+    fragment = kill(client, ended, "c1-123", **HX)
+    assert fragment.status_code == 400
+    assert 'id="lab-flash" role="status" class="msg msg-error" hx-swap-oob="morph"' in fragment.content.decode()
+    on_rq = own_run(client, "ordering")
+    assert on_rq.params["model"] == "rq"
+    response = kill(client, on_rq, "c1-123")
+    assert response.status_code == 400
+    assert "This run is on RQ" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_consumer_kills_are_rate_limited_with_429(client, monkeypatch):
+    monkeypatch.setattr(limits, "KILLS_PER_MINUTE", 2)
+    experiment = own_run(client)
+    for _ in range(2):  # no consumers run here: the name is refused, but the attempt counts
+        assert kill(client, experiment, "c1-123").status_code == 400
+    response = kill(client, experiment, "c1-123")
+    assert response.status_code == 429
+    assert "At most 2 consumer kills a minute" in response.content.decode()
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_log_runs_live_view_shows_partitions_lag_and_consumers_and_a_kill_restarts_the_consumer(
+    client, rq_workers, redis_conn
+):
+    from sandbox import delivery
+
+    consumers_running(rq_workers)
+    # Four messages now, then one every 10 s: the run stays running while the test kills a consumer.
+    experiment = start_via_form(client, "rebalance", jobs=8, arrival_per_s=0.1, kill_consumer_at_s=0, **FAST)
+    wait_state(experiment, lambda s: s.counters.get("succeeded", 0) >= 1, 30, "a first message to be committed")
+    body = client.get(reverse("sandbox:detail", args=[experiment.pk])).content.decode()
+    assert 'id="run-model">partitioned log<' in body
+    assert 'id="panel-delivery"' in body
+    assert body.count("<tr data-partition=") == 4
+    assert 'id="chart-lag-' in body
+    assert "messages behind per partition" in body
+    assert 'data-counter="max_lag"' in body
+    assert 'data-counter="redeliveries"' in body
+    names = re.findall(r'<li data-consumer="(c[0-9]+-[0-9]+)">', body)
+    assert len(names) == 3
+    victim = names[0]
+    slot, _pid = victim.split("-")
+
+    assert kill(client, experiment, "c9-1").status_code == 400  # well-formed, but no such consumer
+    response = kill(client, experiment, victim, **HX)
+    assert response.status_code == 200
+    assert f"Consumer {victim} will be killed" in response.content.decode()
+
+    def restarted():
+        names = delivery.members(redis_conn)
+        same_slot = [name for name in names if name.startswith(f"{slot}-")]
+        return victim not in names and same_slot and same_slot[0] != victim
+
+    wait_for(restarted, 30, message=f"the pool to restart consumer {victim} with a new pid")
+    events = live.read(experiment.pk, events=100).events
+    assert any(e["kind"] == "consumer_kill_requested" and victim in e["detail"] for e in events)
+    experiments.experiment_stop(experiment)
+    wait_finished(experiment, 30)
+
+
+@pytest.mark.django_db
+def test_a_second_model_needs_a_known_model_other_than_the_runs_own(client):
+    url = reverse("sandbox:start_models")
+    assert client.post(url, {**form_data("ordering"), "vs_model": "kafka"}).status_code == 400
+    same = client.post(url, {**form_data("ordering"), "vs_model": "rq"})
+    assert same.status_code == 400
+    assert "Pick a second model other than this run" in same.content.decode()
+    other = Experiment.objects.create(
+        anon_id="someone-else", preset="ordering", params=PRESETS["ordering"].parameters(), seed=1
+    )
+    visitor(client)
+    assert client.post(url, {"source": str(other.pk), "vs_model": "log"}).status_code == 400
+    assert client.post(url, {"source": "1e3", "vs_model": "log"}).status_code == 400
+    assert not Experiment.objects.exclude(pk=other.pk).exists()
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_one_click_runs_a_preset_on_two_models_and_compare_shows_the_delivery_rows(client, rq_workers):
+    consumers_running(rq_workers)
+    small = {"jobs": 12, "arrival_per_s": 20.0, "duration_ms": 50, "duration_spread_ms": 0}
+    response = client.post(
+        reverse("sandbox:start_models"), {**form_data("ordering", seed="11", **small), "vs_model": "log"}
+    )
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("sandbox:compare"))
+    rq_run, log_run = Experiment.objects.order_by("pk")
+    assert (rq_run.params["model"], log_run.params["model"]) == ("rq", "log")
+    assert rq_run.seed == log_run.seed == 11
+    assert {k: v for k, v in rq_run.params.items() if k != "model"} == {
+        k: v for k, v in log_run.params.items() if k != "model"
+    }
+    assert response["Location"].endswith(f"?a={rq_run.pk}&b={log_run.pk}")
+    wait_finished(rq_run, 60)
+    wait_finished(log_run, 60)
+
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    rows = {row["key"]: row for row in page.context["outcomes"]}
+    assert {"duplicates_delivered", "redeliveries", "order_violations", "max_lag", "drain_s", "attempts"} <= set(rows)
+    assert rows["order_violations"]["b"] == 0
+    assert rows["max_lag"]["b"] >= 1
+    assert rows["drain_s"]["a"]
+    assert rows["drain_s"]["b"]
+    body = page.content.decode()
+    assert 'data-outcome="order_violations"' in body
+    assert f'id="lag-{log_run.pk}"' in body
+    assert f'id="lag-{rq_run.pk}"' in body
+    assert "Lag per partition, on one scale" in body
+
+    # From a run's page: that run and one new run on the other model, same seed and parameters.
+    again = client.post(reverse("sandbox:start_models"), {"source": str(log_run.pk), "vs_model": "stream"})
+    assert again.status_code == 302
+    stream_run = Experiment.objects.order_by("pk").last()
+    assert again["Location"].endswith(f"?a={log_run.pk}&b={stream_run.pk}")
+    assert stream_run.params == {**log_run.params, "model": "stream"}
+    assert stream_run.seed == log_run.seed
+    wait_finished(stream_run, 60)
+
+
+def test_lag_holds_each_sample_until_the_next_and_bins_keep_the_peak():
+    buckets = {"lag0": {102: 3, 105: 1}, "lag1": {100: 2, 101: 0}}
+    xs, lines, bin_s = charts.lag_series(buckets, 2, origin=100, seconds=8)
+    assert (xs, bin_s) == (list(range(8)), 1)
+    assert lines[0] == [0, 0, 3, 3, 3, 1, 1, 1]
+    assert lines[1] == [2, 0, 0, 0, 0, 0, 0, 0]
+    xs, lines, bin_s = charts.lag_series({"lag0": {100: 9, 101: 0}}, 1, origin=100, seconds=charts.MAX_POINTS * 2)
+    assert bin_s == 2
+    assert lines[0][:2] == [9, 0]  # the 1-second spike survives the 2-second slot
+    assert charts.depth_samples({"arr": {10: 5, 12: 1}, "start": {10: 2, 11: 3}}) == {10: 3, 11: 0, 12: 1}
+
+
+def test_delivery_events_read_as_words():
+    from sandbox import readmodel
+
+    state = live.LiveState(1, exists=True, t0=100.0, events=[
+        {"id": "1-0", "t": "101", "kind": "order_violation", "job": "6", "detail": "customer 2: event 2 applied after a later one"},
+        {"id": "2-0", "t": "102", "kind": "rebalanced", "job": "", "detail": "partition 1 moved from c1-5 to c2-6"},
+        {"id": "3-0", "t": "103", "kind": "consumer_killed", "job": "4", "detail": "c1-5 gets SIGKILL"},
+    ])  # fmt: skip
+    rows = readmodel.events(state)
+    assert [(r["label"], r["pill"]) for r in rows] == [
+        ("out of order", "err"), ("partition moved", "warn"), ("consumer killed", "err"),
+    ]  # fmt: skip
+
+
 # ---------------------------------------------------------------- expired, Redis down
 
 

@@ -1,9 +1,11 @@
+import contextlib
 import os
 import signal
 import time
 
 from django.core.management.base import BaseCommand
 from django.db import connections
+from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis
 from sandbox import delivery
@@ -73,9 +75,11 @@ class Command(BaseCommand):
             if slot is None:
                 continue
             name = f"c{slot}-{pid}"
-            # The group notices at once that the member is gone (as a broker notices a dropped connection).
-            self.redis.zrem(delivery.MEMBERS, name)
-            self.redis.hdel(delivery.MEMBER_INFO, name)
+            # The group notices at once that the member is gone (as a broker notices a dropped connection);
+            # with Redis down, its session simply runs out instead.
+            with contextlib.suppress(RedisError):
+                self.redis.zrem(delivery.MEMBERS, name)
+                self.redis.hdel(delivery.MEMBER_INFO, name)
             how = "killed" if os.WIFSIGNALED(status) else "exited"
             if not self.stopping:
                 self.stdout.write(f"lab consumers: {name} {how}; restarting in {RESTART_AFTER_S[how]:g} s")

@@ -1,0 +1,95 @@
+"""The delivery models in a real Chromium against real workers and consumers: one preset on two models
+side by side, and a log run's live view (partitions, lag, consumers you can kill)."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from sandbox.models import Experiment
+from tests.conftest import ARTIFACTS
+from tests.sandbox.test_views import consumers_running
+
+pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
+
+
+def shots(page: Page, name: str) -> None:
+    """Desktop (1280 px) and phone (390 px), full page; the phone must not scroll sideways."""
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header would sit mid-page in a full-page shot
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(folder / f"{name}-desktop.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(folder / f"{name}-phone.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, f"{name} scrolls sideways on a phone"
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def watch_errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))  # CSP violations land here
+    return errors
+
+
+def outcome(page: Page, key: str) -> list[int]:
+    cells = page.locator(f'tr[data-outcome="{key}"] td')
+    return [int(re.sub(r"\D", "", text)) for text in cells.all_inner_texts()]
+
+
+def test_ordering_on_rq_and_log_side_by_side_from_the_lab_home(live_server, page, rq_workers):
+    consumers_running(rq_workers)
+    errors = watch_errors(page)
+    page.goto(f"{live_server.url}/sandbox/?preset=ordering")
+    page.locator("#id_seed").fill("11")
+    expect(page.get_by_label("Second delivery model")).to_have_value("log")  # ordering runs on RQ: log is next
+    page.get_by_role("button", name="Run this on another model").click()
+    page.wait_for_url(re.compile(r"/sandbox/compare/\?a=\d+&b=\d+$"))
+    rq_run, log_run = Experiment.objects.order_by("pk")
+    assert (rq_run.params["model"], log_run.params["model"], rq_run.seed, log_run.seed) == ("rq", "log", 11, 11)
+    expect(page.locator("#compare-body")).not_to_contain_text("running", timeout=120_000)
+
+    rq_violations, log_violations = outcome(page, "order_violations")
+    assert rq_violations > 0
+    assert log_violations == 0
+    assert min(outcome(page, "attempts")) > 40  # both retried: the same faults on both models
+    expect(page.locator(f"#lag-{log_run.pk} svg[role=img] title")).to_contain_text("messages behind per partition")
+    expect(page.locator(f"#lag-{rq_run.pk} svg[role=img] title")).to_contain_text("queue depth")
+    expect(page.locator("#table-delivery thead .model-pill")).to_have_text(["rq", "log"])
+    expect(page.locator("#h-delivery")).to_have_text("What the delivery model changed: rq vs log")
+    shots(page, "delivery-compare")
+    assert errors == []
+
+
+def test_a_log_runs_live_view_shows_partitions_moving_when_a_consumer_is_killed(live_server, page, rq_workers):
+    consumers_running(rq_workers)
+    errors = watch_errors(page)
+    page.goto(f"{live_server.url}/sandbox/?preset=rebalance")
+    page.get_by_role("button", name="Start experiment").click()
+    page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
+    expect(page.locator("#run-model")).to_have_text("partitioned log")
+    rows = page.locator("table.partitions tbody tr")
+    expect(rows).to_have_count(4)
+    expect(page.locator("#lag-figure svg[role=img] desc")).to_contain_text(
+        "its lag climbs until another consumer takes it over"
+    )
+
+    kill = page.get_by_role("button", name=re.compile(r"^Kill this consumer c\d+-\d+$")).first
+    victim = kill.inner_text().split()[-1]
+    kill.focus()
+    page.keyboard.press("Enter")  # the keyboard reaches it like any button
+    expect(page.locator("#lab-flash")).to_contain_text(f"Consumer {victim} will be killed", timeout=10_000)
+    expect(page.locator(f'[data-consumer="{victim}"]')).to_have_count(0, timeout=10_000)
+    focused = page.evaluate("document.activeElement && document.activeElement.id")
+    assert focused == "h-delivery", f"focus fell to {focused!r} when the killed consumer's button went away"
+    expect(page.locator("table.events")).to_contain_text("partition moved", timeout=30_000)
+
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=120_000)
+    assert int(page.locator("#max-lag").inner_text()) >= 3
+    expect(page.locator('[data-counter="double_charges"] .n')).to_have_text("0")
+    page.locator("#panel-delivery").scroll_into_view_if_needed()
+    folder = ARTIFACTS / "screenshots"
+    page.locator("#panel-delivery").screenshot(path=str(folder / "delivery-log-partitions.png"))
+    shots(page, "delivery-log-live")
+    assert errors == []
