@@ -171,6 +171,7 @@ def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bo
     state = readmodel.read_state(experiment, connection=connection)
     if not state.finished:
         return False
+    (connection or get_redis()).hdel(delivery.ACTIVE, str(experiment_id))  # stream/log consumers stop polling it
     summary = readmodel.summarize(experiment, state)
     updated = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.RUNNING).update(
         status=Experiment.Status.FINISHED, finished_at=timezone.now(), summary=summary

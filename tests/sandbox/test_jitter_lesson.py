@@ -62,6 +62,12 @@ def run_storm(jitter: str) -> live.LiveState:
     return wait_finished(experiment, 40)
 
 
+def busiest_two_seconds(state: live.LiveState) -> int:
+    """Retries due in the busiest two adjacent seconds (one wave can straddle a second boundary)."""
+    hist = state.retry_hist
+    return max((hist.get(s, 0) + hist.get(s + 1, 0) for s in hist), default=0)
+
+
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
 def test_without_jitter_an_outage_brings_retries_back_in_waves_and_full_jitter_spreads_them(rq_workers):
@@ -76,15 +82,23 @@ def test_without_jitter_an_outage_brings_retries_back_in_waves_and_full_jitter_s
     print(f"none {sorted((s - int(waves.t0), n) for s, n in waves.retry_hist.items())}")
     print(f"full {sorted((s - int(spread.t0), n) for s, n in spread.retry_hist.items())}")
 
-    # Without jitter: two waves of all 40 retries (attempts 1 and 2 start in the 7 s outage, attempt 3 after it).
-    assert waves.counters["retries"] == 80
+    # Without jitter: every first attempt fails in the 7 s outage, so all 40 retries fall due together
+    # 5 s later; then a gap; then the next wave 10 s after that. How many second attempts still start
+    # inside the outage depends on how fast two workers get through the first wave (on a slow machine
+    # some start after 7 s and succeed), so the second wave is 0-40, never spread out.
+    def due(state, first: int, last: int) -> int:
+        return sum(n for s, n in state.retry_hist.items() if first <= s - int(state.t0) <= last)
+
+    assert due(waves, 4, 7) == 40
+    assert due(waves, 8, 13) == 0
+    assert due(waves, 14, 19) == waves.counters["retries"] - 40
     assert waves.counters["dead_lettered"] == 0
-    assert none_peak >= 30  # (nearly) all 40 due in the same second
+    none_window, full_window = busiest_two_seconds(waves), busiest_two_seconds(spread)
+    assert none_window >= 30  # (nearly) all 40 due within two seconds
     assert none_seconds <= 6
     # With full jitter the same outage's retries spread out: a much lower peak over many more seconds.
-    # (Measured with seed 42: 40 vs 13. The first wave alone spreads 40 retries over about 5 s, and later
-    # waves overlap it, so about a third of none's peak is what two workers can show; 2.5x leaves headroom.)
-    assert none_peak >= 2.5 * full_peak
+    # (Measured with seed 42: 40 vs 20 in the busiest two seconds; peaks 33 vs 12 in one second.)
+    assert none_window >= 1.5 * full_window
     assert full_seconds >= 2 * none_seconds
     assert full_seconds >= 10
     assert spread.counters["retries"] > waves.counters["retries"]  # shorter average waits: more tries in the outage
