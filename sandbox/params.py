@@ -35,6 +35,13 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
 ]
 
 
+# Parameters added after runs, forms and scripts already existed: blank means the default.
+DEFAULTED = (
+    "outage_s", "model", "visibility_timeout_s", "lease_extension", "partitions", "order_keys", "on_failure",
+    "kill_consumer_at_s",
+)  # fmt: skip
+
+
 def preset_overrides(name: str) -> set[str]:
     """The parameters a preset sets differently from DEFAULTS (what makes it that lesson); none if unknown."""
     preset = PRESETS.get(name)
@@ -200,36 +207,6 @@ class ExperimentForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
     )
 
-    def clean_outage_s(self) -> float:
-        value = self.cleaned_data.get("outage_s")
-        return DEFAULTS["outage_s"] if value is None else value
-
-    def _default(self, name: str):
-        # Forms and CLIs from before the delivery models leave these out: the defaults apply.
-        value = self.cleaned_data.get(name)
-        return DEFAULTS[name] if value in (None, "") else value
-
-    def clean_model(self) -> str:
-        return self._default("model")
-
-    def clean_visibility_timeout_s(self) -> float:
-        return self._default("visibility_timeout_s")
-
-    def clean_lease_extension(self) -> str:
-        return self._default("lease_extension")
-
-    def clean_partitions(self) -> int:
-        return self._default("partitions")
-
-    def clean_order_keys(self) -> int:
-        return self._default("order_keys")
-
-    def clean_on_failure(self) -> str:
-        return self._default("on_failure")
-
-    def clean_kill_consumer_at_s(self) -> float:
-        return self._default("kill_consumer_at_s")
-
     @classmethod
     def for_run(cls, params: dict, preset: str, seed: int) -> "ExperimentForm":
         """The form filled with an earlier run: same parameters, same seed ('run it again')."""
@@ -250,6 +227,9 @@ class ExperimentForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        for name in DEFAULTED:  # forms and CLIs from before these parameters leave them out
+            if data.get(name) in (None, ""):
+                data[name] = DEFAULTS[name]
         if self.errors:
             return data
         if data["backoff_cap_s"] < data["backoff_base_s"]:

@@ -7,23 +7,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from sandbox.models import Experiment
+from tests.browser.test_live_view import shots
 from tests.conftest import ARTIFACTS
 from tests.sandbox.test_views import consumers_running
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
-
-
-def shots(page: Page, name: str) -> None:
-    """Desktop (1280 px) and phone (390 px), full page; the phone must not scroll sideways."""
-    folder = ARTIFACTS / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    page.evaluate("window.scrollTo(0, 0)")  # the sticky header would sit mid-page in a full-page shot
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.screenshot(path=str(folder / f"{name}-desktop.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(folder / f"{name}-phone.png"), full_page=True)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390, f"{name} scrolls sideways on a phone"
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def watch_errors(page: Page) -> list[str]:

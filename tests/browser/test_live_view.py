@@ -16,6 +16,7 @@ def shots(page: Page, name: str) -> None:
     """Desktop and phone, full page: the views the issue asks to look at."""
     folder = ARTIFACTS / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header would sit mid-page in a full-page shot
     page.set_viewport_size({"width": 1280, "height": 900})
     page.screenshot(path=str(folder / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
