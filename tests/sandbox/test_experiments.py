@@ -164,7 +164,9 @@ def test_redrive_restores_the_retry_budget_and_a_double_redrive_runs_once(rq_wor
     # It ran once more, not twice: RQ holds the job in its DLQ and nowhere it could run from again.
     queue = experiments.lab_queue()
     job_id = live.job_id_for(experiment.pk, 1)
-    assert job_id in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    # RQ files the job in its failed registry just after our on_failure callback has recorded the dead letter.
+    registry = FailedJobRegistry(queue=queue)
+    wait_for(lambda: job_id in registry.get_job_ids(cleanup=False), 10, message="RQ to file the job as failed")
     assert job_id not in queue.get_job_ids()
     assert job_id not in ScheduledJobRegistry(queue=queue).get_job_ids(cleanup=False)
     assert job_id not in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
