@@ -225,6 +225,9 @@ def _redrive_jobs(experiment: Experiment, recorder: live.Recorder, candidates: l
         if not recorder.claim_from_dlq(job_index):
             continue  # someone else's click got there first
         job_id = live.job_id_for(experiment.pk, job_index)
+        if not _wait_filed_as_failed(registry, job_id):
+            recorder.return_to_dlq(job_index)  # RQ has not filed it yet: leave it for the next click
+            continue
         try:
             job = Job.fetch(job_id, connection=queue.connection)
             # RQ's requeue keeps retries_left at 0: restore the budget first.
@@ -244,6 +247,18 @@ def _redrive_jobs(experiment: Experiment, recorder: live.Recorder, candidates: l
     return redriven
 
 
+def _wait_filed_as_failed(registry: FailedJobRegistry, job_id: str, wait_s: float = 5.0) -> bool:
+    """RQ runs our failure callback (which records the dead letter) just before it files the job as
+    failed; a redrive in that gap waits for the filing. False only if RQ is still busy with it after
+    wait_s; a job that has expired is left for the redrive to report as skipped."""
+    deadline = time.monotonic() + wait_s
+    while job_id not in registry and registry.connection.exists(Job.key_for(job_id)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def experiment_fix_consumer(experiment: Experiment) -> bool:
     """Deploy the fix for the poison messages (the DLQ's purpose: park, fix, replay). True the first time."""
     return live.Recorder(experiment.pk).fix_consumer()
@@ -258,6 +273,7 @@ def experiment_discard(experiment: Experiment, jobs: list[int] | None = None) ->
         if not recorder.claim_from_dlq(job_index):
             continue
         job_id = live.job_id_for(experiment.pk, job_index)
+        _wait_filed_as_failed(registry, job_id)
         with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
             registry.remove(job_id, delete_job=True)
         recorder.discarded(job_index)

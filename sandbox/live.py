@@ -398,6 +398,9 @@ class Recorder:
         """Atomically take a job out of the experiment's DLQ; only one of two racing redrives wins."""
         return bool(self.redis.srem(self.k("dlq"), str(job)))
 
+    def return_to_dlq(self, job: int) -> None:
+        self.redis.sadd(self.k("dlq"), str(job))
+
     def redriven(self, job: int) -> None:
         pipe = self.redis.pipeline()
         pipe.hdel(self.k("term"), str(job))

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from rq import Worker
+from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from prepsite.redis_conn import get_redis
@@ -170,6 +171,24 @@ def test_redrive_restores_the_retry_budget_and_a_double_redrive_runs_once(rq_wor
     assert job_id not in queue.get_job_ids()
     assert job_id not in ScheduledJobRegistry(queue=queue).get_job_ids(cleanup=False)
     assert job_id not in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+
+
+def test_redrive_in_the_gap_before_rq_files_the_failure_waits_for_it(rq_workers):
+    """RQ calls our failure callback (the dead letter is recorded) a moment before it files the job
+    as failed. A redrive clicked in that gap must wait and redrive, not drop the job from the DLQ."""
+    experiment = start("poison", jobs=1, max_retries=0, **FAST)
+    wait_finished(experiment, 20)
+    queue = experiments.lab_queue()
+    registry = FailedJobRegistry(queue=queue)
+    job_id = live.job_id_for(experiment.pk, 1)
+    wait_for(lambda: job_id in registry.get_job_ids(cleanup=False), 10, message="RQ to file the job as failed")
+    registry.remove(job_id)  # back into the gap: recorded as dead-lettered, not yet filed by RQ
+    job = Job.fetch(job_id, connection=queue.connection)
+    refile = threading.Timer(0.5, lambda: registry.add(job, ttl=600))
+    refile.start()
+    assert experiments.experiment_redrive(experiment) == 1
+    refile.join()
+    assert live.read(experiment.pk).counters["redriven"] == 1
 
 
 def test_discard_removes_a_dead_letter_for_good(rq_workers):
