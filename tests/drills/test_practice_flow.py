@@ -1,3 +1,4 @@
+import itertools
 import re
 from datetime import timedelta
 
@@ -357,3 +358,22 @@ def test_rating_without_js_redirects_to_the_outcome(client, question):
     assert response["Location"] == attempt_url + "#outcome"
     html = client.get(attempt_url).content.decode()
     assert re.search(r'id="outcome"[^>]* autofocus>', html)
+
+
+def heading_levels(html: str) -> list[int]:
+    return [int(level) for level in re.findall(r"<h([1-6])\b", html)]
+
+
+@pytest.mark.parametrize("answer", ["", "Shard by tenant, lease the jobs, dedupe by key."])
+def test_design_prompt_answer_keeps_the_heading_outline_and_full_width_when_given_up(client, content, answer):
+    """A design prompt's model answer has `##` phases; on the page they sit under "Model answer" (h3)
+    as h4s, so the outline never jumps back up. Giving up shows it full width, not beside an empty card."""
+    question = content.get(slug="design-job-scheduler")
+    assert "<h2" in question.answer_html
+    response = submit(client, question, answer=answer, action="give_up" if not answer else "submit")
+    html = client.get(response["Location"]).content.decode()
+    levels = heading_levels(html[html.index('id="result"') - 4 :])
+    assert levels.count(4) >= 5  # the five phases
+    assert all(later - earlier <= 1 for earlier, later in itertools.pairwise(levels))
+    assert ('class="card your-answer"' in html) == bool(answer)
+    assert ("You asked to see the answer without attempting it" in html) == (not answer)
