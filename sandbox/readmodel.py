@@ -282,6 +282,16 @@ def _lag_span(state: live.LiveState, now: float, model: str) -> tuple[int, int]:
     return origin, max(1, end - origin + 1)
 
 
+LOG_LAG_DESC = (
+    "Lag is what was produced to a partition and not yet committed, sampled every second; when a partition's "
+    "consumer dies its lag climbs until another consumer takes it over, then drains."
+)
+STREAM_LAG_DESC = (
+    "Lag is what was published to the stream and not yet acknowledged, sampled every second: messages waiting "
+    "plus messages a consumer holds. A message held past the visibility timeout is claimed by another consumer."
+)
+
+
 def lag_charts(runs: list[tuple[Experiment, live.LiveState]], now: float) -> list[dict]:
     """Each run's lag per partition over time, all on one scale. A stream is one partition; RQ has one
     queue and no offsets, so its lag is the queue depth."""
@@ -319,17 +329,17 @@ def lag_charts(runs: list[tuple[Experiment, live.LiveState]], now: float) -> lis
         )
     y_max = max((peak for run in drawn for _, peak in run["peaks"]), default=0)
     for run in drawn:
-        what = (
-            "queue depth (RQ has one queue, no partitions)" if run["model"] == "rq" else "messages behind per partition"
-        )
+        what = {
+            "rq": "queue depth (RQ has one queue, no partitions)",
+            "stream": "messages published and not yet acknowledged",
+        }.get(run["model"], "messages behind per partition")
         per = f" (the highest in each {run['bin_s']} s)" if run["bin_s"] > 1 else ""
         peaks = ", ".join(f"{label} {peak}" for label, peak in run["peaks"])
         run["chart"] = (
             charts.line_chart(
                 name=f"lag-{run['run'].pk}",
                 title=f"#{run['run'].pk} on {run['model']}: {what}{per}",
-                desc="Lag is what was produced to a partition and not yet committed, sampled every second; when a "
-                f"partition's consumer dies its lag climbs until another consumer takes it over, then drains. Peaks: {peaks}.",
+                desc=(STREAM_LAG_DESC if run["model"] == "stream" else LOG_LAG_DESC) + f" Peaks: {peaks}.",
                 xs=run["xs"],
                 lines=run["lines"],
                 x_label="seconds since the start",
@@ -358,7 +368,7 @@ def delivery_panel(experiment: Experiment, state: live.LiveState, now: float) ->
     return {
         "partitions": partitions,
         "consumers": consumers,
-        "lag": lag_charts([(experiment, state)], now)[0] if model == "log" else None,
+        "lag": lag_charts([(experiment, state)], now)[0],
         "can_kill": experiment.is_running and not state.finished,
     }
 

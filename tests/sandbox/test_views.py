@@ -357,6 +357,22 @@ def test_a_log_runs_live_view_shows_partitions_lag_and_consumers_and_a_kill_rest
     wait_finished(experiment, 30)
 
 
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_runs_live_view_charts_the_unacknowledged_messages(client, rq_workers):
+    consumers_running(rq_workers)
+    # Two 1.5 s charges a second apart against a 1 s visibility timeout: each is claimed again while held.
+    experiment = start_via_form(client, "visibility-timeout", jobs=2, arrival_per_s=1)
+    state = wait_finished(experiment, 60)
+    assert state.counters["duplicates_delivered"] == 2
+    body = client.get(reverse("sandbox:detail", args=[experiment.pk])).content.decode()
+    assert "The stream and its consumers" in body
+    assert f'id="chart-lag-{experiment.pk}-t"' in body
+    assert "messages published and not yet acknowledged" in body
+    peak = int(re.search(r"Peaks: stream (\d+)\.", body).group(1))
+    assert 1 <= peak <= 2  # two messages published; each is unacknowledged until its first delivery acks
+
+
 @pytest.mark.django_db
 def test_a_second_model_needs_a_known_model_other_than_the_runs_own(client):
     url = reverse("sandbox:start_models")
