@@ -81,3 +81,21 @@ def test_a_log_runs_live_view_shows_partitions_moving_when_a_consumer_is_killed(
     page.locator("#panel-delivery").screenshot(path=str(folder / "delivery-log-partitions.png"))
     shots(page, "delivery-log-live")
     assert errors == []
+
+
+def test_a_stream_runs_live_view_shows_each_message_delivered_twice_and_its_lag(live_server, page, rq_workers):
+    consumers_running(rq_workers)
+    errors = watch_errors(page)
+    page.goto(f"{live_server.url}/sandbox/?preset=visibility-timeout")
+    page.get_by_role("button", name="Start experiment").click()
+    page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
+    expect(page.locator("#run-model")).to_contain_text("stream")
+    expect(page.locator("#h-delivery")).to_have_text("The stream and its consumers")
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=120_000)
+    expect(page.locator('[data-counter="duplicates_delivered"] .n')).to_have_text("4")
+    expect(page.locator('[data-counter="double_charges"] .n')).to_have_text("0")
+    expect(page.locator("#lag-figure svg[role=img] title")).to_contain_text("published and not yet acknowledged")
+    page.locator("#panel-delivery").scroll_into_view_if_needed()
+    page.locator("#panel-delivery").screenshot(path=str(ARTIFACTS / "screenshots" / "delivery-stream-panel.png"))
+    shots(page, "delivery-stream-live")
+    assert errors == []
