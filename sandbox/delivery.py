@@ -32,7 +32,7 @@ GROUP = "lab"
 ACTIVE = "lab:delivery:active"  # experiment id -> model, while its messages may still move
 DELAYED = "lab:delivery:delayed"  # "E:job" -> when it arrives (arrivals spread over time)
 MEMBERS = "lab:consumers"  # consumer name -> last heartbeat
-MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing"}
+MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing", "run": the run it works for}
 SESSION_S = 3.0  # a consumer silent this long has left the group
 LEASE_MS = 3000  # a partition's owner renews this while it works; a dead owner's lease runs out
 RETRY_TOPIC = "r"  # the lease name of an experiment's retry topic
@@ -206,13 +206,43 @@ def assignment(experiment_id: int, params: dict, redis: Redis | None = None) -> 
     ]
 
 
-def request_kill(name: str, redis: Redis | None = None) -> bool:
-    """Ask a live consumer to SIGKILL itself (its pool restarts it a few seconds later)."""
+def request_kill(name: str, experiment_id: int, redis: Redis | None = None) -> bool:
+    """Ask a live consumer to SIGKILL itself for run `experiment_id`. It dies at once if it is idle or
+    working on that run's message; busy with another run's message, it finishes that one first, so a
+    visitor's kill never fails someone else's delivery. Its pool restarts it a few seconds later."""
     redis = redis or get_redis()
     if name not in members(redis):
         return False
-    redis.set(kill_key(name), 1, ex=30)
+    redis.set(kill_key(name), experiment_id, ex=30)
     return True
+
+
+# Delete a lease only while the dead consumer still holds it (it may have run out and been taken).
+_RELEASE_IF_HELD = """
+local released = 0
+for _, lease in ipairs(KEYS) do
+  if redis.call('GET', lease) == ARGV[1] then redis.call('DEL', lease); released = released + 1 end
+end
+return released
+"""
+
+
+def release_leases(redis: Redis, name: str, keep: int | None) -> int:
+    """A consumer died: hand back at once the partitions it held for every log run except `keep`, the run
+    it died for. The Lab's consumers are shared, but each run stands for its own consumer group: only the
+    run whose consumer was killed (or crashed) should see its partitions wait for the lease to run out."""
+    leases = [
+        live.key(int(experiment_id), f"lease:{partition}")
+        for experiment_id, model in redis.hgetall(ACTIVE).items()
+        if model == b"log" and int(experiment_id) != keep
+        for partition in [*range(_partitions(redis, int(experiment_id))), RETRY_TOPIC]
+    ]
+    return int(redis.eval(_RELEASE_IF_HELD, len(leases), *leases, name)) if leases else 0
+
+
+def _partitions(redis: Redis, experiment_id: int) -> int:
+    context = context_of(redis, experiment_id)
+    return int(context[0].get("partitions", 1)) if context else 0
 
 
 # ---------------------------------------------------------------- consuming

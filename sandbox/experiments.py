@@ -363,7 +363,7 @@ def experiment_kill_consumer(experiment: Experiment, name: str, *, limit_key: st
         raise KillRefused(
             "Only one consumer is alive: killing it would stall every stream and log run. Try again soon."
         )
-    if not delivery.request_kill(name):
+    if not delivery.request_kill(name, experiment.pk):
         raise KillRefused(f"No live consumer is called {name}; it may have just died. Pick one from the list.")
     live.Recorder(experiment.pk).note("consumer_kill_requested", detail=f"you asked {name} to die (SIGKILL)")
     after = {
@@ -371,7 +371,8 @@ def experiment_kill_consumer(experiment: Experiment, name: str, *, limit_key: st
         "stream": "another consumer claims its unacknowledged message after the visibility timeout",
     }[model]
     return (
-        f"Consumer {name} will be killed (SIGKILL) within a second: {after}. The pool restarts it a few seconds later."
+        f"Consumer {name} will be killed (SIGKILL) within a second, or as soon as it finishes another run's "
+        f"message: {after}. The pool restarts it a few seconds later."
     )
 
 

@@ -58,18 +58,28 @@ class Consumer:
         self.held: set[tuple[int, int | str]] = set()
 
     # --- group membership
-    def heartbeat(self, doing: str = "") -> None:
+    def heartbeat(self, doing: str = "", run: int | None = None) -> None:
+        """Renew membership; die here if a live view asked (see delivery.request_kill). `run`: the
+        experiment whose message this consumer is working on, if any."""
         now = time.time()
+        info = {"pid": os.getpid(), "slot": self.slot, "doing": doing, "run": run}
         pipe = self.redis.pipeline()
         pipe.zadd(delivery.MEMBERS, {self.name: now})
-        pipe.hset(delivery.MEMBER_INFO, self.name, json.dumps({"pid": os.getpid(), "slot": self.slot, "doing": doing}))
+        pipe.hset(delivery.MEMBER_INFO, self.name, json.dumps(info))
         pipe.get(delivery.kill_key(self.name))
-        killed = pipe.execute()[-1]
+        requested = pipe.execute()[-1]
         self.last_beat = now
-        if killed:
-            self.redis.delete(delivery.kill_key(self.name))
-            log.info("lab consumer %s: kill requested from the live view; SIGKILL", self.name)
-            os.kill(os.getpid(), signal.SIGKILL)
+        if requested is None:
+            return
+        target = int(requested)
+        if run is not None and run != target:
+            return  # another run's message: finish it, die at the next beat between messages
+        pipe = self.redis.pipeline()
+        pipe.delete(delivery.kill_key(self.name))
+        pipe.hset(delivery.MEMBER_INFO, self.name, json.dumps({**info, "run": target}))  # the pool keeps its leases
+        pipe.execute()
+        log.info("lab consumer %s: kill requested from run #%s's live view; SIGKILL", self.name, target)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def leave(self) -> None:
         pipe = self.redis.pipeline()
@@ -234,11 +244,12 @@ class Consumer:
         if self._recover(recorder, d, claimed, limit):
             return
         self._kill_if_due(recorder, d)
-        self.heartbeat(doing=f"run #{d.experiment_id} order {d.job}")
+        doing = f"run #{d.experiment_id} order {d.job}"
+        self.heartbeat(doing, d.experiment_id)
         ack = {"lost": False}
 
         def on_beat() -> None:
-            self.heartbeat(doing=f"run #{d.experiment_id} order {d.job}")
+            self.heartbeat(doing, d.experiment_id)
             if delivery.model_of(d.params) == "stream" and d.params.get("lease_extension") == "on":
                 self.redis.xclaim(d.stream, delivery.GROUP, self.name, 0, [d.entry_id], justid=True)
             elif delivery.model_of(d.params) == "log":

@@ -4,6 +4,7 @@ the rq_workers fixture as make run starts them) on the suite's own Redis; Redis 
 
 import json
 import random
+import time
 
 import pytest
 
@@ -13,7 +14,7 @@ from sandbox.fault_plan import FaultPlan
 from sandbox.models import LedgerEntry
 from sandbox.presets import PRESETS
 from tests.conftest import wait_for
-from tests.sandbox.helpers import start, wait_finished, wait_state
+from tests.sandbox.helpers import FAST, start, wait_finished, wait_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -175,3 +176,40 @@ def test_a_stream_run_is_refused_with_a_reason_when_no_consumer_is_running(db, m
     with pytest.raises(experiments.StartFailed, match="No stream/log consumer is running"):
         start("visibility-timeout")
     assert Experiment.objects.count() == before
+
+
+def test_a_kill_for_one_run_neither_fails_another_runs_message_nor_stalls_its_partitions(rq_workers):
+    """Consumers are shared, but each run stands for its own consumer group: a visitor who kills a
+    consumer busy with someone else's message lets that message finish, and the partitions it held for
+    other runs are handed back at once instead of waiting out the 3 s lease."""
+    from sandbox import experiments
+
+    redis = get_redis()
+    wait_for(lambda: len(delivery.members(redis)) >= 3, 30, message="three consumers")
+    theirs = start("rebalance", seed=3, jobs=12, arrival_per_s=20, duration_ms=1500, duration_spread_ms=0,
+                   kill_consumer_at_s=0)  # fmt: skip
+    mine = start("rebalance", seed=4, jobs=6, arrival_per_s=0.5, kill_consumer_at_s=0, **FAST)
+
+    def busy_with_theirs() -> str | None:
+        return next((c["name"] for c in delivery.consumers(redis) if c.get("run") == theirs.pk), None)
+
+    victim = wait_for(busy_with_theirs, 20, interval=0.02, message="a consumer working on the other run")
+    experiments.experiment_kill_consumer(mine, victim)
+    wait_for(lambda: victim not in delivery.members(redis), 10, interval=0.02, message=f"{victim} to die")
+    gone_at = time.monotonic()
+
+    def victim_holds_none_of_theirs() -> bool:
+        return all(row["owner"] != victim for row in delivery.assignment(theirs.pk, theirs.params, redis))
+
+    wait_for(victim_holds_none_of_theirs, 3, interval=0.02, message="the other run's leases to be handed back")
+    handed_back_s = time.monotonic() - gone_at
+    assert handed_back_s < 1.0, f"the other run waited {handed_back_s:.1f} s for the dead consumer's lease"
+
+    state = wait_finished(theirs, 120)
+    assert state.counters["succeeded"] == 12
+    assert state.counters["crashes"] == 0  # the victim finished their message before it died
+    events = live.read(theirs.pk, events=500).events
+    assert not [e for e in events if "died mid-message" in e.get("detail", "")]
+    assert any(e["kind"] == "consumer_kill_requested" for e in live.read(mine.pk, events=200).events)
+    wait_finished(mine, 60)
+    wait_for(lambda: len(delivery.members(redis)) >= 3, 20, message="the killed consumer to be restarted")

@@ -1,4 +1,5 @@
 import contextlib
+import json
 import os
 import signal
 import time
@@ -77,10 +78,13 @@ class Command(BaseCommand):
             name = f"c{slot}-{pid}"
             # The group notices at once that the member is gone (as a broker notices a dropped connection);
             # with Redis down, its session simply runs out instead.
-            with contextlib.suppress(RedisError):
+            how = "killed" if os.WIFSIGNALED(status) else "exited"
+            with contextlib.suppress(RedisError, ValueError):
+                info = json.loads(self.redis.hget(delivery.MEMBER_INFO, name) or "{}")
                 self.redis.zrem(delivery.MEMBERS, name)
                 self.redis.hdel(delivery.MEMBER_INFO, name)
-            how = "killed" if os.WIFSIGNALED(status) else "exited"
+                if how == "killed":  # only the run it died for waits out the lease
+                    delivery.release_leases(self.redis, name, keep=info.get("run"))
             if not self.stopping:
                 self.stdout.write(f"lab consumers: {name} {how}; restarting in {RESTART_AFTER_S[how]:g} s")
                 self.due[slot] = time.monotonic() + RESTART_AFTER_S[how]
