@@ -19,9 +19,10 @@ from django.utils import timezone
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
-from sandbox import experiments, live
+from prepsite.redis_conn import get_redis
+from sandbox import delivery, experiments, live
 from sandbox.models import Experiment
-from tests.conftest import ARTIFACTS, wait_for
+from tests.conftest import ARTIFACTS, CONSUMERS, wait_for
 from topics.drills.models import Card
 from topics.models import Question
 
@@ -189,11 +190,25 @@ def topic_drill_due(page: Page, base: str) -> None:
     expect(page.locator(f"#status-{QUESTION}.pill.warn")).to_be_visible()
 
 
+def design_drill_revealed(page: Page, base: str) -> None:
+    """A design prompt given up on: its phased model answer full width, rubric and rating buttons."""
+    page.goto(f"{base}/topics/queueing/drill/design-webhook-delivery/")
+    page.click("button[value=give_up]")
+    expect(page.locator("#result")).to_be_focused()
+    expect(page.locator(".model-answer h4")).to_have_count(5)
+
+
 STATES: dict[str, Callable[[Page, str], None]] = {
     "home": visit("/"),
     "topics": visit("/topics/"),
     "study": visit("/topics/queueing/"),
+    "chapter-diagrams": visit("/topics/queueing/core-concepts/"),
+    "chapter-internals": visit("/topics/queueing/broker-internals/"),
+    "checklist": visit("/topics/queueing/checklist/"),
     "search": visit("/search/?q=retry"),
+    "search-landing": visit(
+        "/topics/queueing/scalability-and-reliability/?highlight=concurrency+limits#failing-fast--3"
+    ),
     "drills": visit("/drills/"),
     "drills-due": drills_due,
     "topic-drill": visit("/topics/queueing/drill/"),
@@ -201,6 +216,7 @@ STATES: dict[str, Callable[[Page, str], None]] = {
     "drill-question": drill_question,
     "drill-revealed": drill_revealed,
     "drill-rated": drill_rated,
+    "design-drill-revealed": design_drill_revealed,
     "progress": visit("/drills/progress/"),
     "mock-start": visit("/drills/mock/"),
     "mock-running": start_mock,
@@ -277,11 +293,32 @@ def lab_compare(page: Page, base: str) -> None:
     expect(page.locator("#h-waves")).to_be_visible()
 
 
+def lab_log_running(page: Page, base: str) -> None:
+    """A log run mid-way: its partitions table, lag chart and a 'Kill this consumer' button per consumer."""
+    wait_for(lambda: len(delivery.members(get_redis())) >= CONSUMERS, 30, message="stream/log consumers")
+    start_run(page, base, "rebalance", {"jobs": 40, "arrival_per_s": 2, "kill_consumer_at_s": 0})
+    expect(page.locator("table.partitions tbody tr")).to_have_count(4)
+    expect(page.get_by_role("button", name=re.compile(r"^Kill this consumer"))).to_have_count(3, timeout=20_000)
+    expect(page.locator("#lag-figure svg")).to_be_visible(timeout=20_000)
+
+
+def lab_models_compare(page: Page, base: str) -> None:
+    """One preset on RQ and the log, side by side: the delivery table and both lag charts."""
+    wait_for(lambda: len(delivery.members(get_redis())) >= CONSUMERS, 30, message="stream/log consumers")
+    fill_start_form(page, base, "ordering", {"jobs": 12})
+    page.get_by_role("button", name="Run this on another model").click()
+    page.wait_for_url(re.compile(r"/sandbox/compare/\?"))
+    expect(page.locator("#compare-body .pill.warn")).to_have_count(0, timeout=60_000)
+    expect(page.locator("#h-delivery")).to_be_visible()
+
+
 LAB_STATES: dict[str, Callable[[Page, str], None]] = {
     "lab-running": lab_running,
     "lab-finished-dlq": lab_finished_dlq,
     "lab-history": lab_history,
     "lab-compare": lab_compare,
+    "lab-log-running": lab_log_running,
+    "lab-models-compare": lab_models_compare,
 }
 
 

@@ -1,3 +1,4 @@
+import itertools
 import re
 from collections import Counter
 from html.parser import HTMLParser
@@ -133,3 +134,15 @@ def test_loader_rejects_a_section_slug_that_is_a_route_or_a_page_id(tmp_path):
         root = write_content(tmp_path / slug, sections={"03-x.md": section_file(slug, "X", 3, "Body.")})
         with pytest.raises(CommandError, match=slug):
             load(root)
+
+
+def test_every_chapter_pages_heading_outline_skips_no_level(client, queueing):
+    """The Markdown's ### are the chapter's own sections: h2 under the page's h1, never h3 after h1."""
+    for section in queueing.sections.in_order():
+        html = get(client, f"/topics/queueing/{section.slug}/")
+        main = html[html.index("<main") : html.index("</main>")]
+        levels = [int(level) for level in re.findall(r"<h([1-6])\b", main)]
+        assert levels[0] == 1, section.slug
+        assert levels.count(2) >= 2, section.slug  # its sections, then "Practise this chapter"
+        jumps = [(a, b) for a, b in itertools.pairwise(levels) if b > a + 1]
+        assert not jumps, f"{section.slug}: heading levels jump {jumps}"
