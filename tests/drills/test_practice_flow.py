@@ -3,6 +3,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -228,6 +229,18 @@ def test_topic_drill_page_lists_questions_and_loads_statuses_after(client, quest
         rf'<span id="status-{question.slug}" class="pill ok" hx-swap-oob="true">Due in [^<]+</span>', statuses
     )
     assert client.get(reverse("drills:topic_drill", args=["queueing"])).content == shared.content
+
+
+def test_statuses_of_visitors_without_an_identity_are_shared_and_a_learners_own_are_not(
+    client, question, django_assert_max_num_queries
+):
+    url = reverse("drills:topic_drill_personal", args=["queueing"])
+    first = Client().get(url).content
+    with django_assert_max_num_queries(1):  # the topic only: no cards to read, the plan comes from the cache
+        assert Client().get(url).content == first
+    client.post(submit(client, question)["Location"] + "rate/", {"rating": "1"})
+    assert "Due in" in client.get(url).content.decode()  # acting gave them an identity and their own card
+    assert Client().get(url).content == first  # everyone else still sees it as new
 
 
 def next_question_href(html: str) -> str:

@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.core.cache import caches
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -132,12 +133,27 @@ def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
 @never_cache
 def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
     """The learner's statuses, plan and nav for the drill page, as out-of-band swaps."""
-    topic_obj = get_object_or_404(Topic, slug=topic)
+    topic_obj = get_object_or_404(Topic.objects.only("pk", "slug", "title"), slug=topic)  # not its long texts
     learner = visitor_for(request)
+    if learner is None:
+        # No identity yet, so no cards: every such visitor sees the same statuses and plan.
+        key = f"drill-status:{topic_obj.slug}"
+        cached = caches["pages"].get(key)
+        if cached is None:
+            cached = _drill_statuses(topic_obj, None)
+            caches["pages"].set(key, cached, 60)  # cleared with the shared pages when content loads
+        rows, plan = cached
+    else:
+        rows, plan = _drill_statuses(topic_obj, learner)
+    context = {"topic": topic_obj, "rows": rows, "plan": plan, "oob": True}
+    return render(request, "drills/topic_drill.html#personal", context)
+
+
+def _drill_statuses(topic: Topic, learner) -> tuple[list[dict], services.DrillPlan]:
     now = timezone.now()
-    cards = {card.question_id: card for card in Card.objects.for_visitor(learner).filter(question__topic=topic_obj)}
+    cards = {card.question_id: card for card in Card.objects.for_visitor(learner).filter(question__topic=topic)}
     rows = []
-    for question in topic_obj.questions.only("pk", "slug", "topic_id").in_order():
+    for question in topic.questions.only("pk", "slug", "topic_id").in_order():
         card = cards.get(question.pk)
         if card is None:
             status, label = "new", "New"
@@ -146,9 +162,7 @@ def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
         else:
             status, label = "later", f"Due in {scheduling.humanize_delta(card.due - now)}"
         rows.append({"question": question, "status": status, "label": label})
-    plan = services.drill_plan(learner=learner, topic=topic_obj, now=now)
-    context = {"topic": topic_obj, "rows": rows, "plan": plan, "oob": True}
-    return render(request, "drills/topic_drill.html#personal", context)
+    return rows, services.drill_plan(learner=learner, topic=topic, now=now)
 
 
 ANSWERS_PER_MINUTE = 20
