@@ -133,20 +133,25 @@ def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
 @never_cache
 def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
     """The learner's statuses, plan and nav for the drill page, as out-of-band swaps."""
-    topic_obj = get_object_or_404(Topic.objects.only("pk", "slug", "title"), slug=topic)  # not its long texts
     learner = visitor_for(request)
     if learner is None:
         # No identity yet, so no cards: every such visitor sees the same statuses and plan.
-        key = f"drill-status:{topic_obj.slug}"
+        key = f"drill-status:{topic}"
         cached = caches["pages"].get(key)
         if cached is None:
-            cached = _drill_statuses(topic_obj, None)
+            topic_obj = _drill_topic(topic)
+            cached = (topic_obj, *_drill_statuses(topic_obj, None))
             caches["pages"].set(key, cached, 60)  # cleared with the shared pages when content loads
-        rows, plan = cached
+        topic_obj, rows, plan = cached
     else:
+        topic_obj = _drill_topic(topic)
         rows, plan = _drill_statuses(topic_obj, learner)
     context = {"topic": topic_obj, "rows": rows, "plan": plan, "oob": True}
     return render(request, "drills/topic_drill.html#personal", context)
+
+
+def _drill_topic(slug: str) -> Topic:
+    return get_object_or_404(Topic.objects.only("pk", "slug", "title"), slug=slug)  # not its long texts
 
 
 def _drill_statuses(topic: Topic, learner) -> tuple[list[dict], services.DrillPlan]:
