@@ -32,7 +32,7 @@ GROUP = "lab"
 ACTIVE = "lab:delivery:active"  # experiment id -> model, while its messages may still move
 DELAYED = "lab:delivery:delayed"  # "E:job" -> when it arrives (arrivals spread over time)
 MEMBERS = "lab:consumers"  # consumer name -> last heartbeat
-MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing", "run": the run it works for}
+MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing", "run", "killed_for"}
 SESSION_S = 3.0  # a consumer silent this long has left the group
 LEASE_MS = 3000  # a partition's owner renews this while it works; a dead owner's lease runs out
 RETRY_TOPIC = "r"  # the lease name of an experiment's retry topic
@@ -213,7 +213,10 @@ def request_kill(name: str, experiment_id: int, redis: Redis | None = None) -> b
     redis = redis or get_redis()
     if name not in members(redis):
         return False
-    redis.set(kill_key(name), experiment_id, ex=30)
+    pipe = redis.pipeline()
+    pipe.sadd(kill_key(name), experiment_id)  # a set: two runs' visitors may ask for the same consumer
+    pipe.expire(kill_key(name), 30)
+    pipe.execute()
     return True
 
 
@@ -227,14 +230,14 @@ return released
 """
 
 
-def release_leases(redis: Redis, name: str, keep: int | None) -> int:
-    """A consumer died: hand back at once the partitions it held for every log run except `keep`, the run
-    it died for. The Lab's consumers are shared, but each run stands for its own consumer group: only the
-    run whose consumer was killed (or crashed) should see its partitions wait for the lease to run out."""
+def release_leases(redis: Redis, name: str, keep: set[int]) -> int:
+    """A consumer died: hand back at once the partitions it held for every log run except those in `keep`,
+    the runs it died for. The Lab's consumers are shared, but each run stands for its own consumer group:
+    only a run whose consumer was killed (or crashed) should see its partitions wait for the lease."""
     leases = [
         live.key(int(experiment_id), f"lease:{partition}")
         for experiment_id, model in redis.hgetall(ACTIVE).items()
-        if model == b"log" and int(experiment_id) != keep
+        if model == b"log" and int(experiment_id) not in keep
         for partition in [*range(_partitions(redis, int(experiment_id))), RETRY_TOPIC]
     ]
     return int(redis.eval(_RELEASE_IF_HELD, len(leases), *leases, name)) if leases else 0

@@ -225,8 +225,9 @@ def _redrive_jobs(experiment: Experiment, recorder: live.Recorder, candidates: l
         if not recorder.claim_from_dlq(job_index):
             continue  # someone else's click got there first
         job_id = live.job_id_for(experiment.pk, job_index)
-        if not _wait_filed_as_failed(registry, job_id):
+        if not _wait_failure_settled(experiment, registry, job_id):
             recorder.return_to_dlq(job_index)  # RQ has not filed it yet: leave it for the next click
+            recorder.note("redrive_skipped", job_index, detail="RQ was still filing it as failed; redrive it again")
             continue
         try:
             job = Job.fetch(job_id, connection=queue.connection)
@@ -247,14 +248,22 @@ def _redrive_jobs(experiment: Experiment, recorder: live.Recorder, candidates: l
     return redriven
 
 
-def _wait_filed_as_failed(registry: FailedJobRegistry, job_id: str, wait_s: float = 5.0) -> bool:
+def _wait_failure_settled(
+    experiment: Experiment, registry: FailedJobRegistry, job_id: str, wait_s: float = 5.0
+) -> bool:
     """RQ runs our failure callback (which records the dead letter) just before it files the job as
-    failed; a redrive in that gap waits for the filing. False only if RQ is still busy with it after
-    wait_s; a job that has expired is left for the redrive to report as skipped."""
+    failed, and releases the job's fair-share slot just after. A redrive or discard in that gap waits
+    for both, or it would requeue a job RQ is still finishing. False only if RQ has not filed it
+    after wait_s; a job that has expired is left for the caller to report as skipped."""
+    connection = registry.connection
+    slots = RateLimitRegistry(fairshare.rate_key(experiment.limit_key), connection=connection).allowed_key
     deadline = time.monotonic() + wait_s
-    while job_id not in registry and registry.connection.exists(Job.key_for(job_id)):
+    while connection.exists(Job.key_for(job_id)):
+        filed = job_id in registry
+        if filed and connection.zscore(slots, job_id) is None:
+            return True
         if time.monotonic() > deadline:
-            return False
+            return filed  # filed, but its slot still held after seconds: a stale slot, not this race
         time.sleep(0.05)
     return True
 
@@ -273,7 +282,9 @@ def experiment_discard(experiment: Experiment, jobs: list[int] | None = None) ->
         if not recorder.claim_from_dlq(job_index):
             continue
         job_id = live.job_id_for(experiment.pk, job_index)
-        _wait_filed_as_failed(registry, job_id)
+        if not _wait_failure_settled(experiment, registry, job_id):
+            recorder.return_to_dlq(job_index)  # deleting it now would let RQ's filing bring it back
+            continue
         with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
             registry.remove(job_id, delete_job=True)
         recorder.discarded(job_index)

@@ -399,7 +399,10 @@ class Recorder:
         return bool(self.redis.srem(self.k("dlq"), str(job)))
 
     def return_to_dlq(self, job: int) -> None:
-        self.redis.sadd(self.k("dlq"), str(job))
+        pipe = self.redis.pipeline()
+        pipe.sadd(self.k("dlq"), str(job))
+        pipe.expire(self.k("dlq"), TTL_SECONDS)  # the claim may have emptied (deleted) the set
+        pipe.execute()
 
     def redriven(self, job: int) -> None:
         pipe = self.redis.pipeline()

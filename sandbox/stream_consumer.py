@@ -66,19 +66,17 @@ class Consumer:
         pipe = self.redis.pipeline()
         pipe.zadd(delivery.MEMBERS, {self.name: now})
         pipe.hset(delivery.MEMBER_INFO, self.name, json.dumps(info))
-        pipe.get(delivery.kill_key(self.name))
-        requested = pipe.execute()[-1]
+        pipe.smembers(delivery.kill_key(self.name))
+        requested = {int(r) for r in pipe.execute()[-1]}
         self.last_beat = now
-        if requested is None:
-            return
-        target = int(requested)
-        if run is not None and run != target:
-            return  # another run's message: finish it, die at the next beat between messages
+        if not requested or (run is not None and run not in requested):
+            return  # not asked, or working on another run's message: die at a beat between messages
         pipe = self.redis.pipeline()
         pipe.delete(delivery.kill_key(self.name))
-        pipe.hset(delivery.MEMBER_INFO, self.name, json.dumps({**info, "run": target}))  # the pool keeps its leases
+        # The pool keeps these runs' leases (they asked to see them run out) and hands back the rest.
+        pipe.hset(delivery.MEMBER_INFO, self.name, json.dumps({**info, "killed_for": sorted(requested)}))
         pipe.execute()
-        log.info("lab consumer %s: kill requested from run #%s's live view; SIGKILL", self.name, target)
+        log.info("lab consumer %s: kill requested from the live view of run %s; SIGKILL", self.name, sorted(requested))
         os.kill(os.getpid(), signal.SIGKILL)
 
     def leave(self) -> None:
@@ -270,10 +268,9 @@ class Consumer:
             log.info("lab exp %s job %s delivery %s/%s: %s", d.experiment_id, d.job, d.deliveries, limit, outcome)
             if not ack["lost"]:
                 self._done(d)
-        finally:
-            self.heartbeat()
         if recorder.may_be_finished and experiments.finish_if_done(d.experiment_id, self.redis):
             self.redis.hdel(delivery.ACTIVE, str(d.experiment_id))
+        self.heartbeat()  # between messages: where a kill deferred by another run's message lands
 
     def _beat_s(self, d: Delivery) -> float:
         """Renew well inside the lease: a third of the visibility timeout (stream), or of the partition lease."""

@@ -149,9 +149,13 @@ def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, mo
 
         from sandbox.experiments import lab_queue
 
-        failed = FailedJobRegistry(queue=lab_queue()).get_job_ids(cleanup=False)
-        ours = {int(job_id.rsplit("-", 1)[1]) for job_id in failed if job_id.startswith(f"lab-{experiment.pk}-")}
-        assert set(state.dlq) <= ours
+        def filed() -> set[int]:
+            failed = FailedJobRegistry(queue=lab_queue()).get_job_ids(cleanup=False)
+            return {int(job_id.rsplit("-", 1)[1]) for job_id in failed if job_id.startswith(f"lab-{experiment.pk}-")}
+
+        # RQ files a job as failed just after our failure callback has recorded the dead letter.
+        wait_for(lambda: filed() >= set(state.dlq), 10, message="RQ to file every dead letter as failed")
+        ours = filed()
         assert len(state.dlq) == c["dead_lettered"]
         # A job id in RQ's registry but not in the DLQ is a duplicate delivery that failed after its
         # first delivery had already charged: the message itself succeeded.
@@ -213,3 +217,38 @@ def test_a_kill_for_one_run_neither_fails_another_runs_message_nor_stalls_its_pa
     assert any(e["kind"] == "consumer_kill_requested" for e in live.read(mine.pk, events=200).events)
     wait_finished(mine, 60)
     wait_for(lambda: len(delivery.members(redis)) >= 3, 20, message="the killed consumer to be restarted")
+
+
+@pytest.mark.parametrize(
+    ("info", "runs"),
+    [
+        ({"run": 3, "killed_for": [3, 5]}, {3, 5}),  # two runs' visitors asked; it died in run 3's message
+        ({"run": 7}, {7}),  # crashed mid-message of run 7
+        ({"run": None}, set()),  # idle and not asked: nobody waits
+        (None, set()),
+    ],
+)
+def test_a_dead_consumer_died_for_the_runs_that_asked_or_the_run_of_its_message(info, runs):
+    from sandbox.management.commands.lab_consumers import died_for
+
+    assert died_for(json.dumps(info).encode() if info is not None else None) == runs
+    assert died_for(b"not json") == set()
+
+
+def test_a_dead_consumers_leases_go_back_at_once_except_for_the_runs_it_died_for(redis_conn):
+    runs = (990001, 990002, 990003)
+    keys = [live.key(run, name) for run in runs for name in ("params", "lease:0", "lease:1", "lease:r")]
+    try:
+        for run in runs:
+            redis_conn.hset(delivery.ACTIVE, str(run), "log")
+            redis_conn.set(live.key(run, "params"), json.dumps({"params": {"model": "log", "partitions": 2}}))
+            redis_conn.set(live.key(run, "lease:0"), "c1-100", px=3000)
+            redis_conn.set(live.key(run, "lease:1"), "c2-200", px=3000)  # another consumer's: never touched
+        assert delivery.release_leases(redis_conn, "c1-100", keep={runs[0]}) == 2
+        assert redis_conn.get(live.key(runs[0], "lease:0")) == b"c1-100"  # the run it died for waits it out
+        assert redis_conn.get(live.key(runs[1], "lease:0")) is None
+        assert redis_conn.get(live.key(runs[2], "lease:0")) is None
+        assert all(redis_conn.get(live.key(run, "lease:1")) == b"c2-200" for run in runs)
+    finally:
+        redis_conn.hdel(delivery.ACTIVE, *map(str, runs))
+        redis_conn.delete(*keys)

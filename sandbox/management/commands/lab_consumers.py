@@ -17,6 +17,15 @@ RESTART_AFTER_S = {"killed": 5.0, "exited": 1.0}  # a killed consumer stays dead
 SHUTDOWN_WAIT_S = 20
 
 
+def died_for(info: bytes | None) -> set[int]:
+    """The runs a dead consumer died for: those that asked for the kill, else the run of its message."""
+    try:
+        info = json.loads(info or "{}")
+        return {int(run) for run in info.get("killed_for") or [info.get("run")] if run is not None}
+    except (ValueError, TypeError, AttributeError):
+        return set()
+
+
 class Command(BaseCommand):
     help = "Run the stream/log consumers (forked, restarted when they die) and the delayed-arrival mover."
 
@@ -79,12 +88,12 @@ class Command(BaseCommand):
             # The group notices at once that the member is gone (as a broker notices a dropped connection);
             # with Redis down, its session simply runs out instead.
             how = "killed" if os.WIFSIGNALED(status) else "exited"
-            with contextlib.suppress(RedisError, ValueError):
-                info = json.loads(self.redis.hget(delivery.MEMBER_INFO, name) or "{}")
+            with contextlib.suppress(RedisError):
+                raw = self.redis.hget(delivery.MEMBER_INFO, name)
                 self.redis.zrem(delivery.MEMBERS, name)
                 self.redis.hdel(delivery.MEMBER_INFO, name)
-                if how == "killed":  # only the run it died for waits out the lease
-                    delivery.release_leases(self.redis, name, keep=info.get("run"))
+                if how == "killed":  # only the runs it died for wait out their leases
+                    delivery.release_leases(self.redis, name, keep=died_for(raw))
             if not self.stopping:
                 self.stdout.write(f"lab consumers: {name} {how}; restarting in {RESTART_AFTER_S[how]:g} s")
                 self.due[slot] = time.monotonic() + RESTART_AFTER_S[how]
