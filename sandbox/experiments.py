@@ -325,6 +325,9 @@ def experiment_stop(experiment: Experiment) -> int:
     return stopped
 
 
+START_GRACE_S = 5  # experiment_start writes the row, then the Redis record, within milliseconds
+
+
 def reap(connection: Redis | None = None) -> list[int]:
     """Finish what can make no more progress: runs whose live state expired, and runs older than any
     of their jobs may live (each job's RQ ttl); also any finished run still marked running."""
@@ -334,9 +337,12 @@ def reap(connection: Redis | None = None) -> list[int]:
     for experiment in running:
         pipe.exists(live.key(experiment.pk, "c"))
     alive = pipe.execute() if running else []
-    cutoff = timezone.now() - timedelta(seconds=live.JOB_TTL_SECONDS)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=live.JOB_TTL_SECONDS)
     reaped = []
     for experiment, exists in zip(running, alive, strict=True):
+        if not exists and experiment.created_at > now - timedelta(seconds=START_GRACE_S):
+            continue  # a start between its row and its Redis record, not a run whose record expired
         if exists and experiment.created_at > cutoff:
             finish_if_done(experiment.pk, connection)
             continue

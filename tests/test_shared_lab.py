@@ -13,10 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from rq import Worker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
@@ -218,7 +220,11 @@ def test_the_janitor_reaps_a_run_that_can_make_no_progress(rq_workers):
     experiment = start("happy", jobs=2, duration_ms=10)
     wait_finished(experiment, 20)
     stuck = Experiment.objects.create(preset="happy", params=PRESETS["happy"].parameters(), seed=1, limit_key="ip:x")
-    # Running in the database, but nothing in Redis will ever finish it (its keys are gone).
+    # A start writes its row a moment before its Redis record: a reaper passing then must leave it alone.
+    assert experiments.reap() == []
+    assert Experiment.objects.get(pk=stuck.pk).status == Experiment.Status.RUNNING
+    # Older than that, running in the database but nothing in Redis will ever finish it (its keys are gone).
+    Experiment.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - timedelta(seconds=60))
     wait_for(lambda: Experiment.objects.get(pk=stuck.pk).status == Experiment.Status.STOPPED, 15, message="the reaper")
 
 

@@ -262,12 +262,14 @@ def test_limits_answer_with_a_clear_message(rq_workers):
     slow = {**PRESETS["happy"].parameters(), "jobs": 2, "duration_ms": 3000, "duration_spread_ms": 0}
     start = functools.partial(experiments.experiment_start, owner=owner, limit_key="ip:192.0.2.7", preset="happy")
     started = [start(params=slow) for _ in range(3)]
-    with pytest.raises(experiments.LimitExceeded, match="already have 3 experiments running"):
-        start(params=slow)
-    for experiment in started:
-        experiments.experiment_stop(experiment)
-    for experiment in started:
-        wait_finished(experiment, 30)
+    try:
+        with pytest.raises(experiments.LimitExceeded, match="already have 3 experiments running"):
+            started.append(start(params=slow))
+    finally:  # even on failure: 3 s jobs left running would starve the tests after this one
+        for experiment in started:
+            experiments.experiment_stop(experiment)
+        for experiment in started:
+            wait_finished(experiment, 30)
 
 
 def test_redrive_releases_a_large_dlq_in_paced_batches(rq_workers):
