@@ -6,7 +6,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from sandbox.fault_plan import FaultPlan
 from sandbox.models import Experiment
+from sandbox.presets import PRESETS
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
@@ -84,12 +86,18 @@ def test_poison_run_predicted_watched_on_a_time_axis_then_fixed_and_redriven_to_
 
 
 def test_duplicates_without_idempotency_draw_double_charges_in_red(live_server, page, rq_workers):
+    # A fixed seed: the fault plan then says which of the 10 messages are delivered twice (a random seed
+    # leaves a 1-in-1,024 chance of none at all).
+    params = {**PRESETS["duplicates"].parameters(), "jobs": 10, "idempotency": "off", "duration_ms": 30}
+    planned = sum(FaultPlan.from_params(7, params).delivered_twice(job) for job in range(1, 11))
+    assert planned >= 1
     start(
-        page, live_server.url, "duplicates", predict={"double_charges": 5}, jobs=10, idempotency="off", duration_ms=30
-    )
+        page, live_server.url, "duplicates", predict={"double_charges": 5}, jobs=10, idempotency="off", duration_ms=30,
+        seed=7,
+    )  # fmt: skip
     finished(page)
     doubles = int(counter(page, "double_charges").inner_text())
-    assert doubles >= 1
+    assert doubles == planned
     expect(page.locator('[data-counter="double_charges"]')).to_have_class(re.compile(r"\berr\b"))
     expect(page.locator("svg.lanes .lane-bar.mark-double")).to_have_count(doubles)
     red = page.locator("svg.lanes .lane-bar.mark-double").first.evaluate("el => getComputedStyle(el).fill")
