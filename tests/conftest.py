@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from rq import Worker
+from rq.scheduler import RQScheduler
 
 from prepsite import devstack
 
@@ -20,6 +21,30 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync 
 
 
 STATE: dict = {}
+
+BROWSER_FIXTURES = {"page", "browser", "context", "axe_page"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Markers follow the fixtures a test uses, and tests that share one process's stack run together.
+
+    `workers`: uses the real pool; `browser`: drives Chromium; `process`: its subject is a real
+    process or a real fault (the pool, a killed process, a Redis restart, the run stack) — the
+    PostgreSQL pass leaves `browser` and `process` out, since neither differs between databases.
+    Under pytest-xdist every test that uses the pool runs in one process (`--dist loadgroup`), so the
+    pool boots once; browser tests that need it form a second group with a pool of its own.
+    """
+    for item in items:
+        fixtures = set(item.fixturenames)
+        browser = bool(fixtures & BROWSER_FIXTURES) or item.get_closest_marker("browser") is not None
+        if browser:
+            item.add_marker(pytest.mark.browser)
+        if "rq_workers" in fixtures:
+            item.add_marker(pytest.mark.workers)
+            item.add_marker(pytest.mark.xdist_group("stack-browser" if browser else "stack"))
+        if fixtures & {"rq_workers", "redis_control"} or item.get_closest_marker("process"):
+            item.add_marker(pytest.mark.process)
 
 
 @pytest.fixture(autouse=True)
@@ -94,8 +119,13 @@ def django_db_modify_db_settings(django_db_modify_db_settings, tmp_path_factory)
         default["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
 
 
+# One factor for every wait in the suite: a busy or slow machine stretches waits, never assertions.
+SLOW = float(os.environ.get("TEST_SLOW_FACTOR", "2"))
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
-    """Poll until predicate() is truthy; return its value or fail the test after timeout seconds."""
+    """Poll until predicate() is truthy; return its value or fail after timeout seconds (times SLOW)."""
+    timeout *= SLOW
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -213,19 +243,62 @@ class WorkerPool:
         return Worker.all(connection=Redis.from_url(STATE["redis_url"]))
 
 
+class Stack:
+    """The session's worker pool, started when a test first needs it and stopped when an in-process
+    engine test needs the lab queue to itself (no pool may compete for its jobs)."""
+
+    def __init__(self, env: dict):
+        self.env = env
+        self.pool: WorkerPool | None = None
+
+    def start(self) -> WorkerPool:
+        if self.pool is None:
+            pool = WorkerPool(self.env)
+            pool.start()
+            self.pool = pool
+            STATE["workers_running"] = True
+        return self.pool
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            STATE["workers_running"] = False
+            self.pool.stop()
+            self.pool = None
+            connection = Redis.from_url(STATE["redis_url"])
+            for worker in Worker.all(connection=connection):  # SIGTERMed workers unregister; be sure
+                worker.register_death()
+            for queue in ("lab", "default"):  # a stale lock would hold the next pool's scheduler back
+                connection.delete(RQScheduler.get_locking_key(queue))
+
+
 @pytest.fixture(scope="session")
-def rq_workers(django_db_setup, django_db_blocker):
-    """Real RQ worker processes sharing the test database; started once per session."""
+def _stack(django_db_setup, django_db_blocker):
     from django.db import connection
 
     with django_db_blocker.unblock():
         env = worker_env(connection.settings_dict)
-    pool = WorkerPool(env)
-    pool.start()
-    STATE["workers_running"] = True
-    yield pool
-    STATE["workers_running"] = False
-    pool.stop()
+    stack = Stack(env)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def rq_workers(_stack) -> WorkerPool:
+    """Real RQ worker processes (and the janitor, renderer and consumers) sharing the test database."""
+    return _stack.start()
+
+
+@pytest.fixture
+def lab_engine(_stack, db):
+    """The lab's RQ engine in this process (tests/sandbox/engine.py) on a clock the test moves."""
+    import time_machine
+
+    from tests.sandbox.engine import InProcessLab, frozen_start
+
+    _stack.stop()
+    Redis.from_url(STATE["redis_url"]).flushdb()  # ids repeat once the database rolls back: start clean
+    with time_machine.travel(frozen_start(), tick=False) as traveller:
+        yield InProcessLab(traveller)
 
 
 # Browser: Playwright's own Chromium when installed, else Debian's /usr/bin/chromium.

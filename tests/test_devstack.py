@@ -20,7 +20,7 @@ from django.db import connections
 from prepsite import devstack
 from tests.conftest import BASE_DIR, free_port, worker_env
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 # make run's worker count, from the Procfile it runs.
 WORKERS = int(re.search(r"--num-workers (\d+)", (BASE_DIR / "Procfile").read_text())[1])
 HEALTHY = {"database": "ok", "redis": "ok", "workers": WORKERS, "scheduler": True}

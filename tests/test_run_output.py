@@ -16,7 +16,7 @@ from rq import Callback, Queue
 from tests.conftest import BASE_DIR, wait_for
 from tests.test_devstack import HEALTHY, get, run_stack
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")

@@ -473,6 +473,36 @@ def content_load(*, path: Path | str | None = None, lab_presets: Collection[str]
     lab_presets = configured_lab_presets() if lab_presets is None else lab_presets
     if not root.is_dir():
         raise ContentError([f"{root}: content directory not found"])
+    key = _files_digest(root, lab_presets)
+    plans, rendered = _VALIDATED.get(key) or _validate(root, lab_presets)
+    _VALIDATED[key] = plans, rendered
+
+    all_stats: list[LoadStats] = []
+    with transaction.atomic():
+        Topic.objects.exclude(slug__in=[plan.slug for plan in plans]).delete()
+        for plan in plans:
+            all_stats.append(_write_topic(plan, rendered[plan.slug]))
+    shared_pages_clear()
+    return all_stats
+
+
+# Parsing, checking and rendering ~250 KB of Markdown takes about a second; writing the rows takes a
+# fraction of that. Content that validated once is kept by the digest of its files, so loading the same
+# files again (a second `load_content`, a test that flushed the database) only writes rows.
+_VALIDATED: dict[str, tuple[list[_TopicPlan], dict[str, dict[str, Rendered]]]] = {}
+
+
+def _files_digest(root: Path, lab_presets: Collection[str]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str(root.resolve()).encode() + b"\0" + json.dumps(sorted(lab_presets)).encode())
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _validate(root: Path, lab_presets: Collection[str]) -> tuple[list[_TopicPlan], dict[str, dict[str, Rendered]]]:
+    """Parse, check and render every topic under root, or raise ContentError listing every problem."""
     problems = _Problems(root=root)
     plans: list[_TopicPlan] = []
     for directory in sorted(p for p in root.iterdir() if p.is_dir() and (p / "topic.md").is_file()):
@@ -488,14 +518,7 @@ def content_load(*, path: Path | str | None = None, lab_presets: Collection[str]
     rendered = {plan.slug: _render_topic(plan, problems) for plan in plans}
     if problems.items:
         raise ContentError(problems.items)
-
-    all_stats: list[LoadStats] = []
-    with transaction.atomic():
-        Topic.objects.exclude(slug__in=slugs).delete()
-        for plan in plans:
-            all_stats.append(_write_topic(plan, rendered[plan.slug]))
-    shared_pages_clear()
-    return all_stats
+    return plans, rendered
 
 
 def _write_topic(plan: _TopicPlan, rendered: dict[str, Rendered]) -> LoadStats:

@@ -1,14 +1,10 @@
 """The retry-storm lesson: an outage fails everyone at once, and only then does jitter matter."""
 
-import time
-
-import pytest
-
 from sandbox import live
 from sandbox.fault_plan import FaultPlan
 from sandbox.params import ExperimentForm, schedule_span_s, worst_case_worker_seconds
 from sandbox.presets import DEFAULTS, PRESETS
-from tests.sandbox.helpers import start, wait_finished
+from tests.sandbox.helpers import start
 
 SEED = 42
 
@@ -53,13 +49,10 @@ def test_the_retry_storm_preset_fits_the_forms_bounds_with_either_jitter():
         assert worst_case_worker_seconds(form.parameters()) < 10
 
 
-def run_storm(jitter: str) -> live.LiveState:
-    # The histogram bins retries by Unix second. Starting just after a second boundary keeps the first
-    # pass (40 attempts in about half a second on two workers) inside one bin, so the measurement does not
-    # depend on where the boundary happens to fall; a learner's chart may show the same wave as two bars.
-    time.sleep(1.05 - time.time() % 1)
-    experiment = start("retry-storm", seed=SEED, jitter=jitter)
-    return wait_finished(experiment, 40)
+def run_storm(lab_engine, jitter: str) -> live.LiveState:
+    # The engine's clock starts on a whole second and stands still while jobs run, so the first pass
+    # (40 attempts) happens in one second of the histogram on any machine.
+    return lab_engine.finish(start("retry-storm", seed=SEED, jitter=jitter))
 
 
 def busiest_two_seconds(state: live.LiveState) -> int:
@@ -68,10 +61,8 @@ def busiest_two_seconds(state: live.LiveState) -> int:
     return max((hist.get(s, 0) + hist.get(s + 1, 0) for s in hist), default=0)
 
 
-@pytest.mark.workers
-@pytest.mark.django_db(transaction=True)
-def test_without_jitter_an_outage_brings_retries_back_in_waves_and_full_jitter_spreads_them(rq_workers):
-    waves, spread = run_storm("none"), run_storm("full")
+def test_without_jitter_an_outage_brings_retries_back_in_waves_and_full_jitter_spreads_them(lab_engine):
+    waves, spread = run_storm(lab_engine, "none"), run_storm(lab_engine, "full")
     none_peak, full_peak = max(waves.retry_hist.values()), max(spread.retry_hist.values())
     none_seconds, full_seconds = len(waves.retry_hist), len(spread.retry_hist)
     print(
@@ -90,6 +81,8 @@ def test_without_jitter_an_outage_brings_retries_back_in_waves_and_full_jitter_s
         return sum(n for s, n in state.retry_hist.items() if first <= s - int(state.t0) <= last)
 
     assert due(waves, 4, 7) == 40
+    # On the engine's still clock every second attempt also starts inside the outage: exactly two waves.
+    assert sorted((s - int(waves.t0), n) for s, n in waves.retry_hist.items()) == [(5, 40), (15, 40)]
     assert due(waves, 8, 13) == 0
     assert due(waves, 14, 19) == waves.counters["retries"] - 40
     assert waves.counters["dead_lettered"] == 0

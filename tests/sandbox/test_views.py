@@ -116,24 +116,21 @@ def test_get_on_start_is_not_allowed(client):
 workers = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.mark.workers
-@pytest.mark.django_db(transaction=True)
-def test_start_redirects_to_the_live_view_and_htmx_gets_a_client_redirect(client, rq_workers):
+@pytest.mark.django_db
+def test_start_redirects_to_the_live_view_and_htmx_gets_a_client_redirect(client, lab_engine):
     experiment = start_via_form(client, "happy", jobs=3, prediction="none in the DLQ", **FAST)
     assert experiment.prediction == "none in the DLQ"
     assert experiment.params["jobs"] == 3
     response = client.post(reverse("sandbox:start"), form_data("happy", jobs=2, **FAST), **HX)
     assert response.status_code == 200
     assert response["HX-Redirect"].startswith("/sandbox/experiments/")
-    for e in Experiment.objects.all():
-        wait_finished(e, 30)
+    lab_engine.finish_all(*Experiment.objects.all())
 
 
-@pytest.mark.workers
-@pytest.mark.django_db(transaction=True)
-def test_finished_experiment_page_has_every_panel_and_the_poll_stops_with_286(client, queueing, rq_workers):
+@pytest.mark.django_db
+def test_finished_experiment_page_has_every_panel_and_the_poll_stops_with_286(client, queueing, lab_engine):
     experiment = start_via_form(client, "happy", jobs=3, prediction="<b>all three</b> succeed", **FAST)
-    wait_finished(experiment, 30)
+    lab_engine.finish(experiment)
     page = client.get(reverse("sandbox:detail", args=[experiment.pk]))
     assert page.status_code == 200
     body = page.content.decode()
@@ -178,13 +175,12 @@ def test_running_experiment_polls_every_second_and_shows_running_jobs_with_crash
     assert state.counters["stopped"] + state.counters["succeeded"] == 2
 
 
-@pytest.mark.workers
-@pytest.mark.django_db(transaction=True)
-def test_dead_letters_are_listed_and_redrive_and_discard_act_on_them(client, rq_workers):
+@pytest.mark.django_db
+def test_dead_letters_are_listed_and_redrive_and_discard_act_on_them(client, lab_engine):
     experiment = start_via_form(
         client, "poison", jobs=2, max_retries=0, backoff_base_s=1, backoff_cap_s=1, duration_ms=20, duration_spread_ms=0
     )
-    wait_finished(experiment, 30)
+    lab_engine.finish(experiment)
     body = client.get(reverse("sandbox:detail", args=[experiment.pk])).content.decode()
     assert "Redrive all" in body
     assert "PoisonMessage" in body
@@ -198,21 +194,21 @@ def test_dead_letters_are_listed_and_redrive_and_discard_act_on_them(client, rq_
     response = client.post(reverse("sandbox:redrive", args=[experiment.pk]))
     assert response.status_code == 302
     assert client.post(reverse("sandbox:redrive", args=[experiment.pk])).status_code == 302  # double submit
-    state = wait_state(
-        experiment, lambda s: s.counters["redriven"] == 1 and s.finished, 30, "the redriven job to fail again"
+    lab_engine.run_until(
+        lambda: live.read(experiment.pk).counters["redriven"] == 1 and live.read(experiment.pk).finished
     )
+    state = live.read(experiment.pk)
     assert state.dlq == [2]
     assert state.counters["discarded"] == 1
     assert client.post(reverse("sandbox:redrive", args=[experiment.pk]), {"job": "abc"}).status_code == 400
 
 
-@pytest.mark.workers
-@pytest.mark.django_db(transaction=True)
-def test_history_lists_experiments_and_compare_highlights_differences(client, rq_workers):
+@pytest.mark.django_db
+def test_history_lists_experiments_and_compare_highlights_differences(client, lab_engine):
     a = start_via_form(client, "happy", jobs=2, **FAST)
     b = start_via_form(client, "happy", jobs=3, **FAST)
-    wait_finished(a, 30)
-    wait_finished(b, 30)
+    lab_engine.finish(a)
+    lab_engine.finish(b)
     history = client.get(reverse("sandbox:history")).content.decode()
     assert f'value="{a.pk}"' in history
     assert f'value="{b.pk}"' in history
@@ -227,9 +223,8 @@ def test_history_lists_experiments_and_compare_highlights_differences(client, rq
     assert client.get(reverse("sandbox:compare"), {"a": "x", "b": "1"}).status_code == 400
 
 
-@pytest.mark.workers
-@pytest.mark.django_db(transaction=True)
-def test_a_fourth_running_experiment_is_refused_with_429_and_the_message(client, rq_workers):
+@pytest.mark.django_db
+def test_a_fourth_running_experiment_is_refused_with_429_and_the_message(client, lab_engine):
     # One message now, the other 30 s later: each run stays "running" without keeping a worker busy.
     slow = dict(jobs=2, arrival_per_s=1 / 30, duration_ms=20, duration_spread_ms=0)
     started = [start_via_form(client, "slow-consumer", **slow) for _ in range(3)]
