@@ -4,17 +4,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: run test setup lint format bench clean
+.PHONY: run test test-database setup lint format bench clean
 
 run: setup
 	@$(PY) manage.py collectstatic --noinput -v0
 	@$(PY) -m prepsite.devstack
 
+# Test processes: the suite mostly waits (on workers, browsers, Redis), so more than the cores pay off.
+TEST_PROCESSES ?= 4
+PYTEST := $(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadgroup
+
 test: $(STAMP)
 	@$(PY) manage.py check --fail-level WARNING
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/pytest
+	@$(PYTEST) $(PYTEST_ARGS)
+
+# The PostgreSQL pass of CI: what can differ between databases. Browser journeys and process faults
+# (workers, SIGKILL, Redis restarts, the run stack) behave the same on either and ran under `make test`.
+test-database: $(STAMP)
+	@$(PYTEST) -m "not browser and not process" $(PYTEST_ARGS)
 
 setup: $(STAMP)
 	@$(PY) manage.py migrate --noinput -v0

@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,12 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync 
 
 
 STATE: dict = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _browser_waits():
+    _stretch_browser_waits()
+
 
 BROWSER_FIXTURES = {"page", "browser", "context", "axe_page"}
 
@@ -121,6 +128,17 @@ def django_db_modify_db_settings(django_db_modify_db_settings, tmp_path_factory)
 
 # One factor for every wait in the suite: a busy or slow machine stretches waits, never assertions.
 SLOW = float(os.environ.get("TEST_SLOW_FACTOR", "2"))
+
+
+def _stretch_browser_waits() -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=wait_ms(5000))  # Playwright's own default is 5 s
+
+
+def wait_ms(milliseconds: int) -> int:
+    """A browser wait (Playwright's timeout=, in ms), stretched by the same factor."""
+    return int(milliseconds * SLOW)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
@@ -289,16 +307,30 @@ def rq_workers(_stack) -> WorkerPool:
 
 
 @pytest.fixture
-def lab_engine(_stack, db):
-    """The lab's RQ engine in this process (tests/sandbox/engine.py) on a clock the test moves."""
+def lab_engine(db):
+    """The lab's RQ engine in this process (tests/sandbox/engine.py) on a clock the test moves.
+
+    It runs on the session Redis's database 1: a worker pool this process may have started listens on
+    database 0 and never sees these jobs, so the pool need not stop, and each test starts clean.
+    """
     import time_machine
+    from django.conf import settings
 
     from tests.sandbox.engine import InProcessLab, frozen_start
 
-    _stack.stop()
-    Redis.from_url(STATE["redis_url"]).flushdb()  # ids repeat once the database rolls back: start clean
-    with time_machine.travel(frozen_start(), tick=False) as traveller:
-        yield InProcessLab(traveller)
+    url = re.sub(r"(/\d+)?$", "/1", STATE["redis_url"], count=1)
+    saved = {name: queue["URL"] for name, queue in settings.RQ_QUEUES.items()}
+    redis = Redis.from_url(url)
+    redis.flushdb()  # experiment ids repeat once the database rolls back: start clean, and leave clean
+    for queue in settings.RQ_QUEUES.values():
+        queue["URL"] = url
+    try:
+        with time_machine.travel(frozen_start(), tick=False) as traveller:
+            yield InProcessLab(traveller)
+    finally:
+        for name, queue in settings.RQ_QUEUES.items():
+            queue["URL"] = saved[name]
+        redis.flushdb()
 
 
 # Browser: Playwright's own Chromium when installed, else Debian's /usr/bin/chromium.

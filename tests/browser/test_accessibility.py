@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 from prepsite.redis_conn import get_redis
 from sandbox import delivery, experiments, live
 from sandbox.models import Experiment
-from tests.conftest import ARTIFACTS, CONSUMERS, wait_for
+from tests.conftest import ARTIFACTS, CONSUMERS, wait_for, wait_ms
 from topics.drills.models import Card
 from topics.models import Question
 
@@ -131,7 +131,7 @@ def drill_question(page: Page, base: str) -> None:
     response = page.goto(f"{base}/topics/queueing/drill/{QUESTION}/")
     assert response.ok, f"{response.status} {page.locator('main').inner_text()[:300]}"
     expect(page.locator("textarea[name=answer]")).to_be_visible()
-    expect(page.locator("[data-timer-value]")).not_to_have_text("0:00", timeout=5000)
+    expect(page.locator("[data-timer-value]")).not_to_have_text("0:00", timeout=wait_ms(5000))
 
 
 def drill_revealed(page: Page, base: str) -> None:
@@ -261,22 +261,22 @@ def lab_running(page: Page, base: str) -> None:
     """The live view mid-run: a job on a worker (its Crash and Stop job buttons) and Stop experiment."""
     start_run(page, base, "happy", SLOW)
     expect(page.locator("#panel-counters")).to_contain_text("running")
-    expect(page.locator(".running li").first).to_be_visible(timeout=20_000)
+    expect(page.locator(".running li").first).to_be_visible(timeout=wait_ms(20_000))
     expect(page.locator("#stop-experiment")).to_be_visible()
 
 
 def lab_finished_dlq(page: Page, base: str) -> None:
     """A finished poison run: the outcome, retries chart, dead letters with their Redrive/Discard buttons."""
     start_run(page, base, "poison", POISON)
-    expect(page.locator("#dlq-count")).to_have_text("4", timeout=40_000)
-    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=30_000)
+    expect(page.locator("#dlq-count")).to_have_text("4", timeout=wait_ms(40_000))
+    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(30_000))
     expect(page.locator("#panel-dlq tbody tr")).to_have_count(4)
 
 
 def lab_history(page: Page, base: str) -> None:
     """/sandbox/experiments/ with a finished run (ok pill) and a running one (warn pill)."""
     start_run(page, base, "happy", FAST)
-    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=30_000)
+    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(30_000))
     start_run(page, base, "happy", SLOW)
     page.goto(f"{base}/sandbox/experiments/")
     expect(page.locator("table.history tbody tr")).to_have_count(2)
@@ -289,7 +289,7 @@ def lab_compare(page: Page, base: str) -> None:
     page.get_by_role("button", name="Run it twice").click()
     page.wait_for_url(re.compile(r"/sandbox/compare/\?"))
     expect(page.get_by_role("heading", name="Compare experiments")).to_be_visible()
-    expect(page.locator("#compare-body .pill.warn")).to_have_count(0, timeout=40_000)
+    expect(page.locator("#compare-body .pill.warn")).to_have_count(0, timeout=wait_ms(40_000))
     expect(page.locator("#h-waves")).to_be_visible()
 
 
@@ -298,8 +298,10 @@ def lab_log_running(page: Page, base: str) -> None:
     wait_for(lambda: len(delivery.members(get_redis())) >= CONSUMERS, 30, message="stream/log consumers")
     start_run(page, base, "rebalance", {"jobs": 40, "arrival_per_s": 2, "kill_consumer_at_s": 0})
     expect(page.locator("table.partitions tbody tr")).to_have_count(4)
-    expect(page.get_by_role("button", name=re.compile(r"^Kill this consumer"))).to_have_count(3, timeout=20_000)
-    expect(page.locator("#lag-figure svg")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("button", name=re.compile(r"^Kill this consumer"))).to_have_count(
+        3, timeout=wait_ms(20_000)
+    )
+    expect(page.locator("#lag-figure svg")).to_be_visible(timeout=wait_ms(20_000))
 
 
 def lab_models_compare(page: Page, base: str) -> None:
@@ -308,7 +310,7 @@ def lab_models_compare(page: Page, base: str) -> None:
     fill_start_form(page, base, "ordering", {"jobs": 12})
     page.get_by_role("button", name="Run this on another model").click()
     page.wait_for_url(re.compile(r"/sandbox/compare/\?"))
-    expect(page.locator("#compare-body .pill.warn")).to_have_count(0, timeout=60_000)
+    expect(page.locator("#compare-body .pill.warn")).to_have_count(0, timeout=wait_ms(60_000))
     expect(page.locator("#h-delivery")).to_be_visible()
 
 
@@ -354,7 +356,7 @@ def test_lab_while_redis_is_down_has_no_serious_or_critical_axe_violations(
         expect(axe_page.locator("#panel-counters")).to_contain_text("running")
         redis_control.stop()
         try:
-            expect(axe_page.locator("#lab-banner-slot #redis-banner")).to_be_visible(timeout=10_000)
+            expect(axe_page.locator("#lab-banner-slot #redis-banner")).to_be_visible(timeout=wait_ms(10_000))
             failures += audit(axe_page, "lab-redis-down-live")
             response = axe_page.goto(f"{base}/sandbox/")
             assert response.status == 503
@@ -553,7 +555,7 @@ def test_keyboard_only_lab_run_from_start_to_stop(live_server, page, rq_workers)
         page.keyboard.press("Enter")
         expect(page.locator("#lab-flash")).to_contain_text("Stopping")
         step("after Enter on Stop", focused(page))
-        expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=30_000)
+        expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(30_000))
         expect(page.locator('[data-counter="stopped"] .n')).not_to_have_text("0")
         page.wait_for_timeout(1500)  # one more poll: the Stop button is gone once the run has ended
         where = focused(page)

@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 
 from sandbox.models import Experiment
 from tests.browser.test_live_view import shots
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, wait_ms
 from tests.sandbox.test_views import consumers_running
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
@@ -36,7 +36,7 @@ def test_ordering_on_rq_and_log_side_by_side_from_the_lab_home(live_server, page
     page.wait_for_url(re.compile(r"/sandbox/compare/\?a=\d+&b=\d+$"))
     rq_run, log_run = Experiment.objects.order_by("pk")
     assert (rq_run.params["model"], log_run.params["model"], rq_run.seed, log_run.seed) == ("rq", "log", 11, 11)
-    expect(page.locator("#compare-body")).not_to_contain_text("running", timeout=120_000)
+    expect(page.locator("#compare-body")).not_to_contain_text("running", timeout=wait_ms(120_000))
 
     rq_violations, log_violations = outcome(page, "order_violations")
     assert rq_violations > 0
@@ -67,13 +67,13 @@ def test_a_log_runs_live_view_shows_partitions_moving_when_a_consumer_is_killed(
     victim = kill.inner_text().split()[-1]
     kill.focus()
     page.keyboard.press("Enter")  # the keyboard reaches it like any button
-    expect(page.locator("#lab-flash")).to_contain_text(f"Consumer {victim} will be killed", timeout=10_000)
-    expect(page.locator(f'[data-consumer="{victim}"]')).to_have_count(0, timeout=10_000)
+    expect(page.locator("#lab-flash")).to_contain_text(f"Consumer {victim} will be killed", timeout=wait_ms(10_000))
+    expect(page.locator(f'[data-consumer="{victim}"]')).to_have_count(0, timeout=wait_ms(10_000))
     focused = page.evaluate("document.activeElement && document.activeElement.id")
     assert focused == "h-delivery", f"focus fell to {focused!r} when the killed consumer's button went away"
-    expect(page.locator("table.events")).to_contain_text("partition moved", timeout=30_000)
+    expect(page.locator("table.events")).to_contain_text("partition moved", timeout=wait_ms(30_000))
 
-    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=120_000)
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=wait_ms(120_000))
     assert int(page.locator("#max-lag").inner_text()) >= 3
     expect(page.locator('[data-counter="double_charges"] .n')).to_have_text("0")
     page.locator("#panel-delivery").scroll_into_view_if_needed()
@@ -91,7 +91,7 @@ def test_a_stream_runs_live_view_shows_each_message_delivered_twice_and_its_lag(
     page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
     expect(page.locator("#run-model")).to_contain_text("stream")
     expect(page.locator("#h-delivery")).to_have_text("The stream and its consumers")
-    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=120_000)
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=wait_ms(120_000))
     expect(page.locator('[data-counter="duplicates_delivered"] .n')).to_have_text("4")
     expect(page.locator('[data-counter="double_charges"] .n')).to_have_text("0")
     expect(page.locator("#lag-figure svg[role=img] title")).to_contain_text("published and not yet acknowledged")

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 from sandbox import experiments, live
 from sandbox.models import Experiment
 from sandbox.presets import PRESETS
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, wait_ms
 from tests.sandbox.helpers import anonymous_visitor, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
@@ -47,7 +47,7 @@ def test_poison_run_fills_the_dlq_live_and_redrive_all_runs_the_jobs_again(live_
     )  # fmt: skip
     page.evaluate("window.__marker = 1")
     page.locator("details.job-list summary").click()  # the job list under the time axis
-    expect(page.locator("#dlq-count")).to_have_text("4", timeout=40_000)
+    expect(page.locator("#dlq-count")).to_have_text("4", timeout=wait_ms(40_000))
     rows = page.locator(".timeline .tl-row")
     expect(rows).to_have_count(4)
     for i in range(4):
@@ -60,13 +60,13 @@ def test_poison_run_fills_the_dlq_live_and_redrive_all_runs_the_jobs_again(live_
     screenshot("lab-poison-dlq")
 
     page.locator("#redrive-all").click()
-    expect(counter(page, "redriven")).to_have_text("4", timeout=10_000)
+    expect(counter(page, "redriven")).to_have_text("4", timeout=wait_ms(10_000))
     expect(page.locator("#lab-flash")).to_contain_text("Redrove 4 jobs")
-    expect(page.locator(".timeline .mark-redriven")).to_have_count(4, timeout=10_000)
+    expect(page.locator(".timeline .mark-redriven")).to_have_count(4, timeout=wait_ms(10_000))
     screenshot("lab-poison-redriving")
-    expect(page.locator("#dlq-count")).to_have_text("4", timeout=40_000)
+    expect(page.locator("#dlq-count")).to_have_text("4", timeout=wait_ms(40_000))
     for i in range(4):
-        expect(rows.nth(i)).to_have_attribute("data-attempts", "6", timeout=10_000)
+        expect(rows.nth(i)).to_have_attribute("data-attempts", "6", timeout=wait_ms(10_000))
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
     screenshot("lab-poison-redriven")
     panel_shot(page, "panel-charts", "lab-poison-charts")
@@ -83,10 +83,10 @@ def test_crash_its_worker_kills_the_running_job_and_it_is_retried(live_server, p
     start_from_form(page, live_server.url, "crash", jobs=2, crash_rate=0, duration_ms=6000, duration_spread_ms=0)
     page.evaluate("window.__marker = 1")
     crash = page.get_by_role("button", name="Crash its worker").first
-    expect(crash).to_be_visible(timeout=20_000)
+    expect(crash).to_be_visible(timeout=wait_ms(20_000))
     screenshot("lab-crash-running")
     crash.click()
-    expect(page.locator("svg.lanes .lane-bar.mark-crash").first).to_be_visible(timeout=15_000)
+    expect(page.locator("svg.lanes .lane-bar.mark-crash").first).to_be_visible(timeout=wait_ms(15_000))
     page.locator("details.job-list summary").click()
     expect(page.locator(".timeline .mark-crash").first).to_be_visible()
     expect(counter(page, "crashes")).to_have_text("1")
@@ -101,7 +101,7 @@ def test_crash_its_worker_kills_the_running_job_and_it_is_retried(live_server, p
     for job in live.read(experiment.pk).running:
         experiments.job_stop(experiment, job)
     wait_finished(experiment, 30)
-    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=10_000)
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=wait_ms(10_000))
 
 
 def test_lab_home_and_phone_layout(live_server, page, screenshot):
@@ -134,11 +134,11 @@ def test_live_view_shows_a_banner_while_redis_is_down_and_recovers_by_itself(
     expect(page.locator("#h-counters")).to_contain_text("running")
     redis_control.stop()
     try:
-        expect(page.locator("#lab-banner-slot #redis-banner")).to_be_visible(timeout=10_000)
+        expect(page.locator("#lab-banner-slot #redis-banner")).to_be_visible(timeout=wait_ms(10_000))
         screenshot("lab-redis-down")
     finally:
         redis_control.start()
-    expect(page.locator("#redis-banner")).to_have_count(0, timeout=15_000)
+    expect(page.locator("#redis-banner")).to_have_count(0, timeout=wait_ms(15_000))
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
 
 

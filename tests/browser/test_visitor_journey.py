@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from sandbox.models import Experiment
+from tests.conftest import wait_ms
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -25,7 +26,7 @@ def start(page: Page, base: str, **params) -> int:
 
 def run_two_anonymously(page: Page, base: str) -> tuple[int, int]:
     finished = start(page, base, **FAST)
-    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=30_000)
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=wait_ms(30_000))
     running = start(page, base, **SLOW)
     expect(page.locator("#h-counters")).to_contain_text("running")
     return finished, running
@@ -41,7 +42,7 @@ def stop_and_see_it_end(page: Page, base: str, pk: int) -> None:
     page.goto(f"{base}/sandbox/experiments/{pk}/")
     page.get_by_role("button", name="Stop experiment").click()
     expect(page.locator("#lab-flash")).to_contain_text("Stopping")
-    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=30_000)
+    expect(page.locator("#h-counters")).to_contain_text("finished", timeout=wait_ms(30_000))
     expect(page.locator('[data-counter="stopped"] .n')).not_to_have_text("0")
 
 

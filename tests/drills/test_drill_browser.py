@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import wait_ms
 from topics.models import Question
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -26,7 +27,7 @@ def test_drill_one_question_end_to_end_without_reload(live_server, page, screens
     page.evaluate("window.__noReload = 'still here'")
 
     # expect() polls from Python: wait_for_function would need eval, which our CSP forbids.
-    expect(page.locator("[data-timer-value]")).not_to_have_text("0:00", timeout=5000)
+    expect(page.locator("[data-timer-value]")).not_to_have_text("0:00", timeout=wait_ms(5000))
     page.fill("textarea[name=answer]", "Put each dependency behind a BULKHEAD, add a circuit-breaker, and timeouts.")
     screenshot("drills-question")
     page.click("button[value=submit]")
@@ -72,7 +73,7 @@ def test_mock_interview_notes_autosave_and_survive_reload(live_server, page, scr
     page.wait_for_selector("[data-mock-clock]:not([hidden])")
     page.fill("#notes-requirements", "")
     page.type("#notes-requirements", "at-least-once, p99 < 2s")
-    page.wait_for_selector("#status-requirements:has-text('Saved at')", timeout=5000)
+    page.wait_for_selector("#status-requirements:has-text('Saved at')", timeout=wait_ms(5000))
     expect(page.locator("#phase-requirements [data-countdown]")).to_contain_text("left")
     screenshot("drills-mock")
     page.reload()
@@ -144,7 +145,7 @@ def test_mock_notes_typed_without_keyup_are_autosaved(live_server, page, partial
     page.wait_for_selector("[data-mock-clock]:not([hidden])")
     # fill() fires input but no key events, like paste, autofill and dictation do.
     page.fill("#notes-requirements", "pasted: exactly-once is a lie")
-    expect(page.locator("#status-requirements")).to_contain_text("Saved at", timeout=5000)
+    expect(page.locator("#status-requirements")).to_contain_text("Saved at", timeout=wait_ms(5000))
     page.reload()
     assert page.input_value("#notes-requirements") == "pasted: exactly-once is a lie"
 
@@ -254,7 +255,7 @@ def test_curveballs_appear_when_their_phase_starts(live_server, page, content):
     curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
     page.screenshot(path=str(screenshot_path("drills-mock-curveballs-pending-mobile")))
 
-    expect(curveballs.locator("li").first).to_be_visible(timeout=15_000)
+    expect(curveballs.locator("li").first).to_be_visible(timeout=wait_ms(15_000))
     expect(curveballs).to_contain_text(design.followups[0])
     expect(page.locator("#mock-announcer")).to_contain_text("curveballs are in")
     expect(page.locator("#phase-failure_modes")).to_have_class(re.compile(r"\bcurrent\b"))
@@ -273,7 +274,7 @@ def test_finished_mock_lays_notes_beside_the_model_answer(live_server, page, scr
     page.fill("#notes-requirements", "At-least-once, per-tenant order, 7-day retention.")
     page.fill("#notes-estimates", "50k msg/s peak x 2 KB = 100 MB/s; 3 replicas.")
     page.fill("#notes-deep_dive", "Leases with heartbeats; idempotency keys; DLQ + redrive.")
-    expect(page.locator("#status-deep_dive")).to_contain_text("Saved at", timeout=5000)
+    expect(page.locator("#status-deep_dive")).to_contain_text("Saved at", timeout=wait_ms(5000))
     page.locator("#finish summary").click()
     page.locator("#finish label.point").first.click()
     page.click("#finish button[type=submit]")
