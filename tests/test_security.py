@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox.models import Experiment
+from tests.conftest import clear_rate_limits
 
 TOPIC, QUESTION = "queueing", "traffic-spikes"
 UUID = "00000000-0000-0000-0000-000000000000"
@@ -96,18 +97,22 @@ answers = st.text(max_size=300) | st.sampled_from(["", " ", "x" * 25_000, "\x00"
     started=st.text(max_size=30),
 )
 def test_fuzzed_drill_answers_never_500(content, client, answer, action, started):
+    clear_rate_limits()  # every example reaches the view, not the answer limiter
     url = reverse("drills:question", args=[TOPIC, QUESTION])
     response = client.post(url, {"answer": answer, "action": action, "started_at": started})
     assert response.status_code < 500
+    assert response.status_code != 429
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(phase=st.text(max_size=20) | st.sampled_from(["requirements", "deep_dive"]), notes=answers)
 def test_fuzzed_mock_notes_never_500(content, client, phase, notes):
+    clear_rate_limits()
     mock = client.post(reverse("drills:mock_start"), {"question": ""}, follow=True)
     mock_id = int(mock.redirect_chain[-1][0].rstrip("/").split("/")[-1])
     response = client.post(reverse("drills:mock_save", args=[mock_id]), {"phase": phase, "notes": notes})
     assert response.status_code < 500
+    assert response.status_code != 429
 
 
 json_values = st.recursive(
@@ -128,15 +133,18 @@ export_like = st.fixed_dictionaries(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=export_like | json_values)
 def test_fuzzed_progress_imports_never_500(content, client, payload):
+    clear_rate_limits()
     upload = SimpleUploadedFile("progress.json", json.dumps(payload).encode(), content_type="application/json")
     response = client.post(reverse("drills:import"), {"file": upload})
     assert response.status_code < 500
+    assert response.status_code != 429
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(q=st.text(max_size=250))
 def test_fuzzed_search_queries_never_500(content, client, q):
-    assert client.get("/search/", {"q": q}).status_code < 500
+    clear_rate_limits()
+    assert client.get("/search/", {"q": q}).status_code in {200, 400}
 
 
 lab_fields = st.fixed_dictionaries(
@@ -161,8 +169,9 @@ def test_fuzzed_lab_starts_never_500(client, data):
     from sandbox import experiments
     from sandbox.presets import DEFAULTS
 
+    clear_rate_limits()  # every example reaches the form and the engine, not the start limiter
     form = {**{k: str(v) for k, v in DEFAULTS.items()}, "preset": "happy", "duration_ms": "1", "jobs": "2"}
     response = client.post(reverse("sandbox:start"), {**form, **{k: str(v) for k, v in data.items()}})
-    assert response.status_code in {302, 400, 429}
+    assert response.status_code in {302, 400}
     for experiment in Experiment.objects.filter(status="running"):
         experiments.experiment_stop(experiment)

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -114,13 +113,14 @@ def test_a_small_run_beside_a_hog_gets_its_fair_share_of_workers(rq_workers):
         for _ in range(3)
     ]
     wait_for(lambda: Worker.count(connection=get_redis()) and all_busy(), 20, message="the hog to fill every worker")
-    began = time.monotonic()
     small = Experiment.objects.get(pk=started_id(newcomer.post(reverse("sandbox:start"), form(jobs=20))))
     assert limits_granted() == {"hog": 1, "newcomer": 1}  # two workers, two visitors: one each, at once
-    wait_finished(small, 60)
-    beside_hog = time.monotonic() - began
-    # Alone this run takes ~3 s; before fair share it made no progress for 120 s.
-    assert beside_hog < 30, f"{beside_hog:.1f} s"
+    state = wait_finished(small, 60)
+    assert state.counters["succeeded"] == 20
+    # It finished while the hog still had hours of work waiting: before fair share it made no progress
+    # until the hog's 270 ten-second jobs were done.
+    for pk in hog_runs:
+        assert not live.read(pk).finished
     for pk in hog_runs:
         experiments.experiment_stop(Experiment.objects.get(pk=pk))
 
@@ -344,14 +344,11 @@ def test_sigterm_to_a_worker_mid_job_lets_the_job_finish_and_charge_once(rq_work
     worker = Worker.find_by_key(
         Worker.redis_worker_namespace_prefix + state.running[1]["worker"], connection=get_redis()
     )
-    sent = time.monotonic()
     os.kill(worker.pid, signal.SIGTERM)  # a deploy: warm shutdown
     state = wait_finished(experiment, 20)
-    drained = time.monotonic() - sent
     assert state.counters["succeeded"] == 1
     assert state.counters["attempts"] == 1  # not cut short and run again
     assert LedgerEntry.objects.filter(experiment=experiment).count() == 1
-    assert drained < 4 + 5  # the job's own time plus a little; bounded by job_timeout in the worst case
     wait_for(lambda: not pid_alive(worker.pid), 15, message="the stopped worker to exit")
 
 

@@ -117,7 +117,10 @@ def test_lab_views_are_http_glue_without_redis_keys_or_queueing_maths():
     assert not [s for s in strings if s.startswith(("lab:", "rq:", "lab-"))]
     assert not imports_of(BASE_DIR / "sandbox" / "views.py") & {"math", "redis", "rq", "prepsite.redis_conn"}
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow | ast.Div)]
-    assert len(source.splitlines()) <= 300
+    # Thin views: each is a few lines of HTTP glue (the longest is 15 today; 25 leaves room to grow, and
+    # a module that grows by adding views is fine — one that grows by fattening a view is not).
+    lengths = {n.name: n.end_lineno - n.lineno + 1 for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert {name: n for name, n in lengths.items() if n > 25} == {}
 
 
 def test_every_app_asks_one_identity_function():

@@ -4,7 +4,7 @@ the rq_workers fixture as make run starts them) on the suite's own Redis; Redis 
 
 import json
 import random
-import time
+import re
 
 import pytest
 
@@ -13,7 +13,7 @@ from sandbox import delivery, live, readmodel
 from sandbox.fault_plan import FaultPlan
 from sandbox.models import LedgerEntry
 from sandbox.presets import PRESETS
-from tests.conftest import wait_for
+from tests.conftest import STATE, wait_for
 from tests.sandbox.helpers import FAST, start, wait_finished, wait_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,8 +93,9 @@ def test_a_poison_message_blocks_its_partition_until_it_is_parked(rq_workers):
     assert lag_parked[stalled] < lag_blocked[stalled] / 2
     # Blocked, the messages queued behind the poison one waited out its retries (its own latency is the
     # same either way: it is retried until the DLQ); parked, they did not wait.
-    assert readmodel.outcome(blocked)["p95_ms"] > 5_000
-    assert readmodel.outcome(parked)["p95_ms"] < 2_000
+    blocked_p95, parked_p95 = readmodel.outcome(blocked)["p95_ms"], readmodel.outcome(parked)["p95_ms"]
+    assert blocked_p95 > 5_000  # at least the poison message's backoffs: a slower machine only adds to it
+    assert parked_p95 < blocked_p95 / 2
     for run in (blocked, parked):
         assert delivery.oracle(run.pk, run.params) == {"pending": 0, "dead_letter_stream": 1}
 
@@ -182,6 +183,10 @@ def test_a_stream_run_is_refused_with_a_reason_when_no_consumer_is_running(db, m
     assert Experiment.objects.count() == before
 
 
+def pool_log() -> str:
+    return (STATE["workdir"] / "workers.log").read_text(errors="replace")
+
+
 def test_a_kill_for_one_run_neither_fails_another_runs_message_nor_stalls_its_partitions(rq_workers):
     """Consumers are shared, but each run stands for its own consumer group: a visitor who kills a
     consumer busy with someone else's message lets that message finish, and the partitions it held for
@@ -200,14 +205,17 @@ def test_a_kill_for_one_run_neither_fails_another_runs_message_nor_stalls_its_pa
     victim = wait_for(busy_with_theirs, 20, interval=0.02, message="a consumer working on the other run")
     experiments.experiment_kill_consumer(mine, victim)
     wait_for(lambda: victim not in delivery.members(redis), 10, interval=0.02, message=f"{victim} to die")
-    gone_at = time.monotonic()
 
     def victim_holds_none_of_theirs() -> bool:
         return all(row["owner"] != victim for row in delivery.assignment(theirs.pk, theirs.params, redis))
 
     wait_for(victim_holds_none_of_theirs, 3, interval=0.02, message="the other run's leases to be handed back")
-    handed_back_s = time.monotonic() - gone_at
-    assert handed_back_s < 1.0, f"the other run waited {handed_back_s:.1f} s for the dead consumer's lease"
+    # Handed back by the pool the moment it saw the death, not run out: the pool says so in its log.
+    handed_back = wait_for(
+        lambda: re.search(rf"lab consumers: {victim} killed; (\d+) leases? of other runs handed back", pool_log()),
+        10, message="the pool's line about the dead consumer",
+    )  # fmt: skip
+    assert int(handed_back[1]) >= 1
 
     state = wait_finished(theirs, 120)
     assert state.counters["succeeded"] == 12

@@ -88,14 +88,16 @@ class Command(BaseCommand):
             # The group notices at once that the member is gone (as a broker notices a dropped connection);
             # with Redis down, its session simply runs out instead.
             how = "killed" if os.WIFSIGNALED(status) else "exited"
+            released = ""
             with contextlib.suppress(RedisError):
                 raw = self.redis.hget(delivery.MEMBER_INFO, name)
                 self.redis.zrem(delivery.MEMBERS, name)
                 self.redis.hdel(delivery.MEMBER_INFO, name)
                 if how == "killed":  # only the runs it died for wait out their leases
-                    delivery.release_leases(self.redis, name, keep=died_for(raw))
+                    n = delivery.release_leases(self.redis, name, keep=died_for(raw))
+                    released = f"; {n} lease{'' if n == 1 else 's'} of other runs handed back"
             if not self.stopping:
-                self.stdout.write(f"lab consumers: {name} {how}; restarting in {RESTART_AFTER_S[how]:g} s")
+                self.stdout.write(f"lab consumers: {name} {how}{released}; restarting in {RESTART_AFTER_S[how]:g} s")
                 self.due[slot] = time.monotonic() + RESTART_AFTER_S[how]
 
     def shutdown(self) -> None:
