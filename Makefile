@@ -12,7 +12,7 @@ run: setup
 
 # Test processes: the suite mostly waits (on workers, browsers, Redis), so more than the cores pay off.
 TEST_PROCESSES ?= 4
-PYTEST := $(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadgroup
+PYTEST := $(VENV)/bin/pytest -n $(TEST_PROCESSES)
 
 test: $(STAMP)
 	@$(PY) manage.py check --fail-level WARNING

@@ -32,36 +32,43 @@ def _browser_waits():
 BROWSER_FIXTURES = {"page", "browser", "context", "axe_page"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Markers follow the fixtures a test uses, and tests that share one process's stack run together.
+    """Markers follow the fixtures a test uses, so a new test cannot forget one.
 
     `workers`: uses the real pool; `browser`: drives Chromium; `process`: its subject is a real
     process or a real fault (the pool, a killed process, a Redis restart, the run stack) — the
     PostgreSQL pass leaves `browser` and `process` out, since neither differs between databases.
-    Under pytest-xdist every test that uses the pool runs in one process (`--dist loadgroup`), so the
-    pool boots once; browser tests that need it form a second group with a pool of its own.
     """
     for item in items:
         fixtures = set(item.fixturenames)
-        browser = bool(fixtures & BROWSER_FIXTURES) or item.get_closest_marker("browser") is not None
-        if browser:
+        if fixtures & BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)
         if "rq_workers" in fixtures:
             item.add_marker(pytest.mark.workers)
-            item.add_marker(pytest.mark.xdist_group("stack-browser" if browser else "stack"))
         if fixtures & {"rq_workers", "redis_control"} or item.get_closest_marker("process"):
             item.add_marker(pytest.mark.process)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_shared_pages():
-    """Cached shared pages must not outlive the database rows a test rolls back."""
-    from prepsite.shared_pages import shared_pages_clear
+# Modules whose tests must run in one process, in file order: they share one module-scoped run stack
+# (booted once), and the last test stops it.
+ONE_PROCESS_MODULES = {"tests/test_devstack.py"}
 
-    shared_pages_clear()
-    yield
-    shared_pages_clear()
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (`-n`): tests spread one by one, except ONE_PROCESS_MODULES, each sent whole
+    to one process. (xdist's `loadgroup` would say this with marks, but it silently stopped grouping
+    with pytest 9.2's structured node ids: pytest-xdist#1386.) Each process boots its own worker pool
+    the first time one of its tests needs it."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_PROCESS_MODULES else nodeid
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture

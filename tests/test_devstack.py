@@ -25,9 +25,9 @@ from rq import Callback, Queue
 from prepsite import devstack
 from tests.conftest import BASE_DIR, free_port, wait_for, worker_env
 
-# One stack for the module (it boots in ~10 s): its tests run in this order in one process, and the
-# SIGTERM test, which stops it, comes last.
-pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("run-stack")]
+# One stack for the module (it boots in ~10 s): its tests run in this order in one process
+# (tests/conftest.py, ONE_PROCESS_MODULES), and the SIGTERM test, which stops it, comes last.
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 # make run's worker count, from the Procfile it runs.
 WORKERS = int(re.search(r"--num-workers (\d+)", (BASE_DIR / "Procfile").read_text())[1])
 HEALTHY = {"database": "ok", "redis": "ok", "workers": WORKERS, "scheduler": True}
