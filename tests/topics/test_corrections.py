@@ -213,7 +213,11 @@ def test_brooker_jitter_results_are_reported_as_the_post_states_them():
         "decorrelated jitter did a little more work than full jitter but finished a little sooner",
         "equal jitter did slightly more work than full jitter and took much longer",
     )
-    lacks(jitter, "full jitter and decorrelated jitter finish with the fewest total calls", "keeps the retries partly grouped")
+    lacks(
+        jitter,
+        "full jitter and decorrelated jitter finish with the fewest total calls",
+        "keeps the retries partly grouped",
+    )
     lacks(RELIABILITY, "behaves similarly to full jitter in practice")
 
 
