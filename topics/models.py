@@ -81,8 +81,8 @@ class Section(models.Model):
 
     @property
     def summary(self) -> str:
-        """The chapter's opening paragraph, for the overview's contents."""
-        prose = (block for block in self.blocks if block.get("kind") not in ("figure", "link"))
+        """The chapter's opening paragraph, for the overview's contents (not its probe box, a quote)."""
+        prose = (block for block in self.blocks if block.get("kind") not in ("figure", "link", "quote"))
         return next((block["text"] for block in prose), "")
 
     def heading_title(self, heading_id: str) -> str:
