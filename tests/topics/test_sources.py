@@ -31,7 +31,7 @@ OFFICIAL = (
     "kafka.apache.org", "cwiki.apache.org/confluence/display/KAFKA", "docs.aws.amazon.com", "aws.amazon.com/",
     "www.rabbitmq.com", "rabbitmq.com", "redis.io", "python-rq.org", "github.com/rq/rq", "docs.celeryq.dev",
     "github.com/sidekiq/sidekiq", "datatracker.ietf.org", "cloud.google.com/pubsub", "docs.nats.io",
-    "pulsar.apache.org", "docs.temporal.io", "github.com/apache/kafka", "kubernetes.io", "learn.microsoft.com/en-us/azure/service-bus-messaging",
+    "pulsar.apache.org", "docs.temporal.io", "github.com/apache/kafka", "kubernetes.io", "docs.confluent.io", "learn.microsoft.com/en-us/azure/service-bus-messaging",
 )  # fmt: skip
 LINK = re.compile(r"\]\((https?://[^)\s]+)")
 EXEMPT = re.compile(r"\(Worked example: our assumptions, not product limits\.\)")
