@@ -1,6 +1,7 @@
 """Follow-ups that train the push (issue #24): each carries a model answer, chains go up to three levels deep, and
 every rubric ends with what a staff answer adds. The format is checked by the loader, the content by these tests."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,24 @@ def test_a_fourth_level_or_a_malformed_followup_is_a_content_error(tmp_path):
     malformed = 'followups:\n  - ask: "Why?"\n    answr: "typo"\n'
     with pytest.raises(CommandError, match=r"\{ask, answer, then\?\}"):
         load(write_content(tmp_path / "b", questions={"why-queues.md": chained_question(malformed)}))
+
+
+@pytest.mark.parametrize("path", sorted(QUESTIONS.glob("*.md")), ids=lambda p: p.stem)
+def test_every_followup_has_a_model_answer_and_every_rubric_a_staff_row(path):
+    data = meta(path)
+    for item in walk(data["followups"]):
+        assert isinstance(item, dict), f"{path.name}: follow-up without a model answer: {item!r}"
+        assert len(item["answer"].split()) >= 15, f"{path.name}: answer to {item['ask']!r} is too thin"
+    assert len(str(data.get("staff", "")).split()) >= 20, f"{path.name}: no 'what a staff answer adds' row"
+
+
+def test_at_least_eight_drills_push_three_levels_deep():
+    deep = [path.stem for path in sorted(QUESTIONS.glob("*.md")) if depth(meta(path)["followups"]) >= 3]
+    assert len(deep) >= 8, deep
+
+
+def test_follow_up_answers_link_only_to_things_that_exist(queueing):
+    """The loader resolves section:/question:/lab: links inside answers; nothing unresolved reaches the page."""
+    for question in queueing.questions.all():
+        for item in walk(question.followup_tree):
+            assert not re.search(r'href="(section|question|lab):', item["answer_html"]), question.slug
