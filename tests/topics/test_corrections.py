@@ -244,3 +244,27 @@ def test_422_for_a_reused_key_follows_the_ietf_draft_not_stripe():
 def test_sqs_message_size_is_1_mib_maximum_and_default():
     has(CORE, "sqs accepts up to 1 mib (1,048,576 bytes)", "`maximummessagesize` defaults to that maximum")
     lacks(CORE, "sqs defaults to 256 kib")
+
+
+# Issue #24: say each thing once and link to it.
+def test_rollout_and_rollback_are_worked_through_once_in_senior_insights_and_linked_from_production():
+    production = "sections/08-production-considerations.md"
+    has(
+        production,
+        "section:senior-level-insights#phased-rollout-in-detail",
+        "section:senior-level-insights#rollback-that-actually-works",
+    )
+    lacks(production, "### rolling back a queue migration", "a rollback that has never been tested is a hope")
+    has("sections/10-senior-level-insights.md", "### phased rollout in detail", "### rollback that actually works")
+
+
+def test_checkout_capacity_and_spike_numbers_are_derived_once_and_linked():
+    has(
+        RELIABILITY,
+        "workers = λ × s / ρ_target = 30 / 0.70 ≈ 43",
+        "| 1,000/s for 10 min | 428,000 | about 25 min | about 82 min |",
+    )
+    has(INTERVIEW, "section:scalability-and-reliability#sizing-the-worker-pool")
+    backlog = "sections/13-backlog-recovery.md"
+    has(backlog, "section:scalability-and-reliability#spikes-and-backlog-arithmetic")
+    lacks(backlog, "428,000 / 87", "428,000 / 287")

@@ -96,3 +96,35 @@ def test_every_chapter_opens_with_a_probe_senior_staff_box():
         assert box.startswith("> **Probe:**"), f"{path.name} does not open with the probe box"
         assert "**Senior:**" in box, path.name
         assert "**Staff:**" in box, path.name
+
+
+LAB_DEPTH = "Lab depth, optional for interviews"
+RQ_INTERNALS = re.compile(r"`rq:|FailedJobRegistry|StartedJobRegistry|ScheduledJobRegistry|retries_left|Retry\(max|requeue\(")
+
+
+def test_rq_only_implementation_detail_is_marked_as_lab_depth():
+    """A paragraph or list item that spells RQ's internals (its Redis keys, registries, retry fields) sits in a
+    chapter or section that says it is Lab depth, so a reader short of time knows to skip it. Tables are
+    exempt: a comparison row naming RQ's mechanism is interview material."""
+    unmarked = []
+
+    def blocks(text: str) -> list[str]:
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)
+        return [b.strip() for b in re.split(r"\n\s*\n|\n(?=\s*(?:[-*]|\d+\.) )", prose) if b.strip()]
+
+    def opens_marked(text: str) -> bool:
+        """The first paragraph after the heading (or after the chapter's probe box) starts with the label."""
+        first = [b for b in blocks(text) if not b.startswith(("###", ">"))][:1]
+        return bool(first) and first[0].startswith(f"**{LAB_DEPTH}")
+
+    for path in sorted((CONTENT / "sections").glob("*.md")):
+        body = path.read_text(encoding="utf-8").split("---", 2)[2]
+        if opens_marked(body.split("\n###", 1)[0]):
+            continue
+        for section in re.split(r"\n(?=### )", body):
+            if opens_marked(section):
+                continue
+            for block in blocks(section):
+                if not block.startswith("|") and RQ_INTERNALS.search(block) and LAB_DEPTH not in block:
+                    unmarked.append(f"{path.name}: {block[:100]}")
+    assert not unmarked, "\n".join(unmarked)
