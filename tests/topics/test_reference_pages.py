@@ -99,7 +99,9 @@ def test_every_chapter_opens_with_a_probe_senior_staff_box():
 
 
 LAB_DEPTH = "Lab depth, optional for interviews"
-RQ_INTERNALS = re.compile(r"`rq:|FailedJobRegistry|StartedJobRegistry|ScheduledJobRegistry|retries_left|Retry\(max|requeue\(")
+RQ_INTERNALS = re.compile(
+    r"`rq:|FailedJobRegistry|StartedJobRegistry|ScheduledJobRegistry|retries_left|Retry\(max|requeue\("
+)
 
 
 def test_rq_only_implementation_detail_is_marked_as_lab_depth():
