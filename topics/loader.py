@@ -26,6 +26,7 @@ DEFAULT_CONTENT_DIR = Path(settings.BASE_DIR) / "topics" / "content"
 DIAGRAM_FILE = "diagram.html"  # optional: an accessible SVG figure whose href="section:…" links are checked
 DIAGRAM_LINK = re.compile(r'href="(lab|section|question):([^"]*)"')
 LEVELS = {choice.value for choice in Question.Level}
+MAX_FOLLOWUP_DEPTH = 3  # the interviewer's push, then two more on the same choice
 KINDS = {choice.value for choice in Question.Kind}
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Ids the overview and chapter pages use themselves; a section slug or heading with one would clash.
@@ -313,9 +314,7 @@ def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems:
         count = len(followups) if isinstance(followups, list) else "not a list"
         problems.add(source.path, source.key_line("followups"), f"followups needs 1-3 items (found {count})")
         followups = []
-    if not all(isinstance(f, str) and f.strip() for f in followups):
-        problems.add(source.path, source.key_line("followups"), "each followup must be non-empty text")
-        followups = []
+    tree = _followup_tree(followups, source, problems)
 
     return {
         "prompt": _text(source, "prompt", problems),
@@ -324,10 +323,53 @@ def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems:
         "section_slug": section,
         "preset": preset,
         "key_points": cleaned_points,
-        "followups": [f.strip() for f in followups],
+        "followups": [item["ask"] for item in tree],
+        "followup_tree": tree,
+        "staff_md": _text(source, "staff", problems, required=False),
         "answer_md": source.body,
         "order": _order(source, index, problems),
     }
+
+
+def _followup_tree(raw: list, source: SourceFile, problems: _Problems, depth: int = 1) -> list[dict]:
+    """Follow-ups as {ask, answer (Markdown), then: [...]}; a bare string is an ask with no model answer yet.
+    `then` chains the interviewer's next push on the same choice, at most MAX_FOLLOWUP_DEPTH levels deep."""
+    line = source.key_line("followups")
+    tree = []
+    for item in raw:
+        if isinstance(item, str) and item.strip():
+            tree.append({"ask": item.strip(), "answer": "", "then": []})
+            continue
+        ask = item.get("ask") if isinstance(item, dict) else None
+        answer = item.get("answer", "") if isinstance(item, dict) else None
+        then = (item.get("then") or []) if isinstance(item, dict) else []
+        unknown = set(item) - {"ask", "answer", "then"} if isinstance(item, dict) else set()
+        if not isinstance(ask, str) or not ask.strip() or not isinstance(answer, str) or unknown:
+            problems.add(source.path, line, "each followup must be text or {ask, answer, then?} with text values")
+            continue
+        if not isinstance(then, list) or len(then) > 3:
+            problems.add(source.path, line, "a followup's `then` must be a list of at most 3 followups")
+            then = []
+        if then and depth >= MAX_FOLLOWUP_DEPTH:
+            problems.add(source.path, line, f"followups chain at most {MAX_FOLLOWUP_DEPTH} levels deep")
+            then = []
+        children = _followup_tree(then, source, problems, depth + 1)
+        tree.append({"ask": ask.strip(), "answer": answer.strip(), "then": children})
+    return tree
+
+
+def _render_followups(tree: list[dict], source: SourceFile, resolve, problems: _Problems) -> list[dict]:
+    rendered = []
+    for item in tree:
+        answer = _render(source, item["answer"], resolve, problems) if item["answer"] else None
+        rendered.append(
+            {
+                "ask": item["ask"],
+                "answer_html": answer.html if answer else "",
+                "then": _render_followups(item["then"], source, resolve, problems),
+            }
+        )
+    return rendered
 
 
 def _resolver(plan: _TopicPlan):
@@ -411,10 +453,14 @@ def _render_topic(plan: _TopicPlan, problems: _Problems) -> dict[str, Rendered]:
         result = _render(source, source.body, resolve, problems)
         if result is not None:
             rendered[f"section:{slug}"] = result
-    for slug, (source, _fields) in plan.questions.items():
+    for slug, (source, fields) in plan.questions.items():
         result = _render(source, source.body, resolve, problems)
         if result is not None:
             rendered[f"question:{slug}"] = result
+        fields["followup_tree"] = _render_followups(fields["followup_tree"], source, resolve, problems)
+        staff = _render(source, fields.pop("staff_md"), resolve, problems) if fields.get("staff_md") else None
+        fields.pop("staff_md", None)
+        fields["staff_html"] = staff.html if staff else ""
     rendered["diagram"] = _render_diagram(plan.directory / DIAGRAM_FILE, resolve, problems)
     return rendered
 

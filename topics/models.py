@@ -81,8 +81,8 @@ class Section(models.Model):
 
     @property
     def summary(self) -> str:
-        """The chapter's opening paragraph, for the overview's contents."""
-        prose = (block for block in self.blocks if block.get("kind") not in ("figure", "link"))
+        """The chapter's opening paragraph, for the overview's contents (not its probe box, a quote)."""
+        prose = (block for block in self.blocks if block.get("kind") not in ("figure", "link", "quote"))
         return next((block["text"] for block in prose), "")
 
     def heading_title(self, heading_id: str) -> str:
@@ -117,7 +117,11 @@ class Question(models.Model):
     section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="questions")
     preset = models.CharField(max_length=50, blank=True)
     key_points = models.JSONField(default=list, help_text='[{"label": str, "phrases": [str]}]')
-    followups = models.JSONField(default=list, help_text="[str]")
+    followups = models.JSONField(default=list, help_text="[str]: the interviewer's first pushes (mock curveballs)")
+    followup_tree = models.JSONField(
+        default=list, blank=True, help_text='[{"ask", "answer_html", "then": [...]}]: each push with its model answer'
+    )
+    staff_html = models.TextField(blank=True, help_text="What a staff answer adds beyond the rubric")
     answer_md = models.TextField(blank=True)
     answer_html = models.TextField(blank=True)
     order = models.PositiveIntegerField(default=0)

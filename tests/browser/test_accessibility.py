@@ -204,6 +204,8 @@ STATES: dict[str, Callable[[Page, str], None]] = {
     "study": visit("/topics/queueing/"),
     "chapter-diagrams": visit("/topics/queueing/core-concepts/"),
     "chapter-internals": visit("/topics/queueing/broker-internals/"),
+    "broker-matrix": visit("/topics/queueing/broker-matrix/"),
+    "cheat-sheet": visit("/topics/queueing/cheat-sheet/"),
     "checklist": visit("/topics/queueing/checklist/"),
     "search": visit("/search/?q=retry"),
     "search-landing": visit(

@@ -183,3 +183,88 @@ def test_racing_janitors_cause_a_concurrent_duplicate_run_not_an_extra_retry():
 def test_sns_fifo_topics_can_archive_and_replay():
     has("questions/queue-vs-pubsub.md", "sns fifo topics can archive messages for up to 365 days")
     lacks("questions/queue-vs-pubsub.md", "sns to sqs only delivers from the moment a subscription exists")
+
+
+# Issue #24: corrections checked against the brokers' own documentation.
+INTERNALS = "sections/11-broker-internals.md"
+WORKFLOWS = "sections/12-workflows.md"
+
+
+def test_acks_all_loses_a_write_only_when_every_in_sync_copy_is_lost_or_unclean_election():
+    has(
+        INTERNALS,
+        "every in-sync replica that held it is lost, or unclean leader election promotes a replica that never had it",
+        "decides whether the leader *accepts* an `acks=all` write",
+        "at least one in-sync replica that holds it stays alive",
+    )
+    lacks(INTERNALS, "fewer than `min.insync.replicas` copies survive")
+
+
+def test_sqs_fifo_in_flight_limit_is_120000_and_only_standard_short_polls_get_overlimit():
+    has(INTERNALS, "fifo queues now allow 120,000 too", "`overlimit` error", "a fifo queue returns no error at all")
+    lacks(INTERNALS, "a fifo queue 20,000", "receives return nothing even though the queue is full")
+
+
+def test_brooker_jitter_results_are_reported_as_the_post_states_them():
+    jitter = "questions/retry-backoff-jitter.md"
+    has(
+        jitter,
+        "full jitter did the least work",
+        "decorrelated jitter did a little more work than full jitter but finished a little sooner",
+        "equal jitter did slightly more work than full jitter and took much longer",
+    )
+    lacks(
+        jitter,
+        "full jitter and decorrelated jitter finish with the fewest total calls",
+        "keeps the retries partly grouped",
+    )
+    lacks(RELIABILITY, "behaves similarly to full jitter in practice")
+
+
+def test_step_functions_guarantees_depend_on_workflow_type_and_how_express_is_started():
+    has(
+        WORKFLOWS,
+        "an *asynchronous* express execution (`startexecution`) is at-least-once",
+        "a *synchronous* one (`startsyncexecution`) is at-most-once",
+        "execute exactly once",
+    )
+    lacks(WORKFLOWS, "run for up to 5 minutes, at-least-once")
+
+
+def test_redis_streams_minid_trims_by_age_and_trimming_ignores_the_pel_until_8_2_options():
+    has(CORE, "`minid` is trimming by age", "millisecond timestamp", "redis 8.2", "`keepref`", "`delref`", "`acked`")
+    lacks(CORE, "by length or id (`maxlen`, `minid`) rather than by age")
+
+
+def test_422_for_a_reused_key_follows_the_ietf_draft_not_stripe():
+    has(CORE, "follow the ietf idempotency-key draft", "not stripe", "`idempotency_error`")
+    lacks(CORE, "follow stripe's api and the ietf")
+
+
+def test_sqs_message_size_is_1_mib_maximum_and_default():
+    has(CORE, "sqs accepts up to 1 mib (1,048,576 bytes)", "`maximummessagesize` defaults to that maximum")
+    lacks(CORE, "sqs defaults to 256 kib")
+
+
+# Issue #24: say each thing once and link to it.
+def test_rollout_and_rollback_are_worked_through_once_in_senior_insights_and_linked_from_production():
+    production = "sections/08-production-considerations.md"
+    has(
+        production,
+        "section:senior-level-insights#phased-rollout-in-detail",
+        "section:senior-level-insights#rollback-that-actually-works",
+    )
+    lacks(production, "### rolling back a queue migration", "a rollback that has never been tested is a hope")
+    has("sections/10-senior-level-insights.md", "### phased rollout in detail", "### rollback that actually works")
+
+
+def test_checkout_capacity_and_spike_numbers_are_derived_once_and_linked():
+    has(
+        RELIABILITY,
+        "workers = λ × s / ρ_target = 30 / 0.70 ≈ 43",
+        "| 1,000/s for 10 min | 428,000 | about 25 min | about 82 min |",
+    )
+    has(INTERVIEW, "section:scalability-and-reliability#sizing-the-worker-pool")
+    backlog = "sections/13-backlog-recovery.md"
+    has(backlog, "section:scalability-and-reliability#spikes-and-backlog-arithmetic")
+    lacks(backlog, "428,000 / 87", "428,000 / 287")

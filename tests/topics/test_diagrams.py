@@ -28,6 +28,11 @@ DIAGRAMS = {
     "retry-waves": ("scalability-and-reliability", "retry-storm"),
     "rebalance": ("broker-internals", None),
     "saga": ("workflows", None),
+    # Issue #24: the staff chapter's four.
+    "shuffle-sharding": ("staff-depth", None),
+    "multi-region": ("staff-depth", None),
+    "parallel-per-key": ("staff-depth", "ordering"),
+    "zombie-fencing": ("staff-depth", "visibility-timeout"),
 }
 PHONE, DESKTOP = 390, 1280
 MIN_TEXT_PX = 12
@@ -59,7 +64,7 @@ def text_of(element: ElementTree.Element | None) -> str:
 
 def test_each_required_diagram_sits_in_the_section_that_teaches_it(queueing):
     diagrams = all_diagrams(queueing)
-    assert len(diagrams) >= 6
+    assert len(diagrams) >= 10
     for name, (section_slug, _preset) in DIAGRAMS.items():
         assert name in diagrams, f"missing diagram {name}"
         assert diagrams[name][0].slug == section_slug

@@ -207,7 +207,8 @@ TEACHING_PASSAGES = [
     ("poison message", "core-concepts", "Poison messages fail every time"),
     ("visibility timeout", "core-concepts", "SQS hides a received message for the visibility timeout"),
     ("lease", "core-concepts", "so it hands out messages on a lease"),
-    ("fencing token", "core-concepts", "use a fencing token, a number that increases"),
+    # Issue #24: taught in depth by the staff chapter; core concepts names it and links there.
+    ("fencing token", "staff-depth", "Give every lease grant a number that only increases (a fencing token)"),
     ("Little's law", "scalability-and-reliability", "Little's law says that in any stable system"),
     ("utilisation and queueing delay", "scalability-and-reliability", "Queueing delay is not linear in load"),
     (

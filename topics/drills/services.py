@@ -121,7 +121,7 @@ class DrillPlan:
 
 # Lists of questions never show answers or section bodies; loading them made list pages 10x slower.
 HEAVY_FIELDS = (
-    "answer_md", "answer_html", "key_points", "followups",
+    "answer_md", "answer_html", "key_points", "followups", "followup_tree", "staff_html",
     "section__body_md", "section__body_html", "section__body_text", "section__toc", "section__blocks",
 )  # fmt: skip
 
