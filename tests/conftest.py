@@ -1,3 +1,4 @@
+import itertools
 import os
 import re
 import signal
@@ -88,6 +89,29 @@ def clear_rate_limits() -> None:
     redis = Redis.from_url(STATE["redis_url"])
     for key in redis.scan_iter("rl:*"):
         redis.delete(key)
+
+
+_EXPERIMENT_ID_BLOCKS = itertools.count(100_000, 100_000)
+
+
+@pytest.fixture(autouse=True)
+def _experiment_ids_never_repeat(request):
+    """SQLite rolls an AUTOINCREMENT sequence back with a test's transaction, so the next test would reuse
+    experiment ids whose Redis keys (flags, streams, a consumer's kill request) are still there, and a
+    run could start on another run's leftovers. Each test's experiments are numbered in a block of its
+    own. (PostgreSQL's sequences never roll back.)"""
+    if "_django_db_helper" not in request.fixturenames:
+        return
+    request.getfixturevalue("_django_db_helper")
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return
+    block = next(_EXPERIMENT_ID_BLOCKS)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = 'sandbox_experiment'", [block])
+        if cursor.rowcount == 0:
+            cursor.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('sandbox_experiment', %s)", [block])
 
 
 @pytest.fixture(autouse=True)
