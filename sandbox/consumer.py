@@ -7,7 +7,7 @@ import time
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sandbox.experiments import lab_queue
+from sandbox import rq_storage
 from sandbox.fault_plan import FaultPlan
 from sandbox.live import Recorder, flag_key
 from sandbox.models import LedgerEntry
@@ -147,7 +147,7 @@ def process(
     if plan.delivered_twice(job) and recorder.redeliver_once(job):
         # At-least-once delivery after a lost ack: the very same message is delivered again.
         if redeliver is None:
-            lab_queue(recorder.redis).push_job_id(job_id)
+            rq_storage.redeliver(job_id, recorder.redis)
         else:
             redeliver()
     return outcome

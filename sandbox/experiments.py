@@ -4,40 +4,26 @@ import contextlib
 import logging
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import django_rq
 from django.db import DatabaseError
 from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Callback, Job
-from rq.rate_limit import RateLimit, RateLimitRegistry
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from prepsite.redis_conn import LAB_QUEUE, get_redis, redis_is_full
+from prepsite.redis_conn import get_redis, redis_is_full
 from prepsite.visitor import Visitor
-from sandbox import delivery, fairshare, limits, live, readmodel
+from sandbox import delivery, fairshare, limits, live, readmodel, rq_storage
+from sandbox.budget import admitted_jobs, worst_case_worker_seconds
 from sandbox.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
 from sandbox.models import Experiment
-from sandbox.params import admitted_jobs, worst_case_worker_seconds
 from sandbox.retry_policy import retry_intervals
 
 log = logging.getLogger(__name__)
 
-REDRIVE_PER_SECOND = 20  # a redrive is itself a spike: release the DLQ in paced batches
-RESULT_TTL = 600
-
 
 class StartFailed(Exception):
     """Starting failed part-way; everything it had created was removed again."""
-
-
-def lab_queue(connection: Redis | None = None) -> Queue:
-    """The lab queue as django-rq configures it, on the site's shared client (one pool per process)."""
-    return django_rq.get_queue(LAB_QUEUE, connection=connection or get_redis())
 
 
 def new_seed() -> int:
@@ -59,7 +45,7 @@ def experiment_start(
     All or nothing: if anything fails part-way, every job and record it made is removed again.
     """
     limits.check_start(limit_key, params)
-    if delivery.model_of(params) != "rq" and not delivery.members(get_redis()):
+    if delivery.model_for(params).consumed and not delivery.members(get_redis()):
         raise StartFailed(
             "No stream/log consumer is running (make run starts them: `manage.py lab_consumers`), so this run's "
             "messages would never be delivered. Nothing was started; try the rq model, or again in a minute."
@@ -93,8 +79,7 @@ def _admit(experiment: Experiment) -> None:
     run = recorder.create(params=params, seed=seed, requested=params["jobs"])
     recorder.charge_budget(worst_case_worker_seconds(params))
     admitted = admitted_jobs(params)
-    slots = fairshare.rebalance(get_redis()).get(experiment.limit_key, 1)
-    rate_limit = RateLimit(key=fairshare.rate_key(experiment.limit_key), concurrency=slots)
+    fairshare.rebalance(get_redis())  # the visitor's share, with this run counted, before any job runs
     now = time.time()
     spacing = 1 / params["arrival_per_s"] if params["arrival_per_s"] > 0 and admitted > 1 else 0
     jobs = range(1, admitted + 1)
@@ -112,34 +97,15 @@ def _admit(experiment: Experiment) -> None:
     }
     # Account for the admission before the first job can finish, so no worker sees a half-started run.
     recorder.admitted(arrivals=arrivals, rejected=params["jobs"] - admitted, schedule=schedule)
-    if delivery.model_of(params) != "rq":
-        delivery.admit(experiment.pk, params, arrivals, run)
-        return
-    queue = lab_queue()
-    for job in jobs:  # one call per job: RQ refuses rate-limited jobs in a pipeline
-        options = dict(
-            args=(experiment.pk, job, run),
-            job_id=live.job_id_for(experiment.pk, job),
-            job_timeout=params["timeout_s"],
-            result_ttl=RESULT_TTL,
-            failure_ttl=live.TTL_SECONDS,
-            ttl=live.JOB_TTL_SECONDS,
-            retry=Retry(max=params["max_retries"], interval=schedule[job]) if params["max_retries"] else None,
-            on_failure=Callback("sandbox.jobs.on_failure"),
-            rate_limit=rate_limit,
-        )
-        if spacing:
-            queue.enqueue_in(timedelta(seconds=(job - 1) * spacing), "sandbox.jobs.charge_order", **options)
-        else:
-            queue.enqueue("sandbox.jobs.charge_order", **options)
+    delivery.model_for(params).admit(experiment, run=run, arrivals=arrivals, schedule=schedule)
 
 
 def _abort(experiment: Experiment) -> None:
     """Remove every job and record a failed start made, best effort (Redis may be why it failed)."""
     connection = get_redis()
     for job in range(1, admitted_jobs(experiment.params) + 1):
-        with contextlib.suppress(NoSuchJobError, RedisError):
-            Job.fetch(live.job_id_for(experiment.pk, job), connection=connection).delete()
+        with contextlib.suppress(RedisError):
+            rq_storage.delete_job(connection, live.job_id_for(experiment.pk, job))
     with contextlib.suppress(RedisError):
         delivery.unschedule(experiment.pk, range(1, admitted_jobs(experiment.params) + 1))
         get_redis().hdel(delivery.ACTIVE, str(experiment.pk))
@@ -195,77 +161,11 @@ def experiment_redrive(experiment: Experiment, jobs: list[int] | None = None, *,
     if not candidates:
         return 0
     limits.check_redrive(experiment, len(candidates), limit_key)
-    if delivery.model_of(experiment.params) != "rq":
-        redriven = _redrive_messages(experiment, recorder, candidates)
-    else:
-        redriven = _redrive_jobs(experiment, recorder, candidates)
+    redriven = delivery.model_for(experiment.params).redrive(experiment, recorder, candidates)
     if redriven:
         recorder.charge_budget(worst_case_worker_seconds({**experiment.params, "duplicate_rate": 0}, jobs=redriven))
         Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.RUNNING, finished_at=None)
     return redriven
-
-
-def _redrive_messages(experiment: Experiment, recorder: live.Recorder, candidates: list[int]) -> int:
-    """Stream and log: publish each dead-lettered message again (a new entry, a fresh delivery budget)."""
-    redriven = 0
-    for job_index in candidates:
-        if not recorder.claim_from_dlq(job_index):
-            continue
-        recorder.redriven(job_index)
-        delivery.redrive(experiment.pk, experiment.params, job_index)
-        redriven += 1
-    return redriven
-
-
-def _redrive_jobs(experiment: Experiment, recorder: live.Recorder, candidates: list[int]) -> int:
-    queue = lab_queue()
-    registry = FailedJobRegistry(queue=queue)
-    redriven = 0
-    for job_index in candidates:
-        if not recorder.claim_from_dlq(job_index):
-            continue  # someone else's click got there first
-        job_id = live.job_id_for(experiment.pk, job_index)
-        if not _wait_failure_settled(experiment, registry, job_id):
-            recorder.return_to_dlq(job_index)  # RQ has not filed it yet: leave it for the next click
-            recorder.note("redrive_skipped", job_index, detail="RQ was still filing it as failed; redrive it again")
-            continue
-        try:
-            job = Job.fetch(job_id, connection=queue.connection)
-            # RQ's requeue keeps retries_left at 0: restore the budget first.
-            job.retries_left = experiment.params["max_retries"]
-            job.save()
-            batch = redriven // REDRIVE_PER_SECOND
-            if batch == 0:
-                registry.requeue(job_id)
-            else:
-                registry.remove(job)
-                queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=batch))
-        except (NoSuchJobError, InvalidJobOperation):
-            recorder.note("redrive_skipped", job_index, detail="job expired or no longer in the DLQ")
-            continue
-        recorder.redriven(job_index)
-        redriven += 1
-    return redriven
-
-
-def _wait_failure_settled(
-    experiment: Experiment, registry: FailedJobRegistry, job_id: str, wait_s: float = 5.0
-) -> bool:
-    """RQ runs our failure callback (which records the dead letter) just before it files the job as
-    failed, and releases the job's fair-share slot just after. A redrive or discard in that gap waits
-    for both, or it would requeue a job RQ is still finishing. False only if RQ has not filed it
-    after wait_s; a job that has expired is left for the caller to report as skipped."""
-    connection = registry.connection
-    slots = RateLimitRegistry(fairshare.rate_key(experiment.limit_key), connection=connection).allowed_key
-    deadline = time.monotonic() + wait_s
-    while connection.exists(Job.key_for(job_id)):
-        filed = job_id in registry
-        if filed and connection.zscore(slots, job_id) is None:
-            return True
-        if time.monotonic() > deadline:
-            return filed  # filed, but its slot still held after seconds: a stale slot, not this race
-        time.sleep(0.05)
-    return True
 
 
 def experiment_fix_consumer(experiment: Experiment) -> bool:
@@ -276,20 +176,7 @@ def experiment_fix_consumer(experiment: Experiment) -> bool:
 def experiment_discard(experiment: Experiment, jobs: list[int] | None = None) -> int:
     recorder = live.Recorder(experiment.pk)
     candidates = jobs if jobs is not None else live.read(experiment.pk, events=0).dlq
-    registry = FailedJobRegistry(queue=lab_queue())
-    discarded = 0
-    for job_index in candidates:
-        if not recorder.claim_from_dlq(job_index):
-            continue
-        job_id = live.job_id_for(experiment.pk, job_index)
-        if not _wait_failure_settled(experiment, registry, job_id):
-            recorder.return_to_dlq(job_index)  # deleting it now would let RQ's filing bring it back
-            continue
-        with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
-            registry.remove(job_id, delete_job=True)
-        recorder.discarded(job_index)
-        discarded += 1
-    return discarded
+    return delivery.model_for(experiment.params).discard(experiment, recorder, candidates)
 
 
 def experiment_stop(experiment: Experiment) -> int:
@@ -301,26 +188,9 @@ def experiment_stop(experiment: Experiment) -> int:
     recorder = live.Recorder(experiment.pk)
     recorder.note("experiment_stop_requested")
     jobs = range(1, admitted_jobs(experiment.params) + 1)
-    if delivery.model_of(experiment.params) != "rq":
-        taken = delivery.unschedule(experiment.pk, jobs)
-        stopped = recorder.stopped_before_start(taken, "experiment stopped before this message arrived")
-        finish_if_done(experiment.pk)
-        return stopped
-    queue = lab_queue(connection)
-    held = RateLimitRegistry(fairshare.rate_key(experiment.limit_key), connection=connection)
-    scheduled = ScheduledJobRegistry(queue=queue)
-    pipe = connection.pipeline(transaction=False)
-    for job in jobs:
-        job_id = live.job_id_for(experiment.pk, job)
-        pipe.zrem(scheduled.key, job_id)
-        pipe.zrem(held.rate_limited_key, job_id)
-        pipe.lrem(queue.key, 0, job_id)
-    removed = pipe.execute()
-    taken = [job for job, n in zip(jobs, range(0, len(removed), 3), strict=True) if any(removed[n : n + 3])]
-    for job in taken:
-        with contextlib.suppress(NoSuchJobError):
-            Job.fetch(live.job_id_for(experiment.pk, job), connection=connection).delete()
-    stopped = recorder.stopped_before_start(taken, "experiment stopped before this job ran")
+    model = delivery.model_for(experiment.params)
+    taken = model.stop(experiment, jobs)
+    stopped = recorder.stopped_before_start(taken, model.stopped_before)
     finish_if_done(experiment.pk)
     return stopped
 
@@ -365,8 +235,8 @@ class KillRefused(Exception):
 def experiment_kill_consumer(experiment: Experiment, name: str, *, limit_key: str = CLI_KEY) -> str:
     """Ask a live consumer to SIGKILL itself from the live view of a running stream or log run; returns
     what to tell the visitor."""
-    model = delivery.model_of(experiment.params)
-    if model == "rq":
+    model = delivery.model_for(experiment.params)
+    if not model.consumed:
         raise KillRefused("This run is on RQ: it has no stream or log consumers. Crash a running job's worker instead.")
     if not experiment.is_running:
         raise KillRefused(
@@ -383,13 +253,9 @@ def experiment_kill_consumer(experiment: Experiment, name: str, *, limit_key: st
     if not delivery.request_kill(name, experiment.pk):
         raise KillRefused(f"No live consumer is called {name}; it may have just died. Pick one from the list.")
     live.Recorder(experiment.pk).note("consumer_kill_requested", detail=f"you asked {name} to die (SIGKILL)")
-    after = {
-        "log": "its partitions move to the others once its lease runs out",
-        "stream": "another consumer claims its unacknowledged message after the visibility timeout",
-    }[model]
     return (
         f"Consumer {name} will be killed (SIGKILL) within a second, or as soon as it finishes another run's "
-        f"message: {after}. The pool restarts it a few seconds later."
+        f"message: {model.kill_effect}. The pool restarts it a few seconds later."
     )
 
 

@@ -6,7 +6,8 @@ jitter), so a learner can tell a wrong model from a wrong assumption.
 
 import math
 
-from sandbox.params import admitted_jobs, attempt_seconds
+from sandbox import delivery
+from sandbox.budget import admitted_jobs, attempt_seconds
 from sandbox.presets import DEFAULTS
 from sandbox.retry_policy import backoff_ceiling
 
@@ -374,7 +375,7 @@ def explain(
                 "observed": f"{counters.get('double_charges', 0)} double charges",
             }
         )
-    items += _delivery_items(p, counters, model)
+    items += delivery.model_for(p).lessons(p, counters, model)
     terminal = sum(counters.get(k, 0) for k in ("succeeded", "dead_lettered", "stopped"))
     items.append(
         {
@@ -385,76 +386,4 @@ def explain(
             + (" ✓" if requested == terminal + counters.get("rejected", 0) else " (discarded jobs leave the sum)"),
         }
     )
-    return items
-
-
-LEASE_S = 3.0  # sandbox.delivery.LEASE_MS: how long a dead log consumer's partitions stay stuck
-
-
-def _delivery_items(p: dict, counters: dict, model: _Model) -> list[dict]:
-    """The stream and log lessons: visibility timeout, per-customer order, head-of-line, rebalance."""
-    items = []
-    kind, admitted = p["model"], model.admitted
-    if kind == "stream":
-        longest = (p["duration_ms"] + p["duration_spread_ms"]) / 1000
-        extra = max(0, math.ceil(longest / p["visibility_timeout_s"]) - 1) if p["lease_extension"] == "off" else 0
-        items.append(
-            {
-                "topic": "Visibility timeout",
-                "expected": (
-                    f"lease extension on: the consumer re-claims its message every {min(1.0, p['visibility_timeout_s'] / 3):.2g} s, "
-                    "so no message is handed out while it is worked on: 0 duplicates from the timeout"
-                    if p["lease_extension"] == "on"
-                    else f"an attempt takes up to {longest:g} s against a {p['visibility_timeout_s']:g} s visibility timeout: "
-                    f"up to ⌈{longest:g} / {p['visibility_timeout_s']:g}⌉ − 1 = {extra} more deliveries of each message while "
-                    f"it is still worked on (when a consumer is free to claim it), so up to {extra * admitted} duplicates; "
-                    + (
-                        "idempotency on: 0 double charges"
-                        if p["idempotency"] == "on"
-                        else "idempotency off: each one charges again"
-                    )
-                ),
-                "observed": f"{counters.get('duplicates_delivered', 0)} delivered again, "
-                f"{counters.get('double_charges', 0)} double charges, {counters.get('redeliveries', 0)} redeliveries in all",
-            }
-        )
-    if kind != "rq" or counters.get("order_violations"):
-        if kind == "log" and (p["on_failure"] == "block" or model.fail == model.poison == 0):
-            why = (
-                "each customer's events share one partition and one consumer, and nothing is retried out of turn, so 0"
-            )
-        elif kind == "log":
-            why = "a failed event is parked on the retry topic while its customer's next events go on, so possibly some"
-        else:
-            why = "competing consumers and retries can apply a customer's later event before an earlier one, so possibly some"
-        items.append(
-            {
-                "topic": "Per-customer order",
-                "expected": f"{p['order_keys']} customers; {why} order violations",
-                "observed": f"{counters.get('order_violations', 0)} events applied after a later event of their customer",
-            }
-        )
-    if kind == "log" and p["on_failure"] == "block" and (model.poison > 0 or model.fail > 0):
-        stall = sum(model.mean_waits)
-        per_partition = p["arrival_per_s"] / max(1, min(p["partitions"], p["order_keys"]))
-        items.append(
-            {
-                "topic": "Head-of-line blocking",
-                "expected": "a failing message at a partition's head is retried in place"
-                + (f" for about {stall:g} s of waits" if stall else "")
-                + f"; the {per_partition:g} messages/s arriving on that partition queue up behind it",
-                "observed": f"the worst partition fell {counters.get('max_lag', 0)} messages behind",
-            }
-        )
-    if kind == "log" and p["kill_consumer_at_s"] > 0:
-        per_partition = p["arrival_per_s"] / max(1, min(p["partitions"], p["order_keys"]))
-        items.append(
-            {
-                "topic": "Rebalance",
-                "expected": f"the killed consumer's partitions wait out its {LEASE_S:g} s lease before they move: "
-                f"about {per_partition:g}/s × {LEASE_S:g} s ≈ {per_partition * LEASE_S:.0f} messages of lag on each, then a drain",
-                "observed": f"max lag {counters.get('max_lag', 0)}; {counters.get('crashes', 0)} message(s) redelivered "
-                f"after the crash, {counters.get('double_charges', 0)} double charges",
-            }
-        )
     return items

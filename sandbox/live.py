@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox.params import HORIZON_S, MAX_JOBS
+from sandbox.budget import HORIZON_S, MAX_JOBS
 
 # An experiment's record outlives anything that can still happen to it: its whole schedule fits in
 # HORIZON_S, its jobs may wait in a busy queue for JOB_TTL_SECONDS, and the record stays 6 h after.
@@ -27,7 +27,7 @@ KEY_NAMES = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
     "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock", "render:latest", "order",
     # the stream and log delivery models (sandbox.delivery)
-    "q", "dlqs", "retryq", "off", "prod", "done", "maxlag", "owner", "hold", "budget", "lease:r", "flag:killed",
+    "q", "dlqs", "retryq", "off", "prod", "done", "maxlag", "owner", "hold", "budget", "lease:retry", "flag:killed",
     *(f"log:{p}" for p in range(8)), *(f"lease:{p}" for p in range(8)),
 )  # fmt: skip
 REDRIVE_LOCK_SECONDS = 3  # "redrive all" clicked again within this is the same click

@@ -2,15 +2,9 @@
 
 from django import forms
 
+from sandbox.budget import HORIZON_S, MAX_JOBS, MAX_WORKER_SECONDS, schedule_span_s, worst_case_worker_seconds
+from sandbox.delivery import MODELS
 from sandbox.presets import DEFAULTS, PRESETS
-from sandbox.retry_policy import backoff_ceiling
-
-MAX_JOBS = 500
-# Every arrival and every worst-case retry of an experiment falls within this window. SQS caps a
-# message's delay at 15 minutes for the same reason: past that it is a scheduled task, not a queue
-# message, and a shared lab must not hold work (and everyone's capacity) for longer.
-HORIZON_S = 15 * 60
-MAX_WORKER_SECONDS = 900  # worst-case worker time one experiment may ask of the shared workers
 
 # How the form reads, top to bottom: every parameter (DEFAULTS) and the seed, each exactly once.
 FIELD_GROUPS: list[tuple[str, list[str]]] = [
@@ -48,35 +42,6 @@ def preset_overrides(name: str) -> set[str]:
     if preset is None:
         return set()
     return {key for key, value in preset.parameters().items() if value != DEFAULTS[key]}
-
-
-def attempt_seconds(params: dict) -> float:
-    """The longest one attempt can hold a worker: its work, or the timeout that kills it."""
-    return min((params["duration_ms"] + params["duration_spread_ms"]) / 1000, params["timeout_s"])
-
-
-def admitted_jobs(params: dict) -> int:
-    return min(params["jobs"], params["queue_cap"])
-
-
-def schedule_span_s(params: dict) -> float:
-    """From the first arrival to the last possible end of the last job: arrivals, then every retry's
-    longest wait and every attempt at its longest."""
-    arrivals = (admitted_jobs(params) - 1) / params["arrival_per_s"] if params["arrival_per_s"] > 0 else 0.0
-    waits = sum(
-        backoff_ceiling(
-            attempt=n, backoff=params["backoff"], base_s=params["backoff_base_s"], cap_s=params["backoff_cap_s"]
-        )
-        for n in range(1, params["max_retries"] + 1)
-    )
-    return arrivals + waits + (params["max_retries"] + 1) * attempt_seconds(params)
-
-
-def worst_case_worker_seconds(params: dict, jobs: int | None = None) -> float:
-    """Worker time the run (or `jobs` of its messages) may take: every attempt, every duplicate delivery."""
-    messages = admitted_jobs(params) if jobs is None else jobs
-    deliveries = messages * (1 + params["duplicate_rate"])
-    return deliveries * (params["max_retries"] + 1) * attempt_seconds(params)
 
 
 class ExperimentForm(forms.Form):
@@ -152,11 +117,7 @@ class ExperimentForm(forms.Form):
     model = forms.ChoiceField(
         label="Delivery model",
         required=False,
-        choices=[
-            ("rq", "RQ: a list per queue, retries scheduled by RQ"),
-            ("stream", "Stream: consumer group, visibility timeout"),
-            ("log", "Log: partitions by customer, committed offsets"),
-        ],
+        choices=[(model.name, model.choice) for model in MODELS.values()],
     )
     visibility_timeout_s = forms.FloatField(
         label="Visibility timeout (s)",

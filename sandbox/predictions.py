@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django import forms
 
-from sandbox.params import HORIZON_S, MAX_JOBS
+from sandbox.budget import HORIZON_S, MAX_JOBS
 
 CLOSE_SHARE = 0.2  # "close": within 20% of what happened
 CLOSE_ABSOLUTE = 1  # ... or within one, so small counts are not judged by percentages

@@ -6,7 +6,6 @@ terminal show the same numbers from the same code. Reading never changes anythin
 
 import contextlib
 import math
-import re
 import time
 from datetime import UTC, datetime
 
@@ -96,7 +95,6 @@ DELIVERY_STATS = {"redeliveries": False, "max_lag": False, "order_violations": T
 # What a second delivery model changes, shown first when two runs differ in model.
 COMPARE_HEADLINE = ("attempts", "duplicates_delivered", "order_violations", "max_lag", "drain_s")
 COMPARE_DELIVERY_ROWS = {"duplicates_delivered", "redeliveries", "order_violations", "max_lag"}
-MODEL_NAMES = {"rq": "RQ (one queue, retries)", "stream": "stream (consumer group)", "log": "partitioned log"}
 PARTITION_COLOURS = 8  # .p0 … .p7 in lab.css
 
 
@@ -176,7 +174,8 @@ def comparison(a: Experiment, b: Experiment) -> dict:
     out_a, out_b = outcome(a, state_a), outcome(b, state_b)
     for out, state in ((out_a, state_a), (out_b, state_b)):
         out["drain_s"] = drain_seconds(state.buckets) if state.exists else out.get("drain_s")
-    models = [delivery.model_of(a.params), delivery.model_of(b.params)]
+    models = [delivery.model_for(a.params), delivery.model_for(b.params)]
+    consumed = any(model.consumed for model in models)
     params = [
         {
             "name": name,
@@ -190,7 +189,7 @@ def comparison(a: Experiment, b: Experiment) -> dict:
     outcomes = []
     for key, label in COMPARE_OUTCOMES:
         va, vb = shown_a.get(key), shown_b.get(key)
-        if key in COMPARE_DELIVERY_ROWS and models == ["rq", "rq"] and not (DELIVERY_STATS[key] and (va or vb)):
+        if key in COMPARE_DELIVERY_ROWS and not consumed and not (DELIVERY_STATS[key] and (va or vb)):
             continue
         top = max(v for v in (va, vb, 1) if isinstance(v, int | float))
         outcomes.append(
@@ -228,7 +227,7 @@ def comparison(a: Experiment, b: Experiment) -> dict:
             }
         )
     running = a.is_running or b.is_running
-    lags = lag_charts([(a, state_a), (b, state_b)], time.time()) if models != ["rq", "rq"] else []
+    lags = lag_charts([(a, state_a), (b, state_b)], time.time()) if consumed else []
     tables = [{"id": "outcomes", "title": "Outcomes", "rows": outcomes}]
     if models[0] != models[1]:
         headline = [row for row in outcomes if row["key"] in COMPARE_HEADLINE]
@@ -256,65 +255,37 @@ def comparison(a: Experiment, b: Experiment) -> dict:
 # ---------------------------------------------------------------- delivery models
 
 
-def model_summary(params: dict) -> str:
-    """The run's delivery model in a few words, for the live view's header."""
-    p = {**DEFAULTS, **params}
-    if p["model"] == "stream":
-        lease = "lease extended while working" if p["lease_extension"] == "on" else "no lease extension"
-        return f"visibility timeout {p['visibility_timeout_s']:g} s, {lease}"
-    if p["model"] == "log":
-        failure = "retries in place (blocks its partition)" if p["on_failure"] == "block" else "parks on a retry topic"
-        return f"{p['partitions']} partitions, {p['order_keys']} customers; a failed message {failure}"
-    return "RQ workers; retries scheduled by RQ"
-
-
-def other_models(model: str) -> list[tuple[str, str]]:
+def other_models(model: delivery.DeliveryModel) -> list[tuple[str, str]]:
     """(model, name) to run the same preset on next, the one with the most to teach first."""
-    first = {"rq": "log", "stream": "rq", "log": "rq"}.get(model, "log")
-    return [(m, MODEL_NAMES[m]) for m in [first, *(m for m in delivery.MODELS if m not in {model, first})]]
+    first = delivery.MODELS[model.compare_first]
+    return [(m.name, m.title) for m in [first, *(m for m in delivery.MODELS.values() if m not in {model, first})]]
 
 
-def _lag_span(state: live.LiveState, now: float, model: str) -> tuple[int, int]:
+def _lag_span(state: live.LiveState, now: float, model: delivery.DeliveryModel) -> tuple[int, int]:
     """(origin, seconds) of a run's lag chart: from its start to now while it runs, else to its last sample."""
-    kinds = [seconds for kind, seconds in state.buckets.items() if model == "rq" or kind.startswith("lag")]
+    kinds = [seconds for kind, seconds in state.buckets.items() if model.lag_from_queue_depth or kind.startswith("lag")]
     origin = int(state.t0) if state.t0 else min((s for seconds in kinds for s in seconds), default=int(now))
     end = int(now) if not state.finished else max((s for seconds in kinds for s in seconds), default=origin)
     return origin, max(1, end - origin + 1)
 
 
-LOG_LAG_DESC = (
-    "Lag is what was produced to a partition and not yet committed, sampled every second; when a partition's "
-    "consumer dies its lag climbs until another consumer takes it over, then drains."
-)
-STREAM_LAG_DESC = (
-    "Lag is what was published to the stream and not yet acknowledged, sampled every second: messages waiting "
-    "plus messages a consumer holds. A message held past the visibility timeout is claimed by another consumer."
-)
-
-
 def lag_charts(runs: list[tuple[Experiment, live.LiveState]], now: float) -> list[dict]:
     """Each run's lag per partition over time, all on one scale. A stream is one partition; RQ has one
     queue and no offsets, so its lag is the queue depth."""
-    models = [delivery.model_of(run.params) for run, _ in runs]
+    models = [delivery.model_for(run.params) for run, _ in runs]
     spans = [_lag_span(state, now, model) for (_, state), model in zip(runs, models, strict=True)]
     seconds = max(span for _, span in spans)
     drawn = []
     for (run, state), model, (origin, _) in zip(runs, models, spans, strict=True):
-        if model == "rq":
-            xs, values, bin_s = charts.lag_series(
-                {"lag0": charts.depth_samples(state.buckets)}, 1, origin=origin, seconds=seconds
-            )
-            labels = ["queue depth"]
-        else:
-            count = int(run.params.get("partitions", 1)) if model == "log" else 1
-            xs, values, bin_s = charts.lag_series(state.buckets, count, origin=origin, seconds=seconds)
-            labels = [f"partition {p}" for p in range(count)] if model == "log" else ["stream"]
+        labels = model.lag_labels(run.params)
+        buckets = {"lag0": charts.depth_samples(state.buckets)} if model.lag_from_queue_depth else state.buckets
+        xs, values, bin_s = charts.lag_series(buckets, len(labels), origin=origin, seconds=seconds)
         lines = [
             (label, f"p{i % PARTITION_COLOURS}", line)
             for i, (label, line) in enumerate(zip(labels, values, strict=True))
         ]
         # Samples are once a second; the per-partition maximum Redis kept is the true peak.
-        true = state.max_lag if model != "rq" else {}
+        true = {} if model.lag_from_queue_depth else state.max_lag
         peaks = [(label, max(max(line, default=0), true.get(i, 0))) for i, (label, _, line) in enumerate(lines)]
         drawn.append(
             {
@@ -329,17 +300,14 @@ def lag_charts(runs: list[tuple[Experiment, live.LiveState]], now: float) -> lis
         )
     y_max = max((peak for run in drawn for _, peak in run["peaks"]), default=0)
     for run in drawn:
-        what = {
-            "rq": "queue depth (RQ has one queue, no partitions)",
-            "stream": "messages published and not yet acknowledged",
-        }.get(run["model"], "messages behind per partition")
+        what = run["model"].lag_what
         per = f" (the highest in each {run['bin_s']} s)" if run["bin_s"] > 1 else ""
         peaks = ", ".join(f"{label} {peak}" for label, peak in run["peaks"])
         run["chart"] = (
             charts.line_chart(
                 name=f"lag-{run['run'].pk}",
                 title=f"#{run['run'].pk} on {run['model']}: {what}{per}",
-                desc=(STREAM_LAG_DESC if run["model"] == "stream" else LOG_LAG_DESC) + f" Peaks: {peaks}.",
+                desc=f"{run['model'].lag_desc} Peaks: {peaks}.",
                 xs=run["xs"],
                 lines=run["lines"],
                 x_label="seconds since the start",
@@ -356,11 +324,10 @@ def lag_charts(runs: list[tuple[Experiment, live.LiveState]], now: float) -> lis
 
 def delivery_panel(experiment: Experiment, state: live.LiveState, now: float) -> dict:
     """Stream and log runs: who owns which partition, each partition's lag, the live consumers."""
-    model = delivery.model_of(experiment.params)
-    if model == "rq":
+    model = delivery.model_for(experiment.params)
+    if not model.consumed:
         return {}
-    params = experiment.params if model == "log" else {**experiment.params, "partitions": 1}
-    partitions = delivery.assignment(experiment.pk, params)
+    partitions = delivery.assignment(experiment.pk, experiment.params)
     owned: dict[str | None, list[int]] = {}
     for row in partitions:
         owned.setdefault(row["owner"], []).append(row["partition"])
@@ -373,9 +340,6 @@ def delivery_panel(experiment: Experiment, state: live.LiveState, now: float) ->
     }
 
 
-CONSUMER_NAME = re.compile(r"c[0-9]{1,2}-[0-9]{1,10}")  # as sandbox.stream_consumer names them
-
-
 def lab_home(experiments, preset_name: str, form, prediction_form=None) -> dict:
     """The Lab home: preset cards with their links, the start form in its groups, recent runs, the workers."""
     preset = PRESETS.get(preset_name) or PRESETS["happy"]
@@ -386,7 +350,7 @@ def lab_home(experiments, preset_name: str, form, prediction_form=None) -> dict:
         "form": form,
         "groups": form.groups(preset.name),
         "prediction_form": prediction_form or predictions.PredictionForm(preset.name),
-        "other_models": other_models(str(form["model"].value() or DEFAULTS["model"])),
+        "other_models": other_models(delivery.model_for({"model": form["model"].value() or DEFAULTS["model"]})),
         "recent": recent(experiments[:5]),
         "status": lab_status(),
     }
@@ -578,11 +542,11 @@ def events(state: live.LiveState) -> list[dict]:
     return rows
 
 
-def stats(summary: dict, state: live.LiveState | None, model: str = "rq") -> list[dict]:
+def stats(summary: dict, state: live.LiveState | None, model: delivery.DeliveryModel = delivery.DEFAULT) -> list[dict]:
     values = dict(summary)
     if state is not None:
         values |= {"queued": state.queued, "running": len(state.running), "scheduled": len(state.scheduled)}
-    if model == "rq":
+    if not model.consumed:
         values = {k: v for k, v in values.items() if k not in DELIVERY_STATS or (DELIVERY_STATS[k] and v)}
     return [
         {"key": key, "label": label, "value": values[key], "css": css} for key, label, css in STATS if key in values
@@ -657,12 +621,12 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
     """Everything the live view's panels show, from one read of the state."""
     now = time.time()
     summary = outcome(experiment, state)
-    model = delivery.model_of(experiment.params)
+    model = delivery.model_for(experiment.params)
     base = {
         "experiment": experiment,
         "model": model,
-        "model_name": MODEL_NAMES.get(model, model),
-        "model_summary": model_summary(experiment.params),
+        "model_name": model.title,
+        "model_summary": model.summary(experiment.params),
         "other_models": other_models(model),
         "preset": PRESETS.get(experiment.preset),
         "state": state,

@@ -10,39 +10,16 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis
 from sandbox import consumer, delivery, experiments, live
-from sandbox.presets import DEFAULTS
+from sandbox.delivery import Delivery
 
 log = logging.getLogger("sandbox.lab")
 IDLE_MAX_S = 0.2
-
-# Take or keep a partition's lease: 1 renewed (ours), 2 newly taken, 0 someone else holds it.
-_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 2 end
-return 0
-"""
-
-
-@dataclass
-class Delivery:
-    experiment_id: int
-    job: int
-    entry_id: str
-    stream: str
-    partition: int | str
-    deliveries: int  # how many times this entry has been handed out, this one included
-    params: dict
-    run: str
 
 
 class Consumer:
@@ -50,12 +27,12 @@ class Consumer:
 
     def __init__(self, slot: int, redis: Redis | None = None):
         self.redis = redis or get_redis()
-        self.name = f"c{slot}-{os.getpid()}"
+        self.name = delivery.consumer_name(slot, os.getpid())
         self.slot = slot
         self.stopping = False
         self.turn = 0
         self.last_beat = 0.0
-        self.held: set[tuple[int, int | str]] = set()
+        self.held: set[str] = set()  # lease keys this consumer took (the log model's partitions)
 
     # --- group membership
     def heartbeat(self, doing: str = "", run: int | None = None) -> None:
@@ -83,8 +60,8 @@ class Consumer:
         pipe = self.redis.pipeline()
         pipe.zrem(delivery.MEMBERS, self.name)
         pipe.hdel(delivery.MEMBER_INFO, self.name)
-        for experiment_id, partition in self.held:
-            pipe.delete(live.key(experiment_id, f"lease:{partition}"))
+        for lease in self.held:
+            pipe.delete(lease)
         pipe.execute()
 
     def alive(self, name: str) -> bool:
@@ -96,7 +73,7 @@ class Consumer:
         """One turn over every active experiment; True if any message was handled."""
         if time.time() - self.last_beat > 0.5:
             self.heartbeat()
-        active = {int(e): m.decode() for e, m in self.redis.hgetall(delivery.ACTIVE).items()}
+        active = delivery.active(self.redis)
         if not active:
             return False
         ids = sorted(active)
@@ -112,10 +89,7 @@ class Consumer:
                 self.redis.hdel(delivery.ACTIVE, str(experiment_id))
                 continue
             params, run = context
-            if active[experiment_id] == "stream":
-                worked |= self.stream_turn(experiment_id, params, run)
-            else:
-                worked |= self.log_turn(experiment_id, params, run, names)
+            worked |= active[experiment_id].turn(self, experiment_id, params, run, names)
         return worked
 
     def serve(self) -> None:
@@ -142,98 +116,6 @@ class Consumer:
             with contextlib.suppress(RedisError):
                 self.leave()
 
-    # --- stream model
-    def stream_turn(self, experiment_id: int, params: dict, run: str) -> bool:
-        stream = live.key(experiment_id, "q")
-        timeout_ms = int(float(params.get("visibility_timeout_s", DEFAULTS["visibility_timeout_s"])) * 1000)
-        reply = self.redis.xautoclaim(stream, delivery.GROUP, self.name, timeout_ms, "0-0", count=1)
-        claimed = [entry for entry in reply[1] if entry and entry[1]]
-        if claimed:
-            entry_id, fields = claimed[0]
-            pending = self.redis.xpending_range(stream, delivery.GROUP, min=entry_id, max=entry_id, count=1)
-            deliveries = pending[0]["times_delivered"] if pending else 2
-            self.handle(
-                self._delivery(experiment_id, params, run, stream, 0, entry_id, fields, deliveries), claimed=True
-            )
-            return True
-        read = self.redis.xreadgroup(delivery.GROUP, self.name, {stream: ">"}, count=1)
-        if not read or not read[0][1]:
-            return False
-        entry_id, fields = read[0][1][0]
-        self.handle(self._delivery(experiment_id, params, run, stream, 0, entry_id, fields, 1), claimed=False)
-        return True
-
-    def _delivery(self, experiment_id, params, run, stream, partition, entry_id, fields, deliveries) -> Delivery:
-        entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        return Delivery(experiment_id, int(fields[b"job"]), entry, stream, partition, deliveries, params, run)
-
-    # --- log model
-    def log_turn(self, experiment_id: int, params: dict, run: str, names: list[str]) -> bool:
-        worked = False
-        partitions: list[int | str] = [*range(int(params.get("partitions", 1))), delivery.RETRY_TOPIC]
-        for partition in partitions:
-            if delivery.owner(names, experiment_id, partition) != self.name:
-                self._release(experiment_id, partition)
-                continue
-            if not self._lease(experiment_id, partition):
-                continue
-            if partition == delivery.RETRY_TOPIC:
-                worked |= self._retry_topic_turn(experiment_id, params, run)
-            else:
-                worked |= self._partition_turn(experiment_id, params, run, partition)
-        return worked
-
-    def _lease(self, experiment_id: int, partition: int | str) -> bool:
-        lease = live.key(experiment_id, f"lease:{partition}")
-        taken = self.redis.eval(_LEASE, 1, lease, self.name, delivery.LEASE_MS)
-        if taken != 2:
-            return taken == 1
-        self.held.add((experiment_id, partition))
-        owners = live.key(experiment_id, "owner")
-        previous = self.redis.hget(owners, str(partition))
-        self.redis.hset(owners, str(partition), self.name)
-        self.redis.expire(owners, live.TTL_SECONDS)
-        if previous and previous.decode() != self.name and partition != delivery.RETRY_TOPIC:
-            live.Recorder(experiment_id, self.redis).note(
-                "rebalanced", detail=f"partition {partition} moved from {previous.decode()} to {self.name}"
-            )
-        return True
-
-    def _release(self, experiment_id: int, partition: int | str) -> None:
-        if (experiment_id, partition) not in self.held:
-            return
-        self.held.discard((experiment_id, partition))
-        lease = live.key(experiment_id, f"lease:{partition}")
-        if self.redis.get(lease) == self.name.encode():
-            self.redis.delete(lease)
-
-    def _partition_turn(self, experiment_id: int, params: dict, run: str, partition: int) -> bool:
-        k = lambda name: live.key(experiment_id, name)  # noqa: E731
-        hold = self.redis.hget(k("hold"), str(partition))
-        if hold and float(hold) > time.time():
-            return False  # the head is waiting to be retried in place: the partition is blocked
-        offset = (self.redis.hget(k("off"), str(partition)) or b"0-0").decode()
-        entries = self.redis.xrange(k(f"log:{partition}"), min=f"({offset}", count=1)
-        if not entries:
-            return False
-        entry_id, fields = entries[0]
-        budget = self.redis.hincrby(k("budget"), fields[b"job"].decode(), 1)
-        stream = k(f"log:{partition}")
-        self.handle(self._delivery(experiment_id, params, run, stream, partition, entry_id, fields, budget))
-        return True
-
-    def _retry_topic_turn(self, experiment_id: int, params: dict, run: str) -> bool:
-        topic = live.key(experiment_id, "retryq")
-        due = self.redis.zrangebyscore(topic, "-inf", time.time(), start=0, num=1)
-        if not due:
-            return False
-        job = int(due[0])
-        # Invisible while we work; if we die it comes back after the lease (at-least-once, like a queue).
-        self.redis.zadd(topic, {str(job): time.time() + delivery.LEASE_MS / 1000 + delivery.SESSION_S})
-        budget = self.redis.hincrby(live.key(experiment_id, "budget"), str(job), 1)
-        self.handle(Delivery(experiment_id, job, "", topic, delivery.RETRY_TOPIC, budget, params, run))
-        return True
-
     # --- one delivery, any model
     def handle(self, d: Delivery, *, claimed: bool = False) -> None:
         recorder = live.Recorder(d.experiment_id, self.redis)
@@ -245,18 +127,16 @@ class Consumer:
         doing = f"run #{d.experiment_id} order {d.job}"
         self.heartbeat(doing, d.experiment_id)
         ack = {"lost": False}
+        model = delivery.model_for(d.params)
 
         def on_beat() -> None:
             self.heartbeat(doing, d.experiment_id)
-            if delivery.model_of(d.params) == "stream" and d.params.get("lease_extension") == "on":
-                self.redis.xclaim(d.stream, delivery.GROUP, self.name, 0, [d.entry_id], justid=True)
-            elif delivery.model_of(d.params) == "log":
-                self.redis.set(live.key(d.experiment_id, f"lease:{d.partition}"), self.name, px=delivery.LEASE_MS)
+            model.extend(self, d)
 
         try:
             outcome = consumer.process(
                 recorder, d.job, job_id=job_id, worker=self.name, run=d.run,
-                timeout_s=float(d.params.get("timeout_s", DEFAULTS["timeout_s"])), on_beat=on_beat, beat_s=self._beat_s(d),
+                timeout_s=float(d.params["timeout_s"]), on_beat=on_beat, beat_s=model.beat_s(d.params),
                 redeliver=lambda: ack.update(lost=True),
             )  # fmt: skip
         except (consumer.TransientError, consumer.PoisonMessage, consumer.AttemptTimeout) as exc:
@@ -267,16 +147,10 @@ class Consumer:
         else:
             log.info("lab exp %s job %s delivery %s/%s: %s", d.experiment_id, d.job, d.deliveries, limit, outcome)
             if not ack["lost"]:
-                self._done(d)
+                model.done(self, d)
         if recorder.may_be_finished and experiments.finish_if_done(d.experiment_id, self.redis):
             self.redis.hdel(delivery.ACTIVE, str(d.experiment_id))
         self.heartbeat()  # between messages: where a kill deferred by another run's message lands
-
-    def _beat_s(self, d: Delivery) -> float:
-        """Renew well inside the lease: a third of the visibility timeout (stream), or of the partition lease."""
-        if delivery.model_of(d.params) == "stream":
-            return min(1.0, float(d.params.get("visibility_timeout_s", DEFAULTS["visibility_timeout_s"])) / 3)
-        return min(1.0, delivery.LEASE_MS / 3000)
 
     def _kill_if_due(self, recorder: live.Recorder, d: Delivery) -> None:
         """The rebalance preset: once, `kill_consumer_at_s` into the run, this consumer dies mid-message."""
@@ -313,45 +187,17 @@ class Consumer:
     def _failed(
         self, recorder: live.Recorder, d: Delivery, kind: str, error: str, *, final: bool, retry_now: bool = False
     ) -> None:
+        model = delivery.model_for(d.params)
         if final:
             first = recorder.attempt_failed(job=d.job, job_id=live.job_id_for(d.experiment_id, d.job), kind=kind,
                                             error=error, retry_at=None)  # fmt: skip
             if first:  # a late duplicate of a message already settled is not dead-lettered twice
-                self.redis.xadd(recorder.k("dlqs"), {"job": d.job, "error": error[:200]})
-                self.redis.expire(recorder.k("dlqs"), live.TTL_SECONDS)
-            self._done(d)
+                model.dead_letter(self.redis, recorder, d, error)
+            model.done(self, d)
             return
-        wait = 0.0 if retry_now else self._wait(recorder, d)
+        wait = 0.0 if retry_now else model.retry_wait(self.redis, recorder, d)
         retry_at = time.time() + wait
         recorder.attempt_failed(job=d.job, job_id=live.job_id_for(d.experiment_id, d.job), kind=kind,
                                 error=error, retry_at=retry_at)  # fmt: skip
-        if retry_now or delivery.model_of(d.params) == "stream":
-            return  # the stream redelivers by itself, after the visibility timeout
-        if d.partition == delivery.RETRY_TOPIC or d.params.get("on_failure", DEFAULTS["on_failure"]) == "retry_topic":
-            self.redis.zadd(recorder.k("retryq"), {str(d.job): retry_at})
-            self.redis.expire(recorder.k("retryq"), live.TTL_SECONDS)
-            if d.partition != delivery.RETRY_TOPIC:
-                self._done(d)  # parked: the partition moves on
-        else:
-            self.redis.hset(recorder.k("hold"), str(d.partition), retry_at)  # head-of-line: wait in place
-            self.redis.expire(recorder.k("hold"), live.TTL_SECONDS)
-
-    def _wait(self, recorder: live.Recorder, d: Delivery) -> float:
-        if delivery.model_of(d.params) == "stream":
-            return float(d.params.get("visibility_timeout_s", DEFAULTS["visibility_timeout_s"]))
-        plan = json.loads(self.redis.hget(recorder.k("plan"), str(d.job)) or "[]")
-        return float(plan[min(d.deliveries, len(plan)) - 1]) if plan else 1.0
-
-    def _done(self, d: Delivery) -> None:
-        """Acknowledge (stream), commit the offset (partition) or drop from the retry topic."""
-        k = lambda name: live.key(d.experiment_id, name)  # noqa: E731
-        if delivery.model_of(d.params) == "stream":
-            if self.redis.xack(d.stream, delivery.GROUP, d.entry_id):  # only the first ack moves the lag
-                keys = (k("off"), k("done"), k("prod"), k("ts"))
-                self.redis.eval(delivery.COMMIT, 4, *keys, 0, d.entry_id, live.TTL_SECONDS, int(time.time()))
-        elif d.partition == delivery.RETRY_TOPIC:
-            self.redis.zrem(d.stream, str(d.job))
-        else:
-            self.redis.hdel(k("hold"), str(d.partition))
-            keys = (k("off"), k("done"), k("prod"), k("ts"))
-            self.redis.eval(delivery.COMMIT, 4, *keys, d.partition, d.entry_id, live.TTL_SECONDS, int(time.time()))
+        if not retry_now:  # a consumer that died mid-message: this delivery is already its retry
+            model.retry(self, recorder, d, retry_at)

@@ -13,9 +13,10 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from prepsite.visitor import limit_key, visitor_for
-from sandbox import experiments, panels, readmodel
+from sandbox import delivery, experiments, panels, readmodel
+from sandbox.budget import MAX_JOBS
 from sandbox.models import Experiment
-from sandbox.params import MAX_JOBS, ExperimentForm
+from sandbox.params import ExperimentForm
 from sandbox.predictions import PredictionForm
 from sandbox.presets import PRESETS
 from sandbox.watch import allows
@@ -129,7 +130,7 @@ def start_pair(request: HttpRequest) -> HttpResponse:
 def start_models(request: HttpRequest) -> HttpResponse:
     """The same preset, seed and parameters on a second model: two new runs, or a run's own and one new."""
     second = request.POST.get("vs_model", "")
-    if second not in readmodel.MODEL_NAMES:
+    if second not in delivery.MODELS:
         return HttpResponseBadRequest("Which second model? Pick rq, stream or log.")
     if "source" not in request.POST:
         return _start_side_by_side(request, [{}, {"model": second}])
@@ -291,7 +292,7 @@ def stop(request: HttpRequest, pk: int) -> HttpResponse:
 def kill_consumer(request: HttpRequest, pk: int) -> HttpResponse:
     """Kill one live stream/log consumer from a running run's page (its pool restarts it)."""
     experiment = owned_experiment(request, pk)
-    if not readmodel.CONSUMER_NAME.fullmatch(name := request.POST.get("consumer", "")):
+    if not delivery.CONSUMER_NAME.fullmatch(name := request.POST.get("consumer", "")):
         return HttpResponseBadRequest("Which consumer? Pick one from the list of live consumers.")
     try:
         text = experiments.experiment_kill_consumer(experiment, name, limit_key=limit_key(request))

@@ -23,9 +23,9 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from prepsite.redis_conn import get_redis
-from sandbox import experiments, limits, live, readmodel
+from sandbox import experiments, limits, live, readmodel, rq_storage
+from sandbox.budget import HORIZON_S, MAX_WORKER_SECONDS
 from sandbox.models import Experiment, LedgerEntry
-from sandbox.params import HORIZON_S, MAX_WORKER_SECONDS
 from sandbox.presets import PRESETS
 from tests.conftest import BASE_DIR, wait_for
 from tests.sandbox.helpers import start, wait_finished, wait_state
@@ -73,7 +73,7 @@ def test_stopping_takes_scheduled_jobs_off_the_schedule_at_once(lab_engine):
     lab_engine.run_until(lambda: live.read(experiment.pk).counters["attempts"] >= 1)
     taken = experiments.experiment_stop(experiment)
     assert taken == 19  # every arrival still on the schedule
-    scheduled = ScheduledJobRegistry(queue=experiments.lab_queue()).get_job_ids(cleanup=False)
+    scheduled = ScheduledJobRegistry(queue=rq_storage.lab_queue()).get_job_ids(cleanup=False)
     assert not [job_id for job_id in scheduled if job_id.startswith(f"lab-{experiment.pk}-")]
     state = live.read(experiment.pk)
     assert state.finished  # at once, not after ~40 s of arrivals

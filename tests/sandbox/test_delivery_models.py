@@ -148,7 +148,7 @@ def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, mo
     if model == "rq":
         from rq.registry import FailedJobRegistry
 
-        from sandbox.experiments import lab_queue
+        from sandbox.rq_storage import lab_queue
 
         def filed() -> set[int]:
             failed = FailedJobRegistry(queue=lab_queue()).get_job_ids(cleanup=False)
@@ -245,7 +245,7 @@ def test_a_dead_consumer_died_for_the_runs_that_asked_or_the_run_of_its_message(
 
 def test_a_dead_consumers_leases_go_back_at_once_except_for_the_runs_it_died_for(redis_conn):
     runs = (990001, 990002, 990003)
-    keys = [live.key(run, name) for run in runs for name in ("params", "lease:0", "lease:1", "lease:r")]
+    keys = [live.key(run, name) for run in runs for name in ("params", "lease:0", "lease:1", "lease:retry")]
     try:
         for run in runs:
             redis_conn.hset(delivery.ACTIVE, str(run), "log")

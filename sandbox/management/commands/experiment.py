@@ -43,7 +43,7 @@ def result_line(experiment: Experiment, state: live.LiveState, elapsed: float) -
     return {
         "id": experiment.pk,
         "preset": experiment.preset,
-        "model": delivery.model_of(experiment.params),
+        "model": delivery.model_for(experiment.params).name,
         "seed": experiment.seed,
         **outcome,
         "elapsed_s": round(elapsed, 2),
