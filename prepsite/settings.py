@@ -68,6 +68,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "prepsite.context_processors.site",
+                "topics.drills.context_processors.due_badge",
             ],
             # Django 6 ships these tags built in; registering them as builtins now means no change then.
             "builtins": [
@@ -194,6 +195,10 @@ AXES_DISABLE_ACCESS_LOG = True  # no table of every successful log-in: nothing r
 STUDY_LAB_PRESETS = "sandbox.presets.PRESETS"
 DRILLS_NEW_PER_DAY = int(os.environ.get("DRILLS_NEW_PER_DAY", "10"))
 
+SITE_NAME = "Queue Prep"
+# What /healthz checks besides the database: each app contributes its own (prepsite imports no app).
+HEALTH_CHECKS = ["sandbox.health.lab"]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
@@ -201,7 +206,7 @@ LOGOUT_REDIRECT_URL = "home"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"quiet_lab_jobs": {"()": "prepsite.logs.QuietLabJobs"}},
+    "filters": {"quiet_lab_jobs": {"()": "sandbox.logs.QuietLabJobs"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["quiet_lab_jobs"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
     # One line per Lab attempt (sandbox.jobs), shown whatever LOG_LEVEL says about everything else.

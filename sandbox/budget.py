@@ -3,6 +3,7 @@
 from sandbox.retry_policy import backoff_ceiling
 
 MAX_JOBS = 500
+MAX_PARTITIONS = 8  # a log run's partitions (the live view has a colour for each)
 # Every arrival and every worst-case retry of an experiment falls within this window. SQS caps a
 # message's delay at 15 minutes for the same reason: past that it is a scheduled task, not a queue
 # message, and a shared lab must not hold work (and everyone's capacity) for longer.

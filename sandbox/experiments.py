@@ -13,7 +13,8 @@ from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis, redis_is_full
 from prepsite.visitor import Visitor
-from sandbox import delivery, fairshare, limits, live, readmodel, rq_storage
+from sandbox import delivery, fairshare, limits, live, rq_storage
+from sandbox import outcome as run_outcome
 from sandbox.budget import admitted_jobs, worst_case_worker_seconds
 from sandbox.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
 from sandbox.models import Experiment
@@ -134,11 +135,11 @@ def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bo
     experiment = Experiment.objects.filter(pk=experiment_id).first()
     if experiment is None:
         return False
-    state = readmodel.read_state(experiment, connection=connection)
+    state = run_outcome.read_state(experiment, connection=connection)
     if not state.finished:
         return False
     (connection or get_redis()).hdel(delivery.ACTIVE, str(experiment_id))  # stream/log consumers stop polling it
-    summary = readmodel.summarize(experiment, state)
+    summary = run_outcome.summarize(experiment, state)
     updated = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.RUNNING).update(
         status=Experiment.Status.FINISHED, finished_at=timezone.now(), summary=summary
     )
@@ -220,7 +221,7 @@ def reap(connection: Redis | None = None) -> list[int]:
             experiment_stop(experiment)
             if finish_if_done(experiment.pk, connection):
                 continue
-        summary = readmodel.outcome(experiment) if exists else experiment.summary
+        summary = run_outcome.outcome(experiment) if exists else experiment.summary
         Experiment.objects.filter(pk=experiment.pk, status=Experiment.Status.RUNNING).update(
             status=Experiment.Status.STOPPED, finished_at=timezone.now(), summary=summary
         )

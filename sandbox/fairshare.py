@@ -12,25 +12,12 @@ and may write it back on a retry; the next pass corrects that within seconds.
 """
 
 import hashlib
-from datetime import UTC, datetime
 
 from redis import Redis
-from rq import Worker
-from rq.rate_limit import RateLimitRegistry
-from rq.utils import utcparse
 
-from sandbox import live
+from sandbox import live, rq_storage
+from sandbox.budget import MAX_JOBS
 from sandbox.models import Experiment
-
-# Sets rate_limit_concurrency on each of an experiment's existing job hashes (never creates one).
-_SET_JOBS_CONCURRENCY = """
-for i = 1, tonumber(ARGV[2]) do
-  local job = KEYS[1] .. i
-  if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'rate_limit_concurrency', ARGV[1]) end
-end
-return 1
-"""
-
 
 HEADROOM_FROM = 3  # workers
 FRESH_WORKER_SECONDS = 15  # busy workers beat every 2 s, idle ones every ~5 s (sandbox.workers)
@@ -65,13 +52,8 @@ def shares(demands: dict[str, int], workers: int) -> dict[str, int]:
 
 def live_workers(connection: Redis) -> int:
     """Workers that heart-beat recently (a killed one stays registered until its key expires)."""
-    keys = list(connection.smembers(Worker.redis_workers_keys))
-    pipe = connection.pipeline(transaction=False)
-    for key in keys:
-        pipe.hget(key, "last_heartbeat")
-    now = datetime.now(UTC)
-    beats = [utcparse(raw.decode()).replace(tzinfo=UTC) for raw in pipe.execute() if raw] if keys else []
-    return max(1, sum(1 for beat in beats if (now - beat).total_seconds() < FRESH_WORKER_SECONDS))
+    ages = rq_storage.worker_heartbeat_ages(connection)
+    return max(1, sum(1 for age in ages if age < FRESH_WORKER_SECONDS))
 
 
 def rebalance(connection: Redis) -> dict[str, int]:
@@ -81,20 +63,19 @@ def rebalance(connection: Redis) -> dict[str, int]:
     experiments: dict[str, list[tuple[int, int]]] = {}
     for pk, limit_key, params in running:
         demands[limit_key] = demands.get(limit_key, 0) + int(params.get("concurrency", 1))
-        experiments.setdefault(limit_key, []).append((pk, min(int(params.get("jobs", 0)), live.MAX_JOBS)))
+        experiments.setdefault(limit_key, []).append((pk, min(int(params.get("jobs", 0)), MAX_JOBS)))
     granted = shares(demands, live_workers(connection))
     for limit_key, slots in granted.items():
-        registry = RateLimitRegistry(rate_key(limit_key), connection=connection)
-        current = connection.hget(registry.config_key, "concurrency")
-        if current is None or int(current) != slots:
-            connection.hset(registry.config_key, "concurrency", slots)
-            for pk, jobs in experiments[limit_key]:
-                connection.eval(_SET_JOBS_CONCURRENCY, 1, f"rq:job:{live.job_id_for(pk, '')}", slots, jobs)
-        registry.acquire_and_enqueue(slots)  # a raised share lets held-back jobs onto the queue at once
+        key = rate_key(limit_key)
+        if rq_storage.rate_limit_concurrency(connection, key) != slots:
+            jobs = [(live.job_id_for(pk, ""), jobs) for pk, jobs in experiments[limit_key]]
+            rq_storage.set_rate_limit_concurrency(connection, key, slots, jobs)
+        rq_storage.release_held_jobs(
+            connection, key, slots
+        )  # a raised share lets held-back jobs onto the queue at once
     return granted
 
 
 def granted(limit_key: str, connection: Redis) -> int | None:
     """The worker slots a visitor holds right now (None when they run nothing)."""
-    value = connection.hget(RateLimitRegistry(rate_key(limit_key), connection=connection).config_key, "concurrency")
-    return int(value) if value else None
+    return rq_storage.rate_limit_concurrency(connection, rate_key(limit_key))

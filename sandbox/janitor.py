@@ -14,14 +14,10 @@ from datetime import UTC, datetime
 from django.db import close_old_connections
 from redis import Redis
 from rq import Queue
-from rq.rate_limit import RateLimitRegistry
-from rq.registry import StartedJobRegistry
-from rq.scheduler import RQScheduler
-from rq.utils import utcparse
-from rq.worker import Worker
 
+from sandbox import experiments, fairshare, keys, rq_storage
 from sandbox.live import Recorder, beat_key, parse_job_id
-from sandbox.workers import HEARTBEAT_SECONDS, SCHEDULER_STALE_SECONDS, scheduler_heartbeat_age
+from sandbox.workers import HEARTBEAT_SECONDS, SCHEDULER_STALE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +25,15 @@ STALE_AFTER_SECONDS = 5 * HEARTBEAT_SECONDS
 LOST_AFTER_SECONDS = 30
 CONFIRM_SECONDS = HEARTBEAT_SECONDS
 LOCK_SECONDS = 30
-JANITOR_BEAT_KEY = "lab:janitor:beat"
+JANITOR_BEAT_KEY = keys.JANITOR_BEAT
 JANITOR_STALE_SECONDS = 10  # /healthz says "degraded" when no janitor pass finished for this long
 
 
 def worker_is_alive(connection: Redis, worker_name: str | None, now: datetime) -> bool:
     if not worker_name:
         return False
-    raw = connection.hget(Worker.redis_worker_namespace_prefix + worker_name, "last_heartbeat")
-    if raw is None:
-        return False
-    last = utcparse(raw.decode())
-    return (now - last.replace(tzinfo=UTC)).total_seconds() < STALE_AFTER_SECONDS
+    age = rq_storage.worker_heartbeat_age(connection, worker_name, now)
+    return age is not None and age < STALE_AFTER_SECONDS
 
 
 def job_is_beating(connection: Redis, job_id: str) -> bool:
@@ -54,15 +47,12 @@ def recover_abandoned(queue: Queue, suspects: dict[str, float] | None = None) ->
     CONFIRM_SECONDS apart: a false positive would run a live job twice.
     """
     connection = queue.connection
-    if not connection.set(queue.registry_cleaning_key, 1, nx=True, ex=LOCK_SECONDS):
+    if not rq_storage.take_cleaning_lock(queue, LOCK_SECONDS):
         return []
     try:
-        registry = StartedJobRegistry(queue=queue)
         now = datetime.now(UTC)
         dead: dict[str, str] = {}
-        for entry in connection.zrange(registry.key, 0, -1):
-            entry = entry.decode()
-            job_id = entry.split(":", 1)[0]
+        for entry, job_id in rq_storage.started_entries(queue):
             job = queue.fetch_job(job_id)
             if job is None:
                 continue
@@ -81,12 +71,11 @@ def recover_abandoned(queue: Queue, suspects: dict[str, float] | None = None) ->
                 else:
                     del suspects[entry]
         if dead:
-            connection.zadd(registry.key, dict.fromkeys(dead, 1), xx=True)
-            registry.cleanup(timestamp=1)
+            rq_storage.expire_started(queue, list(dead))
             log.warning("janitor: recovered abandoned jobs %s", sorted(dead.values()))
         return sorted(dead.values())
     finally:
-        connection.delete(queue.registry_cleaning_key)
+        rq_storage.release_cleaning_lock(queue)
 
 
 def recover_lost_promotions(queue: Queue, older_than: float = LOST_AFTER_SECONDS) -> list[str]:
@@ -97,37 +86,25 @@ def recover_lost_promotions(queue: Queue, older_than: float = LOST_AFTER_SECONDS
     limit's allowed set holds at most `concurrency` ids.
     """
     connection = queue.connection
-    started = StartedJobRegistry(queue=queue)
-    started_ids = {entry.decode().split(":", 1)[0] for entry in connection.zrange(started.key, 0, -1)}
+    started_ids = {job_id for _, job_id in rq_storage.started_entries(queue)}
     cutoff = time.time() - older_than
     recovered = []
-    for registry in RateLimitRegistry.all(connection):
-        for raw_id, since in connection.zrange(registry.allowed_key, 0, -1, withscores=True):
-            job_id = raw_id.decode()
-            if since > cutoff or job_id in started_ids:
-                continue
-            status, origin = connection.hmget(f"rq:job:{job_id}", "status", "origin")
-            if status != b"queued" or origin != queue.name.encode():
-                continue
-            if connection.lpos(queue.key, job_id) is not None:
-                continue
-            queue.push_job_id(job_id)
-            recovered.append(job_id)
-            ids = parse_job_id(job_id)
-            if ids:
-                Recorder(ids[0], connection).note(
-                    "requeued_lost", ids[1], detail="queued job was on no queue: pushed back"
-                )
+    for job_id, since in rq_storage.rate_limit_slots(connection):
+        if since > cutoff or job_id in started_ids:
+            continue
+        status, origin = rq_storage.job_status_and_origin(connection, job_id)
+        if status != b"queued" or origin != queue.name.encode():
+            continue
+        if rq_storage.on_queue(queue, job_id):
+            continue
+        queue.push_job_id(job_id)
+        recovered.append(job_id)
+        ids = parse_job_id(job_id)
+        if ids:
+            Recorder(ids[0], connection).note("requeued_lost", ids[1], detail="queued job was on no queue: pushed back")
     if recovered:
         log.warning("janitor: pushed back lost queued jobs %s", recovered)
     return recovered
-
-
-# Delete the lock only if the dead scheduler still holds it (compare-and-delete).
-_RELEASE_IF_HELD_BY = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def release_dead_scheduler_lock(queue: Queue) -> bool:
@@ -137,10 +114,10 @@ def release_dead_scheduler_lock(queue: Queue) -> bool:
     even comes back from the append-only file — and no retry fires meanwhile.
     """
     connection = queue.connection
-    holder, age = scheduler_heartbeat_age(connection, queue.name)
+    holder, age = rq_storage.scheduler_heartbeat_age(connection, queue.name)
     if holder is None or (age is not None and age < SCHEDULER_STALE_SECONDS):
         return False
-    released = bool(connection.eval(_RELEASE_IF_HELD_BY, 1, RQScheduler.get_locking_key(queue.name), holder))
+    released = rq_storage.release_scheduler_lock(connection, holder, queue.name)
     if released:
         log.warning("janitor: released the lock of dead scheduler %s (silent for %s s)", holder.decode(), age)
     return released
@@ -157,8 +134,6 @@ def heartbeat_age(connection: Redis) -> float | None:
 
 
 def run_forever(queue: Queue, interval: float = HEARTBEAT_SECONDS) -> None:
-    from sandbox import experiments, fairshare
-
     suspects: dict[str, float] = {}
     while True:
         try:

@@ -5,6 +5,7 @@ import signal
 import time
 
 from rq import get_current_job
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
@@ -53,8 +54,6 @@ def record_failure(job: Job, kind: str, error: str, fault: str, level: int = log
 
 
 def on_failure(job: Job, connection, exc_type, exc_value, traceback) -> None:
-    from rq.exceptions import AbandonedJobError
-
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         kind = "timeout"
     elif exc_type is not None and issubclass(exc_type, AbandonedJobError):

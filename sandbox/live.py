@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox.budget import HORIZON_S, MAX_JOBS
+from sandbox import keys
+from sandbox.budget import HORIZON_S
 
 # An experiment's record outlives anything that can still happen to it: its whole schedule fits in
 # HORIZON_S, its jobs may wait in a busy queue for JOB_TTL_SECONDS, and the record stays 6 h after.
@@ -23,13 +24,6 @@ EVENTS_KEPT = 500
 DEFAULT_ORDER_KEYS = 4
 JOB_BEAT_SECONDS = 6  # the janitor treats a job without a beat key for this long as not running
 
-KEY_NAMES = (
-    "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
-    "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock", "render:latest", "order",
-    # the stream and log delivery models (sandbox.delivery)
-    "q", "dlqs", "retryq", "off", "prod", "done", "maxlag", "owner", "hold", "budget", "lease:retry", "flag:killed",
-    *(f"log:{p}" for p in range(8)), *(f"lease:{p}" for p in range(8)),
-)  # fmt: skip
 REDRIVE_LOCK_SECONDS = 3  # "redrive all" clicked again within this is the same click
 TERMINAL = ("succeeded", "dead_lettered", "stopped")
 COUNTERS = (
@@ -131,7 +125,7 @@ return {first and 1 or 0, is_finished(KEYS[2], KEYS[3]) and 1 or 0}
 
 
 def key(experiment_id: int, name: str) -> str:
-    return f"lab:exp:{experiment_id}:{name}"
+    return keys.experiment(experiment_id, name)
 
 
 def flag_key(experiment_id: int, name: str) -> str:
@@ -139,15 +133,7 @@ def flag_key(experiment_id: int, name: str) -> str:
     return key(experiment_id, f"flag:{name}")
 
 
-def job_id_for(experiment_id: int, job_index: int) -> str:
-    return f"lab-{experiment_id}-{job_index}"
-
-
-def parse_job_id(job_id: str) -> tuple[int, int] | None:
-    parts = job_id.split("-")
-    if len(parts) != 3 or parts[0] != "lab" or not all(p.isascii() and p.isdigit() for p in parts[1:]):
-        return None
-    return int(parts[1]), int(parts[2])
+job_id_for, parse_job_id = keys.job_id_for, keys.parse_job_id  # the record names its jobs
 
 
 def order_of(job: int, params: dict) -> tuple[int, int]:
@@ -157,7 +143,7 @@ def order_of(job: int, params: dict) -> tuple[int, int]:
 
 
 def beat_key(job_id: str) -> str:
-    return f"lab:beat:{job_id}"
+    return keys.job_beat(job_id)
 
 
 @dataclass(frozen=True)
@@ -197,8 +183,7 @@ class Recorder:
 
     def discard_all(self) -> None:
         """Delete every key of the experiment."""
-        names = [*KEY_NAMES, *(f"marks:{job}" for job in range(1, MAX_JOBS + 1))]
-        self.redis.delete(*(self.k(name) for name in names))
+        self.redis.delete(*(self.k(name) for name in keys.EVERY_NAME))
 
     def take_render_lock(self) -> bool:
         return bool(self.redis.set(self.k("render_lock"), 1, nx=True, ex=2))
@@ -562,7 +547,7 @@ return {version, 0, redis.call('GET', KEYS[3] .. version) or redis.call('GET', K
 RENDER_TTL_SECONDS = 30
 
 
-WATCHED = "lab:watched"  # experiment id -> when a page last polled it (the renderer draws these)
+WATCHED = keys.WATCHED
 
 
 def poll(

@@ -15,6 +15,7 @@ from redis import Redis
 
 from prepsite.redis_conn import get_redis
 from sandbox import experiments, live, readmodel
+from sandbox import outcome as run_outcome
 from sandbox.models import Experiment
 from sandbox.watch import watch_token
 
@@ -26,7 +27,7 @@ LATEST_FRESH_S = 1.0  # a drawing of an older version may stand in for this long
 def live_context(experiment: Experiment, *, with_links: bool) -> dict:
     if experiment.is_running:
         live.watch(experiment.pk)
-    state = readmodel.read_state(experiment, events=20)
+    state = run_outcome.read_state(experiment, events=20)
     if state.finished and experiment.is_running and experiments.finish_if_done(experiment.pk):
         experiment.refresh_from_db()
     view = readmodel.live_view(experiment, state, with_links=with_links)

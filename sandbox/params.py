@@ -2,7 +2,14 @@
 
 from django import forms
 
-from sandbox.budget import HORIZON_S, MAX_JOBS, MAX_WORKER_SECONDS, schedule_span_s, worst_case_worker_seconds
+from sandbox.budget import (
+    HORIZON_S,
+    MAX_JOBS,
+    MAX_PARTITIONS,
+    MAX_WORKER_SECONDS,
+    schedule_span_s,
+    worst_case_worker_seconds,
+)
 from sandbox.delivery import MODELS
 from sandbox.presets import DEFAULTS, PRESETS
 
@@ -133,7 +140,7 @@ class ExperimentForm(forms.Form):
         help_text="stream: SQS's ChangeMessageVisibility",
     )
     partitions = forms.IntegerField(
-        label="Partitions", required=False, min_value=1, max_value=8, help_text="log: one owner each"
+        label="Partitions", required=False, min_value=1, max_value=MAX_PARTITIONS, help_text="log: one owner each"
     )
     order_keys = forms.IntegerField(
         label="Customers (order keys)",

@@ -102,7 +102,7 @@ def _number(value) -> float | int | None:
 def observed(preset: str, outcome: dict, extras: dict) -> dict[str, float | int | None]:
     """What the run showed for each of the preset's predictions; None where it is not known (yet, or any more).
 
-    outcome: sandbox.readmodel.outcome(); extras: {"peak_depth", "drain_s", "retry_peak"} from the live state.
+    outcome: sandbox.outcome.outcome(); extras: {"peak_depth", "drain_s", "retry_peak"} from the live state.
     """
     values: dict[str, float | int | None] = {}
     for prediction in fields_for(preset):

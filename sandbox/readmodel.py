@@ -9,17 +9,15 @@ import math
 import time
 from datetime import UTC, datetime
 
-from redis import Redis
-from rq import Worker
-from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
-from rq.utils import utcparse
-
 from prepsite.redis_conn import LAB_QUEUE, get_redis
-from sandbox import charts, delivery, fairshare, live, predictions
+from sandbox import charts, delivery, fairshare, live, predictions, rq_storage
+from sandbox.budget import MAX_PARTITIONS
 from sandbox.explain import drain_seconds, explain
 from sandbox.models import Experiment
+from sandbox.outcome import outcome, read_state, slo_verdict
 from sandbox.presets import DEFAULTS, PRESETS
 from sandbox.retry_policy import backoff_ceiling
+from sandbox.series import depth_samples, lag_series, retry_histogram, series_from_buckets
 from sandbox.workers import scheduler_alive
 from topics.models import Question, Section
 
@@ -95,57 +93,7 @@ DELIVERY_STATS = {"redeliveries": False, "max_lag": False, "order_violations": T
 # What a second delivery model changes, shown first when two runs differ in model.
 COMPARE_HEADLINE = ("attempts", "duplicates_delivered", "order_violations", "max_lag", "drain_s")
 COMPARE_DELIVERY_ROWS = {"duplicates_delivered", "redeliveries", "order_violations", "max_lag"}
-PARTITION_COLOURS = 8  # .p0 … .p7 in lab.css
-
-
-# ---------------------------------------------------------------- the outcome, one definition
-
-
-def read_state(experiment: Experiment, *, events: int = 0, connection: Redis | None = None) -> live.LiveState:
-    """One read of the experiment's live state, its SLO's percentile included."""
-    fraction = experiment.params.get("slo_percentile", DEFAULTS["slo_percentile"]) / 100
-    return live.read(experiment.pk, events=events, slo_fraction=fraction, connection=connection)
-
-
-def slo_verdict(params: dict, observed_ms: float | None) -> dict:
-    percentile = params.get("slo_percentile", DEFAULTS["slo_percentile"])
-    target_ms = params.get("slo_seconds", DEFAULTS["slo_seconds"]) * 1000
-    met = observed_ms is not None and observed_ms <= target_ms
-    return {"percentile": percentile, "target_ms": target_ms, "observed_ms": observed_ms, "met": met}
-
-
-def summarize(experiment: Experiment, state: live.LiveState) -> dict:
-    """Counters, latency and the SLO verdict of a run: stored when it finishes, shown everywhere."""
-    counters = state.counters
-    slo = slo_verdict(experiment.params, state.latencies.get("slo"))
-    return {
-        **{name: counters.get(name, 0) for name in live.COUNTERS},
-        "p50_ms": state.latencies.get("p50"),
-        "p95_ms": state.latencies.get("p95"),
-        "max_ms": state.latencies.get("max"),
-        "slo_observed_ms": slo["observed_ms"],
-        "slo_met": slo["met"],
-        "max_lag": max_lag(state),
-        "finished": state.finished,
-        "accounting_ok": state.accounting_holds(),
-    }
-
-
-def max_lag(state: live.LiveState) -> int:
-    """The most messages one partition was behind (RQ and the stream are one partition: the queue)."""
-    if state.max_lag:
-        return max(state.max_lag.values())
-    return charts.series_from_buckets(state.buckets, now=time.time()).peak_depth
-
-
-def outcome(experiment: Experiment, state: live.LiveState | None = None) -> dict:
-    """The run's outcome: live while Redis has it, else the summary stored when it finished."""
-    if state is None and not experiment.is_running and experiment.summary:
-        return {**experiment.summary, "expired": False}
-    state = state or read_state(experiment)
-    if not state.exists:
-        return {**(experiment.summary or {}), "expired": True}
-    return {**summarize(experiment, state), "expired": False}
+PARTITION_COLOURS = MAX_PARTITIONS  # .p0 … .p7 in lab.css
 
 
 def ago(moment: datetime, now: datetime | None = None) -> str:
@@ -206,7 +154,7 @@ def comparison(a: Experiment, b: Experiment) -> dict:
     waves = []
     peak = max([*state_a.retry_hist.values(), *state_b.retry_hist.values(), 0])
     for run, state in ((a, state_a), (b, state_b)):
-        xs, ys, bin_s = charts.retry_histogram(state.retry_hist, state.t0)
+        xs, ys, bin_s = retry_histogram(state.retry_hist, state.t0)
         waves.append(
             {
                 "run": run,
@@ -278,8 +226,8 @@ def lag_charts(runs: list[tuple[Experiment, live.LiveState]], now: float) -> lis
     drawn = []
     for (run, state), model, (origin, _) in zip(runs, models, spans, strict=True):
         labels = model.lag_labels(run.params)
-        buckets = {"lag0": charts.depth_samples(state.buckets)} if model.lag_from_queue_depth else state.buckets
-        xs, values, bin_s = charts.lag_series(buckets, len(labels), origin=origin, seconds=seconds)
+        buckets = {"lag0": depth_samples(state.buckets)} if model.lag_from_queue_depth else state.buckets
+        xs, values, bin_s = lag_series(buckets, len(labels), origin=origin, seconds=seconds)
         lines = [
             (label, f"p{i % PARTITION_COLOURS}", line)
             for i, (label, line) in enumerate(zip(labels, values, strict=True))
@@ -485,37 +433,23 @@ def dlq_rows(experiment: Experiment, state: live.LiveState) -> list[dict]:
 
 
 def workers(now: float) -> dict:
-    """Every worker's state and current job in two round trips (Worker.all() would cost three per
-    worker; RQ 3.0 keeps the current job in the worker's executions set, not its hash)."""
+    """Every worker's state and current job, and whether the scheduler runs."""
     redis = get_redis()
-    keys = sorted(key.decode() for key in redis.smembers(Worker.redis_workers_keys))
-    pipe = redis.pipeline(transaction=False)
-    for key in keys:
-        name = key.removeprefix(Worker.redis_worker_namespace_prefix)
-        pipe.hmget(key, "state", "last_heartbeat")
-        pipe.smembers(WORKER_EXECUTIONS_KEY_TEMPLATE.format(name))
-    replies = pipe.execute()
-    rows = []
-    for key, (state, beat), executions in zip(keys, replies[::2], replies[1::2], strict=True):
-        if state is None:
-            continue  # registered but its hash expired: a dead worker
-        age = now - utcparse(beat.decode()).replace(tzinfo=UTC).timestamp() if beat else None
-        jobs = sorted(member.decode().rsplit(":", 1)[0] for member in executions)
-        rows.append(
-            {
-                "name": key.removeprefix(Worker.redis_worker_namespace_prefix),
-                "state": state.decode(),
-                "job": ", ".join(jobs),
-                "heartbeat_age": round(age, 1) if age is not None else None,
-            }
-        )
+    rows = [
+        {
+            **row,
+            "job": ", ".join(row.pop("jobs")),
+            "heartbeat_age": round(row["heartbeat_age"], 1) if row["heartbeat_age"] is not None else None,
+        }
+        for row in rq_storage.workers_and_jobs(redis, now)
+    ]
     return {"rows": rows, "scheduler": scheduler_alive(redis, LAB_QUEUE)}
 
 
 def lab_status() -> dict:
     """Workers and scheduler as the Lab's home page shows them."""
     redis = get_redis()
-    return {"workers": Worker.count(connection=redis), "scheduler": scheduler_alive(redis, LAB_QUEUE)}
+    return {"workers": rq_storage.worker_count(redis), "scheduler": scheduler_alive(redis, LAB_QUEUE)}
 
 
 def events(state: live.LiveState) -> list[dict]:
@@ -554,8 +488,8 @@ def stats(summary: dict, state: live.LiveState | None, model: delivery.DeliveryM
 
 
 def _charts(state: live.LiveState, now: float) -> dict:
-    series = charts.series_from_buckets(state.buckets, now=now)
-    hist_x, hist_y, hist_bin = charts.retry_histogram(state.retry_hist, state.t0)
+    series = series_from_buckets(state.buckets, now=now)
+    hist_x, hist_y, hist_bin = retry_histogram(state.retry_hist, state.t0)
     per = f"per {series.bin_s} s" if series.bin_s > 1 else "per second"
     return {
         "series": series,

@@ -1,13 +1,17 @@
 """The worker class `make run` and the tests start (through django-rq's `rqworker-pool`)."""
 
+import gc
 import logging
-from datetime import UTC, datetime
 
+from django.db import DatabaseError, connections
 from redis import Redis
 from rq import Worker
 from rq.job_lifecycle import call_exception_handlers
-from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
-from rq.utils import utcparse
+
+from sandbox.jobs import INJECTED, on_horse_killed
+from sandbox.live import parse_job_id
+from sandbox.models import Experiment, LedgerEntry
+from sandbox.rq_storage import scheduler_heartbeat_age
 
 # A busy worker heartbeats every this many seconds; the janitor uses it to spot dead workers fast.
 HEARTBEAT_SECONDS = 2
@@ -21,8 +25,6 @@ SCHEDULER_STALE_SECONDS = 10
 
 class LabWorker(Worker):
     def __init__(self, *args, **kwargs):
-        from sandbox.jobs import on_horse_killed
-
         kwargs.setdefault("job_monitoring_interval", HEARTBEAT_SECONDS)
         kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
@@ -34,9 +36,6 @@ class LabWorker(Worker):
         warm_up()
 
     def handle_exception(self, job, *exc_info):
-        from sandbox.jobs import INJECTED
-        from sandbox.live import parse_job_id
-
         # sandbox.jobs.on_failure already logged an injected fault in one line; its traceback is noise.
         # Anything else keeps RQ's full traceback.
         if parse_job_id(job.id) and exc_info[0] is not None and issubclass(exc_info[0], INJECTED):
@@ -45,8 +44,6 @@ class LabWorker(Worker):
             super().handle_exception(job, *exc_info)
 
     def fork_work_horse(self, job, queue):
-        import gc
-
         gc.freeze()
         super().fork_work_horse(job, queue)
 
@@ -64,10 +61,6 @@ def warm_up() -> None:
     starts its job about 10 ms sooner. The connection itself is closed again: a forked child must
     open its own.
     """
-    from django.db import DatabaseError, connections
-
-    from sandbox.models import Experiment, LedgerEntry
-
     try:
         LedgerEntry.objects.filter(experiment_id=0, order_number=0).exists()
         Experiment.objects.filter(pk=0, status=Experiment.Status.RUNNING).update(status=Experiment.Status.RUNNING)
@@ -75,17 +68,6 @@ def warm_up() -> None:
         pass  # no database yet: the horse will say so when a job needs it
     finally:
         connections.close_all()
-
-
-def scheduler_heartbeat_age(connection: Redis, queue: str = "lab") -> tuple[bytes | None, float | None]:
-    """(lock holder, seconds since its last heartbeat) — (None, None) when no scheduler holds the lock."""
-    holder = connection.get(RQScheduler.get_locking_key(queue))
-    if not holder:
-        return None, None
-    raw = connection.hget(SCHEDULER_KEY_TEMPLATE % holder.decode(), "last_heartbeat")
-    if not raw:
-        return holder, None
-    return holder, (datetime.now(UTC) - utcparse(raw.decode()).replace(tzinfo=UTC)).total_seconds()
 
 
 def scheduler_alive(connection: Redis, queue: str = "lab", fresh_seconds: float = SCHEDULER_STALE_SECONDS) -> bool:

@@ -24,6 +24,7 @@ from rq.registry import ScheduledJobRegistry
 
 from prepsite.redis_conn import get_redis
 from sandbox import experiments, limits, live, readmodel, rq_storage
+from sandbox import outcome as run_outcome
 from sandbox.budget import HORIZON_S, MAX_WORKER_SECONDS
 from sandbox.models import Experiment, LedgerEntry
 from sandbox.presets import PRESETS
@@ -314,7 +315,7 @@ def test_a_dead_workers_job_shows_as_lost_until_the_janitor_retries_it(rq_worker
     os.kill(running["pid"], signal.SIGKILL)
 
     def shown_lost() -> bool:
-        view = readmodel.live_view(experiment, readmodel.read_state(experiment, events=5), with_links=False)
+        view = readmodel.live_view(experiment, run_outcome.read_state(experiment, events=5), with_links=False)
         return any(row["lost"] for row in view["running_jobs"]) and view["timeline"][0]["status"] == "worker lost"
 
     wait_for(shown_lost, 12, message="the live view to say the worker was lost")

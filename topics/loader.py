@@ -18,6 +18,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
+from prepsite.links import lab_link
 from prepsite.shared_pages import shared_pages_clear
 from topics.markdown import LinkError, LinkErrors, Rendered, ResolvedLink, render_markdown
 from topics.models import RESERVED_SECTION_SLUGS, Question, Section, Topic
@@ -373,14 +374,12 @@ def _render_followups(tree: list[dict], source: SourceFile, resolve, problems: _
 
 
 def _resolver(plan: _TopicPlan):
-    lab_url = reverse("sandbox:home")
-
     def resolve(scheme: str, target: str) -> ResolvedLink:
         href = f"{scheme}:{target}"
         if scheme == "lab":
             if target not in plan.lab_presets:
                 raise LinkError(href, f"unknown Lab preset {target!r} in link {href!r}")
-            return ResolvedLink(f"{lab_url}?preset={target}", "lab-link")
+            return ResolvedLink(lab_link(target), "lab-link")
         if scheme == "question":
             if target not in plan.questions:
                 raise LinkError(href, f"unknown question {target!r} in link {href!r}")

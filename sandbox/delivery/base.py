@@ -1,14 +1,12 @@
 """The interface every delivery model implements (sandbox.delivery.MODELS holds one of each)."""
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from redis import Redis
 
+from sandbox import live
+from sandbox.models import Experiment
 from sandbox.presets import DEFAULTS
-
-if TYPE_CHECKING:
-    from sandbox import live
-    from sandbox.models import Experiment
 
 
 def model_name(params: dict) -> str:
@@ -40,16 +38,16 @@ class DeliveryModel(Protocol):
     def lag_labels(self, params: dict) -> list[str]:
         """One label per line of its lag chart."""
 
-    def admit(self, experiment: "Experiment", *, run: str, arrivals: dict[int, float], schedule: dict) -> None:
+    def admit(self, experiment: Experiment, *, run: str, arrivals: dict[int, float], schedule: dict) -> None:
         """Put every admitted message on its way (arrivals: job -> when it arrives)."""
 
-    def stop(self, experiment: "Experiment", jobs: range) -> list[int]:
+    def stop(self, experiment: Experiment, jobs: range) -> list[int]:
         """Take the jobs that have not started off their way; returns those taken."""
 
-    def redrive(self, experiment: "Experiment", recorder: "live.Recorder", jobs: list[int]) -> int:
+    def redrive(self, experiment: Experiment, recorder: live.Recorder, jobs: list[int]) -> int:
         """Deliver dead-lettered jobs again with their whole retry budget; returns how many."""
 
-    def discard(self, experiment: "Experiment", recorder: "live.Recorder", jobs: list[int]) -> int:
+    def discard(self, experiment: Experiment, recorder: live.Recorder, jobs: list[int]) -> int:
         """Drop dead-lettered jobs for good; returns how many."""
 
     def redis_view(self, experiment_id: int, params: dict, redis: Redis | None = None) -> dict[str, Any]:

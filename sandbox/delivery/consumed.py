@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox import live
+from sandbox import keys, live
 
 GROUP = "lab"
-ACTIVE = "lab:delivery:active"  # experiment id -> model, while its messages may still move
-DELAYED = "lab:delivery:delayed"  # "E:job" -> when it arrives (arrivals spread over time)
-MEMBERS = "lab:consumers"  # consumer name -> last heartbeat
-MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing", "run", "killed_for"}
+ACTIVE, DELAYED, MEMBERS, MEMBER_INFO = keys.ACTIVE, keys.DELAYED, keys.MEMBERS, keys.MEMBER_INFO
 SESSION_S = 3.0  # a consumer silent this long has left the group
 LEASE_MS = 3000  # a partition's owner renews this while it works; a dead owner's lease runs out
 CONSUMER_NAME = re.compile(r"c([0-9]{1,2})-([0-9]{1,10})")  # consumer_name(slot, pid)
@@ -36,7 +33,7 @@ def consumer_slot(name: str) -> int:
 
 
 def kill_key(name: str) -> str:
-    return f"lab:consumer:kill:{name}"
+    return keys.consumer_kill(name)
 
 
 @dataclass

@@ -141,7 +141,7 @@ def test_cli_json_and_the_live_view_show_the_same_outcome(rq_workers, capsys, cl
 
     from django.urls import reverse
 
-    from sandbox import readmodel
+    from sandbox import outcome as run_outcome
     from sandbox.models import Experiment
     from tests.sandbox.helpers import anonymous_visitor
 
@@ -150,7 +150,7 @@ def test_cli_json_and_the_live_view_show_the_same_outcome(rq_workers, capsys, cl
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     experiment = Experiment.objects.get(pk=summary["id"])
     assert summary["dead_lettered"] == 3
-    shown = readmodel.outcome(experiment)
+    shown = run_outcome.outcome(experiment)
     assert {k: v for k, v in shown.items() if k != "expired"} == {
         k: v for k, v in summary.items() if k in shown and k != "expired"
     }

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from prepsite.redis_conn import get_redis
-from sandbox import delivery, live, readmodel
+from sandbox import delivery, live
+from sandbox import outcome as run_outcome
 from sandbox.fault_plan import FaultPlan
 from sandbox.models import LedgerEntry
 from sandbox.presets import PRESETS
@@ -93,7 +94,7 @@ def test_a_poison_message_blocks_its_partition_until_it_is_parked(rq_workers):
     assert lag_parked[stalled] < lag_blocked[stalled] / 2
     # Blocked, the messages queued behind the poison one waited out its retries (its own latency is the
     # same either way: it is retried until the DLQ); parked, they did not wait.
-    blocked_p95, parked_p95 = readmodel.outcome(blocked)["p95_ms"], readmodel.outcome(parked)["p95_ms"]
+    blocked_p95, parked_p95 = run_outcome.outcome(blocked)["p95_ms"], run_outcome.outcome(parked)["p95_ms"]
     assert blocked_p95 > 5_000  # at least the poison message's backoffs: a slower machine only adds to it
     assert parked_p95 < blocked_p95 / 2
     for run in (blocked, parked):
@@ -167,7 +168,7 @@ def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, mo
             "pending": 0,
             "dead_letter_stream": c["dead_lettered"],
         }
-    summary = readmodel.outcome(experiment)
+    summary = run_outcome.outcome(experiment)
     assert {"redeliveries", "order_violations", "max_lag"} <= set(summary)
     assert json.dumps(summary)
 

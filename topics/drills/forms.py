@@ -2,6 +2,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from topics.drills.models import ANSWER_MAX, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
+from topics.models import Question
 
 IMPORT_MAX_BYTES = 5 * 1024 * 1024
 
@@ -70,8 +71,6 @@ class MockStartForm(forms.Form):
     question = forms.ModelChoiceField(queryset=None, required=False, label="Interview prompt")
 
     def __init__(self, *args, **kwargs):
-        from topics.models import Question
-
         super().__init__(*args, **kwargs)
         field = self.fields["question"]
         field.queryset = Question.objects.select_related("topic").in_order()

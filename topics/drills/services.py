@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import urlencode
 
+from prepsite.links import lab_link
 from prepsite.visitor import Visitor
 from topics.drills import scheduling
 from topics.drills.matching import match_key_points
@@ -654,17 +653,13 @@ def mock_prompt_surprise() -> tuple[Question | None, str]:
     return staff, SURPRISE_FALLBACK_NOTE if staff is not None else ""
 
 
-def _lab_url(preset: str) -> str:
-    return f"{reverse('sandbox:home')}?{urlencode({'preset': preset})}"
-
-
 def mock_curveballs(question: Question) -> list[dict]:
     """The interviewer's curveballs: the prompt's own follow-ups first, then the topic's, with Lab links."""
     balls = [{"text": text} for text in question.followups if isinstance(text, str) and text.strip()]
     for ball in question.topic.curveballs:
-        extra = {"url": _lab_url(ball["preset"])} if ball.get("preset") else {}
+        extra = {"url": lab_link(ball["preset"])} if ball.get("preset") else {}
         if ball.get("also"):
-            extra["also_url"] = _lab_url(ball["also"])
+            extra["also_url"] = lab_link(ball["also"])
         balls.append({**ball, **extra})
     return balls
 

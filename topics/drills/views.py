@@ -8,11 +8,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import push_url
 
+from prepsite.links import lab_link
 from prepsite.ratelimit import allow
 from prepsite.shared_pages import shared_page
 from prepsite.visitor import client_address, limit_key, visitor_for
@@ -50,7 +50,7 @@ def section_url(question: Question) -> str:
 
 
 def lab_url(question: Question) -> str:
-    return f"{reverse('sandbox:home')}?{urlencode({'preset': question.preset})}" if question.preset else ""
+    return lab_link(question.preset) if question.preset else ""
 
 
 def question_context(question: Question, **extra) -> dict:

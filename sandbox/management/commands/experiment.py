@@ -9,7 +9,8 @@ from redis.exceptions import RedisError
 
 from prepsite.redis_conn import redis_is_full
 from prepsite.visitor import CLI
-from sandbox import delivery, experiments, live, readmodel
+from sandbox import delivery, experiments, live
+from sandbox import outcome as run_outcome
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
 from sandbox.presets import DEFAULTS, PRESETS
@@ -39,7 +40,7 @@ def redis_problem(exc: RedisError) -> str:
 
 def result_line(experiment: Experiment, state: live.LiveState, elapsed: float) -> dict:
     """The JSON summary: the same outcome the live view shows (sandbox.readmodel), plus the run's own."""
-    outcome = readmodel.outcome(experiment, state)
+    outcome = run_outcome.outcome(experiment, state)
     return {
         "id": experiment.pk,
         "preset": experiment.preset,
@@ -114,7 +115,7 @@ class Command(BaseCommand):
         lost_at = None
         while True:
             try:
-                return readmodel.read_state(experiment)
+                return run_outcome.read_state(experiment)
             except RedisError as exc:
                 lost_at = lost_at or time.monotonic()
                 if time.monotonic() - lost_at > BLIP_SECONDS:

@@ -1,6 +1,8 @@
-"""Logging filters for `make run`'s output (see LOGGING in settings)."""
+"""The Lab's logging filter for `make run`'s output (named in LOGGING in settings)."""
 
 import logging
+
+from sandbox.live import parse_job_id
 
 
 class QuietLabJobs(logging.Filter):
@@ -13,7 +15,5 @@ class QuietLabJobs(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("rq.") or record.levelno >= logging.ERROR:
             return True
-        from sandbox.live import parse_job_id  # not at import time: logging is configured before apps load
-
         args = record.args if isinstance(record.args, tuple) else ()
         return not any(isinstance(arg, str) and parse_job_id(arg) for arg in args)
