@@ -192,12 +192,12 @@ AXES_CLIENT_IP_CALLABLE = "topics.drills.accounts.login_client_address"
 AXES_LOCKOUT_CALLABLE = "topics.drills.accounts.login_locked_out"
 AXES_DISABLE_ACCESS_LOG = True  # no table of every successful log-in: nothing reads it
 # Study's `lab:` links and `preset:` fields name Lab presets; the project layer says where they are.
-STUDY_LAB_PRESETS = "sandbox.presets.PRESETS"
+STUDY_LAB_PRESETS = "sandbox.engine.presets.PRESETS"
 DRILLS_NEW_PER_DAY = int(os.environ.get("DRILLS_NEW_PER_DAY", "10"))
 
 SITE_NAME = "Queue Prep"
 # What /healthz checks besides the database: each app contributes its own (prepsite imports no app).
-HEALTH_CHECKS = ["sandbox.health.lab"]
+HEALTH_CHECKS = ["sandbox.ops.health.lab"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -206,9 +206,9 @@ LOGOUT_REDIRECT_URL = "home"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"quiet_lab_jobs": {"()": "sandbox.logs.QuietLabJobs"}},
+    "filters": {"quiet_lab_jobs": {"()": "sandbox.ops.logs.QuietLabJobs"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["quiet_lab_jobs"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
-    # One line per Lab attempt (sandbox.jobs), shown whatever LOG_LEVEL says about everything else.
+    # One line per Lab attempt (sandbox.ops.jobs), shown whatever LOG_LEVEL says about everything else.
     "loggers": {"sandbox.lab": {"level": "INFO"}},
 }

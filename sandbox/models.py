@@ -29,7 +29,7 @@ class Experiment(models.Model):
     params = models.JSONField()
     seed = models.BigIntegerField()
     prediction = models.TextField(blank=True, max_length=2000)
-    # The learner's numeric predictions, {key: number} as sandbox.predictions defines the keys per preset.
+    # The learner's numeric predictions, {key: number} as sandbox.liveview.predictions defines the keys per preset.
     predicted = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     summary = models.JSONField(null=True, blank=True)

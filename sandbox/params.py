@@ -2,7 +2,8 @@
 
 from django import forms
 
-from sandbox.budget import (
+from sandbox.delivery import MODELS
+from sandbox.engine.budget import (
     HORIZON_S,
     MAX_JOBS,
     MAX_PARTITIONS,
@@ -10,8 +11,7 @@ from sandbox.budget import (
     schedule_span_s,
     worst_case_worker_seconds,
 )
-from sandbox.delivery import MODELS
-from sandbox.presets import DEFAULTS, PRESETS
+from sandbox.engine.presets import DEFAULTS, PRESETS
 
 # How the form reads, top to bottom: every parameter (DEFAULTS) and the seed, each exactly once.
 FIELD_GROUPS: list[tuple[str, list[str]]] = [

@@ -1,4 +1,4 @@
-"""The Lab's pages: HTTP glue over sandbox.experiments (actions) and sandbox.readmodel (what is shown).
+"""The Lab's pages: HTTP glue over sandbox.engine.experiments (actions) and sandbox.liveview (what is shown).
 
 Experiments are looked up through their owner (another visitor gets a 404 for everything); Redis errors
 propagate to prepsite.middleware, which answers 503 with a banner."""
@@ -13,13 +13,16 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from prepsite.visitor import limit_key, visitor_for
-from sandbox import delivery, experiments, panels, readmodel
-from sandbox.budget import MAX_JOBS
+from sandbox import delivery
+from sandbox.engine import experiments
+from sandbox.engine.budget import MAX_JOBS
+from sandbox.engine.presets import PRESETS
+from sandbox.liveview import compare as comparing
+from sandbox.liveview import home, panels
+from sandbox.liveview.predictions import PredictionForm
+from sandbox.liveview.watch import allows
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
-from sandbox.predictions import PredictionForm
-from sandbox.presets import PRESETS
-from sandbox.watch import allows
 
 HISTORY_ROWS = 100
 PICK_TWO = {"nav": "lab", "error": "Pick exactly two experiments to compare."}
@@ -35,7 +38,7 @@ def owned_experiment(request: HttpRequest, pk: int) -> Experiment:
 
 def home_context(request: HttpRequest, form: ExperimentForm, preset_name: str, prediction_form=None) -> dict:
     mine = Experiment.objects.owned_by(visitor_for(request))
-    return {"nav": "lab", **readmodel.lab_home(mine, preset_name, form, prediction_form)}
+    return {"nav": "lab", **home.lab_home(mine, preset_name, form, prediction_form)}
 
 
 def _own_run(request: HttpRequest, raw: str) -> Experiment | None:
@@ -143,7 +146,7 @@ def start_models(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def history(request: HttpRequest) -> HttpResponse:
-    rows = readmodel.history(Experiment.objects.owned_by(visitor_for(request))[:HISTORY_ROWS])
+    rows = home.history(Experiment.objects.owned_by(visitor_for(request))[:HISTORY_ROWS])
     return render(request, "sandbox/history.html", {"nav": "lab", "rows": rows})
 
 
@@ -162,7 +165,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     if ids is None:
         return render(request, "sandbox/compare.html", PICK_TWO, status=400)
     a, b = (owned_experiment(request, pk) for pk in ids)
-    context = {"nav": "lab", **readmodel.comparison(a, b)}
+    context = {"nav": "lab", **comparing.comparison(a, b)}
     return render(request, "sandbox/compare.html#body" if request.htmx else "sandbox/compare.html", context)
 
 
@@ -182,7 +185,7 @@ def render_panels(request: HttpRequest, experiment: Experiment, *, flash: str = 
 
 @require_safe
 def live_panels(request: HttpRequest, pk: int) -> HttpResponse:
-    """The poll (sandbox.panels): 204 when nothing changed since the page's version, else every panel as an
+    """The poll (sandbox.liveview.panels): 204 when nothing changed since the page's version, else every panel as an
     out-of-band morph (focus stays put); 286 once nothing can change. The page's watch token spares the session."""
     if not allows(request.GET.get("t", ""), pk):
         pk = owned_experiment(request, pk).pk

@@ -23,11 +23,12 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from prepsite.redis_conn import get_redis
-from sandbox import experiments, limits, live, readmodel, rq_storage
-from sandbox import outcome as run_outcome
-from sandbox.budget import HORIZON_S, MAX_WORKER_SECONDS
+from sandbox.engine import experiments, limits, live, rq_storage
+from sandbox.engine import outcome as run_outcome
+from sandbox.engine.budget import HORIZON_S, MAX_WORKER_SECONDS
+from sandbox.engine.presets import PRESETS
+from sandbox.liveview import readmodel
 from sandbox.models import Experiment, LedgerEntry
-from sandbox.presets import PRESETS
 from tests.conftest import BASE_DIR, wait_for
 from tests.sandbox.helpers import start, wait_finished, wait_state
 
@@ -129,7 +130,7 @@ def all_busy() -> bool:
 
 def limits_granted() -> dict:
     """The concurrency RQ enforces for each visitor right now."""
-    from sandbox.fairshare import rate_key
+    from sandbox.engine.fairshare import rate_key
 
     redis = get_redis()
     return {
@@ -213,7 +214,7 @@ def test_the_reaper_ends_a_run_that_can_make_no_progress(lab_engine):
     assert Experiment.objects.get(pk=stuck.pk).status == Experiment.Status.RUNNING
     # Older than that, running in the database but nothing in Redis will ever finish it (its keys are gone).
     Experiment.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - timedelta(seconds=60))
-    assert experiments.reap() == [stuck.pk]  # the janitor calls this on every pass (sandbox/janitor.py)
+    assert experiments.reap() == [stuck.pk]  # the janitor calls this on every pass (sandbox/ops/janitor.py)
     assert Experiment.objects.get(pk=stuck.pk).status == Experiment.Status.STOPPED
     assert Experiment.objects.get(pk=experiment.pk).status == Experiment.Status.FINISHED
 

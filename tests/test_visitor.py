@@ -9,8 +9,8 @@ from django.test import Client
 from django.urls import reverse
 
 from prepsite.visitor import ANON_KEY
+from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
-from sandbox.presets import PRESETS
 from tests.drills.conftest import make_question
 from topics.drills.models import Attempt, Card, MockInterview
 from topics.models import SectionUnderstood
@@ -142,7 +142,7 @@ def test_every_app_asks_one_identity_function():
 
 
 def test_the_drill_for_a_preset_comes_from_question_front_matter(queueing):
-    from sandbox.readmodel import preset_links
+    from sandbox.liveview.readmodel import preset_links
 
     links = preset_links(["poison"])["poison"]
     first = queueing.questions.filter(preset="poison").in_order().first()
@@ -153,7 +153,7 @@ def test_the_drill_for_a_preset_comes_from_question_front_matter(queueing):
 
 
 def test_without_content_a_preset_has_no_links_rather_than_broken_ones(db):
-    from sandbox.readmodel import preset_links
+    from sandbox.liveview.readmodel import preset_links
 
     make_question("other", topic_slug="other", preset="flaky")
     assert preset_links(["poison"])["poison"] == {"study_url": None, "study_title": "", "drill_url": None}

@@ -4,9 +4,9 @@ from typing import Any, Protocol
 
 from redis import Redis
 
-from sandbox import live
+from sandbox.engine import live
+from sandbox.engine.presets import DEFAULTS
 from sandbox.models import Experiment
-from sandbox.presets import DEFAULTS
 
 
 def model_name(params: dict) -> str:

@@ -1,7 +1,7 @@
 """What the consumed models (stream and log) share: consumer-group membership, the delayed-arrival
 mover's publishing, leases' timing, and a base class for the parts both models do alike.
 
-Consumers are real processes (`manage.py lab_consumers`, sandbox/stream_consumer.py); they serve
+Consumers are real processes (`manage.py lab_consumers`, sandbox/ops/consumers.py); they serve
 every running experiment of both models, one message per experiment per turn, so no run can starve
 another. Each model says how it takes its turn, extends its lease, acknowledges and retries.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox import keys, live
+from sandbox.engine import keys, live
 
 GROUP = "lab"
 ACTIVE, DELAYED, MEMBERS, MEMBER_INFO = keys.ACTIVE, keys.DELAYED, keys.MEMBERS, keys.MEMBER_INFO

@@ -14,7 +14,6 @@ import time
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox import live
 from sandbox.delivery.base import order_lesson
 from sandbox.delivery.consumed import (
     LEASE_MS,
@@ -25,7 +24,8 @@ from sandbox.delivery.consumed import (
     context_of,
     partition_of,
 )
-from sandbox.presets import DEFAULTS
+from sandbox.engine import live
+from sandbox.engine.presets import DEFAULTS
 
 LEASE_S = LEASE_MS / 1000
 
@@ -92,7 +92,7 @@ class LogModel(ConsumedModel):
         count = self.partitions(context[0]) if context else 0
         return [*(partition_lease(experiment_id, p) for p in range(count)), retry_topic_lease(experiment_id)]
 
-    # --- the consuming side (`consumer` is a sandbox.stream_consumer.Consumer)
+    # --- the consuming side (`consumer` is a sandbox.ops.consumers.Consumer)
     def turn(self, consumer, experiment_id: int, params: dict, run: str, names: list[str]) -> bool:
         """Every partition this consumer owns, then the retry topic if it owns that: one message each."""
         worked = False

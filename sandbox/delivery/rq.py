@@ -1,6 +1,6 @@
 """`rq` (the default): RQ's list per queue and job hashes, a forking worker per job, retries scheduled by RQ.
 
-RQ's storage itself is reached only through sandbox.rq_storage.
+RQ's storage itself is reached only through sandbox.engine.rq_storage.
 """
 
 from datetime import timedelta
@@ -11,8 +11,8 @@ from rq.job import Callback
 from rq.rate_limit import RateLimit
 
 from prepsite.redis_conn import get_redis
-from sandbox import fairshare, live, rq_storage
 from sandbox.delivery.base import order_lesson
+from sandbox.engine import fairshare, live, rq_storage
 from sandbox.models import Experiment
 
 REDRIVE_PER_SECOND = 20  # a redrive is itself a spike: release the DLQ in paced batches
@@ -62,13 +62,13 @@ class RqModel:
                 failure_ttl=live.TTL_SECONDS,
                 ttl=live.JOB_TTL_SECONDS,
                 retry=Retry(max=params["max_retries"], interval=schedule[job]) if params["max_retries"] else None,
-                on_failure=Callback("sandbox.jobs.on_failure"),
+                on_failure=Callback("sandbox.ops.jobs.on_failure"),
                 rate_limit=rate_limit,
             )
             if spaced:
-                queue.enqueue_in(timedelta(seconds=at - first), "sandbox.jobs.charge_order", **options)
+                queue.enqueue_in(timedelta(seconds=at - first), "sandbox.ops.jobs.charge_order", **options)
             else:
-                queue.enqueue("sandbox.jobs.charge_order", **options)
+                queue.enqueue("sandbox.ops.jobs.charge_order", **options)
 
     def stop(self, experiment: Experiment, jobs: range) -> list[int]:
         """Off RQ's schedule, the rate limiter and the queue at once; the taken jobs are deleted."""

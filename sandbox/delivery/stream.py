@@ -13,10 +13,10 @@ import math
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox import live
 from sandbox.delivery.base import order_lesson
 from sandbox.delivery.consumed import GROUP, ConsumedModel, Delivery, commit
-from sandbox.presets import DEFAULTS
+from sandbox.engine import live
+from sandbox.engine.presets import DEFAULTS
 
 
 def visibility_timeout_s(params: dict) -> float:
@@ -52,7 +52,7 @@ class StreamModel(ConsumedModel):
         redis.xgroup_create(live.key(experiment_id, "q"), GROUP, id="0", mkstream=True)
         redis.expire(live.key(experiment_id, "q"), live.TTL_SECONDS)
 
-    # --- the consuming side (`consumer` is a sandbox.stream_consumer.Consumer)
+    # --- the consuming side (`consumer` is a sandbox.ops.consumers.Consumer)
     def turn(self, consumer, experiment_id: int, params: dict, run: str, names: list[str]) -> bool:
         """Claim a message idle past the visibility timeout, else read a new one; work it."""
         redis, stream = consumer.redis, live.key(experiment_id, "q")

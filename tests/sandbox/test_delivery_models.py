@@ -9,11 +9,12 @@ import re
 import pytest
 
 from prepsite.redis_conn import get_redis
-from sandbox import delivery, live
-from sandbox import outcome as run_outcome
-from sandbox.fault_plan import FaultPlan
+from sandbox import delivery
+from sandbox.engine import live
+from sandbox.engine import outcome as run_outcome
+from sandbox.engine.fault_plan import FaultPlan
+from sandbox.engine.presets import PRESETS
 from sandbox.models import LedgerEntry
-from sandbox.presets import PRESETS
 from tests.conftest import STATE, wait_for
 from tests.sandbox.helpers import FAST, start, wait_finished, wait_state
 
@@ -149,7 +150,7 @@ def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, mo
     if model == "rq":
         from rq.registry import FailedJobRegistry
 
-        from sandbox.rq_storage import lab_queue
+        from sandbox.engine.rq_storage import lab_queue
 
         def filed() -> set[int]:
             failed = FailedJobRegistry(queue=lab_queue()).get_job_ids(cleanup=False)
@@ -174,7 +175,7 @@ def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, mo
 
 
 def test_a_stream_run_is_refused_with_a_reason_when_no_consumer_is_running(db, monkeypatch):
-    from sandbox import experiments
+    from sandbox.engine import experiments
     from sandbox.models import Experiment
 
     monkeypatch.setattr(delivery, "members", lambda redis, now=None: [])
@@ -192,7 +193,7 @@ def test_a_kill_for_one_run_neither_fails_another_runs_message_nor_stalls_its_pa
     """Consumers are shared, but each run stands for its own consumer group: a visitor who kills a
     consumer busy with someone else's message lets that message finish, and the partitions it held for
     other runs are handed back at once instead of waiting out the 3 s lease."""
-    from sandbox import experiments
+    from sandbox.engine import experiments
 
     redis = get_redis()
     wait_for(lambda: len(delivery.members(redis)) >= 3, 30, message="three consumers")

@@ -1,4 +1,4 @@
-"""Contract tests for sandbox/rq_storage.py: each pins one assumption the adapter makes about how the
+"""Contract tests for sandbox/engine/rq_storage.py: each pins one assumption the adapter makes about how the
 installed rq stores its data in Redis. rq is pinned exactly (requirements.txt); after an upgrade, a
 failure here names the assumption that no longer holds and the adapter function to fix.
 
@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.rate_limit import RateLimit
 from rq.scheduler import RQScheduler
 
-from sandbox import rq_storage
+from sandbox.engine import rq_storage
 
 
 def noop() -> str:
@@ -53,7 +53,9 @@ def work(queue: Queue) -> None:
 
 
 def test_rq_version_is_the_one_these_contracts_were_written_for():
-    assert rq.__version__ == "3.0.0", "rq changed: re-read sandbox/rq_storage.py against it, then update this pin"
+    assert rq.__version__ == "3.0.0", (
+        "rq changed: re-read sandbox/engine/rq_storage.py against it, then update this pin"
+    )
 
 
 def test_a_job_lives_in_a_hash_under_the_rq_job_prefix(queue):

@@ -5,11 +5,12 @@ import re
 import pytest
 from django.urls import reverse
 
-from sandbox import charts, experiments, limits, live
-from sandbox.explain import explain
+from prepsite import charts
+from sandbox.engine import experiments, limits, live
+from sandbox.engine.presets import PRESETS
+from sandbox.engine.series import MAX_POINTS, depth_samples, lag_series, retry_histogram, series_from_buckets
+from sandbox.liveview.explain import explain
 from sandbox.models import Experiment
-from sandbox.presets import PRESETS
-from sandbox.series import MAX_POINTS, depth_samples, lag_series, retry_histogram, series_from_buckets
 from tests.conftest import wait_for
 from tests.sandbox.helpers import FAST, anonymous_visitor, wait_finished, wait_state
 
@@ -442,7 +443,7 @@ def test_lag_holds_each_sample_until_the_next_and_bins_keep_the_peak():
 
 
 def test_delivery_events_read_as_words():
-    from sandbox import readmodel
+    from sandbox.liveview import readmodel
 
     state = live.LiveState(1, exists=True, t0=100.0, events=[
         {"id": "1-0", "t": "101", "kind": "order_violation", "job": "6", "detail": "customer 2: event 2 applied after a later one"},

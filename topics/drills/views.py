@@ -1,4 +1,4 @@
-"""Drill views: a few lines of HTTP glue each; the rules live in services.py and the models."""
+"""Drill views: a few lines of HTTP glue each; the rules live in services/ and the models."""
 
 from django.contrib import messages
 from django.contrib.auth import login
@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import push_url
 
+from prepsite.charts import day_bars
 from prepsite.links import lab_link
 from prepsite.ratelimit import allow
 from prepsite.shared_pages import shared_page
@@ -278,7 +279,7 @@ def progress(request: HttpRequest) -> HttpResponse:
         {
             "nav": "drills",
             "progress": data,
-            "chart": services.bar_chart(data.per_day),
+            "chart": day_bars(data.per_day),
             "mastered_rule": scheduling.MASTERED_RULE,
             "readiness_rule": services.READINESS_RULE,
             "import_form": ImportForm(),

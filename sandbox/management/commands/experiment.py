@@ -9,11 +9,12 @@ from redis.exceptions import RedisError
 
 from prepsite.redis_conn import redis_is_full
 from prepsite.visitor import CLI
-from sandbox import delivery, experiments, live
-from sandbox import outcome as run_outcome
+from sandbox import delivery
+from sandbox.engine import experiments, live
+from sandbox.engine import outcome as run_outcome
+from sandbox.engine.presets import DEFAULTS, PRESETS
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
-from sandbox.presets import DEFAULTS, PRESETS
 
 KNOWN = {*DEFAULTS, "seed"}
 BLIP_SECONDS = 30  # how long a run keeps following through a Redis outage before giving up
@@ -39,7 +40,7 @@ def redis_problem(exc: RedisError) -> str:
 
 
 def result_line(experiment: Experiment, state: live.LiveState, elapsed: float) -> dict:
-    """The JSON summary: the same outcome the live view shows (sandbox.readmodel), plus the run's own."""
+    """The JSON summary: the same outcome the live view shows (sandbox.liveview.readmodel), plus the run's own."""
     outcome = run_outcome.outcome(experiment, state)
     return {
         "id": experiment.pk,

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis
 from sandbox import delivery
-from sandbox.stream_consumer import Consumer
+from sandbox.ops.consumers import Consumer
 
 TICK_S = 0.05
 RESTART_AFTER_S = {"killed": 5.0, "exited": 1.0}  # a killed consumer stays dead long enough to see a rebalance

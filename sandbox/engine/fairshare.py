@@ -15,12 +15,12 @@ import hashlib
 
 from redis import Redis
 
-from sandbox import live, rq_storage
-from sandbox.budget import MAX_JOBS
+from sandbox.engine import live, rq_storage
+from sandbox.engine.budget import MAX_JOBS
 from sandbox.models import Experiment
 
 HEADROOM_FROM = 3  # workers
-FRESH_WORKER_SECONDS = 15  # busy workers beat every 2 s, idle ones every ~5 s (sandbox.workers)
+FRESH_WORKER_SECONDS = 15  # busy workers beat every 2 s, idle ones every ~5 s (sandbox.ops.workers)
 
 
 def rate_key(limit_key: str) -> str:

@@ -1,6 +1,6 @@
 """Time series of one run, from its per-second buckets: queue depth, in flight, outcomes, lag, retries.
 
-Numbers only; sandbox/charts.py draws them.
+Numbers only; prepsite/charts.py draws them.
 """
 
 import math
@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 
 MAX_POINTS = 240  # longer runs are binned so a chart never draws more than this many slots
-MIN_SLOTS = 10  # a run of a few seconds still gets a readable axis, which then fills up
 
 
 @dataclass

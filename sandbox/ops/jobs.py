@@ -9,20 +9,20 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from sandbox import consumer, experiments
-from sandbox.live import Recorder, parse_job_id
+from sandbox.engine import experiments, handler
+from sandbox.engine.live import Recorder, parse_job_id
 
 # One line per attempt of a Lab job (RQ's own per-job lines are filtered out by prepsite.logs).
 log = logging.getLogger("sandbox.lab")
 # Faults the Lab injects on purpose: expected, so one line each and no traceback.
-INJECTED = (consumer.TransientError, consumer.PoisonMessage, JobTimeoutException)
+INJECTED = (handler.TransientError, handler.PoisonMessage, JobTimeoutException)
 
 
 def charge_order(experiment_id: int, job_index: int, run: str = "") -> str:
     job = get_current_job()
     # RQ's own connection is already open in the work-horse; a second one would cost a handshake per job.
     recorder = Recorder(experiment_id, job.connection)
-    outcome = consumer.process(recorder, job_index, job_id=job.id, worker=job.worker_name or "", run=run)
+    outcome = handler.process(recorder, job_index, job_id=job.id, worker=job.worker_name or "", run=run)
     log.info("%s: %s", attempt_label(job), outcome)
     if recorder.may_be_finished:
         experiments.finish_if_done(experiment_id, job.connection, prechecked=True)

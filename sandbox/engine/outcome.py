@@ -1,17 +1,17 @@
 """A run's outcome, one definition: counters, latency, the SLO verdict and peak lag.
 
-Stored on the Experiment row when the run finishes (sandbox.experiments) and shown by every view of
-it (sandbox.readmodel, the CLI).
+Stored on the Experiment row when the run finishes (sandbox.engine.experiments) and shown by every view of
+it (sandbox.liveview.readmodel, the CLI).
 """
 
 import time
 
 from redis import Redis
 
-from sandbox import live
+from sandbox.engine import live
+from sandbox.engine.presets import DEFAULTS
+from sandbox.engine.series import series_from_buckets
 from sandbox.models import Experiment
-from sandbox.presets import DEFAULTS
-from sandbox.series import series_from_buckets
 
 
 def read_state(experiment: Experiment, *, events: int = 0, connection: Redis | None = None) -> live.LiveState:

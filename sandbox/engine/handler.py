@@ -7,9 +7,9 @@ import time
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sandbox import rq_storage
-from sandbox.fault_plan import FaultPlan
-from sandbox.live import Recorder, flag_key
+from sandbox.engine import rq_storage
+from sandbox.engine.fault_plan import FaultPlan
+from sandbox.engine.live import Recorder, flag_key
 from sandbox.models import LedgerEntry
 
 SLICE_SECONDS = 0.05

@@ -7,7 +7,7 @@ holds it watch (not act on) that one experiment, for a day.
 
 from django.core import signing
 
-SALT = "sandbox.watch"
+SALT = "sandbox.liveview.watch"
 MAX_AGE_S = 24 * 3600
 
 

@@ -185,6 +185,20 @@ def scheduler_heartbeat_age(connection: Redis, queue: str = LAB_QUEUE) -> tuple[
     return holder, _age_s(raw, datetime.now(UTC))
 
 
+# The scheduler heartbeats every second; a lock whose holder is silent this long belongs to a dead one.
+SCHEDULER_STALE_SECONDS = 10
+
+
+def scheduler_alive(connection: Redis, queue: str = LAB_QUEUE, fresh_seconds: float = SCHEDULER_STALE_SECONDS) -> bool:
+    """True when a scheduler holds the queue's lock and has heartbeated recently.
+
+    The lock alone is not enough: after a Redis restart the lock of a dead scheduler survives in the
+    append-only file for up to a minute.
+    """
+    holder, age = scheduler_heartbeat_age(connection, queue)
+    return holder is not None and age is not None and age < fresh_seconds
+
+
 # Delete the lock only if the dead scheduler still holds it (compare-and-delete).
 _RELEASE_IF_HELD_BY = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django import forms
 
-from sandbox.budget import HORIZON_S, MAX_JOBS
+from sandbox.engine.budget import HORIZON_S, MAX_JOBS
 
 CLOSE_SHARE = 0.2  # "close": within 20% of what happened
 CLOSE_ABSOLUTE = 1  # ... or within one, so small counts are not judged by percentages
@@ -102,7 +102,7 @@ def _number(value) -> float | int | None:
 def observed(preset: str, outcome: dict, extras: dict) -> dict[str, float | int | None]:
     """What the run showed for each of the preset's predictions; None where it is not known (yet, or any more).
 
-    outcome: sandbox.outcome.outcome(); extras: {"peak_depth", "drain_s", "retry_peak"} from the live state.
+    outcome: sandbox.engine.outcome.outcome(); extras: {"peak_depth", "drain_s", "retry_peak"} from the live state.
     """
     values: dict[str, float | int | None] = {}
     for prediction in fields_for(preset):

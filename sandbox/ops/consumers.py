@@ -15,8 +15,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis
-from sandbox import consumer, delivery, experiments, live
+from sandbox import delivery
 from sandbox.delivery import Delivery
+from sandbox.engine import experiments, handler, live
 
 log = logging.getLogger("sandbox.lab")
 IDLE_MAX_S = 0.2
@@ -134,13 +135,13 @@ class Consumer:
             model.extend(self, d)
 
         try:
-            outcome = consumer.process(
+            outcome = handler.process(
                 recorder, d.job, job_id=job_id, worker=self.name, run=d.run,
                 timeout_s=float(d.params["timeout_s"]), on_beat=on_beat, beat_s=model.beat_s(d.params),
                 redeliver=lambda: ack.update(lost=True),
             )  # fmt: skip
-        except (consumer.TransientError, consumer.PoisonMessage, consumer.AttemptTimeout) as exc:
-            kind = "timeout" if isinstance(exc, consumer.AttemptTimeout) else "error"
+        except (handler.TransientError, handler.PoisonMessage, handler.AttemptTimeout) as exc:
+            kind = "timeout" if isinstance(exc, handler.AttemptTimeout) else "error"
             self._failed(recorder, d, kind, f"{type(exc).__name__}: {exc}", final=d.deliveries >= limit)
             log.info("lab exp %s job %s delivery %s/%s: %s (injected)", d.experiment_id, d.job, d.deliveries, limit,
                      type(exc).__name__)  # fmt: skip

@@ -1,11 +1,11 @@
-"""Every Redis key the Lab writes, in one place (RQ's own keys live in sandbox/rq_storage.py).
+"""Every Redis key the Lab writes, in one place (RQ's own keys live in sandbox/engine/rq_storage.py).
 
-Keys of one experiment are `lab:exp:<id>:<name>`; sandbox.live reads and writes them, the delivery
+Keys of one experiment are `lab:exp:<id>:<name>`; sandbox.engine.live reads and writes them, the delivery
 models add their streams, offsets and leases. A few keys are global: the consumer group's members,
 the delivery schedule, the janitor's heartbeat, the watched runs.
 """
 
-from sandbox.budget import MAX_JOBS, MAX_PARTITIONS
+from sandbox.engine.budget import MAX_JOBS, MAX_PARTITIONS
 
 PREFIX = "lab:"
 
@@ -29,7 +29,7 @@ def job_beat(job_id: str) -> str:
 
 
 # ---------------------------------------------------------------- one experiment's keys
-# The record (sandbox.live): counters, metadata, events, per-second buckets, job state, locks, flags.
+# The record (sandbox.engine.live): counters, metadata, events, per-second buckets, job state, locks, flags.
 RECORD = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
     "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock", "render:latest", "order",

@@ -14,10 +14,11 @@ from django_htmx.http import HTMX_STOP_POLLING
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox import experiments, live, readmodel
-from sandbox import outcome as run_outcome
+from sandbox.engine import experiments, live
+from sandbox.engine import outcome as run_outcome
+from sandbox.liveview import readmodel, render_cache
+from sandbox.liveview.watch import watch_token
 from sandbox.models import Experiment
-from sandbox.watch import watch_token
 
 TEMPLATE = "sandbox/detail.html#panels"
 WATCH_WINDOW_S = 5  # an experiment polled within this long is being watched: the renderer keeps it drawn
@@ -26,7 +27,7 @@ LATEST_FRESH_S = 1.0  # a drawing of an older version may stand in for this long
 
 def live_context(experiment: Experiment, *, with_links: bool) -> dict:
     if experiment.is_running:
-        live.watch(experiment.pk)
+        render_cache.watch(experiment.pk)
     state = run_outcome.read_state(experiment, events=20)
     if state.finished and experiment.is_running and experiments.finish_if_done(experiment.pk):
         experiment.refresh_from_db()
@@ -48,7 +49,7 @@ def payload(experiment: Experiment, *, flash: str = "", flash_error: bool = Fals
 def drawn(experiment: Experiment) -> dict:
     """The current version's payload, rendered now and kept for every other tab."""
     result = payload(experiment)
-    live.store_render(experiment.pk, result["version"], _stored(result))
+    render_cache.store_render(experiment.pk, result["version"], _stored(result))
     return result
 
 
@@ -69,7 +70,7 @@ def cached(experiment_id: int, shown: str, *, watcher: bool = True) -> tuple[boo
     The payload is the current version's drawing when some tab or the renderer made it; else the
     latest drawing while it is fresh (the renderer replaces it within moments), never a stale one that
     would stop the page polling; else None: the caller draws it (one request at a time)."""
-    version, same, stored = live.poll(experiment_id, shown, watcher=watcher)
+    version, same, stored = render_cache.poll(experiment_id, shown, watcher=watcher)
     if same:
         return True, None
     if not version:
@@ -96,8 +97,8 @@ def render_pass(connection: Redis | None = None) -> int:
     """Draw every watched experiment whose current version nobody drew yet; returns how many."""
     connection = connection or get_redis()
     drew = 0
-    for experiment_id in live.watched(time.time() - WATCH_WINDOW_S, connection):
-        version, _same, stored = live.poll(experiment_id, "", watcher=False, connection=connection)
+    for experiment_id in render_cache.watched(time.time() - WATCH_WINDOW_S, connection):
+        version, _same, stored = render_cache.poll(experiment_id, "", watcher=False, connection=connection)
         if stored is not None and _loaded(stored)["version"] == version:
             continue
         experiment = Experiment.objects.filter(pk=experiment_id).first()

@@ -8,8 +8,8 @@ in sandbox.params, so they answer 400 before anything here runs.
 
 from prepsite.ratelimit import allow
 from prepsite.visitor import CLI_ANON_ID
-from sandbox import live
-from sandbox.budget import MAX_WORKER_SECONDS, admitted_jobs, worst_case_worker_seconds
+from sandbox.engine import live
+from sandbox.engine.budget import MAX_WORKER_SECONDS, admitted_jobs, worst_case_worker_seconds
 from sandbox.models import Experiment
 
 CLI_KEY = f"cli:{CLI_ANON_ID}"

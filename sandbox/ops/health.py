@@ -3,8 +3,9 @@
 from redis.exceptions import RedisError
 
 from prepsite.redis_conn import LAB_QUEUE, get_redis
-from sandbox import janitor, rq_storage
-from sandbox.workers import scheduler_alive
+from sandbox.engine import rq_storage
+from sandbox.engine.rq_storage import scheduler_alive
+from sandbox.ops import janitor
 
 
 def lab() -> tuple[dict, str]:

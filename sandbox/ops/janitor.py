@@ -15,9 +15,10 @@ from django.db import close_old_connections
 from redis import Redis
 from rq import Queue
 
-from sandbox import experiments, fairshare, keys, rq_storage
-from sandbox.live import Recorder, beat_key, parse_job_id
-from sandbox.workers import HEARTBEAT_SECONDS, SCHEDULER_STALE_SECONDS
+from sandbox.engine import experiments, fairshare, keys, rq_storage
+from sandbox.engine.live import Recorder, beat_key, parse_job_id
+from sandbox.engine.rq_storage import SCHEDULER_STALE_SECONDS
+from sandbox.ops.workers import HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What one run may ask of the shared lab: its schedule horizon and its worst-case worker time."""
 
-from sandbox.retry_policy import backoff_ceiling
+from sandbox.engine.retry_policy import backoff_ceiling
 
 MAX_JOBS = 500
 MAX_PARTITIONS = 8  # a log run's partitions (the live view has a colour for each)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox import keys
-from sandbox.budget import HORIZON_S
+from sandbox.engine import keys
+from sandbox.engine.budget import HORIZON_S
 
 # An experiment's record outlives anything that can still happen to it: its whole schedule fits in
 # HORIZON_S, its jobs may wait in a busy queue for JOB_TTL_SECONDS, and the record stays 6 h after.
@@ -533,69 +533,8 @@ def read(
     return state
 
 
-# One round trip per poll: the version the page would show now, and that version's cached render if any.
-_POLL = """
-if redis.call('EXISTS', KEYS[5]) == 0 then return {'', 0, false} end  -- expired: nothing to watch
-if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4]) end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local running = redis.call('HLEN', KEYS[2])
-local version = (last[1] and last[1][1] or '0') .. '.' .. (running > 0 and ARGV[1] or '0')
-if version == ARGV[2] then return {version, 1, false} end
--- Not drawn yet: the latest drawing (at most a moment old) rather than a render in the request.
-return {version, 0, redis.call('GET', KEYS[3] .. version) or redis.call('GET', KEYS[3] .. 'latest')}
-"""
-RENDER_TTL_SECONDS = 30
-
-
-WATCHED = keys.WATCHED
-
-
-def poll(
-    experiment_id: int, shown: str, *, watcher: bool = True, connection: Redis | None = None
-) -> tuple[str, bool, bytes | None]:
-    """(version now, unchanged since `shown`, the cached render of that version or None); the version
-    is "" when the experiment's live state is gone (expired).
-
-    The version changes whenever the live view would: every write adds an event, and while a job runs
-    its bar grows, so then it also changes every other second. A watcher's poll also marks the
-    experiment as watched."""
-    redis = connection or get_redis()
-    keys = [key(experiment_id, name) for name in ("ev", "run", "render:")] + [WATCHED, key(experiment_id, "c")]
-    now = time.time()
-    marked = f"{now:.3f}" if watcher else ""
-    version, same, cached = redis.eval(_POLL, 5, *keys, str(int(now // 2)), shown, marked, str(experiment_id))
-    return version.decode(), bool(same), cached
-
-
-def poll_version(experiment_id: int, connection: Redis | None = None) -> str:
-    return poll(experiment_id, "", watcher=False, connection=connection)[0]
-
-
 def exists(experiment_id: int, connection: Redis | None = None) -> bool:
     return bool((connection or get_redis()).exists(key(experiment_id, "c")))
-
-
-def watch(experiment_id: int, connection: Redis | None = None) -> None:
-    """A page of this experiment opened: the renderer draws it before the page's first poll."""
-    (connection or get_redis()).zadd(WATCHED, {str(experiment_id): time.time()})
-
-
-def watched(since: float, connection: Redis | None = None) -> list[int]:
-    """Experiments some page polled since `since` (older marks are dropped)."""
-    redis = connection or get_redis()
-    pipe = redis.pipeline()
-    pipe.zremrangebyscore(WATCHED, "-inf", f"({since}")
-    pipe.zrange(WATCHED, 0, -1)
-    return [int(member) for member in pipe.execute()[1]]
-
-
-def store_render(experiment_id: int, version: str, payload: bytes, connection: Redis | None = None) -> None:
-    """Keep one version's rendered panels briefly (and as the latest): every tab watching the run gets
-    it without a render."""
-    pipe = (connection or get_redis()).pipeline()
-    pipe.set(key(experiment_id, f"render:{version}"), payload, ex=RENDER_TTL_SECONDS)
-    pipe.set(key(experiment_id, "render:latest"), payload, ex=RENDER_TTL_SECONDS)
-    pipe.execute()
 
 
 def job_marks(experiment_id: int, jobs: list[int], connection: Redis | None = None) -> dict[int, list[dict]]:

@@ -2,13 +2,13 @@
 
 import logging
 
-from sandbox.live import parse_job_id
+from sandbox.engine.live import parse_job_id
 
 
 class QuietLabJobs(logging.Filter):
     """Drop RQ's per-job lines (dequeued, Job OK, retry scheduled, horse killed) for Lab jobs.
 
-    sandbox.jobs logs one line per Lab attempt instead. RQ's errors stay: a real failure keeps its
+    sandbox.ops.jobs logs one line per Lab attempt instead. RQ's errors stay: a real failure keeps its
     traceback. Lines about other jobs, and worker start/stop lines, are untouched.
     """
 

@@ -13,12 +13,13 @@ from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis, redis_is_full
 from prepsite.visitor import Visitor
-from sandbox import delivery, fairshare, limits, live, rq_storage
-from sandbox import outcome as run_outcome
-from sandbox.budget import admitted_jobs, worst_case_worker_seconds
-from sandbox.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
+from sandbox import delivery
+from sandbox.engine import fairshare, limits, live, rq_storage
+from sandbox.engine import outcome as run_outcome
+from sandbox.engine.budget import admitted_jobs, worst_case_worker_seconds
+from sandbox.engine.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
+from sandbox.engine.retry_policy import retry_intervals
 from sandbox.models import Experiment
-from sandbox.retry_policy import retry_intervals
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""What every view of an experiment shows — the live view, the history, compare and the CLI.
+"""The live view of one run: everything its panels show, from one read of its state.
 
-Built on `sandbox.live` (the experiment's Redis keys) and the Experiment row, so the web and the
+Built on `sandbox.engine.live` (the experiment's Redis keys) and the Experiment row, so the web and the
 terminal show the same numbers from the same code. Reading never changes anything.
 """
 
@@ -9,16 +9,19 @@ import math
 import time
 from datetime import UTC, datetime
 
+from prepsite import charts
 from prepsite.redis_conn import LAB_QUEUE, get_redis
-from sandbox import charts, delivery, fairshare, live, predictions, rq_storage
-from sandbox.budget import MAX_PARTITIONS
-from sandbox.explain import drain_seconds, explain
+from sandbox import delivery
+from sandbox.engine import fairshare, live, rq_storage
+from sandbox.engine.outcome import outcome, slo_verdict
+from sandbox.engine.presets import DEFAULTS, PRESETS
+from sandbox.engine.retry_policy import backoff_ceiling
+from sandbox.engine.rq_storage import scheduler_alive
+from sandbox.engine.series import retry_histogram, series_from_buckets
+from sandbox.liveview import predictions
+from sandbox.liveview.explain import drain_seconds, explain
+from sandbox.liveview.lag import DELIVERY_STATS, delivery_panel, other_models
 from sandbox.models import Experiment
-from sandbox.outcome import outcome, read_state, slo_verdict
-from sandbox.presets import DEFAULTS, PRESETS
-from sandbox.retry_policy import backoff_ceiling
-from sandbox.series import depth_samples, lag_series, retry_histogram, series_from_buckets
-from sandbox.workers import scheduler_alive
 from topics.models import Question, Section
 
 TIMELINE_JOBS = 30
@@ -64,244 +67,6 @@ STATS = [
     ("redriven", "redriven", "minor"),
     ("discarded", "discarded", "minor"),
 ]
-COMPARE_OUTCOMES = [
-    ("requested", "requested"),
-    ("rejected", "rejected"),
-    ("succeeded", "succeeded"),
-    ("dead_lettered", "dead-lettered"),
-    ("stopped", "stopped"),
-    ("attempts", "attempts"),
-    ("retries", "retries"),
-    ("timeouts", "timeouts"),
-    ("crashes", "crashes"),
-    ("recovered", "recovered"),
-    ("redriven", "redriven"),
-    ("duplicates_suppressed", "duplicates suppressed"),
-    ("double_charges", "double charges"),
-    ("duplicates_delivered", "duplicate deliveries"),
-    ("redeliveries", "redeliveries"),
-    ("order_violations", "order violations"),
-    ("max_lag", "max lag (messages behind)"),
-    ("drain_s", "drain time (s)"),
-    ("p50_ms", "p50 (ms)"),
-    ("p95_ms", "p95 (ms)"),
-    ("max_ms", "max latency (ms)"),
-]
-# Counters that mean something only beside a stream or a log; on RQ shown when not zero (the others
-# never: RQ's redeliveries are its retries, its lag the queue depth the charts already show).
-DELIVERY_STATS = {"redeliveries": False, "max_lag": False, "order_violations": True, "duplicates_delivered": True}
-# What a second delivery model changes, shown first when two runs differ in model.
-COMPARE_HEADLINE = ("attempts", "duplicates_delivered", "order_violations", "max_lag", "drain_s")
-COMPARE_DELIVERY_ROWS = {"duplicates_delivered", "redeliveries", "order_violations", "max_lag"}
-PARTITION_COLOURS = MAX_PARTITIONS  # .p0 … .p7 in lab.css
-
-
-def ago(moment: datetime, now: datetime | None = None) -> str:
-    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
-    if seconds < 60:
-        return "just now"
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'' if n == 1 else 's'} ago"
-    return "just now"
-
-
-def recent(experiments) -> list[dict]:
-    return [{"experiment": e, "ago": ago(e.created_at)} for e in experiments]
-
-
-def history(experiments) -> list[dict]:
-    return [{"experiment": e, "outcome": outcome(e)} for e in experiments]
-
-
-def comparison(a: Experiment, b: Experiment) -> dict:
-    """Two runs side by side: parameters (what differs), outcomes as paired bars, and both runs'
-    retry waves on one scale (the jitter lesson reads off the two charts)."""
-    state_a, state_b = read_state(a), read_state(b)
-    out_a, out_b = outcome(a, state_a), outcome(b, state_b)
-    for out, state in ((out_a, state_a), (out_b, state_b)):
-        out["drain_s"] = drain_seconds(state.buckets) if state.exists else out.get("drain_s")
-    models = [delivery.model_for(a.params), delivery.model_for(b.params)]
-    consumed = any(model.consumed for model in models)
-    params = [
-        {
-            "name": name,
-            "a": a.params.get(name),
-            "b": b.params.get(name),
-            "differs": a.params.get(name) != b.params.get(name),
-        }
-        for name in DEFAULTS
-    ]
-    shown_a, shown_b = ({k: round(v) if isinstance(v, float) else v for k, v in out.items()} for out in (out_a, out_b))
-    outcomes = []
-    for key, label in COMPARE_OUTCOMES:
-        va, vb = shown_a.get(key), shown_b.get(key)
-        if key in COMPARE_DELIVERY_ROWS and not consumed and not (DELIVERY_STATS[key] and (va or vb)):
-            continue
-        top = max(v for v in (va, vb, 1) if isinstance(v, int | float))
-        outcomes.append(
-            {
-                "key": key,
-                "name": label,
-                "a": va,
-                "b": vb,
-                "differs": va != vb,
-                "a_pct": round(100 * va / top) if isinstance(va, int | float) else 0,
-                "b_pct": round(100 * vb / top) if isinstance(vb, int | float) else 0,
-            }
-        )
-    waves = []
-    peak = max([*state_a.retry_hist.values(), *state_b.retry_hist.values(), 0])
-    for run, state in ((a, state_a), (b, state_b)):
-        xs, ys, bin_s = retry_histogram(state.retry_hist, state.t0)
-        waves.append(
-            {
-                "run": run,
-                "peak": max(state.retry_hist.values(), default=0),
-                "seconds": len(state.retry_hist),
-                "chart": charts.bar_chart(
-                    name=f"waves-{run.pk}",
-                    title=f"#{run.pk}: retries due per second (jitter {run.params.get('jitter')})",
-                    desc="Retries due in each second since the start, on the same scale for both runs.",
-                    xs=xs,
-                    bars=[("retries due", "retry", ys)],
-                    x_label="seconds since the start",
-                    y_label="retries due" + (f" per {bin_s} s" if bin_s > 1 else " per second"),
-                    y_max=peak,
-                )
-                if xs
-                else None,
-            }
-        )
-    running = a.is_running or b.is_running
-    lags = lag_charts([(a, state_a), (b, state_b)], time.time()) if consumed else []
-    tables = [{"id": "outcomes", "title": "Outcomes", "rows": outcomes}]
-    if models[0] != models[1]:
-        headline = [row for row in outcomes if row["key"] in COMPARE_HEADLINE]
-        tables = [
-            {
-                "id": "delivery",
-                "title": f"What the delivery model changed: {models[0]} vs {models[1]}",
-                "rows": headline,
-            },
-            {"id": "outcomes", "title": "Other outcomes", "rows": [row for row in outcomes if row not in headline]},
-        ]
-    return {
-        "a": a,
-        "b": b,
-        "models": [{"run": run, "model": model} for run, model in zip((a, b), models, strict=True)],
-        "params": params,
-        "outcomes": outcomes,
-        "tables": tables,
-        "waves": waves,
-        "lags": [lag for lag in lags if lag["chart"]],
-        "running": running,
-    }
-
-
-# ---------------------------------------------------------------- delivery models
-
-
-def other_models(model: delivery.DeliveryModel) -> list[tuple[str, str]]:
-    """(model, name) to run the same preset on next, the one with the most to teach first."""
-    first = delivery.MODELS[model.compare_first]
-    return [(m.name, m.title) for m in [first, *(m for m in delivery.MODELS.values() if m not in {model, first})]]
-
-
-def _lag_span(state: live.LiveState, now: float, model: delivery.DeliveryModel) -> tuple[int, int]:
-    """(origin, seconds) of a run's lag chart: from its start to now while it runs, else to its last sample."""
-    kinds = [seconds for kind, seconds in state.buckets.items() if model.lag_from_queue_depth or kind.startswith("lag")]
-    origin = int(state.t0) if state.t0 else min((s for seconds in kinds for s in seconds), default=int(now))
-    end = int(now) if not state.finished else max((s for seconds in kinds for s in seconds), default=origin)
-    return origin, max(1, end - origin + 1)
-
-
-def lag_charts(runs: list[tuple[Experiment, live.LiveState]], now: float) -> list[dict]:
-    """Each run's lag per partition over time, all on one scale. A stream is one partition; RQ has one
-    queue and no offsets, so its lag is the queue depth."""
-    models = [delivery.model_for(run.params) for run, _ in runs]
-    spans = [_lag_span(state, now, model) for (_, state), model in zip(runs, models, strict=True)]
-    seconds = max(span for _, span in spans)
-    drawn = []
-    for (run, state), model, (origin, _) in zip(runs, models, spans, strict=True):
-        labels = model.lag_labels(run.params)
-        buckets = {"lag0": depth_samples(state.buckets)} if model.lag_from_queue_depth else state.buckets
-        xs, values, bin_s = lag_series(buckets, len(labels), origin=origin, seconds=seconds)
-        lines = [
-            (label, f"p{i % PARTITION_COLOURS}", line)
-            for i, (label, line) in enumerate(zip(labels, values, strict=True))
-        ]
-        # Samples are once a second; the per-partition maximum Redis kept is the true peak.
-        true = {} if model.lag_from_queue_depth else state.max_lag
-        peaks = [(label, max(max(line, default=0), true.get(i, 0))) for i, (label, _, line) in enumerate(lines)]
-        drawn.append(
-            {
-                "run": run,
-                "model": model,
-                "xs": xs,
-                "lines": lines,
-                "peaks": peaks,
-                "bin_s": bin_s,
-                "exists": state.exists,
-            }
-        )
-    y_max = max((peak for run in drawn for _, peak in run["peaks"]), default=0)
-    for run in drawn:
-        what = run["model"].lag_what
-        per = f" (the highest in each {run['bin_s']} s)" if run["bin_s"] > 1 else ""
-        peaks = ", ".join(f"{label} {peak}" for label, peak in run["peaks"])
-        run["chart"] = (
-            charts.line_chart(
-                name=f"lag-{run['run'].pk}",
-                title=f"#{run['run'].pk} on {run['model']}: {what}{per}",
-                desc=f"{run['model'].lag_desc} Peaks: {peaks}.",
-                xs=run["xs"],
-                lines=run["lines"],
-                x_label="seconds since the start",
-                y_label="messages behind",
-                y_max=y_max,
-            )
-            if run["exists"] and run["xs"]
-            else None
-        )
-        run["legend"] = charts.legend([(label, css) for label, css, _ in run["lines"]])
-        run["peak"] = max((peak for _, peak in run["peaks"]), default=0)
-    return drawn
-
-
-def delivery_panel(experiment: Experiment, state: live.LiveState, now: float) -> dict:
-    """Stream and log runs: who owns which partition, each partition's lag, the live consumers."""
-    model = delivery.model_for(experiment.params)
-    if not model.consumed:
-        return {}
-    partitions = delivery.assignment(experiment.pk, experiment.params)
-    owned: dict[str | None, list[int]] = {}
-    for row in partitions:
-        owned.setdefault(row["owner"], []).append(row["partition"])
-    consumers = [{**c, "owns": owned.get(c["name"], [])} for c in delivery.consumers()]
-    return {
-        "partitions": partitions,
-        "consumers": consumers,
-        "lag": lag_charts([(experiment, state)], now)[0],
-        "can_kill": experiment.is_running and not state.finished,
-    }
-
-
-def lab_home(experiments, preset_name: str, form, prediction_form=None) -> dict:
-    """The Lab home: preset cards with their links, the start form in its groups, recent runs, the workers."""
-    preset = PRESETS.get(preset_name) or PRESETS["happy"]
-    links = preset_links(PRESETS)
-    return {
-        "cards": [{"preset": p, **links.get(p.name, {}), "chosen": p.name == preset.name} for p in PRESETS.values()],
-        "preset": preset,
-        "form": form,
-        "groups": form.groups(preset.name),
-        "prediction_form": prediction_form or predictions.PredictionForm(preset.name),
-        "other_models": other_models(delivery.model_for({"model": form["model"].value() or DEFAULTS["model"]})),
-        "recent": recent(experiments[:5]),
-        "status": lab_status(),
-    }
 
 
 # ---------------------------------------------------------------- links to Study and Drills
@@ -444,12 +209,6 @@ def workers(now: float) -> dict:
         for row in rq_storage.workers_and_jobs(redis, now)
     ]
     return {"rows": rows, "scheduler": scheduler_alive(redis, LAB_QUEUE)}
-
-
-def lab_status() -> dict:
-    """Workers and scheduler as the Lab's home page shows them."""
-    redis = get_redis()
-    return {"workers": rq_storage.worker_count(redis), "scheduler": scheduler_alive(redis, LAB_QUEUE)}
 
 
 def events(state: live.LiveState) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Server-rendered SVG charts for the Lab's live view: no JavaScript library, readable without CSS.
+"""Server-rendered SVG charts for the Lab and Drills: no JavaScript library, readable without CSS.
 
 Every chart is an <svg role="img"> with a <title> and a <desc>, axis labels and a legend. Only numbers
 and fixed labels go into the markup, and all text passes through format_html, so nothing a visitor
@@ -10,8 +10,7 @@ import math
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from sandbox.series import MIN_SLOTS
-
+MIN_SLOTS = 10  # a run of a few seconds still gets a readable axis, which then fills up
 WIDTH, HEIGHT = 480, 240
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 14, 14, 46
 
@@ -376,3 +375,33 @@ def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str)
         _n(LANE_LABEL + plot_w / 2),
         height - 4,
     )
+
+
+def day_bars(per_day: list[tuple], *, width: int = 640, height: int = 160) -> dict:
+    """Geometry for one bar per day (Drills' reviews per day; its template draws the SVG): bars, value
+    labels and a few date labels."""
+    top, bottom, left = 18, 22, 4
+    plot_h = height - top - bottom
+    peak = max((count for _, count in per_day), default=0) or 1
+    slot = (width - left) / max(1, len(per_day))
+    bars = []
+    for i, (day, count) in enumerate(per_day):
+        h = round(plot_h * count / peak, 1)
+        x = round(left + i * slot + slot * 0.15, 1)
+        bars.append(
+            {
+                "x": x,
+                "y": round(top + plot_h - h, 1),
+                "w": round(slot * 0.7, 1),
+                "h": h,
+                "count": count,
+                "label_x": round(x + slot * 0.35, 1),
+                "label_y": round(top + plot_h - h - 4, 1),
+                "day": day,
+                # Label every 7th day counting back from today; the last label hugs the right edge.
+                "show_day": (len(per_day) - 1 - i) % 7 == 0,
+                "anchor": "end" if i == len(per_day) - 1 else "middle",
+                "day_x": round(x + slot * 0.7, 1) if i == len(per_day) - 1 else round(x + slot * 0.35, 1),
+            }
+        )
+    return {"width": width, "height": height, "bars": bars, "baseline": top + plot_h, "day_y": height - 6}

@@ -4,14 +4,12 @@ import gc
 import logging
 
 from django.db import DatabaseError, connections
-from redis import Redis
 from rq import Worker
 from rq.job_lifecycle import call_exception_handlers
 
-from sandbox.jobs import INJECTED, on_horse_killed
-from sandbox.live import parse_job_id
+from sandbox.engine.live import parse_job_id
 from sandbox.models import Experiment, LedgerEntry
-from sandbox.rq_storage import scheduler_heartbeat_age
+from sandbox.ops.jobs import INJECTED, on_horse_killed
 
 # A busy worker heartbeats every this many seconds; the janitor uses it to spot dead workers fast.
 HEARTBEAT_SECONDS = 2
@@ -19,8 +17,6 @@ HEARTBEAT_SECONDS = 2
 # maintenance pass restarts the scheduler, which RQ would otherwise leave dead for up to 10 minutes.
 WORKER_TTL_SECONDS = 20
 MAINTENANCE_SECONDS = 5
-# The scheduler heartbeats every second; a lock whose holder is silent this long belongs to a dead one.
-SCHEDULER_STALE_SECONDS = 10
 
 
 class LabWorker(Worker):
@@ -36,7 +32,7 @@ class LabWorker(Worker):
         warm_up()
 
     def handle_exception(self, job, *exc_info):
-        # sandbox.jobs.on_failure already logged an injected fault in one line; its traceback is noise.
+        # sandbox.ops.jobs.on_failure already logged an injected fault in one line; its traceback is noise.
         # Anything else keeps RQ's full traceback.
         if parse_job_id(job.id) and exc_info[0] is not None and issubclass(exc_info[0], INJECTED):
             call_exception_handlers(self._exc_handlers, job, *exc_info)
@@ -68,13 +64,3 @@ def warm_up() -> None:
         pass  # no database yet: the horse will say so when a job needs it
     finally:
         connections.close_all()
-
-
-def scheduler_alive(connection: Redis, queue: str = "lab", fresh_seconds: float = SCHEDULER_STALE_SECONDS) -> bool:
-    """True when a scheduler holds the queue's lock and has heartbeated recently.
-
-    The lock alone is not enough: after a Redis restart the lock of a dead scheduler survives in the
-    append-only file for up to a minute.
-    """
-    holder, age = scheduler_heartbeat_age(connection, queue)
-    return holder is not None and age is not None and age < fresh_seconds

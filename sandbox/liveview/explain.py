@@ -7,9 +7,9 @@ jitter), so a learner can tell a wrong model from a wrong assumption.
 import math
 
 from sandbox import delivery
-from sandbox.budget import admitted_jobs, attempt_seconds
-from sandbox.presets import DEFAULTS
-from sandbox.retry_policy import backoff_ceiling
+from sandbox.engine.budget import admitted_jobs, attempt_seconds
+from sandbox.engine.presets import DEFAULTS
+from sandbox.engine.retry_policy import backoff_ceiling
 
 # The average wait as a share of its ceiling: full jitter draws from [0, t], equal jitter from [t/2, t].
 JITTER_MEAN = {"none": 1.0, "full": 0.5, "equal": 0.75}
