@@ -188,8 +188,8 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # Never reset on success: logging in to one's own account must not wipe an address's failures on others.
 AXES_RESET_ON_SUCCESS = False
 # The same client address every other limit uses (TRUSTED_PROXIES-aware, IPv6 by /64).
-AXES_CLIENT_IP_CALLABLE = "topics.drills.accounts.login_client_address"
-AXES_LOCKOUT_CALLABLE = "topics.drills.accounts.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "prepsite.accounts.login_client_address"
+AXES_LOCKOUT_CALLABLE = "prepsite.accounts.login_locked_out"
 AXES_DISABLE_ACCESS_LOG = True  # no table of every successful log-in: nothing reads it
 # Study's `lab:` links and `preset:` fields name Lab presets; the project layer says where they are.
 STUDY_LAB_PRESETS = "sandbox.engine.presets.PRESETS"

@@ -14,13 +14,9 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from prepsite.visitor import limit_key, visitor_for
 from sandbox import delivery
-from sandbox.engine import experiments
-from sandbox.engine.budget import MAX_JOBS
-from sandbox.engine.presets import PRESETS
-from sandbox.liveview import compare as comparing
-from sandbox.liveview import home, panels
-from sandbox.liveview.predictions import PredictionForm
-from sandbox.liveview.watch import allows
+from sandbox.engine import budget, experiments, presets
+from sandbox.liveview import home, panels, predictions, watch
+from sandbox.liveview.compare import comparison
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
 
@@ -46,14 +42,14 @@ def _own_run(request: HttpRequest, raw: str) -> Experiment | None:
     if not ASCII_NUMBER.fullmatch(raw):
         return None
     source = Experiment.objects.owned_by(visitor_for(request)).filter(pk=int(raw)).first()
-    return source if source is not None and source.preset in PRESETS else None
+    return source if source is not None and source.preset in presets.PRESETS else None
 
 
 @require_safe
 def lab_home(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("preset", "happy")
     source = _own_run(request, request.GET.get("rerun", ""))  # "run it again": same parameters, same seed
-    if source is None and name not in PRESETS:
+    if source is None and name not in presets.PRESETS:
         messages.warning(request, "There is no preset with that name; showing the happy path instead.")
         name = "happy"
     name = source.preset if source else name
@@ -63,15 +59,15 @@ def lab_home(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _start_forms(request: HttpRequest, data=None) -> tuple[ExperimentForm, PredictionForm, str]:
+def _start_forms(request: HttpRequest, data=None) -> tuple[ExperimentForm, predictions.PredictionForm, str]:
     data = request.POST if data is None else data
     preset_name = data.get("preset", "")
     form = ExperimentForm(data=data)
-    prediction_form = PredictionForm(preset_name if preset_name in PRESETS else "happy", data=data)
+    prediction_form = predictions.PredictionForm(preset_name if preset_name in presets.PRESETS else "happy", data=data)
     return form, prediction_form, preset_name
 
 
-def _start(request: HttpRequest, form: ExperimentForm, prediction_form: PredictionForm, **overrides):
+def _start(request: HttpRequest, form: ExperimentForm, prediction_form: predictions.PredictionForm, **overrides):
     return experiments.experiment_start(
         owner=visitor_for(request, create=True),
         limit_key=limit_key(request),
@@ -165,7 +161,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     if ids is None:
         return render(request, "sandbox/compare.html", PICK_TWO, status=400)
     a, b = (owned_experiment(request, pk) for pk in ids)
-    context = {"nav": "lab", **comparing.comparison(a, b)}
+    context = {"nav": "lab", **comparison(a, b)}
     return render(request, "sandbox/compare.html#body" if request.htmx else "sandbox/compare.html", context)
 
 
@@ -187,7 +183,7 @@ def render_panels(request: HttpRequest, experiment: Experiment, *, flash: str = 
 def live_panels(request: HttpRequest, pk: int) -> HttpResponse:
     """The poll (sandbox.liveview.panels): 204 when nothing changed since the page's version, else every panel as an
     out-of-band morph (focus stays put); 286 once nothing can change. The page's watch token spares the session."""
-    if not allows(request.GET.get("t", ""), pk):
+    if not watch.allows(request.GET.get("t", ""), pk):
         pk = owned_experiment(request, pk).pk
     if not request.htmx:
         return redirect("sandbox:detail", pk=pk)
@@ -202,8 +198,8 @@ def _jobs(request: HttpRequest, *, required: bool) -> list[int] | HttpResponse |
     raw = request.POST.get("job", "").strip()
     if not raw:
         return HttpResponseBadRequest("Which job? The form needs a job number.") if required else None
-    if not ASCII_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= MAX_JOBS:
-        return HttpResponseBadRequest(f"A job is a number from 1 to {MAX_JOBS}.")
+    if not ASCII_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= budget.MAX_JOBS:
+        return HttpResponseBadRequest(f"A job is a number from 1 to {budget.MAX_JOBS}.")
     return [int(raw)]
 
 

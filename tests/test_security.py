@@ -32,7 +32,7 @@ def post_endpoints(experiment_id: int) -> list[str]:
         reverse("drills:mock_save", args=[1]),
         reverse("drills:mock_finish", args=[1]),
         reverse("drills:import"),
-        reverse("drills:signup"),
+        reverse("signup"),
         reverse("login"),
         reverse("logout"),
         reverse("sandbox:start"),

@@ -18,7 +18,7 @@ def _understood_ids(request: HttpRequest, topic_id: int) -> set[int]:
     visitor = visitor_for(request)
     if visitor is None:
         return set()  # no session id yet, so nothing marked: skip the query
-    marks = SectionUnderstood.objects.for_visitor(visitor).filter(section__topic_id=topic_id)
+    marks = SectionUnderstood.objects.owned_by(visitor).filter(section__topic_id=topic_id)
     return set(marks.values_list("section_id", flat=True))
 
 

@@ -1,5 +1,4 @@
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
 
 from topics.drills.models import ANSWER_MAX, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
 from topics.models import Question
@@ -120,7 +119,3 @@ class ImportForm(forms.Form):
         if upload.size > IMPORT_MAX_BYTES:
             raise forms.ValidationError("That file is larger than 5 MB; a drills export is far smaller.")
         return upload
-
-
-class SignupForm(UserCreationForm):
-    pass

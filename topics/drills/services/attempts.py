@@ -57,7 +57,7 @@ def attempt_rate(*, attempt: Attempt, rating: int, ticked: list[int], now: datet
         if not Attempt.objects.filter(pk=attempt.pk, rated_at__isnull=True).update(rated_at=now):
             raise AlreadyRated
         owner = Visitor(user_id=attempt.user_id, anon_id=attempt.anon_id)
-        card = Card.objects.for_visitor(owner).filter(question=attempt.question).first()
+        card = Card.objects.owned_by(owner).filter(question=attempt.question).first()
         if card is None:
             card = Card(**owner.owner(), question=attempt.question, created_at=now)
             fsrs_card = scheduling.new_card(now)
@@ -83,6 +83,6 @@ def attempt_rate(*, attempt: Attempt, rating: int, ticked: list[int], now: datet
 def attempt_rating_choices(*, attempt: Attempt, now: datetime | None = None) -> list[scheduling.Choice]:
     """What each rating button would schedule for this attempt's card if pressed now (as attempt_rate does)."""
     owner = Visitor(user_id=attempt.user_id, anon_id=attempt.anon_id)
-    card = Card.objects.for_visitor(owner).filter(question=attempt.question).first()
+    card = Card.objects.owned_by(owner).filter(question=attempt.question).first()
     fsrs_card = card.fsrs_card() if card is not None else None
     return scheduling.preview(fsrs_card, now or timezone.now(), seed=str(attempt.token))

@@ -44,7 +44,7 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
     now = now or timezone.now()
     limit = new_per_day()
     cards = (
-        Card.objects.for_visitor(learner)
+        Card.objects.owned_by(learner)
         .select_related("question", "question__topic", "question__section")
         .defer(*(f"question__{name}" for name in HEAVY_FIELDS), "question__topic__intro_md", "question__topic__intro_html",
                "question__topic__diagram_html")
@@ -52,7 +52,7 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
     if topic is not None:
         cards = cards.filter(question__topic=topic)
     due = list(cards.due(now).order_by("due"))
-    introduced = Card.objects.for_visitor(learner).introduced_since(start_of_today(now)).count()
+    introduced = Card.objects.owned_by(learner).introduced_since(start_of_today(now)).count()
     left = max(0, limit - introduced)
     # New material in reading order: earlier Study sections first, junior before senior before staff.
     questions = (
@@ -62,7 +62,7 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
     )
     if topic is not None:
         questions = questions.filter(topic=topic)
-    seen = Card.objects.for_visitor(learner).values("question_id")
+    seen = Card.objects.owned_by(learner).values("question_id")
     new = list(questions.exclude(pk__in=seen)[:left]) if left else []
     return DrillPlan(due=due, new=new, new_left_today=left, limit=limit)
 
@@ -70,7 +70,7 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
 def due_count(learner: Visitor | None, now: datetime | None = None) -> int:
     if learner is None:
         return 0
-    return Card.objects.for_visitor(learner).due(now).count()
+    return Card.objects.owned_by(learner).due(now).count()
 
 
 # Progress ---------------------------------------------------------------------------------------

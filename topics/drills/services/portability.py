@@ -42,21 +42,21 @@ def learner_merge(*, source: Visitor, target: Visitor) -> int:
         return 0
     merged = 0
     with transaction.atomic():
-        for card in Card.objects.for_visitor(source):
-            existing = Card.objects.for_visitor(target).filter(question_id=card.question_id).first()
+        for card in Card.objects.owned_by(source):
+            existing = Card.objects.owned_by(target).filter(question_id=card.question_id).first()
             if existing is None:
                 Card.objects.filter(pk=card.pk).update(**target.owner())
             else:
                 _absorb_card(keep=existing, other=card)
             merged += 1
-        Attempt.objects.for_visitor(source).update(**target.owner())
-        MockInterview.objects.for_visitor(source).update(**target.owner())
+        Attempt.objects.owned_by(source).update(**target.owner())
+        MockInterview.objects.owned_by(source).update(**target.owner())
     return merged
 
 
 def export_data(*, learner: Visitor | None, now: datetime | None = None) -> dict:
     now = now or timezone.now()
-    cards = Card.objects.for_visitor(learner).select_related("question__topic").prefetch_related("reviews")
+    cards = Card.objects.owned_by(learner).select_related("question__topic").prefetch_related("reviews")
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -346,7 +346,7 @@ def import_cards(*, learner: Visitor, cards: list[dict]) -> dict:
     for batch in _import_batches(cards, IMPORT_BATCH):
         with transaction.atomic():
             for item, reviews in batch:
-                card = Card.objects.for_visitor(learner).filter(question=item["question"]).first()
+                card = Card.objects.owned_by(learner).filter(question=item["question"]).first()
                 incoming = Card(**learner.owner(), question=item["question"], created_at=item["created_at"])
                 incoming.set_fsrs(item["fsrs"])
                 if card is None:

@@ -58,7 +58,7 @@ def progress_for(*, learner: Visitor | None, now: datetime | None = None, days: 
         concept = by_section.setdefault(question.section_id, ConceptProgress(question.section.title))
         concept.questions += 1
     totals = ConceptProgress("All questions", questions=sum(c.questions for c in by_section.values()))
-    for card in Card.objects.for_visitor(learner).select_related("question"):
+    for card in Card.objects.owned_by(learner).select_related("question"):
         concept = by_section.get(card.question.section_id)
         if concept is None:
             continue
@@ -73,7 +73,7 @@ def progress_for(*, learner: Visitor | None, now: datetime | None = None, days: 
             bucket.recent += recent
             bucket.recall_sum += recall
     today = start_of_today(now).date()
-    reviews = Review.objects.filter(card__in=Card.objects.for_visitor(learner))
+    reviews = Review.objects.filter(card__in=Card.objects.owned_by(learner))
     counts: dict = defaultdict(int)
     for reviewed_at in reviews.values_list("reviewed_at", flat=True):
         counts[reviewed_at.astimezone(UTC).date()] += 1
