@@ -66,7 +66,13 @@ WORD = re.compile(r"[^\W_]+", re.UNICODE)
 def stem(word: str) -> str:
     """A light suffix stripper (plurals, -ed, -ing, -ly, final e): enough to match the forms a reader
     types, and conservative, so unrelated words are not merged ("concurrency" stays apart from
-    "concurrent"). No stemming library is in our pinned requirements; this is 20 lines."""
+    "concurrent"). Search and rubric matching (topics.drills.matching) share it.
+
+    Why not a library: Snowball's English stemmer (snowballstemmer, Porter2) was measured in its place
+    (issue #21). Rubric matching came out the same once nouns like "durability" were kept apart from
+    their adjective, but search lost the teaching passage for three of the brief's terms ("SLO",
+    "effectively-once", "consumer group rebalance": Porter2 folds "effectively" into "effect" and
+    "rebalance" apart from "rebalancing") and merged words the ranking keeps apart."""
     w = word.lower()
     if len(w) <= 3 or not w.isalpha():
         return w
