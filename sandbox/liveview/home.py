@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+from django.utils.timesince import timesince
+
 from prepsite.redis_conn import LAB_QUEUE, get_redis
 from sandbox import delivery
 from sandbox.engine import rq_storage
@@ -14,14 +16,9 @@ from sandbox.liveview.readmodel import preset_links
 
 
 def ago(moment: datetime, now: datetime | None = None) -> str:
-    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
-    if seconds < 60:
-        return "just now"
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'' if n == 1 else 's'} ago"
-    return "just now"
+    """'3 minutes ago' in Django's own words (timesince), the largest unit only; 'just now' under a minute."""
+    now = now or datetime.now(UTC)
+    return "just now" if (now - moment).total_seconds() < 60 else f"{timesince(moment, now, depth=1)} ago"
 
 
 def recent(experiments) -> list[dict]:
