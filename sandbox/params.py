@@ -13,6 +13,13 @@ from sandbox.engine.budget import (
 )
 from sandbox.engine.presets import DEFAULTS, PRESETS
 
+
+def model_parameters() -> list[str]:
+    """Each delivery model's own parameters in model order, those several models share last."""
+    names = [name for model in MODELS.values() for name in model.parameters]
+    return sorted(dict.fromkeys(names), key=lambda name: names.count(name) > 1)
+
+
 # How the form reads, top to bottom: every parameter (DEFAULTS) and the seed, each exactly once.
 FIELD_GROUPS: list[tuple[str, list[str]]] = [
     ("Traffic", ["jobs", "arrival_per_s", "queue_cap"]),
@@ -20,18 +27,7 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
     ("Retries", ["max_retries", "backoff", "backoff_base_s", "backoff_cap_s", "jitter"]),
     ("Consumer", ["idempotency", "concurrency", "duration_ms", "duration_spread_ms", "timeout_s"]),
     ("SLO", ["slo_seconds", "slo_percentile"]),
-    (
-        "Delivery model",
-        [
-            "model",
-            "visibility_timeout_s",
-            "lease_extension",
-            "partitions",
-            "order_keys",
-            "on_failure",
-            "kill_consumer_at_s",
-        ],
-    ),
+    ("Delivery model", ["model", *model_parameters()]),
     ("Repeat a run", ["seed"]),
 ]
 

@@ -26,6 +26,7 @@ class DeliveryModel(Protocol):
     lag_from_queue_depth: bool  # no offsets: the lag chart draws the queue depth instead
     lag_what: str  # what its lag chart shows, after "#12 on <model>: "
     lag_desc: str  # the lag chart's description for screen readers
+    parameters: tuple[str, ...]  # its own parameters (sandbox.params groups them under "Delivery model")
     compare_first: str  # the model to run the same preset on next: the one with most to teach
     kill_effect: str  # what happens to a run's messages when one of its consumers is killed
     stopped_before: str  # why a job taken off by a stop never ran

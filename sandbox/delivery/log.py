@@ -69,6 +69,7 @@ class LogModel(ConsumedModel):
         "Lag is what was produced to a partition and not yet committed, sampled every second; when a partition's "
         "consumer dies its lag climbs until another consumer takes it over, then drains."
     )
+    parameters = ("partitions", "order_keys", "on_failure", "kill_consumer_at_s")
     compare_first = "rq"
     kill_effect = "its partitions move to the others once its lease runs out"
 

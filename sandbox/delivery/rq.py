@@ -29,6 +29,7 @@ class RqModel:
     lag_from_queue_depth = True
     lag_what = "queue depth (RQ has one queue, no partitions)"
     lag_desc = "RQ has one queue and no offsets: its line is the queue depth, sampled every second."
+    parameters = ()
     compare_first = "log"
     kill_effect = ""
     stopped_before = "experiment stopped before this job ran"

@@ -34,6 +34,7 @@ class StreamModel(ConsumedModel):
         "Lag is what was published to the stream and not yet acknowledged, sampled every second: messages waiting "
         "plus messages a consumer holds. A message held past the visibility timeout is claimed by another consumer."
     )
+    parameters = ("visibility_timeout_s", "lease_extension", "kill_consumer_at_s")
     compare_first = "rq"
     kill_effect = "another consumer claims its unacknowledged message after the visibility timeout"
 
