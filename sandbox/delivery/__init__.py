@@ -11,7 +11,7 @@ import time
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox.delivery.base import DeliveryModel, model_name
+from sandbox.delivery.base import ConsumedDeliveryModel, DeliveryModel, model_name
 from sandbox.delivery.consumed import (
     ACTIVE,
     CONSUMER_NAME,
@@ -47,6 +47,7 @@ __all__ = [
     "MEMBER_INFO",
     "MODELS",
     "SESSION_S",
+    "ConsumedDeliveryModel",
     "Delivery",
     "DeliveryModel",
     "active",
@@ -84,7 +85,7 @@ def assignment(experiment_id: int, params: dict, redis: Redis | None = None) -> 
     return partition_table(experiment_id, model_for(params).partitions(params), redis)
 
 
-def active(redis: Redis) -> dict[int, DeliveryModel]:
+def active(redis: Redis) -> dict[int, ConsumedDeliveryModel]:
     """The runs whose messages the consumers serve now, with their models."""
     return {int(e): MODELS[m.decode()] for e, m in redis.hgetall(ACTIVE).items() if m.decode() in MODELS}
 

@@ -64,3 +64,35 @@ def order_lesson(params: dict, counters: dict, why: str) -> dict:
         "expected": f"{params['order_keys']} customers; {why} order violations",
         "observed": f"{counters.get('order_violations', 0)} events applied after a later event of their customer",
     }
+
+
+class ConsumedDeliveryModel(DeliveryModel, Protocol):
+    """A model served by the lab_consumers processes (sandbox.ops.consumers): stream and log.
+    `consumer` is the consumer process's Consumer (its redis, name, held leases and handle())."""
+
+    def publish(self, redis: Redis, experiment_id: int, params: dict, job: int, run: str) -> None:
+        """Put a message that has arrived on its stream or partition (the delayed-arrival mover)."""
+
+    def turn(self, consumer: Any, experiment_id: int, params: dict, run: str, names: list[str]) -> bool:
+        """Hand this consumer at most one message of the run per source it owns; True if it worked."""
+
+    def beat_s(self, params: dict) -> float:
+        """How often a consumer working a message renews its claim."""
+
+    def extend(self, consumer: Any, delivery: Any) -> None:
+        """Renew the claim on the message being worked (lease extension)."""
+
+    def retry_wait(self, redis: Redis, recorder: live.Recorder, delivery: Any) -> float:
+        """Seconds until a failed delivery is tried again."""
+
+    def retry(self, consumer: Any, recorder: live.Recorder, delivery: Any, retry_at: float) -> None:
+        """Arrange the retry of a failed delivery (redeliver, park, or hold the partition)."""
+
+    def done(self, consumer: Any, delivery: Any) -> None:
+        """Acknowledge: ack the entry, commit the offset, or drop it from the retry topic."""
+
+    def dead_letter(self, redis: Redis, recorder: live.Recorder, delivery: Any, error: str) -> None:
+        """Put a message that used its whole budget on the run's dead-letter stream."""
+
+    def lease_keys(self, redis: Redis, experiment_id: int) -> list[str]:
+        """Leases a consumer may hold for the run (handed back at once when it dies)."""
