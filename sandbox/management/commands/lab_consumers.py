@@ -84,7 +84,7 @@ class Command(BaseCommand):
             slot = self.children.pop(pid, None)
             if slot is None:
                 continue
-            name = f"c{slot}-{pid}"
+            name = delivery.consumer_name(slot, pid)
             # The group notices at once that the member is gone (as a broker notices a dropped connection);
             # with Redis down, its session simply runs out instead.
             how = "killed" if os.WIFSIGNALED(status) else "exited"
