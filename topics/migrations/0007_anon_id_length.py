@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('topics', '0005_chapters'),
+        ('topics', '0006_question_followup_answers'),
     ]
 
     operations = [
