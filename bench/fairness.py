@@ -24,8 +24,8 @@ def procfile_workers() -> int:
 
 def timed_run(visitor: str, seed: int) -> float:
     from prepsite.visitor import Visitor
-    from sandbox import experiments, live
-    from sandbox.presets import PRESETS
+    from sandbox.engine import experiments, live
+    from sandbox.engine.presets import PRESETS
 
     began = time.monotonic()
     experiment = experiments.experiment_start(
@@ -54,9 +54,9 @@ def main() -> None:
     try:
         stack.workers(workers)
         from prepsite.visitor import Visitor
-        from sandbox import experiments
+        from sandbox.engine import experiments
+        from sandbox.engine.presets import PRESETS
         from sandbox.models import Experiment
-        from sandbox.presets import PRESETS
 
         for n in range(rounds):
             solo.append(timed_run(f"solo-{n}", n))

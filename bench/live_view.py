@@ -116,7 +116,7 @@ def server_cost(client, path: str, n: int = 60) -> tuple[float, int]:
 
 def drawing_cost(experiment, n: int = 20) -> float:
     """Milliseconds of CPU to draw one version of the panels (once per version: renderer or first tab)."""
-    from sandbox import panels
+    from sandbox.liveview import panels
 
     panels.payload(experiment)  # warm
     started = time.process_time()
@@ -134,9 +134,10 @@ def main() -> None:
         from django.urls import reverse
 
         from prepsite.visitor import ANON_KEY, Visitor
-        from sandbox import experiments, live, panels
-        from sandbox.presets import PRESETS
-        from sandbox.watch import watch_token
+        from sandbox.engine import experiments, live
+        from sandbox.engine.presets import PRESETS
+        from sandbox.liveview import panels, render_cache
+        from sandbox.liveview.watch import watch_token
 
         owner = Visitor(anon_id="bench-watcher")
         session = SessionStore()
@@ -163,7 +164,7 @@ def main() -> None:
         client.cookies["sessionid"] = session.session_key
         quiet_path = reverse("sandbox:live", args=[quiet.pk])
         unchanged_ms, unchanged_status = server_cost(
-            client, f"{quiet_path}?t={watch_token(quiet.pk)}&v={live.poll_version(quiet.pk)}"
+            client, f"{quiet_path}?t={watch_token(quiet.pk)}&v={render_cache.poll_version(quiet.pk)}"
         )
         busy = runs[0]
         panels.drawn(busy)  # a newer drawing than the version "old" the poll below claims to show

@@ -23,8 +23,8 @@ def main() -> None:
 
         from prepsite.redis_conn import get_redis
         from prepsite.visitor import CLI
-        from sandbox import experiments, live
-        from sandbox.presets import PRESETS
+        from sandbox.engine import experiments, live
+        from sandbox.engine.presets import PRESETS
 
         results = []
         for trial in range(trials):

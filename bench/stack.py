@@ -58,7 +58,7 @@ class Stack:
 
         from prepsite.redis_conn import get_redis
 
-        self.manage("rqworker-pool", "lab", "--num-workers", str(n), "--worker-class", "sandbox.workers.LabWorker")
+        self.manage("rqworker-pool", "lab", "--num-workers", str(n), "--worker-class", "sandbox.ops.workers.LabWorker")
         self.manage("lab_janitor")
         self.manage("lab_renderer")
         deadline = time.monotonic() + 30

@@ -22,7 +22,7 @@ sys.path.insert(0, str(BASE_DIR))
 def drain(env: dict) -> None:
     """One forking LabWorker in burst mode: it exits when the queue is empty."""
     subprocess.run(
-        [sys.executable, str(BASE_DIR / "manage.py"), "rqworker", "lab", "--burst", "--worker-class", "sandbox.workers.LabWorker"],
+        [sys.executable, str(BASE_DIR / "manage.py"), "rqworker", "lab", "--burst", "--worker-class", "sandbox.ops.workers.LabWorker"],
         env=env, cwd=BASE_DIR, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -59,8 +59,8 @@ def main() -> None:
 
     from prepsite.redis_conn import get_redis
     from prepsite.visitor import CLI
-    from sandbox import experiments, live
-    from sandbox.presets import PRESETS
+    from sandbox.engine import experiments, live
+    from sandbox.engine.presets import PRESETS
 
     call_command("migrate", verbosity=0)
     queue = Queue("lab", connection=get_redis())

@@ -68,6 +68,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "prepsite.context_processors.site",
+                "topics.drills.context_processors.due_badge",
             ],
             # Django 6 ships these tags built in; registering them as builtins now means no change then.
             "builtins": [
@@ -187,12 +188,16 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # Never reset on success: logging in to one's own account must not wipe an address's failures on others.
 AXES_RESET_ON_SUCCESS = False
 # The same client address every other limit uses (TRUSTED_PROXIES-aware, IPv6 by /64).
-AXES_CLIENT_IP_CALLABLE = "topics.drills.accounts.login_client_address"
-AXES_LOCKOUT_CALLABLE = "topics.drills.accounts.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "prepsite.accounts.login_client_address"
+AXES_LOCKOUT_CALLABLE = "prepsite.accounts.login_locked_out"
 AXES_DISABLE_ACCESS_LOG = True  # no table of every successful log-in: nothing reads it
 # Study's `lab:` links and `preset:` fields name Lab presets; the project layer says where they are.
-STUDY_LAB_PRESETS = "sandbox.presets.PRESETS"
+STUDY_LAB_PRESETS = "sandbox.engine.presets.PRESETS"
 DRILLS_NEW_PER_DAY = int(os.environ.get("DRILLS_NEW_PER_DAY", "10"))
+
+SITE_NAME = "Queue Prep"
+# What /healthz checks besides the database: each app contributes its own (prepsite imports no app).
+HEALTH_CHECKS = ["sandbox.ops.health.lab"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -201,9 +206,9 @@ LOGOUT_REDIRECT_URL = "home"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"quiet_lab_jobs": {"()": "prepsite.logs.QuietLabJobs"}},
+    "filters": {"quiet_lab_jobs": {"()": "sandbox.ops.logs.QuietLabJobs"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["quiet_lab_jobs"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
-    # One line per Lab attempt (sandbox.jobs), shown whatever LOG_LEVEL says about everything else.
+    # One line per Lab attempt (sandbox.ops.jobs), shown whatever LOG_LEVEL says about everything else.
     "loggers": {"sandbox.lab": {"level": "INFO"}},
 }

@@ -11,12 +11,11 @@ import hashlib
 import re
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
-
-from prepsite.context_processors import SITE_NAME
 
 # Another process's `load_content` shows here within this long; the loading process clears at once.
 TTL_SECONDS = 60
@@ -31,7 +30,7 @@ def shared_page(request: HttpRequest, key: str, template: str, context: Callable
     cache = caches["pages"]
     entry = cache.get(key)
     if entry is None:
-        body = render_to_string(template, {**context(), "shared": True, "site_name": SITE_NAME}).encode()
+        body = render_to_string(template, {**context(), "shared": True, "site_name": settings.SITE_NAME}).encode()
         entry = (body, gzip.compress(body, mtime=0), hashlib.blake2b(body, digest_size=12).hexdigest())
         cache.set(key, entry, TTL_SECONDS)
     body, gzipped, digest = entry

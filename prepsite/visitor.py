@@ -18,6 +18,7 @@ from django.http import HttpRequest
 # The anonymous id lives in the session *data*, which survives the key cycling that login() does.
 ANON_KEY = "visitor"
 CLI_ANON_ID = "cli"
+ANON_ID_LENGTH = 64  # the column that holds it (prepsite.ownership); ids are 24 characters
 
 # Sent inside one transaction with source (anonymous Visitor) and target (the account's Visitor).
 anonymous_visitor_claimed = Signal()

@@ -1,35 +1,29 @@
-from django.conf import settings
 from django.db import models
 from django.dispatch import receiver
 from django.utils import timezone
 
+from prepsite.ownership import VisitorOwned, VisitorOwnedQuerySet
 from prepsite.visitor import Visitor, anonymous_visitor_claimed
 
 
-class ExperimentQuerySet(models.QuerySet):
-    def owned_by(self, visitor: Visitor | None) -> "ExperimentQuerySet":
-        return self.filter(**visitor.lookup()) if visitor is not None else self.none()
-
+class ExperimentQuerySet(VisitorOwnedQuerySet):
     def active(self) -> "ExperimentQuerySet":
         return self.filter(status=Experiment.Status.RUNNING)
 
 
-class Experiment(models.Model):
+class Experiment(VisitorOwned):
     class Status(models.TextChoices):
         RUNNING = "running"
         FINISHED = "finished"
         STOPPED = "stopped"
 
-    # The visitor who owns it (prepsite.visitor): an account, or an anonymous id until they log in.
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
-    anon_id = models.CharField(max_length=64, blank=True, db_index=True)
     # What per-visitor limits and the fair share count it against: prepsite.visitor.limit_key.
     limit_key = models.CharField(max_length=80, blank=True, db_index=True)
     preset = models.CharField(max_length=32)
     params = models.JSONField()
     seed = models.BigIntegerField()
     prediction = models.TextField(blank=True, max_length=2000)
-    # The learner's numeric predictions, {key: number} as sandbox.predictions defines the keys per preset.
+    # The learner's numeric predictions, {key: number} as sandbox.liveview.predictions defines the keys per preset.
     predicted = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     summary = models.JSONField(null=True, blank=True)

@@ -2,15 +2,23 @@
 
 from django import forms
 
-from sandbox.presets import DEFAULTS, PRESETS
-from sandbox.retry_policy import backoff_ceiling
+from sandbox.delivery import MODELS
+from sandbox.engine.budget import (
+    HORIZON_S,
+    MAX_JOBS,
+    MAX_PARTITIONS,
+    MAX_WORKER_SECONDS,
+    schedule_span_s,
+    worst_case_worker_seconds,
+)
+from sandbox.engine.presets import DEFAULTS, PRESETS
 
-MAX_JOBS = 500
-# Every arrival and every worst-case retry of an experiment falls within this window. SQS caps a
-# message's delay at 15 minutes for the same reason: past that it is a scheduled task, not a queue
-# message, and a shared lab must not hold work (and everyone's capacity) for longer.
-HORIZON_S = 15 * 60
-MAX_WORKER_SECONDS = 900  # worst-case worker time one experiment may ask of the shared workers
+
+def model_parameters() -> list[str]:
+    """Each delivery model's own parameters in model order, those several models share last."""
+    names = [name for model in MODELS.values() for name in model.parameters]
+    return sorted(dict.fromkeys(names), key=lambda name: names.count(name) > 1)
+
 
 # How the form reads, top to bottom: every parameter (DEFAULTS) and the seed, each exactly once.
 FIELD_GROUPS: list[tuple[str, list[str]]] = [
@@ -19,18 +27,7 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
     ("Retries", ["max_retries", "backoff", "backoff_base_s", "backoff_cap_s", "jitter"]),
     ("Consumer", ["idempotency", "concurrency", "duration_ms", "duration_spread_ms", "timeout_s"]),
     ("SLO", ["slo_seconds", "slo_percentile"]),
-    (
-        "Delivery model",
-        [
-            "model",
-            "visibility_timeout_s",
-            "lease_extension",
-            "partitions",
-            "order_keys",
-            "on_failure",
-            "kill_consumer_at_s",
-        ],
-    ),
+    ("Delivery model", ["model", *model_parameters()]),
     ("Repeat a run", ["seed"]),
 ]
 
@@ -48,35 +45,6 @@ def preset_overrides(name: str) -> set[str]:
     if preset is None:
         return set()
     return {key for key, value in preset.parameters().items() if value != DEFAULTS[key]}
-
-
-def attempt_seconds(params: dict) -> float:
-    """The longest one attempt can hold a worker: its work, or the timeout that kills it."""
-    return min((params["duration_ms"] + params["duration_spread_ms"]) / 1000, params["timeout_s"])
-
-
-def admitted_jobs(params: dict) -> int:
-    return min(params["jobs"], params["queue_cap"])
-
-
-def schedule_span_s(params: dict) -> float:
-    """From the first arrival to the last possible end of the last job: arrivals, then every retry's
-    longest wait and every attempt at its longest."""
-    arrivals = (admitted_jobs(params) - 1) / params["arrival_per_s"] if params["arrival_per_s"] > 0 else 0.0
-    waits = sum(
-        backoff_ceiling(
-            attempt=n, backoff=params["backoff"], base_s=params["backoff_base_s"], cap_s=params["backoff_cap_s"]
-        )
-        for n in range(1, params["max_retries"] + 1)
-    )
-    return arrivals + waits + (params["max_retries"] + 1) * attempt_seconds(params)
-
-
-def worst_case_worker_seconds(params: dict, jobs: int | None = None) -> float:
-    """Worker time the run (or `jobs` of its messages) may take: every attempt, every duplicate delivery."""
-    messages = admitted_jobs(params) if jobs is None else jobs
-    deliveries = messages * (1 + params["duplicate_rate"])
-    return deliveries * (params["max_retries"] + 1) * attempt_seconds(params)
 
 
 class ExperimentForm(forms.Form):
@@ -152,11 +120,7 @@ class ExperimentForm(forms.Form):
     model = forms.ChoiceField(
         label="Delivery model",
         required=False,
-        choices=[
-            ("rq", "RQ: a list per queue, retries scheduled by RQ"),
-            ("stream", "Stream: consumer group, visibility timeout"),
-            ("log", "Log: partitions by customer, committed offsets"),
-        ],
+        choices=[(model.name, model.choice) for model in MODELS.values()],
     )
     visibility_timeout_s = forms.FloatField(
         label="Visibility timeout (s)",
@@ -172,7 +136,7 @@ class ExperimentForm(forms.Form):
         help_text="stream: SQS's ChangeMessageVisibility",
     )
     partitions = forms.IntegerField(
-        label="Partitions", required=False, min_value=1, max_value=8, help_text="log: one owner each"
+        label="Partitions", required=False, min_value=1, max_value=MAX_PARTITIONS, help_text="log: one owner each"
     )
     order_keys = forms.IntegerField(
         label="Customers (order keys)",

@@ -1,4 +1,4 @@
-"""The Lab's pages: HTTP glue over sandbox.experiments (actions) and sandbox.readmodel (what is shown).
+"""The Lab's pages: HTTP glue over sandbox.engine.experiments (actions) and sandbox.liveview (what is shown).
 
 Experiments are looked up through their owner (another visitor gets a 404 for everything); Redis errors
 propagate to prepsite.middleware, which answers 503 with a banner."""
@@ -13,12 +13,12 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from prepsite.visitor import limit_key, visitor_for
-from sandbox import experiments, panels, readmodel
+from sandbox import delivery
+from sandbox.engine import budget, experiments, presets
+from sandbox.liveview import home, panels, predictions, watch
+from sandbox.liveview.compare import comparison
 from sandbox.models import Experiment
-from sandbox.params import MAX_JOBS, ExperimentForm
-from sandbox.predictions import PredictionForm
-from sandbox.presets import PRESETS
-from sandbox.watch import allows
+from sandbox.params import ExperimentForm
 
 HISTORY_ROWS = 100
 PICK_TWO = {"nav": "lab", "error": "Pick exactly two experiments to compare."}
@@ -34,7 +34,7 @@ def owned_experiment(request: HttpRequest, pk: int) -> Experiment:
 
 def home_context(request: HttpRequest, form: ExperimentForm, preset_name: str, prediction_form=None) -> dict:
     mine = Experiment.objects.owned_by(visitor_for(request))
-    return {"nav": "lab", **readmodel.lab_home(mine, preset_name, form, prediction_form)}
+    return {"nav": "lab", **home.lab_home(mine, preset_name, form, prediction_form)}
 
 
 def _own_run(request: HttpRequest, raw: str) -> Experiment | None:
@@ -42,14 +42,14 @@ def _own_run(request: HttpRequest, raw: str) -> Experiment | None:
     if not ASCII_NUMBER.fullmatch(raw):
         return None
     source = Experiment.objects.owned_by(visitor_for(request)).filter(pk=int(raw)).first()
-    return source if source is not None and source.preset in PRESETS else None
+    return source if source is not None and source.preset in presets.PRESETS else None
 
 
 @require_safe
 def lab_home(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("preset", "happy")
     source = _own_run(request, request.GET.get("rerun", ""))  # "run it again": same parameters, same seed
-    if source is None and name not in PRESETS:
+    if source is None and name not in presets.PRESETS:
         messages.warning(request, "There is no preset with that name; showing the happy path instead.")
         name = "happy"
     name = source.preset if source else name
@@ -59,15 +59,15 @@ def lab_home(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _start_forms(request: HttpRequest, data=None) -> tuple[ExperimentForm, PredictionForm, str]:
+def _start_forms(request: HttpRequest, data=None) -> tuple[ExperimentForm, predictions.PredictionForm, str]:
     data = request.POST if data is None else data
     preset_name = data.get("preset", "")
     form = ExperimentForm(data=data)
-    prediction_form = PredictionForm(preset_name if preset_name in PRESETS else "happy", data=data)
+    prediction_form = predictions.PredictionForm(preset_name if preset_name in presets.PRESETS else "happy", data=data)
     return form, prediction_form, preset_name
 
 
-def _start(request: HttpRequest, form: ExperimentForm, prediction_form: PredictionForm, **overrides):
+def _start(request: HttpRequest, form: ExperimentForm, prediction_form: predictions.PredictionForm, **overrides):
     return experiments.experiment_start(
         owner=visitor_for(request, create=True),
         limit_key=limit_key(request),
@@ -129,7 +129,7 @@ def start_pair(request: HttpRequest) -> HttpResponse:
 def start_models(request: HttpRequest) -> HttpResponse:
     """The same preset, seed and parameters on a second model: two new runs, or a run's own and one new."""
     second = request.POST.get("vs_model", "")
-    if second not in readmodel.MODEL_NAMES:
+    if second not in delivery.MODELS:
         return HttpResponseBadRequest("Which second model? Pick rq, stream or log.")
     if "source" not in request.POST:
         return _start_side_by_side(request, [{}, {"model": second}])
@@ -142,7 +142,7 @@ def start_models(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def history(request: HttpRequest) -> HttpResponse:
-    rows = readmodel.history(Experiment.objects.owned_by(visitor_for(request))[:HISTORY_ROWS])
+    rows = home.history(Experiment.objects.owned_by(visitor_for(request))[:HISTORY_ROWS])
     return render(request, "sandbox/history.html", {"nav": "lab", "rows": rows})
 
 
@@ -161,7 +161,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     if ids is None:
         return render(request, "sandbox/compare.html", PICK_TWO, status=400)
     a, b = (owned_experiment(request, pk) for pk in ids)
-    context = {"nav": "lab", **readmodel.comparison(a, b)}
+    context = {"nav": "lab", **comparison(a, b)}
     return render(request, "sandbox/compare.html#body" if request.htmx else "sandbox/compare.html", context)
 
 
@@ -181,9 +181,9 @@ def render_panels(request: HttpRequest, experiment: Experiment, *, flash: str = 
 
 @require_safe
 def live_panels(request: HttpRequest, pk: int) -> HttpResponse:
-    """The poll (sandbox.panels): 204 when nothing changed since the page's version, else every panel as an
+    """The poll (sandbox.liveview.panels): 204 when nothing changed since the page's version, else every panel as an
     out-of-band morph (focus stays put); 286 once nothing can change. The page's watch token spares the session."""
-    if not allows(request.GET.get("t", ""), pk):
+    if not watch.allows(request.GET.get("t", ""), pk):
         pk = owned_experiment(request, pk).pk
     if not request.htmx:
         return redirect("sandbox:detail", pk=pk)
@@ -198,8 +198,8 @@ def _jobs(request: HttpRequest, *, required: bool) -> list[int] | HttpResponse |
     raw = request.POST.get("job", "").strip()
     if not raw:
         return HttpResponseBadRequest("Which job? The form needs a job number.") if required else None
-    if not ASCII_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= MAX_JOBS:
-        return HttpResponseBadRequest(f"A job is a number from 1 to {MAX_JOBS}.")
+    if not ASCII_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= budget.MAX_JOBS:
+        return HttpResponseBadRequest(f"A job is a number from 1 to {budget.MAX_JOBS}.")
     return [int(raw)]
 
 
@@ -291,7 +291,7 @@ def stop(request: HttpRequest, pk: int) -> HttpResponse:
 def kill_consumer(request: HttpRequest, pk: int) -> HttpResponse:
     """Kill one live stream/log consumer from a running run's page (its pool restarts it)."""
     experiment = owned_experiment(request, pk)
-    if not readmodel.CONSUMER_NAME.fullmatch(name := request.POST.get("consumer", "")):
+    if not delivery.CONSUMER_NAME.fullmatch(name := request.POST.get("consumer", "")):
         return HttpResponseBadRequest("Which consumer? Pick one from the list of live consumers.")
     try:
         text = experiments.experiment_kill_consumer(experiment, name, limit_key=limit_key(request))

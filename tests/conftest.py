@@ -216,7 +216,7 @@ class RedisControl:
         if STATE.get("workers_running"):
             # Leave the next test a working lab. A heartbeat younger than the restart proves a live
             # scheduler: the append-only file brings back the lock and heartbeat of dead ones.
-            from sandbox.workers import scheduler_heartbeat_age
+            from sandbox.engine.rq_storage import scheduler_heartbeat_age
 
             restarted = time.monotonic()
             connection = Redis.from_url(STATE["redis_url"])
@@ -270,7 +270,7 @@ class WorkerPool:
 
         manage = [sys.executable, str(BASE_DIR / "manage.py")]
         pool = [*manage, "rqworker-pool", "lab", "default", "--num-workers", str(self.num_workers)]
-        pool += ["--worker-class", "sandbox.workers.LabWorker"]
+        pool += ["--worker-class", "sandbox.ops.workers.LabWorker"]
         self.processes.append(subprocess.Popen(pool, env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log))
         # as make run's Procfile starts them
         for command in (["lab_janitor"], ["lab_renderer"], ["lab_consumers", "--num", str(CONSUMERS)]):

@@ -14,10 +14,11 @@ from django.test import Client
 from django.urls import reverse
 
 import prepsite.ratelimit
+from prepsite.accounts import SIGNUPS_PER_HOUR
 from tests.drills.conftest import make_question
 from topics.drills import services
 from topics.drills.models import Attempt, Card, Review
-from topics.drills.views import ANSWERS_PER_MINUTE, IMPORTS_PER_WINDOW, SIGNUPS_PER_HOUR
+from topics.drills.views import ANSWERS_PER_MINUTE, IMPORTS_PER_WINDOW
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +90,7 @@ def test_answer_limit_counts_a_logged_in_learner_by_account_not_by_the_busy_addr
 def test_signups_from_one_address_are_limited_with_429_and_message(one_window, django_user_model):
     def signup(n: int):
         data = {"username": f"user{n}", "password1": PASSWORD, "password2": PASSWORD}
-        return visitor().post(reverse("drills:signup"), data)
+        return visitor().post(reverse("signup"), data)
 
     statuses = [signup(n).status_code for n in range(SIGNUPS_PER_HOUR)]
     assert statuses == [302] * SIGNUPS_PER_HOUR
@@ -365,7 +366,7 @@ def test_the_lockout_ends_after_the_cool_off(django_user_model):
 def test_signup_still_logs_the_new_account_in(django_user_model):
     client = visitor()
     data = {"username": "newcomer", "password1": PASSWORD, "password2": PASSWORD}
-    response = client.post(reverse("drills:signup"), data)
+    response = client.post(reverse("signup"), data)
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(django_user_model.objects.get(username="newcomer").pk)
 

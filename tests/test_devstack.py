@@ -201,7 +201,7 @@ def test_a_real_error_in_a_lab_job_keeps_its_traceback(stack):
     connection = Redis.from_url(stack.env["REDIS_URL"])
     # A Lab job (its id and failure callback are the Lab's) that fails with a bug rather than a fault.
     Queue("lab", connection=connection).enqueue(
-        operator.truediv, 1, 0, job_id="lab-999999-1", on_failure=Callback("sandbox.jobs.on_failure")
+        operator.truediv, 1, 0, job_id="lab-999999-1", on_failure=Callback("sandbox.ops.jobs.on_failure")
     )
     wait_for(lambda: "ZeroDivisionError: division by zero\n" in stack.output(since), 30, message="the traceback")
     output = stack.output(since)

@@ -32,7 +32,7 @@ def post_endpoints(experiment_id: int) -> list[str]:
         reverse("drills:mock_save", args=[1]),
         reverse("drills:mock_finish", args=[1]),
         reverse("drills:import"),
-        reverse("drills:signup"),
+        reverse("signup"),
         reverse("login"),
         reverse("logout"),
         reverse("sandbox:start"),
@@ -166,8 +166,8 @@ lab_fields = st.fixed_dictionaries(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=lab_fields)
 def test_fuzzed_lab_starts_never_500(client, data):
-    from sandbox import experiments
-    from sandbox.presets import DEFAULTS
+    from sandbox.engine import experiments
+    from sandbox.engine.presets import DEFAULTS
 
     clear_rate_limits()  # every example reaches the form and the engine, not the start limiter
     form = {**{k: str(v) for k, v in DEFAULTS.items()}, "preset": "happy", "duration_ms": "1", "jobs": "2"}

@@ -23,10 +23,12 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from prepsite.redis_conn import get_redis
-from sandbox import experiments, limits, live, readmodel
+from sandbox.engine import experiments, limits, live, rq_storage
+from sandbox.engine import outcome as run_outcome
+from sandbox.engine.budget import HORIZON_S, MAX_WORKER_SECONDS
+from sandbox.engine.presets import PRESETS
+from sandbox.liveview import readmodel
 from sandbox.models import Experiment, LedgerEntry
-from sandbox.params import HORIZON_S, MAX_WORKER_SECONDS
-from sandbox.presets import PRESETS
 from tests.conftest import BASE_DIR, wait_for
 from tests.sandbox.helpers import start, wait_finished, wait_state
 
@@ -73,7 +75,7 @@ def test_stopping_takes_scheduled_jobs_off_the_schedule_at_once(lab_engine):
     lab_engine.run_until(lambda: live.read(experiment.pk).counters["attempts"] >= 1)
     taken = experiments.experiment_stop(experiment)
     assert taken == 19  # every arrival still on the schedule
-    scheduled = ScheduledJobRegistry(queue=experiments.lab_queue()).get_job_ids(cleanup=False)
+    scheduled = ScheduledJobRegistry(queue=rq_storage.lab_queue()).get_job_ids(cleanup=False)
     assert not [job_id for job_id in scheduled if job_id.startswith(f"lab-{experiment.pk}-")]
     state = live.read(experiment.pk)
     assert state.finished  # at once, not after ~40 s of arrivals
@@ -128,7 +130,7 @@ def all_busy() -> bool:
 
 def limits_granted() -> dict:
     """The concurrency RQ enforces for each visitor right now."""
-    from sandbox.fairshare import rate_key
+    from sandbox.engine.fairshare import rate_key
 
     redis = get_redis()
     return {
@@ -212,7 +214,7 @@ def test_the_reaper_ends_a_run_that_can_make_no_progress(lab_engine):
     assert Experiment.objects.get(pk=stuck.pk).status == Experiment.Status.RUNNING
     # Older than that, running in the database but nothing in Redis will ever finish it (its keys are gone).
     Experiment.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - timedelta(seconds=60))
-    assert experiments.reap() == [stuck.pk]  # the janitor calls this on every pass (sandbox/janitor.py)
+    assert experiments.reap() == [stuck.pk]  # the janitor calls this on every pass (sandbox/ops/janitor.py)
     assert Experiment.objects.get(pk=stuck.pk).status == Experiment.Status.STOPPED
     assert Experiment.objects.get(pk=experiment.pk).status == Experiment.Status.FINISHED
 
@@ -314,7 +316,7 @@ def test_a_dead_workers_job_shows_as_lost_until_the_janitor_retries_it(rq_worker
     os.kill(running["pid"], signal.SIGKILL)
 
     def shown_lost() -> bool:
-        view = readmodel.live_view(experiment, readmodel.read_state(experiment, events=5), with_links=False)
+        view = readmodel.live_view(experiment, run_outcome.read_state(experiment, events=5), with_links=False)
         return any(row["lost"] for row in view["running_jobs"]) and view["timeline"][0]["status"] == "worker lost"
 
     wait_for(shown_lost, 12, message="the live view to say the worker was lost")

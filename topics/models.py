@@ -2,11 +2,11 @@
 
 import math
 
-from django.conf import settings
 from django.db import models, transaction
 from django.dispatch import receiver
 from django.urls import reverse
 
+from prepsite.ownership import VisitorOwned, VisitorOwnedQuerySet
 from prepsite.visitor import Visitor, anonymous_visitor_claimed
 
 
@@ -139,32 +139,27 @@ class Question(models.Model):
         return reverse("drills:question", args=[self.topic.slug, self.slug])
 
 
-class SectionUnderstoodQuerySet(models.QuerySet):
-    def for_visitor(self, visitor: Visitor | None) -> "SectionUnderstoodQuerySet":
-        return self.filter(**visitor.lookup()) if visitor is not None else self.none()
-
+class SectionUnderstoodQuerySet(VisitorOwnedQuerySet):
     def set(self, section: "Section", *, understood: bool, visitor: Visitor) -> None:
         """Record or clear the visitor's mark on a section (idempotent)."""
         if understood:
             self.get_or_create(section=section, **visitor.owner())
         else:
-            self.for_visitor(visitor).filter(section=section).delete()
+            self.owned_by(visitor).filter(section=section).delete()
 
     def claim(self, *, source: Visitor, target: Visitor) -> int:
         """Move an anonymous visitor's marks to the account they just logged in to."""
         with transaction.atomic():
-            anonymous = self.for_visitor(source)
-            already = self.for_visitor(target).values_list("section_id", flat=True)
+            anonymous = self.owned_by(source)
+            already = self.owned_by(target).values_list("section_id", flat=True)
             anonymous.filter(section_id__in=list(already)).delete()
             return anonymous.update(**target.owner())
 
 
-class SectionUnderstood(models.Model):
+class SectionUnderstood(VisitorOwned):
     """A visitor marked a section as understood: owned by a visitor (`prepsite.visitor`)."""
 
     section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="understood_marks")
-    anon_id = models.CharField(max_length=40, blank=True, db_index=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
     created = models.DateTimeField(auto_now_add=True)
 
     objects = SectionUnderstoodQuerySet.as_manager()

@@ -26,10 +26,8 @@ the brief and the passages that teach them are a test (tests/topics/test_search.
 import math
 import re
 import threading
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from urllib.parse import urlencode
 
 from django.utils.html import escape
@@ -37,9 +35,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from topics.markdown import html_to_text
 from topics.models import Question, Section, Topic
+from topics.text import query_terms, tokenize
 
-MAX_QUERY = 200
-MAX_TERMS = 8
 MAX_RESULTS = 30
 SNIPPET_BEFORE = 70
 SNIPPET_AFTER = 170
@@ -84,56 +81,6 @@ OPENER_LEAD_WEIGHT = 2.0
 # A passage is scored with a share of its whole chapter's score: the words in a chapter about them.
 CHAPTER_SCORE_WEIGHT = 0.25  # a drill quotes the chapters; the chapter's own passage should come first
 
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "their",
-        "then",
-        "there",
-        "these",
-        "this",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-        "versus",
-        "vs",
-    ]
-)
 # Words interviewers and the chapters use for one idea; applied to query words, after stemming.
 SYNONYMS = {
     "bound": ("limit", "cap"),
@@ -145,61 +92,6 @@ SYNONYMS = {
     "dedup": ("deduplicat",),
     "deduplicat": ("dedup",),
 }
-# Abbreviations read as the words they stand for, in the text and in a query: "DLQ" is a dead-letter queue.
-ABBREVIATIONS = {"dlq": ("dead", "letter", "queue")}
-WORD = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-@lru_cache(maxsize=65536)  # a few thousand distinct words: each is stemmed once, not once per occurrence
-def stem(word: str) -> str:
-    """A light suffix stripper (plurals, -ed, -ing, -ly, final e): enough to match the forms a reader
-    types, and conservative, so unrelated words are not merged ("concurrency" stays apart from
-    "concurrent"). No stemming library is in our pinned requirements; this is 20 lines."""
-    w = word.lower()
-    if len(w) <= 3 or not w.isalpha():
-        return w
-    if w.endswith(("ies", "ied")) and len(w) > 4:
-        w = w[:-3] + "y"
-    elif w.endswith("sses") or w.endswith(("xes", "ches", "shes")):
-        w = w[:-2]
-    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        w = w[:-1]
-    for suffix in ("ing", "ed"):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
-            w = w[: -len(suffix)]
-            if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
-                w = w[:-1]  # shedding -> shed, capped -> cap
-            break
-    if w.endswith("ation") and len(w) > 7:
-        w = w[:-3]  # propagation / propagated, deduplication / deduplicates
-    if w.endswith("ly") and len(w) > 5:
-        w = w[:-2]
-    if w.endswith("e") and len(w) > 4:
-        w = w[:-1]  # cache / caching, queue / queued
-    return w
-
-
-def tokenize(text: str) -> list[tuple[str, int, int]]:
-    """(stem, start, end) of each word that is not a stopword; an abbreviation gives each word it stands for."""
-    tokens = []
-    for match in WORD.finditer(text):
-        word = match[0].lower()
-        if word in STOPWORDS or len(word) < 2:
-            continue
-        for part in ABBREVIATIONS.get(word, (word,)):
-            tokens.append((stem(part), match.start(), match.end()))
-    return tokens
-
-
-def clean_query(raw: str | None) -> str:
-    """Whitespace collapsed, control characters (NUL included) dropped, at most MAX_QUERY characters."""
-    text = "".join(ch for ch in (raw or "")[: MAX_QUERY * 4] if unicodedata.category(ch)[0] != "C" or ch.isspace())
-    return re.sub(r"\s+", " ", text).strip()[:MAX_QUERY]
-
-
-def query_terms(query: str) -> list[str]:
-    """The query's distinct stems, in order, at most MAX_TERMS."""
-    return list(dict.fromkeys(token for token, _start, _end in tokenize(query)))[:MAX_TERMS]
 
 
 @dataclass

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST, require_safe
 from prepsite.shared_pages import shared_page
 from prepsite.visitor import visitor_for
 from topics import search as site_search
+from topics import text
 from topics.models import Question, Section, SectionUnderstood, Topic
 
 
@@ -17,7 +18,7 @@ def _understood_ids(request: HttpRequest, topic_id: int) -> set[int]:
     visitor = visitor_for(request)
     if visitor is None:
         return set()  # no session id yet, so nothing marked: skip the query
-    marks = SectionUnderstood.objects.for_visitor(visitor).filter(section__topic_id=topic_id)
+    marks = SectionUnderstood.objects.owned_by(visitor).filter(section__topic_id=topic_id)
     return set(marks.values_list("section_id", flat=True))
 
 
@@ -166,12 +167,12 @@ def mark_understood(request: HttpRequest, slug: str, section_slug: str) -> HttpR
 
 @require_safe
 def search(request: HttpRequest) -> HttpResponse:
-    query = site_search.clean_query(request.GET.get("q"))
+    query = text.clean_query(request.GET.get("q"))
     results = site_search.search(query) if query else []
     context = {
         "query": query,
         "results": results,
-        "has_terms": bool(site_search.query_terms(query)),
+        "has_terms": bool(text.query_terms(query)),
         "topics": Topic.objects.published(),
         "nav": "search",
     }

@@ -20,7 +20,8 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from prepsite.redis_conn import get_redis
-from sandbox import delivery, experiments, live
+from sandbox import delivery
+from sandbox.engine import experiments, live
 from sandbox.models import Experiment
 from tests.conftest import ARTIFACTS, CONSUMERS, wait_for, wait_ms
 from topics.drills.models import Card

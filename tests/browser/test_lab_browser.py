@@ -7,9 +7,9 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import Page, expect
 
-from sandbox import experiments, live
+from sandbox.engine import experiments, live
+from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
-from sandbox.presets import PRESETS
 from tests.conftest import ARTIFACTS, wait_ms
 from tests.sandbox.helpers import anonymous_visitor, wait_finished
 

@@ -6,10 +6,10 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from sandbox import live
-from sandbox.fault_plan import FaultPlan
+from sandbox.engine import live
+from sandbox.engine.fault_plan import FaultPlan
+from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
-from sandbox.presets import PRESETS
 from tests.conftest import ARTIFACTS, wait_ms
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

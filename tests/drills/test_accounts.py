@@ -76,7 +76,7 @@ def test_merge_keeps_account_card_when_it_is_newer_and_skips_duplicate_reviews(c
 def test_merge_on_signup_and_logout_starts_fresh(client):
     question = make_question()
     drill(client, question, 3)
-    response = client.post(reverse("drills:signup"), {"username": "cy", "password1": PASSWORD, "password2": PASSWORD})
+    response = client.post(reverse("signup"), {"username": "cy", "password1": PASSWORD, "password2": PASSWORD})
     assert response.status_code == 302
     assert Card.objects.get().user.username == "cy"
     html = client.get(reverse("drills:home")).content.decode()
@@ -89,7 +89,7 @@ def test_merge_on_signup_and_logout_starts_fresh(client):
 
 def test_login_and_password_pages_render(client, django_user_model):
     assert "Log in" in client.get(reverse("login")).content.decode()
-    assert client.get(reverse("drills:signup")).status_code == 200
+    assert client.get(reverse("signup")).status_code == 200
     bad = client.post(reverse("login"), {"username": "nobody", "password": "x"})
     assert bad.status_code == 200
     assert "Please enter a correct username and password" in bad.content.decode()

@@ -196,7 +196,7 @@ def test_nav_shows_due_count(client, question):
 def test_nav_due_count_is_one_query_and_survives_empty_tables(client, db, django_assert_max_num_queries):
     from django.test import RequestFactory
 
-    from prepsite.context_processors import site
+    from topics.drills.context_processors import due_badge
 
     request = RequestFactory().get("/")
     from django.contrib.auth.models import AnonymousUser
@@ -205,7 +205,7 @@ def test_nav_due_count_is_one_query_and_survives_empty_tables(client, db, django
     request.user, request.session = AnonymousUser(), SessionStore()
     request.session["drills_learner"] = "abc"
     with django_assert_max_num_queries(2):  # session load + one COUNT
-        assert site(request)["due_count"]() == 0
+        assert due_badge(request)["due_count"]() == 0
     assert client.get(reverse("drills:home")).status_code == 200
 
 

@@ -47,10 +47,10 @@ def test_card_queryset_for_learner_and_due():
     card.set_fsrs(scheduling.new_card(NOW))
     card.save()
     mine, theirs = Visitor(anon_id="s1"), Visitor(anon_id="s2")
-    assert list(Card.objects.for_visitor(mine).due(NOW)) == [card]
-    assert not Card.objects.for_visitor(mine).due(NOW - timedelta(minutes=1)).exists()
-    assert not Card.objects.for_visitor(theirs).exists()
-    assert not Card.objects.for_visitor(None).exists()
+    assert list(Card.objects.owned_by(mine).due(NOW)) == [card]
+    assert not Card.objects.owned_by(mine).due(NOW - timedelta(minutes=1)).exists()
+    assert not Card.objects.owned_by(theirs).exists()
+    assert not Card.objects.owned_by(None).exists()
 
 
 def test_humanize_delta():

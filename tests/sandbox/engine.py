@@ -18,14 +18,14 @@ from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 
-from sandbox import experiments, live
+from sandbox.engine import live, rq_storage
 from sandbox.models import Experiment
 
 
 class InProcessLab:
     def __init__(self, traveller: time_machine.Traveller):
         self.clock = traveller
-        self.queue = experiments.lab_queue()
+        self.queue = rq_storage.lab_queue()
         self.worker = SimpleWorker([self.queue], connection=self.queue.connection, log_job_description=False)
         self.scheduler = RQScheduler([self.queue], connection=self.queue.connection)
         self.scheduler.prepare_registries([self.queue.name])

@@ -2,9 +2,9 @@ import secrets
 import time
 
 from prepsite.visitor import ANON_KEY, CLI, Visitor
-from sandbox import experiments, live
+from sandbox.engine import experiments, live
+from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
-from sandbox.presets import PRESETS
 from tests.conftest import wait_for
 
 FAST = {"duration_ms": 50, "duration_spread_ms": 20}

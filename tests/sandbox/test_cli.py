@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sandbox.engine.presets import DEFAULTS, PRESETS
 from sandbox.params import ExperimentForm
-from sandbox.presets import DEFAULTS, PRESETS
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {
@@ -141,7 +141,7 @@ def test_cli_json_and_the_live_view_show_the_same_outcome(rq_workers, capsys, cl
 
     from django.urls import reverse
 
-    from sandbox import readmodel
+    from sandbox.engine import outcome as run_outcome
     from sandbox.models import Experiment
     from tests.sandbox.helpers import anonymous_visitor
 
@@ -150,7 +150,7 @@ def test_cli_json_and_the_live_view_show_the_same_outcome(rq_workers, capsys, cl
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     experiment = Experiment.objects.get(pk=summary["id"])
     assert summary["dead_lettered"] == 3
-    shown = readmodel.outcome(experiment)
+    shown = run_outcome.outcome(experiment)
     assert {k: v for k, v in shown.items() if k != "expired"} == {
         k: v for k, v in summary.items() if k in shown and k != "expired"
     }

@@ -9,10 +9,12 @@ import re
 import pytest
 
 from prepsite.redis_conn import get_redis
-from sandbox import delivery, live, readmodel
-from sandbox.fault_plan import FaultPlan
+from sandbox import delivery
+from sandbox.engine import live
+from sandbox.engine import outcome as run_outcome
+from sandbox.engine.fault_plan import FaultPlan
+from sandbox.engine.presets import PRESETS
 from sandbox.models import LedgerEntry
-from sandbox.presets import PRESETS
 from tests.conftest import STATE, wait_for
 from tests.sandbox.helpers import FAST, start, wait_finished, wait_state
 
@@ -93,7 +95,7 @@ def test_a_poison_message_blocks_its_partition_until_it_is_parked(rq_workers):
     assert lag_parked[stalled] < lag_blocked[stalled] / 2
     # Blocked, the messages queued behind the poison one waited out its retries (its own latency is the
     # same either way: it is retried until the DLQ); parked, they did not wait.
-    blocked_p95, parked_p95 = readmodel.outcome(blocked)["p95_ms"], readmodel.outcome(parked)["p95_ms"]
+    blocked_p95, parked_p95 = run_outcome.outcome(blocked)["p95_ms"], run_outcome.outcome(parked)["p95_ms"]
     assert blocked_p95 > 5_000  # at least the poison message's backoffs: a slower machine only adds to it
     assert parked_p95 < blocked_p95 / 2
     for run in (blocked, parked):
@@ -148,7 +150,7 @@ def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, mo
     if model == "rq":
         from rq.registry import FailedJobRegistry
 
-        from sandbox.experiments import lab_queue
+        from sandbox.engine.rq_storage import lab_queue
 
         def filed() -> set[int]:
             failed = FailedJobRegistry(queue=lab_queue()).get_job_ids(cleanup=False)
@@ -167,13 +169,13 @@ def test_the_accounting_invariant_holds_under_random_mixed_faults(rq_workers, mo
             "pending": 0,
             "dead_letter_stream": c["dead_lettered"],
         }
-    summary = readmodel.outcome(experiment)
+    summary = run_outcome.outcome(experiment)
     assert {"redeliveries", "order_violations", "max_lag"} <= set(summary)
     assert json.dumps(summary)
 
 
 def test_a_stream_run_is_refused_with_a_reason_when_no_consumer_is_running(db, monkeypatch):
-    from sandbox import experiments
+    from sandbox.engine import experiments
     from sandbox.models import Experiment
 
     monkeypatch.setattr(delivery, "members", lambda redis, now=None: [])
@@ -191,7 +193,7 @@ def test_a_kill_for_one_run_neither_fails_another_runs_message_nor_stalls_its_pa
     """Consumers are shared, but each run stands for its own consumer group: a visitor who kills a
     consumer busy with someone else's message lets that message finish, and the partitions it held for
     other runs are handed back at once instead of waiting out the 3 s lease."""
-    from sandbox import experiments
+    from sandbox.engine import experiments
 
     redis = get_redis()
     wait_for(lambda: len(delivery.members(redis)) >= 3, 30, message="three consumers")
@@ -245,7 +247,7 @@ def test_a_dead_consumer_died_for_the_runs_that_asked_or_the_run_of_its_message(
 
 def test_a_dead_consumers_leases_go_back_at_once_except_for_the_runs_it_died_for(redis_conn):
     runs = (990001, 990002, 990003)
-    keys = [live.key(run, name) for run in runs for name in ("params", "lease:0", "lease:1", "lease:r")]
+    keys = [live.key(run, name) for run in runs for name in ("params", "lease:0", "lease:1", "lease:retry")]
     try:
         for run in runs:
             redis_conn.hset(delivery.ACTIVE, str(run), "log")

@@ -10,9 +10,10 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from prepsite.visitor import Visitor
-from sandbox import experiments, live
+from sandbox.delivery.rq import REDRIVE_PER_SECOND
+from sandbox.engine import experiments, live, rq_storage
+from sandbox.engine.presets import PRESETS
 from sandbox.models import LedgerEntry
-from sandbox.presets import PRESETS
 from tests.sandbox.helpers import FAST, attempt_failure_times, start
 
 
@@ -79,7 +80,7 @@ def test_redrive_restores_the_retry_budget_and_a_double_redrive_runs_once(lab_en
     assert state.counters["dead_lettered"] == 1
     assert state.dlq == [1]
     # It ran once more, not twice: RQ holds the job in its DLQ and nowhere it could run from again.
-    queue = experiments.lab_queue()
+    queue = rq_storage.lab_queue()
     job_id = live.job_id_for(experiment.pk, 1)
     assert job_id in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)
     assert job_id not in queue.get_job_ids()
@@ -92,7 +93,7 @@ def test_redrive_in_the_gap_before_rq_files_the_failure_waits_for_it(lab_engine)
     as failed. A redrive clicked in that gap must wait and redrive, not drop the job from the DLQ."""
     experiment = start("poison", jobs=1, max_retries=0, **FAST)
     lab_engine.finish(experiment)
-    queue = experiments.lab_queue()
+    queue = rq_storage.lab_queue()
     registry = FailedJobRegistry(queue=queue)
     job_id = live.job_id_for(experiment.pk, 1)
     assert job_id in registry.get_job_ids(cleanup=False)
@@ -202,9 +203,9 @@ def test_redrive_releases_a_large_dlq_in_paced_batches(lab_engine):
     experiment = start("poison", jobs=30, max_retries=0, duration_ms=5, duration_spread_ms=0)
     lab_engine.finish(experiment)
     assert experiments.experiment_redrive(experiment) == 30
-    scheduled = ScheduledJobRegistry(queue=experiments.lab_queue()).get_job_ids(cleanup=False)
+    scheduled = ScheduledJobRegistry(queue=rq_storage.lab_queue()).get_job_ids(cleanup=False)
     paced = [job_id for job_id in scheduled if job_id.startswith(f"lab-{experiment.pk}-")]
-    assert len(paced) == 30 - experiments.REDRIVE_PER_SECOND
+    assert len(paced) == 30 - REDRIVE_PER_SECOND
     lab_engine.run_until(lambda: live.read(experiment.pk).counters["attempts"] == 60)
     state = live.read(experiment.pk)
     assert state.finished

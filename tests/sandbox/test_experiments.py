@@ -9,7 +9,7 @@ import pytest
 from rq import Worker
 
 from prepsite.redis_conn import get_redis
-from sandbox import experiments, live
+from sandbox.engine import experiments, live
 from sandbox.models import LedgerEntry
 from tests.conftest import STATE
 from tests.sandbox.helpers import start, wait_finished, wait_state

@@ -1,7 +1,7 @@
 """Expected values that say what they assume: the numbers in the explanation's text."""
 
-from sandbox.explain import drain_seconds, explain, redrive_drain_seconds
-from sandbox.presets import PRESETS
+from sandbox.engine.presets import PRESETS
+from sandbox.liveview.explain import drain_seconds, explain, redrive_drain_seconds
 
 
 def items(preset: str, counters: dict | None = None, **kwargs) -> dict[str, dict]:

@@ -5,8 +5,8 @@ from django.test import Client
 from django.urls import reverse
 
 from prepsite.visitor import ANON_KEY
+from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
-from sandbox.presets import PRESETS
 from tests.sandbox.helpers import anonymous_visitor
 
 HX = {"HTTP_HX_REQUEST": "true"}

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from rq import Queue
 from rq.rate_limit import RateLimit, RateLimitRegistry
 
-from sandbox.janitor import recover_lost_promotions
+from sandbox.ops.janitor import recover_lost_promotions
 
 
 def test_a_queued_job_that_fell_off_the_queue_is_pushed_back_once(redis_conn):
@@ -32,7 +32,7 @@ def test_the_lock_of_a_silent_scheduler_is_released_and_a_live_ones_is_kept(redi
     from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
     from rq.utils import utcformat
 
-    from sandbox.janitor import release_dead_scheduler_lock
+    from sandbox.ops.janitor import release_dead_scheduler_lock
 
     queue = Queue("janitor-sched", connection=redis_conn)
     lock = RQScheduler.get_locking_key(queue.name)
@@ -53,7 +53,7 @@ def test_a_job_of_a_dead_worker_is_recovered_only_after_two_passes(redis_conn, m
     from rq.job import JobStatus
     from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-    from sandbox import janitor
+    from sandbox.ops import janitor
 
     monkeypatch.setattr(janitor, "CONFIRM_SECONDS", 0.2)
     queue = Queue("janitor-abandon", connection=redis_conn)

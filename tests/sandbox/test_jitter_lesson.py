@@ -1,9 +1,10 @@
 """The retry-storm lesson: an outage fails everyone at once, and only then does jitter matter."""
 
-from sandbox import live
-from sandbox.fault_plan import FaultPlan
-from sandbox.params import ExperimentForm, schedule_span_s, worst_case_worker_seconds
-from sandbox.presets import DEFAULTS, PRESETS
+from sandbox.engine import live
+from sandbox.engine.budget import schedule_span_s, worst_case_worker_seconds
+from sandbox.engine.fault_plan import FaultPlan
+from sandbox.engine.presets import DEFAULTS, PRESETS
+from sandbox.params import ExperimentForm
 from tests.sandbox.helpers import start
 
 SEED = 42

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox import predictions
+from sandbox.engine.presets import DEFAULTS, PRESETS
+from sandbox.liveview import predictions
+from sandbox.liveview.predictions import Prediction, PredictionForm, compare, fields_for, observed
 from sandbox.models import Experiment
 from sandbox.params import FIELD_GROUPS, ExperimentForm, preset_overrides
-from sandbox.predictions import Prediction, PredictionForm, compare, fields_for, observed
-from sandbox.presets import DEFAULTS, PRESETS
 
 # ---------------------------------------------------------------- which numbers each preset asks for
 

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox.fault_plan import FaultPlan
-from sandbox.presets import PRESETS
-from sandbox.retry_policy import backoff_ceiling, retry_intervals
+from sandbox.engine.fault_plan import FaultPlan
+from sandbox.engine.presets import PRESETS
+from sandbox.engine.retry_policy import backoff_ceiling, retry_intervals
 
 
 def test_exponential_backoff_doubles_until_the_cap():

@@ -5,10 +5,12 @@ import re
 import pytest
 from django.urls import reverse
 
-from sandbox import charts, experiments, limits, live
-from sandbox.explain import explain
+from prepsite import charts
+from sandbox.engine import experiments, limits, live
+from sandbox.engine.presets import PRESETS
+from sandbox.engine.series import MAX_POINTS, depth_samples, lag_series, retry_histogram, series_from_buckets
+from sandbox.liveview.explain import explain
 from sandbox.models import Experiment
-from sandbox.presets import PRESETS
 from tests.conftest import wait_for
 from tests.sandbox.helpers import FAST, anonymous_visitor, wait_finished, wait_state
 
@@ -430,18 +432,18 @@ def test_one_click_runs_a_preset_on_two_models_and_compare_shows_the_delivery_ro
 
 def test_lag_holds_each_sample_until_the_next_and_bins_keep_the_peak():
     buckets = {"lag0": {102: 3, 105: 1}, "lag1": {100: 2, 101: 0}}
-    xs, lines, bin_s = charts.lag_series(buckets, 2, origin=100, seconds=8)
+    xs, lines, bin_s = lag_series(buckets, 2, origin=100, seconds=8)
     assert (xs, bin_s) == (list(range(8)), 1)
     assert lines[0] == [0, 0, 3, 3, 3, 1, 1, 1]
     assert lines[1] == [2, 0, 0, 0, 0, 0, 0, 0]
-    xs, lines, bin_s = charts.lag_series({"lag0": {100: 9, 101: 0}}, 1, origin=100, seconds=charts.MAX_POINTS * 2)
+    xs, lines, bin_s = lag_series({"lag0": {100: 9, 101: 0}}, 1, origin=100, seconds=MAX_POINTS * 2)
     assert bin_s == 2
     assert lines[0][:2] == [9, 0]  # the 1-second spike survives the 2-second slot
-    assert charts.depth_samples({"arr": {10: 5, 12: 1}, "start": {10: 2, 11: 3}}) == {10: 3, 11: 0, 12: 1}
+    assert depth_samples({"arr": {10: 5, 12: 1}, "start": {10: 2, 11: 3}}) == {10: 3, 11: 0, 12: 1}
 
 
 def test_delivery_events_read_as_words():
-    from sandbox import readmodel
+    from sandbox.liveview import readmodel
 
     state = live.LiveState(1, exists=True, t0=100.0, events=[
         {"id": "1-0", "t": "101", "kind": "order_violation", "job": "6", "detail": "customer 2: event 2 applied after a later one"},
@@ -532,7 +534,7 @@ def test_too_many_redrives_answer_429_with_the_message(client):
 
 def test_depth_and_in_flight_are_derived_from_cumulative_buckets():
     buckets = {"arr": {100: 5, 101: 2}, "start": {100: 2, 101: 3, 102: 2}, "end": {101: 2, 102: 3, 103: 2}}
-    series = charts.series_from_buckets(buckets, now=200)
+    series = series_from_buckets(buckets, now=200)
     assert series.seconds[:4] == [0, 1, 2, 3]
     assert series.depth[:4] == [3, 2, 0, 0]
     assert series.in_flight[:4] == [2, 3, 2, 0]
@@ -540,12 +542,12 @@ def test_depth_and_in_flight_are_derived_from_cumulative_buckets():
 
 
 def test_future_arrivals_do_not_stretch_the_axis_past_now():
-    series = charts.series_from_buckets({"arr": {100: 1, 160: 1}, "start": {100: 1}}, now=110)
+    series = series_from_buckets({"arr": {100: 1, 160: 1}, "start": {100: 1}}, now=110)
     assert series.seconds[-1] == 10
 
 
 def test_retry_histogram_is_relative_to_the_start_and_fills_gaps():
-    seconds, values, bin_s = charts.retry_histogram({105: 3, 107: 1}, 100.4)
+    seconds, values, bin_s = retry_histogram({105: 3, 107: 1}, 100.4)
     assert bin_s == 1
     assert seconds == list(range(8))
     assert values == [0, 0, 0, 0, 0, 3, 0, 1]

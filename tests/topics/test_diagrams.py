@@ -13,7 +13,7 @@ from axe_playwright_python.sync_playwright import Axe
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from sandbox.presets import PRESETS
+from sandbox.engine.presets import PRESETS
 from tests.conftest import ARTIFACTS
 from topics.models import Section
 

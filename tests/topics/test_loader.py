@@ -3,7 +3,7 @@ import re
 import pytest
 from django.core.management.base import CommandError
 
-from sandbox.presets import PRESETS
+from sandbox.engine.presets import PRESETS
 from topics.loader import DEFAULT_CONTENT_DIR
 from topics.models import Question, Section, Topic
 

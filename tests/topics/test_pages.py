@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from prepsite.visitor import ANON_KEY
-from sandbox.presets import PRESETS
+from sandbox.engine.presets import PRESETS
 from tests.conftest import BASE_DIR, worker_env
 from tests.topics.conftest import load, section_file, write_content
 from topics.loader import DEFAULT_CONTENT_DIR

@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 from tests.conftest import ARTIFACTS
 from topics.markdown import render_markdown
 from topics.models import Section
-from topics.search import MAX_QUERY, clean_query, highlight, query_terms, search, stem
+from topics.search import highlight, search
+from topics.text import MAX_QUERY, clean_query, query_terms, stem
 
 from .conftest import load, section_file, write_content
 

@@ -1,7 +1,7 @@
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
 
 from topics.drills.models import ANSWER_MAX, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
+from topics.models import Question
 
 IMPORT_MAX_BYTES = 5 * 1024 * 1024
 
@@ -70,8 +70,6 @@ class MockStartForm(forms.Form):
     question = forms.ModelChoiceField(queryset=None, required=False, label="Interview prompt")
 
     def __init__(self, *args, **kwargs):
-        from topics.models import Question
-
         super().__init__(*args, **kwargs)
         field = self.fields["question"]
         field.queryset = Question.objects.select_related("topic").in_order()
@@ -121,7 +119,3 @@ class ImportForm(forms.Form):
         if upload.size > IMPORT_MAX_BYTES:
             raise forms.ValidationError("That file is larger than 5 MB; a drills export is far smaller.")
         return upload
-
-
-class SignupForm(UserCreationForm):
-    pass

@@ -20,6 +20,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from topics.text import stem
+
 WORD = re.compile(r"\w+")
 CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]\n]|\s[-–—]\s|\bbut\b", re.IGNORECASE)
 STEM_MIN = 4
@@ -43,28 +45,6 @@ class Token:
     start: int
     end: int
     clause: int  # index of the clause (sentence-ish run) the word is in
-
-
-@functools.lru_cache(maxsize=8192)
-def stem(word: str) -> str:
-    """A light suffix stripper: enough for plurals, -ed, -ing and -ies, nothing clever."""
-    if len(word) > 4 and word.endswith(("ies", "ied")):
-        word = word[:-3] + "i"
-    elif len(word) > 5 and word.endswith("ing"):
-        word = word[:-3]
-    elif len(word) > 4 and (
-        word.endswith("ed") or (word.endswith("es") and (word[-3] in "sxz" or word[-4:-2] in ("ch", "sh")))
-    ):
-        word = word[:-2]
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
-        word = word[:-1]  # stopp(ing) -> stop
-    if len(word) > 4 and word.endswith("e"):
-        word = word[:-1]
-    if len(word) > 2 and word.endswith("y"):
-        word = word[:-1] + "i"
-    return word
 
 
 def words(text: str) -> list[Token]:

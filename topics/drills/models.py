@@ -1,18 +1,17 @@
 """Drill state per learner: FSRS cards, reviews, one-shot attempts and mock interviews.
 
 A learner is a visitor (`prepsite.visitor`): the account when logged in, else an anonymous id; every
-row carries both columns and is only ever read through `for_visitor()`.
+row carries both columns and is only ever read through `owned_by()` (prepsite.ownership).
 """
 
 import uuid
 from datetime import datetime
 
-from django.conf import settings
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from prepsite.visitor import Visitor
+from prepsite.ownership import VisitorOwned, VisitorOwnedQuerySet
 from topics.drills import scheduling
 from topics.models import Question
 
@@ -20,22 +19,7 @@ ANSWER_MAX = 20_000
 NOTES_MAX = 20_000
 
 
-class LearnerQuerySet(models.QuerySet):
-    def for_visitor(self, visitor: Visitor | None):
-        if visitor is None:
-            return self.none()
-        return self.filter(**visitor.lookup())
-
-
-class LearnerOwned(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
-    anon_id = models.CharField(max_length=40, blank=True, db_index=True)
-
-    class Meta:
-        abstract = True
-
-
-class CardQuerySet(LearnerQuerySet):
+class CardQuerySet(VisitorOwnedQuerySet):
     def due(self, now: datetime | None = None) -> "CardQuerySet":
         return self.filter(due__lte=now or timezone.now())
 
@@ -43,7 +27,7 @@ class CardQuerySet(LearnerQuerySet):
         return self.filter(created_at__gte=moment)
 
 
-class Card(LearnerOwned):
+class Card(VisitorOwned):
     """One learner's FSRS memory state for one question (created at the first rating)."""
 
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="drill_cards")
@@ -112,7 +96,7 @@ class Review(models.Model):
         return f"{self.get_rating_display()} at {self.reviewed_at:%Y-%m-%d %H:%M}"
 
 
-class Attempt(LearnerOwned):
+class Attempt(VisitorOwned):
     """A submitted answer: the one-shot ticket that lets its own learner see the reveal and rate once."""
 
     token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -125,7 +109,7 @@ class Attempt(LearnerOwned):
     rated_at = models.DateTimeField(null=True, blank=True)
     review = models.OneToOneField(Review, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempt")
 
-    objects = LearnerQuerySet.as_manager()
+    objects = VisitorOwnedQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"attempt {self.token} on {self.question.slug}"
@@ -188,14 +172,14 @@ def phase_offset_s(key: str) -> int:
 CURVEBALLS_AT_S = phase_offset_s(CURVEBALL_PHASE)
 
 
-class MockInterview(LearnerOwned):
+class MockInterview(VisitorOwned):
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="mock_interviews")
     started_at = models.DateTimeField(default=timezone.now)
     notes = models.JSONField(default=dict, help_text="{phase key: notes}")
     finished_at = models.DateTimeField(null=True, blank=True)
     self_assessment = models.JSONField(default=list, help_text="indexes of key points the learner covered")
 
-    objects = LearnerQuerySet.as_manager()
+    objects = VisitorOwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]

@@ -13,7 +13,6 @@ urlpatterns = [
     path("drills/mock/<int:pk>/save/", views.mock_save, name="mock_save"),
     path("drills/mock/<int:pk>/finish/", views.mock_finish, name="mock_finish"),
     path("drills/mock/<int:pk>/export/", views.mock_export, name="mock_export"),
-    path("accounts/signup/", views.signup, name="signup"),
     path("topics/<slug:topic>/drill/", views.topic_drill, name="topic_drill"),
     path("topics/<slug:topic>/drill-status/", views.topic_drill_personal, name="topic_drill_personal"),
     path("topics/<slug:topic>/drill/<slug:slug>/", views.question, name="question"),

@@ -1,21 +1,21 @@
-"""Drill views: a few lines of HTTP glue each; the rules live in services.py and the models."""
+"""Drill views: a few lines of HTTP glue each; the rules live in services/ and the models."""
 
 from django.contrib import messages
-from django.contrib.auth import login
 from django.core.cache import caches
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import push_url
 
+from prepsite.charts import day_bars
+from prepsite.links import lab_link
 from prepsite.ratelimit import allow
 from prepsite.shared_pages import shared_page
-from prepsite.visitor import client_address, limit_key, visitor_for
+from prepsite.visitor import limit_key, visitor_for
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
@@ -24,7 +24,6 @@ from topics.drills.forms import (
     MockNotesForm,
     MockStartForm,
     RatingForm,
-    SignupForm,
 )
 from topics.drills.matching import RULE as MATCH_RULE
 from topics.drills.matching import match_key_points
@@ -50,7 +49,7 @@ def section_url(question: Question) -> str:
 
 
 def lab_url(question: Question) -> str:
-    return f"{reverse('sandbox:home')}?{urlencode({'preset': question.preset})}" if question.preset else ""
+    return lab_link(question.preset) if question.preset else ""
 
 
 def question_context(question: Question, **extra) -> dict:
@@ -156,7 +155,7 @@ def _drill_topic(slug: str) -> Topic:
 
 def _drill_statuses(topic: Topic, learner) -> tuple[list[dict], services.DrillPlan]:
     now = timezone.now()
-    cards = {card.question_id: card for card in Card.objects.for_visitor(learner).filter(question__topic=topic)}
+    cards = {card.question_id: card for card in Card.objects.owned_by(learner).filter(question__topic=topic)}
     rows = []
     for question in topic.questions.only("pk", "slug", "topic_id").in_order():
         card = cards.get(question.pk)
@@ -172,7 +171,6 @@ def _drill_statuses(topic: Topic, learner) -> tuple[list[dict], services.DrillPl
 
 ANSWERS_PER_MINUTE = 20
 IMPORTS_PER_WINDOW, IMPORT_WINDOW_S = 5, 10 * 60
-SIGNUPS_PER_HOUR = 10
 # A write that waited out the database's busy timeout (SQLite's lock, a PostgreSQL lock timeout) is the
 # site's moment, not the visitor's mistake: 503 and a message, never a 500.
 DATABASE_BUSY = "The site is busy right now, so this was not saved. Please try again in a few seconds."
@@ -225,7 +223,7 @@ def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
 def get_attempt(request: HttpRequest, question: Question, token) -> Attempt:
     learner = visitor_for(request)
     return get_object_or_404(
-        Attempt.objects.for_visitor(learner).select_related("review__card"), token=token, question=question
+        Attempt.objects.owned_by(learner).select_related("review__card"), token=token, question=question
     )
 
 
@@ -278,7 +276,7 @@ def progress(request: HttpRequest) -> HttpResponse:
         {
             "nav": "drills",
             "progress": data,
-            "chart": services.bar_chart(data.per_day),
+            "chart": day_bars(data.per_day),
             "mastered_rule": scheduling.MASTERED_RULE,
             "readiness_rule": services.READINESS_RULE,
             "import_form": ImportForm(),
@@ -342,35 +340,12 @@ def import_view(request: HttpRequest) -> HttpResponse:
     return busy(response) if status == 503 else response
 
 
-def signup_allowed(request: HttpRequest) -> bool:
-    """Accounts are what per-account limits count against, so minting them is bounded per client address.
-    Fails open: signing up needs only the database."""
-    who = f"ip:{client_address(request)}"
-    return allow("signup", who, limit=SIGNUPS_PER_HOUR, window_s=60 * 60, fail_open=True)
-
-
-@require_http_methods(["GET", "HEAD", "POST"])
-def signup(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        return redirect("drills:home")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid() and not signup_allowed(request):
-        form.add_error(None, "Too many accounts were created from your network recently; please try again later.")
-        return render(request, "registration/signup.html", {"form": form}, status=429)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # merges anonymous progress
-        messages.success(request, f"Welcome, {user.get_username()}. Your drill progress is now saved to your account.")
-        return redirect("drills:home")
-    return render(request, "registration/signup.html", {"form": form})
-
-
 # Mock interviews --------------------------------------------------------------------------------
 
 
 def get_mock(request: HttpRequest, pk: int) -> MockInterview:
     learner = visitor_for(request)
-    return get_object_or_404(MockInterview.objects.for_visitor(learner).select_related("question__topic"), pk=pk)
+    return get_object_or_404(MockInterview.objects.owned_by(learner).select_related("question__topic"), pk=pk)
 
 
 def mock_context(mock: MockInterview, *, now=None, **extra) -> dict:
@@ -416,7 +391,7 @@ def mock_start(request: HttpRequest) -> HttpResponse:
             messages.info(request, note)
         return redirect(mock)
     learner = visitor_for(request)
-    past = MockInterview.objects.for_visitor(learner).select_related("question")[:20]
+    past = MockInterview.objects.owned_by(learner).select_related("question")[:20]
     context = {"nav": "drills", "form": form, "past": past, "phases": PHASES, "mock_minutes": MOCK_MINUTES}
     return render(request, "drills/mock_start.html", context)
 

@@ -9,10 +9,12 @@ from redis.exceptions import RedisError
 
 from prepsite.redis_conn import redis_is_full
 from prepsite.visitor import CLI
-from sandbox import delivery, experiments, live, readmodel
+from sandbox import delivery
+from sandbox.engine import experiments, live
+from sandbox.engine import outcome as run_outcome
+from sandbox.engine.presets import DEFAULTS, PRESETS
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
-from sandbox.presets import DEFAULTS, PRESETS
 
 KNOWN = {*DEFAULTS, "seed"}
 BLIP_SECONDS = 30  # how long a run keeps following through a Redis outage before giving up
@@ -38,12 +40,12 @@ def redis_problem(exc: RedisError) -> str:
 
 
 def result_line(experiment: Experiment, state: live.LiveState, elapsed: float) -> dict:
-    """The JSON summary: the same outcome the live view shows (sandbox.readmodel), plus the run's own."""
-    outcome = readmodel.outcome(experiment, state)
+    """The JSON summary: the same outcome the live view shows (sandbox.liveview.readmodel), plus the run's own."""
+    outcome = run_outcome.outcome(experiment, state)
     return {
         "id": experiment.pk,
         "preset": experiment.preset,
-        "model": delivery.model_of(experiment.params),
+        "model": delivery.model_for(experiment.params).name,
         "seed": experiment.seed,
         **outcome,
         "elapsed_s": round(elapsed, 2),
@@ -114,7 +116,7 @@ class Command(BaseCommand):
         lost_at = None
         while True:
             try:
-                return readmodel.read_state(experiment)
+                return run_outcome.read_state(experiment)
             except RedisError as exc:
                 lost_at = lost_at or time.monotonic()
                 if time.monotonic() - lost_at > BLIP_SECONDS:

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis
 from sandbox import delivery
-from sandbox.stream_consumer import Consumer
+from sandbox.ops.consumers import Consumer
 
 TICK_S = 0.05
 RESTART_AFTER_S = {"killed": 5.0, "exited": 1.0}  # a killed consumer stays dead long enough to see a rebalance
@@ -84,7 +84,7 @@ class Command(BaseCommand):
             slot = self.children.pop(pid, None)
             if slot is None:
                 continue
-            name = f"c{slot}-{pid}"
+            name = delivery.consumer_name(slot, pid)
             # The group notices at once that the member is gone (as a broker notices a dropped connection);
             # with Redis down, its session simply runs out instead.
             how = "killed" if os.WIFSIGNALED(status) else "exited"

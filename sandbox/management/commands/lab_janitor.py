@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from sandbox.experiments import lab_queue
-from sandbox.janitor import run_forever
+from sandbox.engine.rq_storage import lab_queue
+from sandbox.ops.janitor import run_forever
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from sandbox.panels import render_pass
+from sandbox.liveview.panels import render_pass
 
 INTERVAL_S = 0.1
 

@@ -1,0 +1,73 @@
+"""Accounts, for every app: sign-up (bounded per client address), and log-in throttling glue for
+django-axes (which address a failure counts against, and the lockout page). Logging in or signing up
+moves what the anonymous visitor owned into the account (prepsite.visitor)."""
+
+import ipaddress
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from prepsite.ratelimit import allow
+from prepsite.visitor import client_address
+
+SIGNUPS_PER_HOUR = 10
+
+
+class SignupForm(UserCreationForm):
+    pass
+
+
+def signup_allowed(request: HttpRequest) -> bool:
+    """Accounts are what per-account limits count against, so minting them is bounded per client address.
+    Fails open: signing up needs only the database."""
+    who = f"ip:{client_address(request)}"
+    return allow("signup", who, limit=SIGNUPS_PER_HOUR, window_s=60 * 60, fail_open=True)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("drills:home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid() and not signup_allowed(request):
+        form.add_error(None, "Too many accounts were created from your network recently; please try again later.")
+        return render(request, "registration/signup.html", {"form": form}, status=429)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # merges anonymous progress
+        messages.success(request, f"Welcome, {user.get_username()}. Your drill progress is now saved to your account.")
+        return redirect("drills:home")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+def login_client_address(request: HttpRequest) -> str | None:
+    """The address every other limit counts against (visitor.client_address), as a plain IP address
+    because axes stores it in an IP column: an IPv6 /64 becomes its first address; none when unknown."""
+    address = client_address(request)
+    if address == "unknown":
+        return None
+    return str(ipaddress.ip_network(address, strict=False).network_address)
+
+
+def cool_off_minutes() -> int:
+    return round(float(settings.AXES_COOLOFF_TIME) * 60)
+
+
+def lockout_message() -> str:
+    return (
+        f"Too many failed log-in attempts for this account or from your network. "
+        f"For your security, logging in is paused for {cool_off_minutes()} minutes; try again after that."
+    )
+
+
+def login_locked_out(request: HttpRequest, response: HttpResponse | None, credentials: dict | None) -> HttpResponse:
+    """Our own log-in page with the lockout message, answered 429 (axes' AXES_LOCKOUT_CALLABLE)."""
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    form = AuthenticationForm(request, initial={"username": username})
+    context = {"form": form, "lockout": lockout_message(), "next": request.POST.get("next", "")}
+    return render(request, "registration/login.html", context, status=429)

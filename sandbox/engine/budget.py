@@ -1,0 +1,40 @@
+"""What one run may ask of the shared lab: its schedule horizon and its worst-case worker time."""
+
+from sandbox.engine.retry_policy import backoff_ceiling
+
+MAX_JOBS = 500
+MAX_PARTITIONS = 8  # a log run's partitions (the live view has a colour for each)
+# Every arrival and every worst-case retry of an experiment falls within this window. SQS caps a
+# message's delay at 15 minutes for the same reason: past that it is a scheduled task, not a queue
+# message, and a shared lab must not hold work (and everyone's capacity) for longer.
+HORIZON_S = 15 * 60
+MAX_WORKER_SECONDS = 900  # worst-case worker time one experiment may ask of the shared workers
+
+
+def attempt_seconds(params: dict) -> float:
+    """The longest one attempt can hold a worker: its work, or the timeout that kills it."""
+    return min((params["duration_ms"] + params["duration_spread_ms"]) / 1000, params["timeout_s"])
+
+
+def admitted_jobs(params: dict) -> int:
+    return min(params["jobs"], params["queue_cap"])
+
+
+def schedule_span_s(params: dict) -> float:
+    """From the first arrival to the last possible end of the last job: arrivals, then every retry's
+    longest wait and every attempt at its longest."""
+    arrivals = (admitted_jobs(params) - 1) / params["arrival_per_s"] if params["arrival_per_s"] > 0 else 0.0
+    waits = sum(
+        backoff_ceiling(
+            attempt=n, backoff=params["backoff"], base_s=params["backoff_base_s"], cap_s=params["backoff_cap_s"]
+        )
+        for n in range(1, params["max_retries"] + 1)
+    )
+    return arrivals + waits + (params["max_retries"] + 1) * attempt_seconds(params)
+
+
+def worst_case_worker_seconds(params: dict, jobs: int | None = None) -> float:
+    """Worker time the run (or `jobs` of its messages) may take: every attempt, every duplicate delivery."""
+    messages = admitted_jobs(params) if jobs is None else jobs
+    deliveries = messages * (1 + params["duplicate_rate"])
+    return deliveries * (params["max_retries"] + 1) * attempt_seconds(params)

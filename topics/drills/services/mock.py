@@ -1,0 +1,122 @@
+"""Mock interviews: the prompt, its curveballs, and the model answer split by phase for review."""
+
+import html
+import re
+from dataclasses import dataclass
+
+from prepsite.links import lab_link
+from topics.drills.models import PHASES, MockInterview
+from topics.models import Question
+
+SURPRISE_FALLBACK_NOTE = (
+    "No full design prompts are loaded yet, so “Surprise me” picked a staff-level question instead. "
+    "Use the five phases anyway: it is the shape the interview will take."
+)
+
+
+def mock_prompt_surprise() -> tuple[Question | None, str]:
+    """A random full design prompt; else a staff-level question and a note saying so; never a junior one-liner."""
+    design = Question.objects.filter(kind=Question.Kind.DESIGN).order_by("?").first()
+    if design is not None:
+        return design, ""
+    staff = Question.objects.filter(level=Question.Level.STAFF).order_by("?").first()
+    return staff, SURPRISE_FALLBACK_NOTE if staff is not None else ""
+
+
+def mock_curveballs(question: Question) -> list[dict]:
+    """The interviewer's curveballs: the prompt's own follow-ups first, then the topic's, with Lab links."""
+    balls = [{"text": text} for text in question.followups if isinstance(text, str) and text.strip()]
+    for ball in question.topic.curveballs:
+        extra = {"url": lab_link(ball["preset"])} if ball.get("preset") else {}
+        if ball.get("also"):
+            extra["also_url"] = lab_link(ball["also"])
+        balls.append({**ball, **extra})
+    return balls
+
+
+_H2 = re.compile(r"<h2\b[^>]*>(.*?)</h2\s*>", re.IGNORECASE | re.DOTALL)
+_MD_H2 = re.compile(r"^ {0,3}##[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_MD_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def _heading_words(text: str) -> str:
+    """'2. Failure modes &amp; <em>wrap-up</em>' -> 'failure modes wrap up'."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).lower()
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split()).lstrip("0123456789 ")
+
+
+def _is_phase_heading(heading: str, phase: dict) -> bool:
+    words, title = _heading_words(heading), _heading_words(phase["title"])
+    return words.startswith(title) or words.split()[:1] == title.split()[:1]
+
+
+def _phases_match(headings: list[str]) -> bool:
+    return len(headings) == len(PHASES) and all(map(_is_phase_heading, headings, PHASES))
+
+
+def answer_html_phases(answer_html: str) -> tuple[str, list[str]] | None:
+    """Split a phased model answer at its five <h2>s: (what comes before them, one HTML part per phase).
+
+    None when the headings are not exactly the mock interview's phases in order (a concept question's
+    answer), so the caller shows the whole answer once instead of a wrong split."""
+    matches = list(_H2.finditer(answer_html))
+    if not _phases_match([m.group(1) for m in matches]):
+        return None
+    ends = [m.start() for m in matches[1:]] + [len(answer_html)]
+    parts = [answer_html[m.end() : end].strip() for m, end in zip(matches, ends, strict=True)]
+    return answer_html[: matches[0].start()].strip(), parts
+
+
+def answer_md_phases(answer_md: str) -> tuple[str, list[str]] | None:
+    """The same split on the Markdown source (for the export); `##` inside code fences is not a heading."""
+    lines = answer_md.splitlines()
+    starts, headings, fence = [], [], ""
+    for number, line in enumerate(lines):
+        opened = _MD_FENCE.match(line)
+        if fence:
+            fence = "" if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence) else fence
+        elif opened:
+            fence = opened.group(1)
+        elif heading := _MD_H2.match(line):
+            starts.append(number)
+            headings.append(heading.group(1))
+    if not _phases_match(headings):
+        return None
+    ends = [*starts[1:], len(lines)]
+    parts = ["\n".join(lines[start + 1 : end]).strip() for start, end in zip(starts, ends, strict=True)]
+    return "\n".join(lines[: starts[0]]).strip(), parts
+
+
+@dataclass
+class MockReview:
+    """A mock interview beside the model answer: per phase the learner's notes and the model's part."""
+
+    phases: list[dict]  # the mock's phases, each with "model_html" and "model_md" ("" when not phased)
+    phased: bool  # False: the model answer has no phase headings and is shown once, whole
+    intro_html: str
+    intro_md: str
+
+
+def mock_review(*, mock: MockInterview) -> MockReview:
+    question = mock.question
+    split_html = answer_html_phases(question.answer_html)
+    split_md = answer_md_phases(question.answer_md)
+    phases = mock.phases()
+    if split_html is None:
+        return MockReview(
+            phases=[{**phase, "model_html": "", "model_md": ""} for phase in phases],
+            phased=False,
+            intro_html=question.answer_html,
+            intro_md=question.answer_md.strip(),
+        )
+    intro_html, html_parts = split_html
+    intro_md, md_parts = split_md if split_md is not None else (question.answer_md.strip(), [""] * len(phases))
+    return MockReview(
+        phases=[
+            {**phase, "model_html": part_html, "model_md": part_md}
+            for phase, part_html, part_md in zip(phases, html_parts, md_parts, strict=True)
+        ],
+        phased=True,
+        intro_html=intro_html,
+        intro_md=intro_md,
+    )
