@@ -155,7 +155,8 @@ def test_the_utilisation_curve_plots_computed_mm1_points(queueing):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_diagrams_are_named_intact_and_readable_on_a_phone_and_a_desktop(live_server, browser, queueing):
+@pytest.mark.parametrize("width", [DESKTOP, PHONE])
+def test_diagrams_are_named_intact_and_readable_on_a_phone_and_a_desktop(live_server, browser, queueing, width):
     """Each chapter with a diagram, drawn by Chromium at 1280 and 390 px: a screenshot of every figure, its
     accessible name from the title, no text smaller than 12 px, nothing wider than the screen, and no axe
     violations inside the figures."""
@@ -164,38 +165,37 @@ def test_diagrams_are_named_intact_and_readable_on_a_phone_and_a_desktop(live_se
     folder.mkdir(parents=True, exist_ok=True)
     axe = Axe()
     measured = []
-    for width in (DESKTOP, PHONE):
-        # axe-core is injected as a script, so its context bypasses the site's CSP (as in test_accessibility).
-        context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
-        page = context.new_page()
-        for section in {section for section, _figure, _after in diagrams.values()}:
-            page.goto(live_server.url + section.get_absolute_url())
-            for name, (owner, figure, _after) in diagrams.items():
-                if owner != section:
-                    continue
-                title = text_of(figure.find(f"{SVG}svg/{SVG}title"))
-                svg = page.get_by_role("img", name=title)
-                expect(svg).to_have_count(1)
-                svg.scroll_into_view_if_needed()
-                box = svg.bounding_box()
-                assert box["x"] >= 0, f"{name} starts off screen at {width}px"
-                assert box["x"] + box["width"] <= width, f"{name} overflows at {width}px"
-                smallest, clipped = page.evaluate(
-                    """svg => {
-                        const view = svg.viewBox.baseVal, scale = svg.getBoundingClientRect().width / view.width;
-                        const texts = [...svg.querySelectorAll("text")];
-                        const sizes = texts.map(t => parseFloat(getComputedStyle(t).fontSize));
-                        const outside = texts.filter(t => { const b = t.getBBox();
-                            return b.x < -0.5 || b.y < -0.5 || b.x + b.width > view.width + 0.5 || b.y + b.height > view.height + 0.5; });
-                        return [Math.min(...sizes) * scale, outside.map(t => t.textContent)];
-                    }""",
-                    svg.element_handle(),
-                )
-                assert clipped == [], f"{name} text runs outside its viewBox at {width}px: {clipped}"
-                measured.append(f"{name} @ {width}px: {box['width']:.0f}x{box['height']:.0f}, text >= {smallest:.1f}px")
-                assert smallest >= MIN_TEXT_PX, f"{name} text is {smallest:.1f}px at {width}px"
-                page.locator(f"#{name}-figure").screenshot(path=str(folder / f"diagram-{name}-{width}.png"))
-            violations = axe.run(page, context=".prose figure").response["violations"]
-            assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
-        context.close()
+    # axe-core is injected as a script, so its context bypasses the site's CSP (as in test_accessibility).
+    context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    for section in {section for section, _figure, _after in diagrams.values()}:
+        page.goto(live_server.url + section.get_absolute_url())
+        for name, (owner, figure, _after) in diagrams.items():
+            if owner != section:
+                continue
+            title = text_of(figure.find(f"{SVG}svg/{SVG}title"))
+            svg = page.get_by_role("img", name=title)
+            expect(svg).to_have_count(1)
+            svg.scroll_into_view_if_needed()
+            box = svg.bounding_box()
+            assert box["x"] >= 0, f"{name} starts off screen at {width}px"
+            assert box["x"] + box["width"] <= width, f"{name} overflows at {width}px"
+            smallest, clipped = page.evaluate(
+                """svg => {
+                    const view = svg.viewBox.baseVal, scale = svg.getBoundingClientRect().width / view.width;
+                    const texts = [...svg.querySelectorAll("text")];
+                    const sizes = texts.map(t => parseFloat(getComputedStyle(t).fontSize));
+                    const outside = texts.filter(t => { const b = t.getBBox();
+                        return b.x < -0.5 || b.y < -0.5 || b.x + b.width > view.width + 0.5 || b.y + b.height > view.height + 0.5; });
+                    return [Math.min(...sizes) * scale, outside.map(t => t.textContent)];
+                }""",
+                svg.element_handle(),
+            )
+            assert clipped == [], f"{name} text runs outside its viewBox at {width}px: {clipped}"
+            measured.append(f"{name} @ {width}px: {box['width']:.0f}x{box['height']:.0f}, text >= {smallest:.1f}px")
+            assert smallest >= MIN_TEXT_PX, f"{name} text is {smallest:.1f}px at {width}px"
+            page.locator(f"#{name}-figure").screenshot(path=str(folder / f"diagram-{name}-{width}.png"))
+        violations = axe.run(page, context=".prose figure").response["violations"]
+        assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
+    context.close()
     print("\n" + "\n".join(measured))
