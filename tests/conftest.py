@@ -1,3 +1,4 @@
+import contextlib
 import itertools
 import os
 import re
@@ -271,12 +272,13 @@ class WorkerPool:
         manage = [sys.executable, str(BASE_DIR / "manage.py")]
         pool = [*manage, "rqworker-pool", "lab", "default", "--num-workers", str(self.num_workers)]
         pool += ["--worker-class", "sandbox.ops.workers.LabWorker"]
-        self.processes.append(subprocess.Popen(pool, env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log))
+        # Each in a process group of its own, so stopping one takes its forked children (RQ workers and
+        # their work-horses, stream/log consumers) with it: SIGKILL of a parent alone would orphan them.
+        group = {"env": self.env, "cwd": BASE_DIR, "stdout": self.log, "stderr": self.log, "start_new_session": True}
+        self.processes.append(subprocess.Popen(pool, **group))
         # as make run's Procfile starts them
         for command in (["lab_janitor"], ["lab_renderer"], ["lab_consumers", "--num", str(CONSUMERS)]):
-            self.processes.append(
-                subprocess.Popen([*manage, *command], env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log)
-            )
+            self.processes.append(subprocess.Popen([*manage, *command], **group))
         connection = Redis.from_url(STATE["redis_url"])
         wait_for(lambda: Worker.count(connection=connection) >= self.num_workers, 30, message="RQ workers to register")
         wait_for(lambda: len(delivery.members(connection)) >= CONSUMERS, 30, message="stream/log consumers to join")
@@ -291,6 +293,8 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever of its group is still running
         self.processes.clear()
 
     def workers(self) -> list[Worker]:

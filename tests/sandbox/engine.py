@@ -19,6 +19,7 @@ from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 
 from sandbox.engine import live, rq_storage
+from sandbox.liveview.panels import render_pass
 from sandbox.models import Experiment
 
 
@@ -51,6 +52,7 @@ class InProcessLab:
         """Work and move the clock until predicate() holds; fail if the engine stalls first."""
         for _ in range(max_steps):
             if predicate():
+                render_pass()  # as make run's renderer would: pages watching these runs see the result
                 return
             if self.step():
                 continue
