@@ -334,12 +334,15 @@ def test_a_log_runs_live_view_shows_partitions_lag_and_consumers_and_a_kill_rest
     assert 'data-counter="redeliveries"' in body
     names = re.findall(r'<li data-consumer="(c[0-9]+-[0-9]+)">', body)
     assert len(names) == 3
-    victim = names[0]
-    slot, _pid = victim.split("-")
 
     assert kill(client, experiment, "c9-1").status_code == 400  # well-formed, but no such consumer
-    response = kill(client, experiment, victim, **HX)
-    assert response.status_code == 200
+    for _ in range(3):  # a consumer whose heartbeat ran late on a loaded machine is refused as "just died"
+        victim = delivery.members(redis_conn)[0]
+        response = kill(client, experiment, victim, **HX)
+        if response.status_code != 400 or "may have just died" not in response.content.decode():
+            break
+    assert response.status_code == 200, response.content.decode()
+    slot, _pid = victim.split("-")
     assert f"Consumer {victim} will be killed" in response.content.decode()
 
     def restarted():
