@@ -47,14 +47,22 @@
   });
 
   // Each announcement is said once: the counters panel carries what is true now (data-announce), the page
-  // remembers what it already said. (Read after the swap: an event on the poller could be lost when a
-  // newer response has already replaced it.)
+  // remembers what it already said, and by whom. (Read after the swap: an event on the poller could be lost
+  // when a newer response has already replaced it.) An action's message repeats the outcome unless the page
+  // or a poll said it first; htmx may report one swap twice, so the action's own keys never strike its text.
   var region = document.getElementById("lab-flash");
-  var said = new Set(((region && region.dataset.said) || "").split(" ").filter(Boolean));
+  var said = new Map();
+  ((region && region.dataset.said) || "").split(" ").filter(Boolean).forEach(function (key) { said.set(key, "page"); });
   document.body.addEventListener("htmx:oobAfterSwap", function (event) {
     var panel = event.detail.target;
-    if (panel && panel.id === "lab-flash") {  // an action's message already said these (it comes first)
-      (panel.dataset.said || "").split(" ").filter(Boolean).forEach(function (key) { said.add(key); });
+    if (panel && panel.id === "lab-flash") {
+      panel.querySelectorAll("[data-announced]").forEach(function (part) {
+        var by = said.get(part.dataset.announced);
+        if (by && by !== "action") part.remove();
+      });
+      (panel.dataset.said || "").split(" ").filter(Boolean).forEach(function (key) {
+        if (!said.has(key)) said.set(key, "action");
+      });
       return;
     }
     if (!panel || panel.id !== "panel-counters" || !region) return;
@@ -62,7 +70,7 @@
     try { items = JSON.parse(panel.dataset.announce || "[]"); } catch (e) { return; }
     var fresh = items.filter(function (item) { return !said.has(item.key); });
     if (!fresh.length) return;
-    fresh.forEach(function (item) { said.add(item.key); });
+    fresh.forEach(function (item) { said.set(item.key, "poll"); });
     region.className = "msg msg-success";
     region.textContent = fresh.map(function (item) { return item.text; }).join(" ");
   });

@@ -45,6 +45,14 @@ def start(page: Page, base: str, preset: str, predict: dict | None = None, **par
     return int(page.url.rstrip("/").rsplit("/", 1)[1])
 
 
+def run_story(experiment_id: int) -> str:
+    """What the run's record says, for a failure message: counters, the DLQ, what is in flight, the events."""
+    state = live.read(experiment_id, events=80)
+    lines = [f"counters={state.counters} dlq={state.dlq} running={state.running} scheduled={state.scheduled}"]
+    lines += [f"  {event}" for event in reversed(state.events)]
+    return "\n".join(lines)
+
+
 def counter(page: Page, name: str):
     return page.locator(f'[data-counter="{name}"] .n')
 
@@ -57,7 +65,7 @@ def test_poison_run_predicted_watched_on_a_time_axis_then_fixed_and_redriven_to_
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
-    start(
+    run = start(
         page, live_server.url, "poison", predict={"dead_lettered": 4, "attempts_per_job": 2},
         jobs=4, max_retries=1, backoff="fixed", backoff_base_s=1, backoff_cap_s=1, duration_ms=50, duration_spread_ms=0,
     )  # fmt: skip
@@ -74,10 +82,15 @@ def test_poison_run_predicted_watched_on_a_time_axis_then_fixed_and_redriven_to_
     expect(first_panel).to_have_id("panel-outcome")
     shots(page, "live-poison-finished")
 
+    expect(page.locator("#lab-flash")).to_contain_text("Finished:")
     page.locator("#fix-consumer").click()
     expect(page.locator("#lab-flash")).to_contain_text("Fixed")
+    expect(page.locator("#lab-flash")).not_to_contain_text("Finished:")  # the poll said it: once is enough
     page.locator("#redrive-all").click()
-    expect(counter(page, "succeeded")).to_have_text("4", timeout=wait_ms(30_000))
+    try:
+        expect(counter(page, "succeeded")).to_have_text("4", timeout=wait_ms(30_000))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{run_story(run)}") from exc
     expect(page.locator("#dlq-count")).to_have_text("0")
     finished(page)
     expect(page.locator("svg.lanes .lane-bar.mark-ok")).to_have_count(4)
