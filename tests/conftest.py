@@ -95,6 +95,18 @@ def clear_rate_limits() -> None:
 _EXPERIMENT_ID_BLOCKS = itertools.count(100_000, 100_000)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    """Django's advice for tests: a cheap hasher. PBKDF2's million rounds cost ~0.4 s a log-in here, and
+    the account tests log in hundreds of times; what they test is who may log in, not the hash."""
+    from django.conf import settings
+    from django.contrib.auth.hashers import get_hashers, get_hashers_by_algorithm
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    get_hashers.cache_clear()
+    get_hashers_by_algorithm.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def _experiment_ids_never_repeat(request):
     """SQLite rolls an AUTOINCREMENT sequence back with a test's transaction, so the next test would reuse
