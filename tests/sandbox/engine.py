@@ -23,11 +23,23 @@ from sandbox.liveview.panels import render_pass
 from sandbox.models import Experiment
 
 
+class QuietWorker(SimpleWorker):
+    """A SimpleWorker without the pubsub thread it starts for every burst: the Lab sends its workers no RQ
+    commands, and joining that thread at each burst's end waited about half a second (measured: 10 s of
+    the jitter lesson's 33)."""
+
+    def subscribe(self) -> None:
+        self.pubsub_thread = None
+
+    def unsubscribe(self) -> None:
+        pass
+
+
 class InProcessLab:
     def __init__(self, traveller: time_machine.Traveller):
         self.clock = traveller
         self.queue = rq_storage.lab_queue()
-        self.worker = SimpleWorker([self.queue], connection=self.queue.connection, log_job_description=False)
+        self.worker = QuietWorker([self.queue], connection=self.queue.connection, log_job_description=False)
         self.scheduler = RQScheduler([self.queue], connection=self.queue.connection)
         self.scheduler.prepare_registries([self.queue.name])
         self.registry = ScheduledJobRegistry(queue=self.queue)
