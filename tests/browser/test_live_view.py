@@ -11,6 +11,7 @@ from sandbox.engine.fault_plan import FaultPlan
 from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
 from tests.conftest import ARTIFACTS, wait_ms
+from tests.sandbox.helpers import run_story
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,14 +44,6 @@ def start(page: Page, base: str, preset: str, predict: dict | None = None, **par
     page.get_by_role("button", name="Start experiment").click()
     page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
     return int(page.url.rstrip("/").rsplit("/", 1)[1])
-
-
-def run_story(experiment_id: int) -> str:
-    """What the run's record says, for a failure message: counters, the DLQ, what is in flight, the events."""
-    state = live.read(experiment_id, events=80)
-    lines = [f"counters={state.counters} dlq={state.dlq} running={state.running} scheduled={state.scheduled}"]
-    lines += [f"  {event}" for event in reversed(state.events)]
-    return "\n".join(lines)
 
 
 def counter(page: Page, name: str):

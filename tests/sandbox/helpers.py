@@ -1,6 +1,8 @@
 import secrets
 import time
 
+import pytest
+
 from prepsite.visitor import ANON_KEY, CLI, Visitor
 from sandbox.engine import experiments, live
 from sandbox.engine.presets import PRESETS
@@ -15,12 +17,20 @@ def start(preset: str, owner: Visitor = CLI, seed: int = 7, **overrides) -> Expe
     return experiments.experiment_start(owner=owner, preset=preset, params=params, seed=seed)
 
 
+def run_story(experiment_id: int) -> str:
+    """What a run's record says, for a failure message: counters, the DLQ, what is in flight, the events."""
+    state = live.read(experiment_id, events=60)
+    lines = [f"run {experiment_id}: counters={state.counters} dlq={state.dlq} running={state.running}"]
+    lines += [f"scheduled={state.scheduled}", *(f"  {event}" for event in reversed(state.events))]
+    return "\n".join(lines)
+
+
 def wait_finished(experiment: Experiment, timeout: float = 60) -> live.LiveState:
     def done():
         state = live.read(experiment.pk)
         return state if state.finished else None
 
-    return wait_for(done, timeout, interval=0.2, message=f"experiment {experiment.pk} ({experiment.preset}) to finish")
+    return _waiting_on(experiment, done, timeout, 0.2, f"experiment {experiment.pk} ({experiment.preset}) to finish")
 
 
 def wait_state(experiment: Experiment, predicate, timeout: float = 30, message: str = "state") -> live.LiveState:
@@ -28,7 +38,14 @@ def wait_state(experiment: Experiment, predicate, timeout: float = 30, message: 
         state = live.read(experiment.pk)
         return state if predicate(state) else None
 
-    return wait_for(check, timeout, interval=0.1, message=message)
+    return _waiting_on(experiment, check, timeout, 0.1, message)
+
+
+def _waiting_on(experiment: Experiment, predicate, timeout: float, interval: float, message: str):
+    try:
+        return wait_for(predicate, timeout, interval=interval, message=message)
+    except pytest.fail.Exception as exc:
+        pytest.fail(f"{exc}\n{run_story(experiment.pk)}")
 
 
 def attempt_failure_times(experiment: Experiment, job: int) -> list[float]:
