@@ -1,7 +1,11 @@
+import zoneinfo
+
 from django import forms
 
 from topics.drills.models import ANSWER_MAX, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
 from topics.models import Question
+
+MAX_DAYS_OUT = 365
 
 IMPORT_MAX_BYTES = 5 * 1024 * 1024
 
@@ -119,3 +123,35 @@ class ImportForm(forms.Form):
         if upload.size > IMPORT_MAX_BYTES:
             raise forms.ValidationError("That file is larger than 5 MB; a drills export is far smaller.")
         return upload
+
+
+class PlanForm(forms.Form):
+    interview_date = forms.DateField(
+        label="Interview date", widget=forms.DateInput(attrs={"type": "date"}), help_text="The day of the interview."
+    )
+    level = forms.ChoiceField(
+        label="Target level", choices=Question.Level.choices, initial=Question.Level.SENIOR, widget=forms.RadioSelect
+    )
+    hide_junior = forms.BooleanField(label="Leave out junior questions", required=False)
+    # The browser's time zone (filled in by drills.js), so "today" and times are the learner's own.
+    time_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args, today=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.today = today
+
+    def clean_interview_date(self):
+        value = self.cleaned_data["interview_date"]
+        if self.today is not None and value <= self.today:
+            raise forms.ValidationError("Pick a day after today: the plan needs at least one day to work with.")
+        if self.today is not None and (value - self.today).days > MAX_DAYS_OUT:
+            raise forms.ValidationError(f"Pick a day within {MAX_DAYS_OUT} days from today.")
+        return value
+
+    def clean_time_zone(self) -> str:
+        name = self.cleaned_data["time_zone"] or "UTC"
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return "UTC"  # an unknown zone costs local dates, never the plan
+        return name

@@ -76,6 +76,32 @@ class Card(VisitorOwned):
         return scheduling.is_mastered(self.fsrs_card())
 
 
+class LearnerPlan(VisitorOwned):
+    """A learner's interview date and target level: the day-by-day plan (services.path) is built from it."""
+
+    interview_date = models.DateField()
+    level = models.CharField(max_length=10, choices=Question.Level.choices, default=Question.Level.SENIOR)
+    hide_junior = models.BooleanField(default=False)
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA name from the browser")
+    started_on = models.DateField(help_text="day 1 of the plan, in the learner's time zone")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = VisitorOwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(user__isnull=False), name="drills_one_plan_per_user"
+            ),
+            models.UniqueConstraint(
+                fields=["anon_id"], condition=models.Q(user__isnull=True), name="drills_one_plan_per_session"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_level_display()} interview on {self.interview_date}"
+
+
 class Review(models.Model):
     card = models.ForeignKey(Card, on_delete=models.CASCADE, related_name="reviews")
     rating = models.PositiveSmallIntegerField(choices=[(k, v) for k, v in scheduling.RATINGS.items()])

@@ -1,10 +1,11 @@
 from django.urls import path
 
-from topics.drills import views
+from topics.drills import path_views, views
 
 app_name = "drills"
 urlpatterns = [
     path("drills/", views.home, name="home"),
+    path("drills/plan/", path_views.plan, name="plan"),
     path("drills/progress/", views.progress, name="progress"),
     path("drills/export/", views.export, name="export"),
     path("drills/import/", views.import_view, name="import"),

@@ -26,7 +26,6 @@ from topics.drills.forms import (
     RatingForm,
 )
 from topics.drills.matching import RULE as MATCH_RULE
-from topics.drills.matching import match_key_points
 from topics.drills.models import CURVEBALL_PHASE, CURVEBALLS_AT_S, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
 from topics.models import Question, Topic
 
@@ -62,10 +61,15 @@ def question_context(question: Question, **extra) -> dict:
     }
 
 
+# Why a matched point earned no credit, in the rubric row's words.
+FLAG_WORDS = {"copied": "copied from the page", "list": "in a list, not a sentence", "formula": "needs the formula"}
+
+
 def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
     """Everything the reveal shows: model answer, follow-ups, rubric with matches and ticks, outcome."""
     question = attempt.question
-    match = match_key_points(attempt.answer, question.key_points)
+    assessment = services.attempt_assessment(attempt.answer, question, attempt.duration_ms)
+    match = assessment.match
     review = attempt.review
     ticked = set(review.ticked) if review else set(attempt.matched)
     points = [
@@ -73,7 +77,8 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
             "index": point.index,
             "label": point.label,
             "phrases": point.phrases,
-            "matched": point.matched,
+            "matched": point.index in assessment.credited,
+            "denied": FLAG_WORDS.get(assessment.denied.get(point.index, ""), ""),
             "matched_words": point.matched_words,
             "ticked": point.index in ticked,
         }
@@ -102,6 +107,8 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
         match_rule=MATCH_RULE,
         duration=scheduling.clock(attempt.duration_ms),
         choices=choices,
+        assessment=assessment,
+        suggested=assessment.suggested_rating if attempt.answer else 1,
         **extra,
     )
 
@@ -217,7 +224,14 @@ def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
             return redirect(attempt)
     else:
         form = AttemptForm(initial={"started_at": int(timezone.now().timestamp() * 1000), "action": "submit"})
-    return page(request, "drills/question.html", "drill", question_context(question, form=form))
+    unrated = (
+        Attempt.objects.owned_by(visitor_for(request))
+        .filter(question=question, rated_at__isnull=True)
+        .only("token", "submitted_at", "question")
+        .order_by("-submitted_at")
+        .first()
+    )
+    return page(request, "drills/question.html", "drill", question_context(question, form=form, unrated=unrated))
 
 
 def get_attempt(request: HttpRequest, question: Question, token) -> Attempt:
