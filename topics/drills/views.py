@@ -27,6 +27,7 @@ from topics.drills.forms import (
 )
 from topics.drills.matching import RULE as MATCH_RULE
 from topics.drills.models import CURVEBALL_PHASE, CURVEBALLS_AT_S, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
+from topics.drills.path_views import path_context
 from topics.models import Question, Topic
 
 
@@ -115,9 +116,12 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    learner = visitor_for(request)
-    plan = services.drill_plan(learner=learner)
-    return render(request, "drills/home.html", {"nav": "drills", "plan": plan, "mock_minutes": MOCK_MINUTES})
+    context = path_context(request)
+    return render(
+        request,
+        "drills/home.html",
+        {"nav": "drills", "plan": context["drills"], "mock_minutes": MOCK_MINUTES, **context},
+    )
 
 
 def _drill_questions(topic: Topic) -> list[Question]:
