@@ -20,10 +20,13 @@ PHONE = {"width": 390, "height": 844}
 
 
 def both_sizes(page, screenshot, name: str) -> None:
-    page.set_viewport_size(DESKTOP)
-    screenshot(f"journey-{name}-desktop")
-    page.set_viewport_size(PHONE)
-    screenshot(f"journey-{name}-phone")
+    """Full-page screenshots at 1280x800 and 390x844, and what the first screen shows at each."""
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(viewport)
+        path = screenshot(f"journey-{name}-{size}")
+        page.screenshot(path=str(path.with_name(f"journey-{name}-{size}-screen.png")))
+        if size == "phone":  # one row of header on a phone (issue #23 item 8)
+            assert page.locator(".site-header").bounding_box()["height"] < 60
     page.set_viewport_size(DESKTOP)
 
 

@@ -155,3 +155,17 @@ class PlanForm(forms.Form):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             return "UTC"  # an unknown zone costs local dates, never the plan
         return name
+
+
+class DrillFilterForm(forms.Form):
+    """The all-questions page's filters; an unknown value is a 400, not an empty list."""
+
+    level = forms.ChoiceField(required=False, choices=[("", "All levels"), *Question.Level.choices])
+    chapter = forms.ChoiceField(required=False, label="Chapter")
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), ("new", "New"), ("due", "Due now"), ("later", "Scheduled")]
+    )
+
+    def __init__(self, *args, chapters: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["chapter"].choices = [("", "All chapters"), *chapters]

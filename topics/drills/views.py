@@ -1,5 +1,7 @@
 """Drill views: a few lines of HTTP glue each; the rules live in services/ and the models."""
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.cache import caches
 from django.db import OperationalError
@@ -19,6 +21,7 @@ from prepsite.visitor import limit_key, visitor_for
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
+    DrillFilterForm,
     ImportForm,
     MockFinishForm,
     MockNotesForm,
@@ -128,15 +131,40 @@ def _drill_questions(topic: Topic) -> list[Question]:
     return list(topic.questions.select_related("section").defer(*services.HEAVY_FIELDS).in_order())
 
 
+def _chapter_choices(topic: Topic) -> list[tuple[str, str]]:
+    return list(topic.sections.in_order().values_list("slug", "title"))
+
+
 @require_safe
 def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
-    """The same question table for every visitor (cached); `topic_drill_personal` fills in statuses."""
+    """The same question table for every visitor (cached), filtered by level and chapter; `topic_drill_personal`
+    fills in statuses. A status filter needs the visitor's cards, so that page is rendered for them alone."""
+    topic_obj = get_object_or_404(Topic.objects.only("pk", "slug", "title"), slug=topic)
+    filters = DrillFilterForm(request.GET, chapters=_chapter_choices(topic_obj))
+    if not filters.is_valid():
+        context = {"nav": "drills", "topic": topic_obj, "rows": [], "filters": filters}
+        return render(request, "drills/topic_drill.html", context, status=400)
+    level, chapter, status = (filters.cleaned_data[name] for name in ("level", "chapter", "status"))
+
+    def questions() -> list[Question]:
+        found = _drill_questions(topic_obj)
+        return [q for q in found if (not level or q.level == level) and (not chapter or q.section.slug == chapter)]
+
+    if status:
+        rows, plan = _drill_statuses(topic_obj, visitor_for(request))
+        wanted = {q.pk for q in questions()}
+        by_pk = {q.pk: q for q in _drill_questions(topic_obj)}
+        rows = [{**row, "question": by_pk[row["question"].pk]} for row in rows if row["question"].pk in wanted]
+        rows = [row for row in rows if row["status"] == status]
+        context = {"nav": "drills", "topic": topic_obj, "rows": rows, "plan": plan, "filters": filters, "mine": True}
+        return render(request, "drills/topic_drill.html", context)
 
     def context() -> dict:
-        topic_obj = get_object_or_404(Topic, slug=topic)
-        return {"nav": "drills", "topic": topic_obj, "rows": [{"question": q} for q in _drill_questions(topic_obj)]}
+        rows = [{"question": q} for q in questions()]
+        query = urlencode({name: value for name, value in (("level", level), ("chapter", chapter)) if value})
+        return {"nav": "drills", "topic": topic_obj, "rows": rows, "filters": filters, "personal_query": query}
 
-    return shared_page(request, f"drill:{topic}", "drills/topic_drill.html", context)
+    return shared_page(request, f"drill:{topic}:{level}:{chapter}", "drills/topic_drill.html", context)
 
 
 @require_safe
@@ -156,6 +184,11 @@ def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
     else:
         topic_obj = _drill_topic(topic)
         rows, plan = _drill_statuses(topic_obj, learner)
+    level, chapter = request.GET.get("level", ""), request.GET.get("chapter", "")
+    if level or chapter:  # the filtered table holds only these rows
+        shown = _drill_questions(topic_obj)
+        wanted = {q.pk for q in shown if (not level or q.level == level) and (not chapter or q.section.slug == chapter)}
+        rows = [row for row in rows if row["question"].pk in wanted]
     context = {"topic": topic_obj, "rows": rows, "plan": plan, "oob": True}
     return render(request, "drills/topic_drill.html#personal", context)
 
