@@ -6,9 +6,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.drills.conftest import CURVEBALLS, MODEL_ANSWER, make_design_question, make_question
+from tests.drills.conftest import CURVEBALLS, KEY_POINTS, MODEL_ANSWER, make_design_question, make_question
 from topics.drills import services
-from topics.drills.models import CURVEBALLS_AT_S, PHASES, MockInterview
+from topics.drills.models import CURVEBALLS_AT_S, PHASES, Card, MockInterview
 from topics.models import Question
 
 pytestmark = pytest.mark.django_db
@@ -113,7 +113,9 @@ def test_mock_start_surprise_me_picks_a_question(client):
     response = client.post(reverse("drills:mock_start"), {"question": ""})
     assert response.status_code == 302
     assert MockInterview.objects.get().question.slug == "only-one"
-    assert client.post(reverse("drills:mock_start"), {"question": "abc"}).status_code == 200
+    assert (
+        client.post(reverse("drills:mock_start"), {"question": "abc"}).status_code == 400
+    )  # a bad id is a form error, answered 400
 
 
 def test_htmx_finish_returns_the_finish_fragment(client, mock):
@@ -185,12 +187,32 @@ def test_finishing_early_reveals_the_curveballs(client, mock):
     assert "A deploy just put 10,000 jobs in the DLQ" in client.get(mock.get_absolute_url()).content.decode()
 
 
-def test_export_before_the_curveball_phase_keeps_them_secret(client, mock):
-    text = client.get(reverse("drills:mock_export", args=[mock.pk])).content.decode()
-    assert "A deploy just put" not in text
-    assert "They come at 35:00" in text
-    assert MODEL_ANSWER not in text
-    assert "added to this export once you finish" in text
+def test_the_rubric_and_the_export_wait_until_the_interview_is_finished(client, mock):
+    """Issue #23: the export holds the self-assessment checklist, so it is refused (409) during the interview."""
+    page = client.get(mock.get_absolute_url()).content.decode()
+    assert 'name="covered"' not in page
+    assert KEY_POINTS[0]["label"] not in page
+    export = client.get(reverse("drills:mock_export", args=[mock.pk]))
+    assert export.status_code == 409
+    assert b"Finish the interview first" in export.content
+
+
+def test_finishing_ticks_what_the_notes_cover_and_turns_the_prompt_into_a_due_drill(client, mock):
+    client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "deep_dive", "notes": (
+        "Each dependency gets its own bulkhead so one slow provider cannot starve the others. "
+        "A circuit breaker opens while the provider is failing, so we stop pulling work."
+    )})  # fmt: skip
+    client.post(reverse("drills:mock_finish", args=[mock.pk]), {})
+    mock.refresh_from_db()
+    assert mock.self_assessment == [0, 1]
+    card = Card.objects.get()
+    assert card.question == mock.question
+    assert card.due <= timezone.now()
+    # The candidate corrects the ticks; that adds no second card.
+    client.post(reverse("drills:mock_finish", args=[mock.pk]), {"covered": ["0"]})
+    mock.refresh_from_db()
+    assert mock.self_assessment == [0]
+    assert Card.objects.count() == 1
 
 
 # Surprise me draws full design prompts --------------------------------------------------------------
@@ -239,7 +261,7 @@ def test_choosing_a_prompt_still_works_and_bad_ids_are_a_form_error(client):
     response = client.post(reverse("drills:mock_start"), {"question": junior.pk})
     assert response.status_code == 302
     assert MockInterview.objects.get().question == junior
-    assert client.post(reverse("drills:mock_start"), {"question": "99999"}).status_code == 200
+    assert client.post(reverse("drills:mock_start"), {"question": "99999"}).status_code == 400
     assert MockInterview.objects.count() == 1
 
 
@@ -359,3 +381,21 @@ def test_export_of_a_finished_design_mock_has_the_model_answer_per_phase(client)
     assert "A broker disk fills up at peak" in failure  # curveballs are out once finished
     assert "Walrus-failure: broker loss" in failure
     assert "- [x] Circuit breaker pauses consumption" in text
+
+
+@pytest.mark.parametrize(("minutes", "curveballs_at"), [(45, "35:00"), (35, "27:00"), (20, "15:00")])
+def test_a_mock_comes_in_20_35_and_45_minute_formats_with_five_phases_each(client, question, minutes, curveballs_at):
+    response = client.post(reverse("drills:mock_start"), {"question": question.pk, "minutes": str(minutes)})
+    mock = MockInterview.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    assert mock.minutes == minutes
+    assert sum(phase["minutes"] for phase in mock.phases()) == minutes
+    assert len(mock.phases()) == len(PHASES)
+    html = client.get(mock.get_absolute_url()).content.decode()
+    assert f'data-length="{minutes * 60}"' in html
+    assert f"come at <strong>{curveballs_at}</strong>" in html
+
+
+def test_an_unknown_mock_length_is_refused(client, question):
+    response = client.post(reverse("drills:mock_start"), {"question": question.pk, "minutes": "90"})
+    assert response.status_code == 400
+    assert not MockInterview.objects.exists()

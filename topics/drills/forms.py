@@ -2,7 +2,7 @@ import zoneinfo
 
 from django import forms
 
-from topics.drills.models import ANSWER_MAX, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
+from topics.drills.models import ANSWER_MAX, FORMATS, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
 from topics.models import Question
 
 MAX_DAYS_OUT = 365
@@ -72,6 +72,16 @@ class RatingForm(forms.Form):
 
 class MockStartForm(forms.Form):
     question = forms.ModelChoiceField(queryset=None, required=False, label="Interview prompt")
+    minutes = forms.TypedChoiceField(
+        coerce=int,
+        required=False,
+        empty_value=MOCK_MINUTES,
+        choices=[(m, f"{m} minutes") for m in sorted(FORMATS, reverse=True)],
+        initial=MOCK_MINUTES,
+        label="Length",
+        widget=forms.RadioSelect,
+        help_text="45 minutes is the usual system-design round; 35 and 20 keep the five phases, shorter.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -196,6 +196,9 @@ def phase_offset_s(key: str) -> int:
 
 
 CURVEBALLS_AT_S = phase_offset_s(CURVEBALL_PHASE)
+# Shorter rounds keep the five phases, each shorter (minutes per phase, in PHASES order).
+FORMATS = {45: [5, 5, 10, 15, 10], 35: [4, 4, 8, 11, 8], 20: [2, 2, 5, 6, 5]}
+assert all(sum(minutes) == length for length, minutes in FORMATS.items())
 
 
 class MockInterview(VisitorOwned):
@@ -204,6 +207,7 @@ class MockInterview(VisitorOwned):
     notes = models.JSONField(default=dict, help_text="{phase key: notes}")
     finished_at = models.DateTimeField(null=True, blank=True)
     self_assessment = models.JSONField(default=list, help_text="indexes of key points the learner covered")
+    minutes = models.PositiveSmallIntegerField(default=MOCK_MINUTES, choices=[(m, f"{m} minutes") for m in FORMATS])
 
     objects = VisitorOwnedQuerySet.as_manager()
 
@@ -219,18 +223,21 @@ class MockInterview(VisitorOwned):
     def phases(self) -> list[dict]:
         offset = 0
         out = []
-        for phase in PHASES:
+        for phase, minutes in zip(PHASES, FORMATS.get(self.minutes, FORMATS[MOCK_MINUTES]), strict=True):
             notes = self.notes.get(phase["key"], "")
-            out.append({**phase, "offset_s": offset * 60, "budget_s": phase["minutes"] * 60, "notes": notes})
-            offset += phase["minutes"]
+            out.append({**phase, "minutes": minutes, "offset_s": offset * 60, "budget_s": minutes * 60, "notes": notes})
+            offset += minutes
         return out
+
+    def curveballs_at_s(self) -> int:
+        return next(phase["offset_s"] for phase in self.phases() if phase["key"] == CURVEBALL_PHASE)
 
     def elapsed_s(self, now: datetime | None = None) -> int:
         return max(0, int(((now or timezone.now()) - self.started_at).total_seconds()))
 
     def curveballs_due(self, now: datetime | None = None) -> bool:
         """Whether the curveballs may be shown: their phase has started, or the interview is over."""
-        return self.finished_at is not None or self.elapsed_s(now) >= CURVEBALLS_AT_S
+        return self.finished_at is not None or self.elapsed_s(now) >= self.curveballs_at_s()
 
     def save_notes(self, phase: str, text: str) -> None:
         # Update one phase without clobbering another phase's autosave that landed in between.

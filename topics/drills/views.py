@@ -29,7 +29,7 @@ from topics.drills.forms import (
     RatingForm,
 )
 from topics.drills.matching import RULE as MATCH_RULE
-from topics.drills.models import CURVEBALL_PHASE, CURVEBALLS_AT_S, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
+from topics.drills.models import CURVEBALL_PHASE, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
 from topics.drills.path_views import path_context
 from topics.models import Question, Topic
 
@@ -412,17 +412,17 @@ def mock_context(mock: MockInterview, *, now=None, **extra) -> dict:
         "curveball_phase": CURVEBALL_PHASE,
         "curveballs": services.mock_curveballs(question),
         "curveballs_due": mock.curveballs_due(now),
-        "curveballs_at_s": CURVEBALLS_AT_S,
-        "curveballs_at": scheduling.clock(CURVEBALLS_AT_S * 1000),
+        "curveballs_at_s": mock.curveballs_at_s(),
+        "curveballs_at": scheduling.clock(mock.curveballs_at_s() * 1000),
         "review": review,
         "points": [
             {"index": i, "label": point.get("label", ""), "covered": i in covered}
             for i, point in enumerate(question.key_points)
         ],
         "elapsed_s": mock.elapsed_s(now),
-        "length_s": MOCK_MINUTES * 60,
-        "length": f"{MOCK_MINUTES}:00",
-        "length_minutes": MOCK_MINUTES,
+        "length_s": mock.minutes * 60,
+        "length": f"{mock.minutes}:00",
+        "length_minutes": mock.minutes,
         "covered_count": len(covered),
         **extra,
     }
@@ -437,14 +437,16 @@ def mock_start(request: HttpRequest) -> HttpResponse:
             question, note = services.mock_prompt_surprise()
         if question is None:
             raise Http404("No design prompts or staff-level questions are loaded yet.")
-        mock = MockInterview.objects.create(**visitor_for(request, create=True).owner(), question=question)
+        mock = MockInterview.objects.create(
+            **visitor_for(request, create=True).owner(), question=question, minutes=form.cleaned_data["minutes"]
+        )
         if note:
             messages.info(request, note)
         return redirect(mock)
     learner = visitor_for(request)
     past = MockInterview.objects.owned_by(learner).select_related("question")[:20]
     context = {"nav": "drills", "form": form, "past": past, "phases": PHASES, "mock_minutes": MOCK_MINUTES}
-    return render(request, "drills/mock_start.html", context)
+    return render(request, "drills/mock_start.html", context, status=400 if request.method == "POST" else 200)
 
 
 @require_safe
@@ -488,15 +490,20 @@ def mock_finish(request: HttpRequest, pk: int) -> HttpResponse:
     form = MockFinishForm(request.POST, points=len(mock.question.key_points))
     if not form.is_valid():
         return render(request, "drills/mock_detail.html", mock_context(mock, finish_error=True), status=400)
-    mock.finish(form.cleaned_data["covered"])
+    drilled = services.mock_finish(mock=mock, covered=form.cleaned_data["covered"])
     if request.htmx:
-        return render(request, "drills/mock_detail.html#finish", mock_context(mock, focus_finish=True, oob=True))
+        context = mock_context(mock, focus_finish=True, oob=True, drilled=drilled)
+        return render(request, "drills/mock_detail.html#finish", context)
     return redirect(f"{mock.get_absolute_url()}#finish")
 
 
 @require_safe
 def mock_export(request: HttpRequest, pk: int) -> HttpResponse:
     mock = get_mock(request, pk)
+    if mock.finished_at is None:  # the write-up holds the rubric: it comes after the interview, as the rubric does
+        return HttpResponse(
+            "Finish the interview first: the write-up holds the rubric.", status=409, content_type="text/plain"
+        )
     text = render(request, "drills/mock_export.md", mock_context(mock)).content
     response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="mock-interview-{mock.pk}.md"'

@@ -17,6 +17,7 @@ from topics.drills.services.mock import (
     answer_html_phases,
     answer_md_phases,
     mock_curveballs,
+    mock_finish,
     mock_prompt_surprise,
     mock_review,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "learner_plan",
     "local_today",
     "mock_curveballs",
+    "mock_finish",
     "mock_prompt_surprise",
     "mock_review",
     "new_per_day",
