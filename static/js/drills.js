@@ -70,7 +70,7 @@
         revealCurveballs(elapsed);
       }
       tick();
-      setInterval(tick, 1000);
+      if (!el.hasAttribute("data-paused")) setInterval(tick, 1000);  // a paused clock stands still
     });
   }
 

@@ -399,3 +399,23 @@ def test_an_unknown_mock_length_is_refused(client, question):
     response = client.post(reverse("drills:mock_start"), {"question": question.pk, "minutes": "90"})
     assert response.status_code == 400
     assert not MockInterview.objects.exists()
+
+
+def test_pause_stops_the_clock_resume_restarts_it_and_next_phase_jumps_ahead(client, mock):
+    url = reverse("drills:mock_clock", args=[mock.pk])
+    mock.started_at = timezone.now() - timedelta(seconds=90)
+    mock.save(update_fields=["started_at"])
+    assert client.post(url, {"action": "pause"}).status_code == 302
+    mock.refresh_from_db()
+    frozen = mock.elapsed_s()
+    assert frozen == mock.elapsed_s(timezone.now() + timedelta(minutes=10))  # paused: time stands still
+    assert "data-paused" in client.get(mock.get_absolute_url()).content.decode()
+    client.post(url, {"action": "next"})  # from requirements (0-5 min) to estimates at 5:00
+    mock.refresh_from_db()
+    assert mock.elapsed_s() == 5 * 60
+    client.post(url, {"action": "resume"})
+    mock.refresh_from_db()
+    assert mock.paused_at is None
+    assert 5 * 60 <= mock.elapsed_s() <= 5 * 60 + 2
+    assert client.post(url, {"action": "rewind"}).status_code == 400
+    assert Client().post(url, {"action": "pause"}).status_code == 404  # only its own visitor

@@ -179,3 +179,7 @@ class DrillFilterForm(forms.Form):
     def __init__(self, *args, chapters: list[tuple[str, str]], **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["chapter"].choices = [("", "All chapters"), *chapters]
+
+
+class MockClockForm(forms.Form):
+    action = forms.ChoiceField(choices=[("pause", "Pause"), ("resume", "Resume"), ("next", "Next phase")])

@@ -5,7 +5,7 @@ row carries both columns and is only ever read through `owned_by()` (prepsite.ow
 """
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import models, transaction
 from django.urls import reverse
@@ -208,6 +208,7 @@ class MockInterview(VisitorOwned):
     finished_at = models.DateTimeField(null=True, blank=True)
     self_assessment = models.JSONField(default=list, help_text="indexes of key points the learner covered")
     minutes = models.PositiveSmallIntegerField(default=MOCK_MINUTES, choices=[(m, f"{m} minutes") for m in FORMATS])
+    paused_at = models.DateTimeField(null=True, blank=True, help_text="the clock stands still while set")
 
     objects = VisitorOwnedQuerySet.as_manager()
 
@@ -233,7 +234,25 @@ class MockInterview(VisitorOwned):
         return next(phase["offset_s"] for phase in self.phases() if phase["key"] == CURVEBALL_PHASE)
 
     def elapsed_s(self, now: datetime | None = None) -> int:
-        return max(0, int(((now or timezone.now()) - self.started_at).total_seconds()))
+        moment = self.paused_at or now or timezone.now()
+        return max(0, int((moment - self.started_at).total_seconds()))
+
+    def clock(self, action: str, now: datetime | None = None) -> None:
+        """Pause, resume, or jump to the start of the next phase (moving the start, so elapsed time is one fact)."""
+        now = now or timezone.now()
+        if self.finished_at is not None:
+            return
+        if action == "pause" and self.paused_at is None:
+            self.paused_at = now
+        elif action == "resume" and self.paused_at is not None:
+            self.started_at += now - self.paused_at
+            self.paused_at = None
+        elif action == "next":
+            elapsed = self.elapsed_s(now)
+            later = [phase["offset_s"] for phase in self.phases() if phase["offset_s"] > elapsed]
+            if later:
+                self.started_at = (self.paused_at or now) - timedelta(seconds=later[0])
+        self.save(update_fields=["started_at", "paused_at"])
 
     def curveballs_due(self, now: datetime | None = None) -> bool:
         """Whether the curveballs may be shown: their phase has started, or the interview is over."""

@@ -23,6 +23,7 @@ from topics.drills.forms import (
     AttemptForm,
     DrillFilterForm,
     ImportForm,
+    MockClockForm,
     MockFinishForm,
     MockNotesForm,
     MockStartForm,
@@ -482,6 +483,17 @@ def mock_save(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "drills/mock_detail.html#save_status", context)
     messages.success(request, "Notes saved.")
     return redirect(f"{mock.get_absolute_url()}#phase-{form.cleaned_data['phase']}")
+
+
+@require_POST
+def mock_clock(request: HttpRequest, pk: int) -> HttpResponse:
+    """Pause, resume or skip to the next phase; the page reloads with the server's clock."""
+    mock = get_mock(request, pk)
+    form = MockClockForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Unknown clock action: pause, resume or next.", status=400, content_type="text/plain")
+    mock.clock(form.cleaned_data["action"])
+    return redirect(mock)
 
 
 @require_POST
