@@ -83,9 +83,26 @@
         .then(function (r) { if (r.ok) sent = id; })
         .catch(function () {});
     }
+    // Scroll-spy: the contents mark the sub-heading being read.
+    var links = Array.prototype.slice.call(document.querySelectorAll(".toc-sub a[href^='#']"));
+    var spyQueued = false;
+    function spy() {
+      spyQueued = false;
+      var id = current();
+      links.forEach(function (a) {
+        var here = a.getAttribute("href") === "#" + id;
+        a.classList.toggle("is-reading", here);
+        if (here) a.setAttribute("aria-current", "location");
+        else a.removeAttribute("aria-current");
+      });
+    }
     window.addEventListener("scroll", function () {
       clearTimeout(timer);
       timer = setTimeout(send, SETTLE_MS);
+      if (!spyQueued && links.length) {
+        spyQueued = true;
+        window.requestAnimationFrame(spy);
+      }
     }, { passive: true });
     window.addEventListener("pagehide", send);
   }
