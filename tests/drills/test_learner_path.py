@@ -135,3 +135,21 @@ def test_visitors_only_see_their_own_plan(client, queueing):
     assert "Day 1 of" not in html
     assert "When is your interview?" in html
     assert other.get("/drills/plan/").status_code == 200
+
+
+def test_an_unrated_answer_is_offered_back_until_it_is_rated(client, queueing):
+    question = queueing.questions.get(slug="poison-messages")
+    attempt_url = client.post(question.get_absolute_url(), {"answer": "retry it", "action": "submit"})["Location"]
+    html = client.get(question.get_absolute_url()).content.decode()
+    assert "You have an unrated answer" in html
+    assert f'href="{attempt_url}#rubric"' in html
+    client.post(attempt_url + "rate/", {"rating": "3"})
+    assert "You have an unrated answer" not in client.get(question.get_absolute_url()).content.decode()
+
+
+def test_listens_for_phrases_stay_hidden_until_the_answer_is_rated(client, queueing):
+    question = queueing.questions.get(slug="poison-messages")
+    attempt_url = client.post(question.get_absolute_url(), {"answer": "retry it", "action": "submit"})["Location"]
+    assert "listens for" not in client.get(attempt_url).content.decode()
+    client.post(attempt_url + "rate/", {"rating": "1"})
+    assert "listens for" in client.get(attempt_url).content.decode()
