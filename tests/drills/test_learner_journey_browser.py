@@ -48,6 +48,11 @@ def test_a_new_visitor_plans_reads_drills_at_their_level_and_keeps_it_all_at_sig
     expect(page.locator("a.continue")).to_be_visible()
     assert LearnerPlan.objects.get().time_zone  # the browser's zone came along
     both_sizes(page, screenshot, "home-day1")
+    page.click("text=The whole plan, or change the date or level")
+    expect(page.locator(".plan-day")).to_have_count(14)
+    expect(page.locator(".plan-day").last).to_contain_text("mock interview")
+    both_sizes(page, screenshot, "plan")
+    page.goto(base + "/")
 
     # Read half a chapter, leave, come back: Continue lands on that heading.
     chapter = queueing.sections.in_order().get(slug="core-concepts")
