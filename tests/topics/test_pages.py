@@ -162,7 +162,7 @@ def test_unknown_topic_is_404(client, queueing):
 
 def test_diagram_is_an_accessible_svg_whose_links_resolve(client, queueing):
     html = page(client, reverse("topics:topic_detail", args=["queueing"]))
-    main = html.split('<main', 1)[1]  # the header's search icon is an svg too
+    main = html.split("<main", 1)[1]  # the header's search icon is an svg too
     svg = re.search(r"<svg[^>]*>.*?</svg>", main, flags=re.DOTALL)[0]
     assert 'aria-labelledby="diagram-title diagram-desc"' in svg
     assert 'role="img"' not in svg  # it holds links: an image role would hide them from screen readers
