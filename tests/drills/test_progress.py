@@ -111,6 +111,13 @@ def test_every_chapter_appears_links_to_its_questions_and_a_14_day_forecast_coun
     for section in Section.objects.all():
         assert section.title in html
     assert f'href="/topics/queueing/drill/?chapter={question.section.slug}"' in html
+    assert f'href="/drills/?chapter={question.section.slug}"' in html
+    session = client.get(f"/drills/?chapter={question.section.slug}").content.decode()
+    assert f"Drills: {question.section.title}" in session
+    listed = re.findall(r'<li><a href="/topics/queueing/drill/([^/]+)/">', session)
+    assert listed
+    assert set(listed) <= set(question.section.questions.values_list("slug", flat=True))
+    assert client.get("/drills/?chapter=no-such-chapter").status_code == 400
     assert "No drills for this chapter yet" in html or all(s.questions.exists() for s in Section.objects.all())
     data = services.progress_for(learner=Visitor(anon_id=client.session["visitor"]))
     assert len(data.forecast) == 14

@@ -32,7 +32,7 @@ from topics.drills.forms import (
 from topics.drills.matching import RULE as MATCH_RULE
 from topics.drills.models import CURVEBALL_PHASE, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
 from topics.drills.path_views import path_context
-from topics.models import Question, Topic
+from topics.models import Question, Section, Topic
 
 
 def page(request: HttpRequest, template: str, fragment: str, context: dict, status: int = 200) -> HttpResponse:
@@ -121,10 +121,16 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
     context = path_context(request)
+    plan, chapter = context["drills"], None
+    if request.GET.get("chapter"):  # "drill this chapter", from Progress: its due questions, then its new ones
+        chapter = Section.objects.filter(slug=request.GET["chapter"]).select_related("topic").first()
+        if chapter is None:
+            return HttpResponse("No chapter by that name.", status=400, content_type="text/plain")
+        plan = services.drill_plan(learner=visitor_for(request), section=chapter)
     return render(
         request,
         "drills/home.html",
-        {"nav": "drills", "plan": context["drills"], "mock_minutes": MOCK_MINUTES, **context},
+        {**context, "nav": "drills", "plan": plan, "chapter": chapter, "mock_minutes": MOCK_MINUTES},
     )
 
 

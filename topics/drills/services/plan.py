@@ -40,7 +40,7 @@ HEAVY_FIELDS = (
 )  # fmt: skip
 
 
-def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=None) -> DrillPlan:
+def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=None, section=None) -> DrillPlan:
     """What to practise now: due reviews first (most overdue first), then new questions up to the daily limit."""
     now = now or timezone.now()
     limit = new_per_day()
@@ -52,6 +52,8 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
     )  # fmt: skip
     if topic is not None:
         cards = cards.filter(question__topic=topic)
+    if section is not None:  # a session on one chapter: its due questions, then its new ones
+        cards = cards.filter(question__section=section)
     due = list(cards.due(now).order_by("due"))
     introduced = Card.objects.owned_by(learner).introduced_since(start_of_today(now)).count()
     left = max(0, limit - introduced)
@@ -64,6 +66,8 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
     )
     if topic is not None:
         questions = questions.filter(topic=topic)
+    if section is not None:
+        questions = questions.filter(section=section)
     seen = Card.objects.owned_by(learner).values("question_id")
     new = list(questions.exclude(pk__in=seen)[:left]) if left else []
     return DrillPlan(due=due, new=new, new_left_today=left, limit=limit)
