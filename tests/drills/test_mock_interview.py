@@ -41,11 +41,11 @@ def test_mock_page_shows_phases_budgets_and_curveballs(client, mock):
         assert title in html
         assert f"{minutes} min" in html
     assert "A deploy just put 10,000 jobs in the DLQ" in html
-    assert "/sandbox/?preset=poison" in html
     assert "SIGKILLed mid-charge" in html
-    assert "/sandbox/?preset=crash" in html
     assert "Traffic tripled in 5 minutes" in html
-    assert "/sandbox/?preset=spike" in html
+    # Each asks for an answer first; its Lab preset is linked once answered (issue #23).
+    assert "/sandbox/?preset=" not in html
+    assert html.count("Answer first: the Lab preset") == 3
     # Paste, autofill and dictation fire input events, never keyup.
     assert 'hx-trigger="input changed delay:800ms, change"' in html
 
@@ -419,3 +419,25 @@ def test_pause_stops_the_clock_resume_restarts_it_and_next_phase_jumps_ahead(cli
     assert 5 * 60 <= mock.elapsed_s() <= 5 * 60 + 2
     assert client.post(url, {"action": "rewind"}).status_code == 400
     assert Client().post(url, {"action": "pause"}).status_code == 404  # only its own visitor
+
+
+def test_a_curveball_asks_for_an_answer_before_it_links_the_lab_preset_that_shows_it(client, mock):
+    mock.started_at = timezone.now() - timedelta(seconds=CURVEBALLS_AT_S + 5)
+    mock.save(update_fields=["started_at"])
+    topic_ball = len(mock.question.followups)  # the topic's first curveball: the poison preset
+    html = client.get(mock.get_absolute_url()).content.decode()
+    assert f'name="phase" value="curveball-{topic_ball}"' in html
+    assert 'href="/sandbox/?preset=poison"' not in html
+    assert "Answer first" in html
+    saved = client.post(
+        reverse("drills:mock_save", args=[mock.pk]),
+        {"phase": f"curveball-{topic_ball}", "notes": "Pause the consumer, roll back, redrive a sample slowly."},
+    )
+    assert saved.status_code == 302
+    html = client.get(mock.get_absolute_url()).content.decode()
+    assert 'href="/sandbox/?preset=poison"' in html
+    assert "Pause the consumer, roll back" in html
+    assert (
+        client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "curveball-99", "notes": "x"}).status_code
+        == 400
+    )

@@ -102,8 +102,14 @@ class MockStartForm(forms.Form):
         ]
 
 
+MAX_CURVEBALLS = 12
+
+
 class MockNotesForm(forms.Form):
-    phase = forms.ChoiceField(choices=[(key, key) for key in PHASE_KEYS])
+    # A phase's notes, or the answer to the interviewer's curveball number N ("curveball-N").
+    phase = forms.ChoiceField(
+        choices=[(key, key) for key in [*PHASE_KEYS, *(f"curveball-{n}" for n in range(MAX_CURVEBALLS))]]
+    )
     notes = forms.CharField(
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 6, "maxlength": NOTES_MAX})
     )

@@ -417,7 +417,10 @@ def mock_context(mock: MockInterview, *, now=None, **extra) -> dict:
         "question": question,
         "phases": review.phases if review else mock.phases(),
         "curveball_phase": CURVEBALL_PHASE,
-        "curveballs": services.mock_curveballs(question),
+        "curveballs": [
+            {**ball, "key": f"curveball-{n}", "answer": (mock.notes or {}).get(f"curveball-{n}", "")}
+            for n, ball in enumerate(services.mock_curveballs(question))
+        ],
         "curveballs_due": mock.curveballs_due(now),
         "curveballs_at_s": mock.curveballs_at_s(),
         "curveballs_at": scheduling.clock(mock.curveballs_at_s() * 1000),
