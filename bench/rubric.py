@@ -8,8 +8,14 @@ labelled point the matcher misses is a false negative. Three splits: every third
 answers is held out from tuning, and answers marked `blind` were written after tuning and never tuned
 against; the worst false positives / negatives listed come from the tuning part only.
 
+The gaming set is built from every question file: what a learner could paste to tick points without
+knowing the answer (the "listens for" phrases as one line, the key-point labels, a buzzword list, runs
+copied from the model answer). Its credit rate is the share of key points those answers are credited
+(topics/drills/grading.py decides credit, as the site does); the target is 10% or less.
+
 Usage: .venv/bin/python bench/rubric.py [--all]   (--all also lists held-out mistakes)
-Prints per-question and per-split figures, then `precision <p> recall <r>` (all answers) last.
+Prints per-question and per-split figures, the gaming set's credit rate, then
+`precision <p> recall <r> gaming credit <g>` (all labelled answers; the gaming set) last.
 """
 
 import os
@@ -68,28 +74,80 @@ def setup_django() -> None:
     django.setup()
 
 
-def question_key_points(slugs: set[str]) -> dict[str, list[dict]]:
-    """Key points by slug, read from topics/content/*/questions/*.md as the loader reads them."""
+@dataclass
+class QuestionFile:
+    key_points: list[dict]
+    shown: list[str]  # what the drill page shows: the prompt, and after an attempt the model answer
+
+
+def question_files() -> dict[str, QuestionFile]:
+    """Every question by slug, read from topics/content/*/questions/*.md as the loader reads them."""
     from topics import loader
 
     problems = loader._Problems(BASE_DIR)
     found = {}
     for path in sorted((BASE_DIR / "topics" / "content").glob("*/questions/*.md")):
         source = loader.parse_file(path, problems)
-        if source is not None and source.meta.get("slug") in slugs:
-            found[source.meta["slug"]] = source.meta["key_points"]
+        if source is not None and source.meta.get("slug"):
+            found[source.meta["slug"]] = QuestionFile(
+                source.meta["key_points"], [str(source.meta.get("prompt", "")), source.body]
+            )
     if problems.items:
         sys.exit("error: " + "\n".join(problems.items))
     return found
 
 
+BUZZWORDS = (
+    "exponential backoff formula, jitter, idempotency key, dead letter queue, redrive, at least once, exactly once, "
+    "visibility timeout, consumer group, partition, offset commit, outbox, backpressure, load shedding, "
+    "Little's law, retry budget, circuit breaker, fencing token, lease, heartbeat, rebalance, ordering key, "
+    "DLQ alarm, canary, rate limit, token bucket, autoscaling on queue age, SLO, p99 latency, lag, "
+    "poison message, schema registry, compaction"
+)
+
+
+def gaming_answers(question: QuestionFile) -> dict[str, str]:
+    """Answers that know the page, not the subject: each must earn (almost) nothing."""
+    phrases = [phrase for point in question.key_points for phrase in point["phrases"]]
+    model = question.shown[1].split()
+    middle = len(model) // 2
+    return {
+        "pasted phrases, one line": ", ".join(phrases),
+        "pasted phrases, one per line": "\n".join(f"- {point['phrases'][0]}" for point in question.key_points),
+        "first phrase of each point, and-joined": " and ".join(point["phrases"][0] for point in question.key_points),
+        "three phrases of different points": ", ".join(point["phrases"][0] for point in question.key_points[:3]),
+        "key-point labels": ", ".join(point["label"] for point in question.key_points),
+        "buzzword list": BUZZWORDS,
+        "model answer, first 80 words": " ".join(model[:80]),
+        "model answer, three 20-word runs": " ... ".join(
+            " ".join(model[start : start + 20]) for start in (len(model) // 5, middle, len(model) * 4 // 5)
+        ),
+    }
+
+
+def gaming_credit(questions: dict[str, QuestionFile]) -> tuple[float, dict[str, tuple[int, int]]]:
+    """Share of key points the gaming answers are credited, overall and per kind (credited, offered)."""
+    from topics.drills.grading import assess
+
+    kinds: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for question in questions.values():
+        for kind, answer in gaming_answers(question).items():
+            result = assess(answer, question.key_points, shown=question.shown, duration_ms=None)
+            kinds[kind][0] += len(result.credited)
+            kinds[kind][1] += len(question.key_points)
+    credited = sum(c for c, _ in kinds.values())
+    offered = sum(o for _, o in kinds.values())
+    return credited / offered, {kind: (c, o) for kind, (c, o) in kinds.items()}
+
+
 def main() -> None:
     show_all = "--all" in sys.argv[1:]
     setup_django()
-    from topics.drills.matching import match_key_points
+    from topics.drills.grading import assess
 
     cases = yaml.safe_load(LABELLED.read_text())["answers"]
-    key_points = question_key_points({c["question"] for c in cases})
+    questions = question_files()
+    key_points = {slug: questions[slug].key_points for slug in {c["question"] for c in cases} if slug in questions}
     missing = {c["question"] for c in cases} - key_points.keys()
     if missing:
         sys.exit(f"error: labelled answers for unknown questions: {', '.join(sorted(missing))}")
@@ -101,8 +159,8 @@ def main() -> None:
     examples: dict[tuple[str, str, str], Mistake] = {}
     for position, case in enumerate(cases):
         points = key_points[case["question"]]
-        result = match_key_points(case["answer"], points)
-        ticked, truth = set(result.matched_indexes), set(case["covers"])
+        result = assess(case["answer"], points, shown=questions[case["question"]].shown)
+        ticked, truth = set(result.credited), set(case["covers"])
         tally = Tally(tp=len(ticked & truth), fp=len(ticked - truth), fn=len(truth - ticked))
         per_question[case["question"]].add(tally)
         split = split_of(position, case)
@@ -116,7 +174,9 @@ def main() -> None:
             for index in indexes:
                 key = (case["question"], points[index]["label"])
                 counter[key] += 1
-                examples.setdefault((kind, *key), Mistake(*key, result.points[index].matched_words, case["answer"]))
+                examples.setdefault(
+                    (kind, *key), Mistake(*key, result.match.points[index].matched_words, case["answer"])
+                )
 
     print(f"{len(cases)} labelled answers over {len(key_points)} questions")
     for slug, tally in sorted(per_question.items()):
@@ -134,7 +194,11 @@ def main() -> None:
     for name, tally in splits.items():
         print(f"{name:9} {tally}")
         total.add(tally)
-    print(f"precision {total.precision:.2f} recall {total.recall:.2f}")
+    rate, kinds = gaming_credit(questions)
+    print(f"gaming set over {len(questions)} questions (credited / key points offered):")
+    for kind, (credited, offered) in kinds.items():
+        print(f"  {kind:40} {credited:4} / {offered:4} = {credited / offered:.0%}")
+    print(f"precision {total.precision:.2f} recall {total.recall:.2f} gaming credit {rate:.0%}")
 
 
 if __name__ == "__main__":

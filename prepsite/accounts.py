@@ -10,6 +10,7 @@ from django.contrib.auth import login
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from prepsite.ratelimit import allow
@@ -29,20 +30,35 @@ def signup_allowed(request: HttpRequest) -> bool:
     return allow("signup", who, limit=SIGNUPS_PER_HOUR, window_s=60 * 60, fail_open=True)
 
 
+WELCOME = (
+    "Welcome, {name}. Everything you did in this browser is now saved to your account: chapters marked, "
+    "where you stopped reading, your plan, drill history, mock interviews and Lab experiments."
+)
+
+
+def safe_next(request: HttpRequest) -> str:
+    """The page to return to after signing up: ?next= or the form's next, when it is on this site."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return target if ok else ""
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    next_url = safe_next(request)
     if request.user.is_authenticated:
-        return redirect("drills:home")
+        return redirect(next_url or "drills:home")
     form = SignupForm(request.POST or None)
+    context = {"form": form, "next": next_url}
     if request.method == "POST" and form.is_valid() and not signup_allowed(request):
         form.add_error(None, "Too many accounts were created from your network recently; please try again later.")
-        return render(request, "registration/signup.html", {"form": form}, status=429)
+        return render(request, "registration/signup.html", context, status=429)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # merges anonymous progress
-        messages.success(request, f"Welcome, {user.get_username()}. Your drill progress is now saved to your account.")
-        return redirect("drills:home")
-    return render(request, "registration/signup.html", {"form": form})
+        messages.success(request, WELCOME.format(name=user.get_username()))
+        return redirect(next_url or "drills:home")
+    return render(request, "registration/signup.html", context)
 
 
 def login_client_address(request: HttpRequest) -> str | None:

@@ -198,6 +198,8 @@ DRILLS_NEW_PER_DAY = int(os.environ.get("DRILLS_NEW_PER_DAY", "10"))
 SITE_NAME = "Queue Prep"
 # What /healthz checks besides the database: each app contributes its own (prepsite imports no app).
 HEALTH_CHECKS = ["sandbox.ops.health.lab"]
+# What Home shows for the visitor, from the apps: callables (request) -> template context.
+HOME_CONTEXT = ["topics.drills.path_views.home_context"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

@@ -9,7 +9,11 @@ from django.views.decorators.http import require_safe
 
 @require_safe
 def home(request: HttpRequest):
-    return render(request, "home.html")
+    """Home, with what the apps contribute for this visitor (settings.HOME_CONTEXT: Drills' plan and Continue)."""
+    context: dict = {}
+    for hook in settings.HOME_CONTEXT:
+        context |= import_string(hook)(request)
+    return render(request, "home.html", context)
 
 
 @require_safe

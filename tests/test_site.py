@@ -5,6 +5,7 @@ from rq import Queue
 from tests.conftest import wait_for
 
 
+@pytest.mark.django_db  # Home shows the visitor's plan and Continue (issue #23)
 def test_home_page_introduces_the_three_parts(client):
     response = client.get(reverse("home"))
     assert response.status_code == 200

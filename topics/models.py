@@ -5,6 +5,7 @@ import math
 from django.db import models, transaction
 from django.dispatch import receiver
 from django.urls import reverse
+from django.utils import timezone
 
 from prepsite.ownership import VisitorOwned, VisitorOwnedQuerySet
 from prepsite.visitor import Visitor, anonymous_visitor_claimed
@@ -180,6 +181,57 @@ class SectionUnderstood(VisitorOwned):
         return f"{self.section} understood"
 
 
+class ReadingPositionQuerySet(VisitorOwnedQuerySet):
+    def record(self, section: "Section", *, heading: str, visitor: Visitor) -> None:
+        """Remember the last heading the visitor read in a chapter (one row per chapter)."""
+        updated = self.owned_by(visitor).filter(section=section).update(heading=heading, updated_at=timezone.now())
+        if not updated:
+            self.create(section=section, heading=heading, **visitor.owner())
+
+    def claim(self, *, source: Visitor, target: Visitor) -> int:
+        """Move an anonymous visitor's positions to their account; the newer of two for one chapter wins."""
+        with transaction.atomic():
+            moved = 0
+            for position in self.owned_by(source):
+                theirs = self.owned_by(target).filter(section_id=position.section_id).first()
+                if theirs is not None and theirs.updated_at >= position.updated_at:
+                    position.delete()
+                    continue
+                if theirs is not None:
+                    theirs.delete()
+                self.filter(pk=position.pk).update(**target.owner())
+                moved += 1
+            return moved
+
+
+class ReadingPosition(VisitorOwned):
+    """Where a visitor left a chapter: the id of the last heading they scrolled past, for "Continue"."""
+
+    section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="reading_positions")
+    heading = models.CharField(max_length=100, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = ReadingPositionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["section", "user"], condition=models.Q(user__isnull=False), name="one_position_per_user"
+            ),
+            models.UniqueConstraint(
+                fields=["section", "anon_id"], condition=models.Q(user__isnull=True), name="one_position_per_session"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.section} at #{self.heading}"
+
+    def get_absolute_url(self) -> str:
+        url = self.section.get_absolute_url()
+        return f"{url}#{self.heading}" if self.heading else url
+
+
 @receiver(anonymous_visitor_claimed, dispatch_uid="topics_claim_anonymous_marks")
 def claim_anonymous_marks(sender, source: Visitor, target: Visitor, **kwargs) -> None:
     SectionUnderstood.objects.claim(source=source, target=target)
+    ReadingPosition.objects.claim(source=source, target=target)

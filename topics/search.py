@@ -10,7 +10,7 @@ phrase proximity we could test once for both).
 Ranking: BM25 over each block's words, a light stemmer so "retries" finds "retry", a bonus for the
 block's heading and chapter title, a bonus that grows as the query words stand closer together
 (side by side is best), and a few domain synonyms ("bounded" ~ "limit"), each worth less than the
-word itself.
+word itself, and a few everyday phrases ("charge twice") are searched as the site's terms (PHRASE_SYNONYMS).
 
 Then the shape of the block, because a term's teaching passage looks different from a mention of it:
 teaching text defines the term in bold ("**At-least-once.** The consumer ...") or names it in its first
@@ -92,6 +92,23 @@ SYNONYMS = {
     "dedup": ("deduplicat",),
     "deduplicat": ("dedup",),
 }
+# How people ask versus the words the chapters teach with: a query phrase is searched as the site's term.
+PHRASE_SYNONYMS = {
+    "charge twice": "idempotency duplicate charge",
+    "charged twice": "idempotency duplicate charge",
+    "double charge": "idempotency duplicate charge",
+    "processed twice": "idempotent consumer duplicate",
+    "replay the dlq": "redrive dead letter",
+    "consumer lag": "consumer lag backlog offset",
+}
+
+
+def expand_query(query: str) -> str:
+    """The query with its everyday phrases replaced by the site's terms (PHRASE_SYNONYMS)."""
+    lowered = " ".join(query.lower().split())
+    for phrase, terms in PHRASE_SYNONYMS.items():
+        lowered = re.sub(rf"\b{re.escape(phrase)}\b", terms, lowered)
+    return lowered
 
 
 @dataclass
@@ -453,7 +470,7 @@ def _matched_words(text: str, stems: set[str], tokens: list | None = None) -> li
 
 
 def search(query: str) -> list[Hit]:
-    terms = query_terms(query)
+    terms = query_terms(expand_query(query))
     if not terms:
         return []
     index = current_index()

@@ -30,6 +30,11 @@ urlpatterns = [
         views.mark_understood,
         name="mark_understood",
     ),
+    path(
+        "topics/<slug:slug>/sections/<slug:section_slug>/position/",
+        views.save_position,
+        name="save_position",
+    ),
     # Chapters last: the fixed segments above must win over a section slug.
     path("topics/<slug:slug>/<chapter:section_slug>/", views.section_detail, name="section"),
     path("topics/<slug:slug>/<chapter:section_slug>/personal/", views.section_personal, name="section_personal"),

@@ -11,7 +11,7 @@ from prepsite.shared_pages import shared_page
 from prepsite.visitor import visitor_for
 from topics import search as site_search
 from topics import text
-from topics.models import Question, Section, SectionUnderstood, Topic
+from topics.models import Question, ReadingPosition, Section, SectionUnderstood, Topic
 
 
 def _understood_ids(request: HttpRequest, topic_id: int) -> set[int]:
@@ -163,6 +163,23 @@ def mark_understood(request: HttpRequest, slug: str, section_slug: str) -> HttpR
         "oob": True,
     }
     return render(request, "topics/topic_detail.html#understood", context)
+
+
+class PositionForm(forms.Form):
+    heading = forms.CharField(max_length=100)
+
+
+@require_POST
+def save_position(request: HttpRequest, slug: str, section_slug: str) -> HttpResponse:
+    """Remember the last heading read in a chapter (study.js posts it while the reader scrolls)."""
+    section = get_object_or_404(Section.objects.only("pk", "toc"), topic__slug=slug, slug=section_slug)
+    form = PositionForm(request.POST)
+    if not form.is_valid() or not section.heading_title(form.cleaned_data["heading"]):
+        return HttpResponse("Unknown heading for this chapter.", status=400, content_type="text/plain")
+    ReadingPosition.objects.record(
+        section, heading=form.cleaned_data["heading"], visitor=visitor_for(request, create=True)
+    )
+    return HttpResponse(status=204)
 
 
 @require_safe

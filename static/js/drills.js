@@ -70,14 +70,46 @@
         revealCurveballs(elapsed);
       }
       tick();
-      setInterval(tick, 1000);
+      if (!el.hasAttribute("data-paused")) setInterval(tick, 1000);  // a paused clock stands still
+    });
+  }
+
+  // The plan's "today" is the learner's own day: send the browser's time zone with the plan form.
+  function fillTimeZone(root) {
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return; }
+    root.querySelectorAll("input[name=time_zone]").forEach(function (input) {
+      if (!input.value) input.value = zone;
+    });
+  }
+
+  // Times the server wrote in UTC (<time data-local datetime="...">) shown in the reader's zone.
+  function localTimes(root) {
+    root.querySelectorAll("time[data-local]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      el.textContent = when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
     });
   }
 
   function init(root) {
     startTimers(root);
     startMockClock(root);
+    fillTimeZone(root);
+    localTimes(root);
   }
+
+  // Keys 1-4 press the rating buttons (as in Anki), unless the reader is typing in a field.
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (!/^[1-4]$/.test(event.key)) return;
+    var target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+    var button = document.querySelector("button.rate[data-key='" + event.key + "']");
+    if (!button || button.disabled) return;
+    event.preventDefault();
+    button.click();
+  });
 
   init(document);
   document.addEventListener("htmx:load", function (event) { init(event.target); });

@@ -62,10 +62,56 @@
     block.classList.add("search-landing");
   }
 
+  // Remember the last heading scrolled past, so "Continue" on Home lands there. The personal fragment
+  // fills #reading-position with where to post and the CSRF token; nothing is sent before it arrives.
+  var SETTLE_MS = 1500;
+  function trackReading() {
+    var headings = Array.prototype.slice.call(document.querySelectorAll(".study-chapter .prose h2[id], .study-chapter .prose h3[id]"));
+    if (!headings.length) return;
+    var sent = "", timer = null;
+    function current() {
+      var passed = null;
+      headings.forEach(function (h) { if (h.getBoundingClientRect().top < 120) passed = h; });
+      return passed ? passed.id : "";
+    }
+    function send() {
+      var slot = document.getElementById("reading-position");
+      var id = current();
+      if (!id || id === sent || !slot || !slot.dataset.url) return;
+      var body = new URLSearchParams({ heading: id, csrfmiddlewaretoken: slot.dataset.token });
+      fetch(slot.dataset.url, { method: "POST", body: body, credentials: "same-origin", keepalive: true })
+        .then(function (r) { if (r.ok) sent = id; })
+        .catch(function () {});
+    }
+    // Scroll-spy: the contents mark the sub-heading being read.
+    var links = Array.prototype.slice.call(document.querySelectorAll(".toc-sub a[href^='#']"));
+    var spyQueued = false;
+    function spy() {
+      spyQueued = false;
+      var id = current();
+      links.forEach(function (a) {
+        var here = a.getAttribute("href") === "#" + id;
+        a.classList.toggle("is-reading", here);
+        if (here) a.setAttribute("aria-current", "location");
+        else a.removeAttribute("aria-current");
+      });
+    }
+    window.addEventListener("scroll", function () {
+      clearTimeout(timer);
+      timer = setTimeout(send, SETTLE_MS);
+      if (!spyQueued && links.length) {
+        spyQueued = true;
+        window.requestAnimationFrame(spy);
+      }
+    }, { passive: true });
+    window.addEventListener("pagehide", send);
+  }
+
   function start() {
     forwardOldAnchor();
     foldContents();
     highlightWords();
+    trackReading();
   }
   window.addEventListener("hashchange", forwardOldAnchor);
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

@@ -172,13 +172,19 @@ def test_rating_buttons_show_intervals_and_focus_follows_each_step(live_server, 
     expect(page.locator("#result")).to_have_attribute("tabindex", "-1")
     page.screenshot(path=str(screenshot_path("drills-result")))
 
+    # Named by what they show (WCAG 2.5.3: "click Again 1m" works by voice), the interval in words described.
     good = page.locator("button.rate-3")
-    expect(good).to_have_accessible_name("Good — next review in 10 minutes")
+    expect(good).to_have_accessible_name("Good 10m")
+    expect(good).to_have_accessible_description("next review in 10 minutes")
     expect(good.locator(".rate-interval")).to_have_text("10m")
-    expect(page.locator("button.rate-1")).to_have_accessible_name("Again — next review in 1 minute")
-    expect(page.locator("button.rate-4")).to_have_accessible_name(re.compile(r"^Easy — next review in \d+ days$"))
-    # Below the model answer and the rubric.
-    tops = [page.locator(s).bounding_box()["y"] for s in (".model-answer", "fieldset.rubric", ".rating-buttons")]
+    expect(page.locator("button.rate-1")).to_have_accessible_name(re.compile(r"^Again 1m( suggested)?$"))
+    expect(page.locator("button.rate-1")).to_have_accessible_description("next review in 1 minute")
+    expect(page.locator("button.rate-4")).to_have_accessible_description(re.compile(r"^next review in \d+ days$"))
+    # Coverage, the rubric and the ratings come before the long model answer (issue #23).
+    tops = [
+        page.locator(s).bounding_box()["y"]
+        for s in (".coverage", "fieldset.rubric", ".rating-buttons", ".model-answer")
+    ]
     assert tops == sorted(tops)
     page.locator(".rating-buttons").scroll_into_view_if_needed()
     page.screenshot(path=str(screenshot_path("drills-rating-intervals")))
@@ -205,8 +211,9 @@ def test_focus_follows_each_step_without_javascript(live_server, browser, partia
         page.click("button[value=submit]")
         page.wait_for_url(re.compile(r"/attempt/[0-9a-f-]+/$"))
         assert active_id(page, "result") == "result"
-        expect(page.locator("button.rate-2")).to_have_accessible_name(
-            re.compile(r"^Hard — next review in \d+ minutes$")
+        expect(page.locator("button.rate-2")).to_have_accessible_name(re.compile(r"^Hard \d+m( suggested)?$"))
+        expect(page.locator("button.rate-2")).to_have_accessible_description(
+            re.compile(r"^next review in \d+ minutes$")
         )
         page.click("button.rate-2")
         page.wait_for_selector("[data-next-due]")
@@ -275,8 +282,7 @@ def test_finished_mock_lays_notes_beside_the_model_answer(live_server, page, scr
     page.fill("#notes-estimates", "50k msg/s peak x 2 KB = 100 MB/s; 3 replicas.")
     page.fill("#notes-deep_dive", "Leases with heartbeats; idempotency keys; DLQ + redrive.")
     expect(page.locator("#status-deep_dive")).to_contain_text("Saved at", timeout=wait_ms(5000))
-    page.locator("#finish summary").click()
-    page.locator("#finish label.point").first.click()
+    expect(page.locator("#finish label.point")).to_have_count(0)  # the rubric comes after Finish
     page.click("#finish button[type=submit]")
     expect(page.locator("#mock-review")).to_be_visible()
     assert active_id(page, "finish-status") == "finish-status"

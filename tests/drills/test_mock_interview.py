@@ -6,9 +6,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.drills.conftest import CURVEBALLS, MODEL_ANSWER, make_design_question, make_question
+from tests.drills.conftest import CURVEBALLS, KEY_POINTS, MODEL_ANSWER, make_design_question, make_question
 from topics.drills import services
-from topics.drills.models import CURVEBALLS_AT_S, PHASES, MockInterview
+from topics.drills.models import CURVEBALLS_AT_S, PHASES, Card, MockInterview
 from topics.models import Question
 
 pytestmark = pytest.mark.django_db
@@ -41,11 +41,11 @@ def test_mock_page_shows_phases_budgets_and_curveballs(client, mock):
         assert title in html
         assert f"{minutes} min" in html
     assert "A deploy just put 10,000 jobs in the DLQ" in html
-    assert "/sandbox/?preset=poison" in html
     assert "SIGKILLed mid-charge" in html
-    assert "/sandbox/?preset=crash" in html
     assert "Traffic tripled in 5 minutes" in html
-    assert "/sandbox/?preset=spike" in html
+    # Each asks for an answer first; its Lab preset is linked once answered (issue #23).
+    assert "/sandbox/?preset=" not in html
+    assert html.count("Answer first: the Lab preset") == 3
     # Paste, autofill and dictation fire input events, never keyup.
     assert 'hx-trigger="input changed delay:800ms, change"' in html
 
@@ -113,7 +113,9 @@ def test_mock_start_surprise_me_picks_a_question(client):
     response = client.post(reverse("drills:mock_start"), {"question": ""})
     assert response.status_code == 302
     assert MockInterview.objects.get().question.slug == "only-one"
-    assert client.post(reverse("drills:mock_start"), {"question": "abc"}).status_code == 200
+    assert (
+        client.post(reverse("drills:mock_start"), {"question": "abc"}).status_code == 400
+    )  # a bad id is a form error, answered 400
 
 
 def test_htmx_finish_returns_the_finish_fragment(client, mock):
@@ -185,12 +187,32 @@ def test_finishing_early_reveals_the_curveballs(client, mock):
     assert "A deploy just put 10,000 jobs in the DLQ" in client.get(mock.get_absolute_url()).content.decode()
 
 
-def test_export_before_the_curveball_phase_keeps_them_secret(client, mock):
-    text = client.get(reverse("drills:mock_export", args=[mock.pk])).content.decode()
-    assert "A deploy just put" not in text
-    assert "They come at 35:00" in text
-    assert MODEL_ANSWER not in text
-    assert "added to this export once you finish" in text
+def test_the_rubric_and_the_export_wait_until_the_interview_is_finished(client, mock):
+    """Issue #23: the export holds the self-assessment checklist, so it is refused (409) during the interview."""
+    page = client.get(mock.get_absolute_url()).content.decode()
+    assert 'name="covered"' not in page
+    assert KEY_POINTS[0]["label"] not in page
+    export = client.get(reverse("drills:mock_export", args=[mock.pk]))
+    assert export.status_code == 409
+    assert b"Finish the interview first" in export.content
+
+
+def test_finishing_ticks_what_the_notes_cover_and_turns_the_prompt_into_a_due_drill(client, mock):
+    client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "deep_dive", "notes": (
+        "Each dependency gets its own bulkhead so one slow provider cannot starve the others. "
+        "A circuit breaker opens while the provider is failing, so we stop pulling work."
+    )})  # fmt: skip
+    client.post(reverse("drills:mock_finish", args=[mock.pk]), {})
+    mock.refresh_from_db()
+    assert mock.self_assessment == [0, 1]
+    card = Card.objects.get()
+    assert card.question == mock.question
+    assert card.due <= timezone.now()
+    # The candidate corrects the ticks; that adds no second card.
+    client.post(reverse("drills:mock_finish", args=[mock.pk]), {"covered": ["0"]})
+    mock.refresh_from_db()
+    assert mock.self_assessment == [0]
+    assert Card.objects.count() == 1
 
 
 # Surprise me draws full design prompts --------------------------------------------------------------
@@ -239,7 +261,7 @@ def test_choosing_a_prompt_still_works_and_bad_ids_are_a_form_error(client):
     response = client.post(reverse("drills:mock_start"), {"question": junior.pk})
     assert response.status_code == 302
     assert MockInterview.objects.get().question == junior
-    assert client.post(reverse("drills:mock_start"), {"question": "99999"}).status_code == 200
+    assert client.post(reverse("drills:mock_start"), {"question": "99999"}).status_code == 400
     assert MockInterview.objects.count() == 1
 
 
@@ -359,3 +381,63 @@ def test_export_of_a_finished_design_mock_has_the_model_answer_per_phase(client)
     assert "A broker disk fills up at peak" in failure  # curveballs are out once finished
     assert "Walrus-failure: broker loss" in failure
     assert "- [x] Circuit breaker pauses consumption" in text
+
+
+@pytest.mark.parametrize(("minutes", "curveballs_at"), [(45, "35:00"), (35, "27:00"), (20, "15:00")])
+def test_a_mock_comes_in_20_35_and_45_minute_formats_with_five_phases_each(client, question, minutes, curveballs_at):
+    response = client.post(reverse("drills:mock_start"), {"question": question.pk, "minutes": str(minutes)})
+    mock = MockInterview.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    assert mock.minutes == minutes
+    assert sum(phase["minutes"] for phase in mock.phases()) == minutes
+    assert len(mock.phases()) == len(PHASES)
+    html = client.get(mock.get_absolute_url()).content.decode()
+    assert f'data-length="{minutes * 60}"' in html
+    assert f"come at <strong>{curveballs_at}</strong>" in html
+
+
+def test_an_unknown_mock_length_is_refused(client, question):
+    response = client.post(reverse("drills:mock_start"), {"question": question.pk, "minutes": "90"})
+    assert response.status_code == 400
+    assert not MockInterview.objects.exists()
+
+
+def test_pause_stops_the_clock_resume_restarts_it_and_next_phase_jumps_ahead(client, mock):
+    url = reverse("drills:mock_clock", args=[mock.pk])
+    mock.started_at = timezone.now() - timedelta(seconds=90)
+    mock.save(update_fields=["started_at"])
+    assert client.post(url, {"action": "pause"}).status_code == 302
+    mock.refresh_from_db()
+    frozen = mock.elapsed_s()
+    assert frozen == mock.elapsed_s(timezone.now() + timedelta(minutes=10))  # paused: time stands still
+    assert "data-paused" in client.get(mock.get_absolute_url()).content.decode()
+    client.post(url, {"action": "next"})  # from requirements (0-5 min) to estimates at 5:00
+    mock.refresh_from_db()
+    assert mock.elapsed_s() == 5 * 60
+    client.post(url, {"action": "resume"})
+    mock.refresh_from_db()
+    assert mock.paused_at is None
+    assert 5 * 60 <= mock.elapsed_s() <= 5 * 60 + 2
+    assert client.post(url, {"action": "rewind"}).status_code == 400
+    assert Client().post(url, {"action": "pause"}).status_code == 404  # only its own visitor
+
+
+def test_a_curveball_asks_for_an_answer_before_it_links_the_lab_preset_that_shows_it(client, mock):
+    mock.started_at = timezone.now() - timedelta(seconds=CURVEBALLS_AT_S + 5)
+    mock.save(update_fields=["started_at"])
+    topic_ball = len(mock.question.followups)  # the topic's first curveball: the poison preset
+    html = client.get(mock.get_absolute_url()).content.decode()
+    assert f'name="phase" value="curveball-{topic_ball}"' in html
+    assert 'href="/sandbox/?preset=poison"' not in html
+    assert "Answer first" in html
+    saved = client.post(
+        reverse("drills:mock_save", args=[mock.pk]),
+        {"phase": f"curveball-{topic_ball}", "notes": "Pause the consumer, roll back, redrive a sample slowly."},
+    )
+    assert saved.status_code == 302
+    html = client.get(mock.get_absolute_url()).content.decode()
+    assert 'href="/sandbox/?preset=poison"' in html
+    assert "Pause the consumer, roll back" in html
+    assert (
+        client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "curveball-99", "notes": "x"}).status_code
+        == 400
+    )

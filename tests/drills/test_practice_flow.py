@@ -292,15 +292,22 @@ def test_answers_are_accepted_while_redis_is_down(client, content, redis_control
     assert response.status_code == 302
 
 
+# The button's name is its visible text ("Again 1m", WCAG 2.5.3); the interval in words is its description.
 RATING_BUTTON = re.compile(
-    r'<button type="submit" name="rating" value="(\d)" class="rate rate-\d" '
-    r'aria-label="(\w+) — next review in ([^"]+)" data-interval="([^"]+)">'
+    r'<button type="submit" name="rating" value="(\d)" class="rate rate-\d[^"]*"[^>]* data-interval="([^"]+)">'
+    r'<span class="rate-label">(\w+)</span> <span class="rate-interval">([^<]+)</span>'
 )
+RATING_WORDS = re.compile(r'<span id="rate-when-(\d)">next review in ([^<]+)</span>')
 
 
 def shown_intervals(html: str) -> dict[int, tuple[str, str, str]]:
     """{rating: (label, interval in words, short interval)} as the rating buttons show them."""
-    return {int(value): (label, words, short) for value, label, words, short in RATING_BUTTON.findall(html)}
+    words = {int(value): text for value, text in RATING_WORDS.findall(html)}
+    shown = {}
+    for value, short, label, visible in RATING_BUTTON.findall(html):
+        assert visible == short
+        shown[int(value)] = (label, words[int(value)], short)
+    return shown
 
 
 def rate_and_measure(client, attempt_url: str, rating: int) -> tuple[str, str]:
@@ -318,10 +325,7 @@ def test_rating_buttons_show_the_interval_each_rating_schedules_for_a_new_card(c
         shown = shown_intervals(client.get(attempt_url).content.decode())
         assert [label for label, _, _ in shown.values()] == ["Again", "Hard", "Good", "Easy"]
         assert shown[3][1:] == ("10 minutes", "10m")
-        assert (
-            f'<span class="rate-interval" aria-hidden="true">{shown[rating][2]}</span>'
-            in client.get(attempt_url).content.decode()
-        )
+        assert f'<span class="rate-interval">{shown[rating][2]}</span>' in client.get(attempt_url).content.decode()
         assert rate_and_measure(client, attempt_url, rating) == (shown[rating][2], shown[rating][1])
 
 
@@ -344,9 +348,9 @@ def test_rating_buttons_show_the_interval_each_rating_schedules_for_a_card_with_
     assert len(seen) >= 3
 
 
-def test_rating_controls_come_after_the_model_answer_and_rubric(client, question):
+def test_coverage_rubric_and_rating_come_before_the_long_model_answer(client, question):
     html = client.get(submit(client, question)["Location"]).content.decode()
-    order = [html.index(marker) for marker in (MODEL_ANSWER, 'name="ticked"', 'name="rating"')]
+    order = [html.index(marker) for marker in ("key points credited", 'name="ticked"', 'name="rating"', MODEL_ANSWER)]
     assert order == sorted(order)
 
 

@@ -98,3 +98,27 @@ def test_readiness_leaves_out_cards_reviewed_less_than_a_day_ago():
     assert concept.readiness is None
     later = services.progress_for(learner=learner, now=now + timedelta(days=1)).concepts[0]
     assert later.readiness is not None
+
+
+def test_every_chapter_appears_links_to_its_questions_and_a_14_day_forecast_counts_due_reviews(client, queueing):
+    """Issue #23: chapters without drills do not silently drop out; rows open that chapter's questions."""
+    from topics.models import Section
+
+    question = queueing.questions.get(slug="poison-messages")
+    attempt = client.post(question.get_absolute_url(), {"answer": "x", "action": "submit"})
+    client.post(attempt["Location"] + "rate/", {"rating": "3"})
+    html = client.get("/drills/progress/").content.decode()
+    for section in Section.objects.all():
+        assert section.title in html
+    assert f'href="/topics/queueing/drill/?chapter={question.section.slug}"' in html
+    assert f'href="/drills/?chapter={question.section.slug}"' in html
+    session = client.get(f"/drills/?chapter={question.section.slug}").content.decode()
+    assert f"Drills: {question.section.title}" in session
+    listed = re.findall(r'<li><a href="/topics/queueing/drill/([^/]+)/">', session)
+    assert listed
+    assert set(listed) <= set(question.section.questions.values_list("slug", flat=True))
+    assert client.get("/drills/?chapter=no-such-chapter").status_code == 400
+    assert "No drills for this chapter yet" in html or all(s.questions.exists() for s in Section.objects.all())
+    data = services.progress_for(learner=Visitor(anon_id=client.session["visitor"]))
+    assert len(data.forecast) == 14
+    assert sum(count for _, count in data.forecast) == 1

@@ -72,7 +72,7 @@ def test_contents_shows_which_chapters_this_visitor_marked(client, queueing):
     assert f'id="toc-check-{first.slug}" class="toc-check" hx-swap-oob="true"><span title="understood">✓' in html
     assert f'id="toc-check-{fifth.slug}"' not in html  # unmarked: the shared page's empty tick stands
     assert f'<form id="understood-{fifth.slug}"' in html
-    assert f"1</strong> of {queueing.sections.count()} sections understood" in html
+    assert f"1</strong> of {queueing.sections.count()} chapters understood" in html
     # Someone else sees none of it.
     other = get(
         pytest.importorskip("django.test").Client(), reverse("topics:section_personal", args=["queueing", fifth.slug])

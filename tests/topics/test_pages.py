@@ -79,7 +79,7 @@ def test_overview_lists_every_chapter_in_order_with_its_link_and_reading_time(cl
     assert [slug for slug, _href, _title in chapters] == [s.slug for s in sections]
     assert html.count(" min read") == len(sections)
     assert sections[1].summary[:60] in html
-    assert f"0 of {len(chapters)} sections understood" in re.sub(r"<[^>]+>", "", personal(client))
+    assert f"0 of {len(chapters)} chapters understood" in re.sub(r"<[^>]+>", "", personal(client))
 
 
 def personal(client, section: Section | None = None) -> str:
@@ -114,7 +114,7 @@ def test_topic_page_is_one_document_for_every_visitor_with_personal_parts_loaded
     mine = personal(member)
     assert "zq-member" in mine
     assert "Log out" in mine
-    assert f"1</strong> of {sections} sections understood" in mine
+    assert f"1</strong> of {sections} chapters understood" in mine
     # progress, the one mark to set (the shared page draws every tick empty), nav, messages
     assert mine.count('hx-swap-oob="true"') == 1 + 1 + 3
     assert mine.count('name="csrfmiddlewaretoken"') == 1  # the logout button: the overview has no mark forms
@@ -162,7 +162,8 @@ def test_unknown_topic_is_404(client, queueing):
 
 def test_diagram_is_an_accessible_svg_whose_links_resolve(client, queueing):
     html = page(client, reverse("topics:topic_detail", args=["queueing"]))
-    svg = re.search(r"<svg[^>]*>.*?</svg>", html, flags=re.DOTALL)[0]
+    main = html.split("<main", 1)[1]  # the header's search icon is an svg too
+    svg = re.search(r"<svg[^>]*>.*?</svg>", main, flags=re.DOTALL)[0]
     assert 'aria-labelledby="diagram-title diagram-desc"' in svg
     assert 'role="img"' not in svg  # it holds links: an image role would hide them from screen readers
     assert "<title id=" in svg
@@ -246,7 +247,7 @@ def test_mark_understood_from_the_checklist_without_js_redirects_back_to_it(clie
     assert f'<li id="{section.slug}">' in html
     form = re.search(rf'<form id="understood-{section.slug}".*?</form>', html, flags=re.DOTALL)[0]
     assert "✓ Understood" in form
-    assert f"1 of {queueing.sections.count()} sections understood" in re.sub(r"<[^>]+>", "", html)
+    assert f"1 of {queueing.sections.count()} chapters understood" in re.sub(r"<[^>]+>", "", html)
 
 
 def test_mark_understood_with_htmx_returns_only_the_button_fragment(client, queueing):
@@ -258,7 +259,7 @@ def test_mark_understood_with_htmx_returns_only_the_button_fragment(client, queu
     assert html.strip().startswith(f'<form id="understood-{section.slug}"')
     assert "✓ Understood" in html
     assert 'id="progress" class="study-progress" hx-swap-oob="true"' in html
-    assert f"1</strong> of {queueing.sections.count()} sections understood" in html
+    assert f"1</strong> of {queueing.sections.count()} chapters understood" in html
     assert f'id="toc-check-{section.slug}" class="toc-check" hx-swap-oob="true"><span title="understood">✓' in html
 
 
@@ -298,7 +299,7 @@ def test_understood_mark_persists_for_a_new_client_with_only_the_session_cookie(
     returning.cookies[settings.SESSION_COOKIE_NAME] = session_key
     html = personal(returning, section)
     assert "✓ Understood" in html
-    assert f"1 of {queueing.sections.count()} sections understood" in re.sub(r"<[^>]+>", "", html)
+    assert f"1 of {queueing.sections.count()} chapters understood" in re.sub(r"<[^>]+>", "", html)
 
     stranger = personal(Client(), section)
     assert "✓ Understood" not in stranger
@@ -336,4 +337,4 @@ def test_marks_made_before_logging_in_move_to_the_account(client, queueing, djan
     client.post(reverse("login"), {"username": "reader", "password": "pw-123456"})
     assert set(SectionUnderstood.objects.values_list("user__username", "anon_id")) == {("reader", "")}
     assert SectionUnderstood.objects.count() == 2
-    assert f"2 of {queueing.sections.count()} sections understood" in re.sub(r"<[^>]+>", "", personal(client))
+    assert f"2 of {queueing.sections.count()} chapters understood" in re.sub(r"<[^>]+>", "", personal(client))

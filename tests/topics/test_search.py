@@ -422,3 +422,14 @@ def test_a_search_lands_on_the_teaching_paragraph_and_a_diagram_stays_whole(live
     assert figure.locator("mark").count() == 0
     expect(figure.locator("svg title")).to_have_text("A consumer-group rebalance when one of three consumers dies")
     page.screenshot(path=str(folder / f"search-diagram-landing-{width}.png"))
+
+
+@pytest.mark.parametrize(
+    ("query", "teaches"),
+    [("charge twice", "idempoten"), ("customer charged twice", "idempoten"), ("replay the DLQ", "redrive")],
+)
+def test_everyday_phrases_find_the_passage_that_teaches_the_sites_term(queueing, query, teaches):
+    from topics import search as site_search
+
+    first = site_search.search(query)[0]
+    assert teaches in (first.title + " " + first.text).lower(), first.title

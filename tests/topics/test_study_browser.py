@@ -38,7 +38,7 @@ def test_reader_marks_a_chapter_understood_and_the_contents_shows_it(live_server
     form = page.locator(f"#understood-{section.slug}")
     form.get_by_role("button", name="Mark as understood").click()
     expect(form.locator(".understood-state")).to_have_text("✓ Understood")
-    expect(page.locator("#progress")).to_contain_text(f"1 of {queueing.sections.count()} sections understood")
+    expect(page.locator("#progress")).to_contain_text(f"1 of {queueing.sections.count()} chapters understood")
     expect(page.locator(f"#toc-check-{section.slug}")).to_contain_text("✓")
     assert page.evaluate("window.__noReload") is True
     assert SectionUnderstood.objects.filter(section=section).count() == 1
@@ -121,7 +121,7 @@ def test_without_javascript_a_chapter_links_to_the_checklist_that_marks_it(live_
     page.locator("#understood-scalability-and-reliability").get_by_role("button", name="Mark as understood").click()
     expect(page).to_have_url(re.compile(r"/topics/queueing/checklist/#scalability-and-reliability$"))
     expect(page.locator("#understood-scalability-and-reliability .understood-state")).to_have_text("✓ Understood")
-    expect(page.locator("#progress")).to_contain_text(f"1 of {queueing.sections.count()} sections understood")
+    expect(page.locator("#progress")).to_contain_text(f"1 of {queueing.sections.count()} chapters understood")
     page.screenshot(path=str(ARTIFACTS / "screenshots" / "study-checklist-nojs.png"), full_page=True)
     context.close()
 
@@ -139,6 +139,6 @@ def test_logged_in_reader_sees_their_account_and_marks_on_a_shared_chapter(
     page.locator("#understood-overview").get_by_role("button", name="Mark as understood").click()
     expect(page.locator("#understood-overview .understood-state")).to_have_text("✓ Understood")
     page.goto(live_server.url + "/topics/queueing/")
-    expect(page.locator("#progress")).to_contain_text(f"1 of {queueing.sections.count()} sections understood")
+    expect(page.locator("#progress")).to_contain_text(f"1 of {queueing.sections.count()} chapters understood")
     expect(page.locator("#toc-check-overview")).to_contain_text("✓")
     expect(page.locator("#nav-account")).not_to_contain_text("Log in")

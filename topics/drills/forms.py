@@ -1,7 +1,11 @@
+import zoneinfo
+
 from django import forms
 
-from topics.drills.models import ANSWER_MAX, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
+from topics.drills.models import ANSWER_MAX, FORMATS, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
 from topics.models import Question
+
+MAX_DAYS_OUT = 365
 
 IMPORT_MAX_BYTES = 5 * 1024 * 1024
 
@@ -68,6 +72,16 @@ class RatingForm(forms.Form):
 
 class MockStartForm(forms.Form):
     question = forms.ModelChoiceField(queryset=None, required=False, label="Interview prompt")
+    minutes = forms.TypedChoiceField(
+        coerce=int,
+        required=False,
+        empty_value=MOCK_MINUTES,
+        choices=[(m, f"{m} minutes") for m in sorted(FORMATS, reverse=True)],
+        initial=MOCK_MINUTES,
+        label="Length",
+        widget=forms.RadioSelect,
+        help_text="45 minutes is the usual system-design round; 35 and 20 keep the five phases, shorter.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -88,8 +102,14 @@ class MockStartForm(forms.Form):
         ]
 
 
+MAX_CURVEBALLS = 12
+
+
 class MockNotesForm(forms.Form):
-    phase = forms.ChoiceField(choices=[(key, key) for key in PHASE_KEYS])
+    # A phase's notes, or the answer to the interviewer's curveball number N ("curveball-N").
+    phase = forms.ChoiceField(
+        choices=[(key, key) for key in [*PHASE_KEYS, *(f"curveball-{n}" for n in range(MAX_CURVEBALLS))]]
+    )
     notes = forms.CharField(
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 6, "maxlength": NOTES_MAX})
     )
@@ -119,3 +139,53 @@ class ImportForm(forms.Form):
         if upload.size > IMPORT_MAX_BYTES:
             raise forms.ValidationError("That file is larger than 5 MB; a drills export is far smaller.")
         return upload
+
+
+class PlanForm(forms.Form):
+    interview_date = forms.DateField(
+        label="Interview date", widget=forms.DateInput(attrs={"type": "date"}), help_text="The day of the interview."
+    )
+    level = forms.ChoiceField(
+        label="Target level", choices=Question.Level.choices, initial=Question.Level.SENIOR, widget=forms.RadioSelect
+    )
+    hide_junior = forms.BooleanField(label="Leave out junior questions", required=False)
+    # The browser's time zone (filled in by drills.js), so "today" and times are the learner's own.
+    time_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args, today=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.today = today
+
+    def clean_interview_date(self):
+        value = self.cleaned_data["interview_date"]
+        if self.today is not None and value <= self.today:
+            raise forms.ValidationError("Pick a day after today: the plan needs at least one day to work with.")
+        if self.today is not None and (value - self.today).days > MAX_DAYS_OUT:
+            raise forms.ValidationError(f"Pick a day within {MAX_DAYS_OUT} days from today.")
+        return value
+
+    def clean_time_zone(self) -> str:
+        name = self.cleaned_data["time_zone"] or "UTC"
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return "UTC"  # an unknown zone costs local dates, never the plan
+        return name
+
+
+class DrillFilterForm(forms.Form):
+    """The all-questions page's filters; an unknown value is a 400, not an empty list."""
+
+    level = forms.ChoiceField(required=False, choices=[("", "All levels"), *Question.Level.choices])
+    chapter = forms.ChoiceField(required=False, label="Chapter")
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), ("new", "New"), ("due", "Due now"), ("later", "Scheduled")]
+    )
+
+    def __init__(self, *args, chapters: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["chapter"].choices = [("", "All chapters"), *chapters]
+
+
+class MockClockForm(forms.Form):
+    action = forms.ChoiceField(choices=[("pause", "Pause"), ("resume", "Resume"), ("next", "Next phase")])

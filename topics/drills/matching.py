@@ -31,10 +31,20 @@ NEGATION_REACH = 3  # words before a phrase that a negation can reach
 NEGATIONS = {"no", "not", "never", "without", "nor", "cannot", "cant", "dont", "doesnt", "isnt", "arent", "wont", "t"}
 NEEDS = {"need", "needed", "necessary", "required", "matter", "matters", "help", "helps"}
 FILLERS = {"a", "an", "the", "its", "their", "our", "your", "this", "that"}
+# The site's own words for one thing, matched as one: a learner who writes "redrive" where a phrase says
+# "replay" (or "dedup" for "deduplicate") used the vocabulary the chapters teach.
+SYNONYMS = {"replay": "redrive", "reprocess": "redrive", "deduplicate": "dedupe", "dedup": "dedupe"}
+
+
+def canonical(word_stem: str) -> str:
+    return CANONICAL_STEMS.get(word_stem, word_stem)
+
+
 RULE = (
     "A key point is ticked when your answer contains one of its phrases; a phrase written “a + b” needs all "
     "its parts close together. Case, punctuation, plurals and word endings are ignored, a long word may "
-    "have one typo, and a phrase right after a negation (“no DLQ”, “we don't need …”, “without …”) does not count."
+    "have one typo, the site's synonyms count as one word (“replay” = “redrive”), and a phrase right after a "
+    "negation (“no DLQ”, “we don't need …”, “without …”) does not count."
 )
 
 
@@ -59,6 +69,9 @@ def words(text: str) -> list[Token]:
     return tokens
 
 
+CANONICAL_STEMS = {stem(word): stem(canon) for word, canon in SYNONYMS.items()}
+
+
 @functools.lru_cache(maxsize=4096)
 def phrase_words(phrase: str) -> tuple[str, ...]:
     return tuple(token.word for token in words(phrase))
@@ -76,7 +89,7 @@ def one_edit_apart(a: str, b: str) -> bool:
 
 
 def word_matches(expected: str, expected_stem: str, actual: Token, *, last: bool) -> bool:
-    if actual.word == expected or actual.stem == expected_stem:
+    if actual.word == expected or canonical(actual.stem) == canonical(expected_stem):
         return True
     if last and len(expected) >= STEM_MIN and actual.word.startswith(expected):
         return True
@@ -124,7 +137,7 @@ def first_word_candidates(tokens: list[Token], vocabulary: dict[str, list[int]],
     for word, at in vocabulary.items():
         if (
             word == expected
-            or tokens[at[0]].stem == expected_stem
+            or canonical(tokens[at[0]].stem) == canonical(expected_stem)
             or (loose and word_matches(expected, expected_stem, tokens[at[0]], last=last))
         ):
             positions.extend(at)

@@ -5,7 +5,7 @@ row carries both columns and is only ever read through `owned_by()` (prepsite.ow
 """
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import models, transaction
 from django.urls import reverse
@@ -74,6 +74,32 @@ class Card(VisitorOwned):
     @property
     def mastered(self) -> bool:
         return scheduling.is_mastered(self.fsrs_card())
+
+
+class LearnerPlan(VisitorOwned):
+    """A learner's interview date and target level: the day-by-day plan (services.path) is built from it."""
+
+    interview_date = models.DateField()
+    level = models.CharField(max_length=10, choices=Question.Level.choices, default=Question.Level.SENIOR)
+    hide_junior = models.BooleanField(default=False)
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA name from the browser")
+    started_on = models.DateField(help_text="day 1 of the plan, in the learner's time zone")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = VisitorOwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(user__isnull=False), name="drills_one_plan_per_user"
+            ),
+            models.UniqueConstraint(
+                fields=["anon_id"], condition=models.Q(user__isnull=True), name="drills_one_plan_per_session"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_level_display()} interview on {self.interview_date}"
 
 
 class Review(models.Model):
@@ -170,6 +196,9 @@ def phase_offset_s(key: str) -> int:
 
 
 CURVEBALLS_AT_S = phase_offset_s(CURVEBALL_PHASE)
+# Shorter rounds keep the five phases, each shorter (minutes per phase, in PHASES order).
+FORMATS = {45: [5, 5, 10, 15, 10], 35: [4, 4, 8, 11, 8], 20: [2, 2, 5, 6, 5]}
+assert all(sum(minutes) == length for length, minutes in FORMATS.items())
 
 
 class MockInterview(VisitorOwned):
@@ -178,6 +207,8 @@ class MockInterview(VisitorOwned):
     notes = models.JSONField(default=dict, help_text="{phase key: notes}")
     finished_at = models.DateTimeField(null=True, blank=True)
     self_assessment = models.JSONField(default=list, help_text="indexes of key points the learner covered")
+    minutes = models.PositiveSmallIntegerField(default=MOCK_MINUTES, choices=[(m, f"{m} minutes") for m in FORMATS])
+    paused_at = models.DateTimeField(null=True, blank=True, help_text="the clock stands still while set")
 
     objects = VisitorOwnedQuerySet.as_manager()
 
@@ -193,18 +224,39 @@ class MockInterview(VisitorOwned):
     def phases(self) -> list[dict]:
         offset = 0
         out = []
-        for phase in PHASES:
+        for phase, minutes in zip(PHASES, FORMATS.get(self.minutes, FORMATS[MOCK_MINUTES]), strict=True):
             notes = self.notes.get(phase["key"], "")
-            out.append({**phase, "offset_s": offset * 60, "budget_s": phase["minutes"] * 60, "notes": notes})
-            offset += phase["minutes"]
+            out.append({**phase, "minutes": minutes, "offset_s": offset * 60, "budget_s": minutes * 60, "notes": notes})
+            offset += minutes
         return out
 
+    def curveballs_at_s(self) -> int:
+        return next(phase["offset_s"] for phase in self.phases() if phase["key"] == CURVEBALL_PHASE)
+
     def elapsed_s(self, now: datetime | None = None) -> int:
-        return max(0, int(((now or timezone.now()) - self.started_at).total_seconds()))
+        moment = self.paused_at or now or timezone.now()
+        return max(0, int((moment - self.started_at).total_seconds()))
+
+    def clock(self, action: str, now: datetime | None = None) -> None:
+        """Pause, resume, or jump to the start of the next phase (moving the start, so elapsed time is one fact)."""
+        now = now or timezone.now()
+        if self.finished_at is not None:
+            return
+        if action == "pause" and self.paused_at is None:
+            self.paused_at = now
+        elif action == "resume" and self.paused_at is not None:
+            self.started_at += now - self.paused_at
+            self.paused_at = None
+        elif action == "next":
+            elapsed = self.elapsed_s(now)
+            later = [phase["offset_s"] for phase in self.phases() if phase["offset_s"] > elapsed]
+            if later:
+                self.started_at = (self.paused_at or now) - timedelta(seconds=later[0])
+        self.save(update_fields=["started_at", "paused_at"])
 
     def curveballs_due(self, now: datetime | None = None) -> bool:
         """Whether the curveballs may be shown: their phase has started, or the interview is over."""
-        return self.finished_at is not None or self.elapsed_s(now) >= CURVEBALLS_AT_S
+        return self.finished_at is not None or self.elapsed_s(now) >= self.curveballs_at_s()
 
     def save_notes(self, phase: str, text: str) -> None:
         # Update one phase without clobbering another phase's autosave that landed in between.

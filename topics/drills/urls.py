@@ -1,16 +1,18 @@
 from django.urls import path
 
-from topics.drills import views
+from topics.drills import path_views, views
 
 app_name = "drills"
 urlpatterns = [
     path("drills/", views.home, name="home"),
+    path("drills/plan/", path_views.plan, name="plan"),
     path("drills/progress/", views.progress, name="progress"),
     path("drills/export/", views.export, name="export"),
     path("drills/import/", views.import_view, name="import"),
     path("drills/mock/", views.mock_start, name="mock_start"),
     path("drills/mock/<int:pk>/", views.mock_detail, name="mock_detail"),
     path("drills/mock/<int:pk>/save/", views.mock_save, name="mock_save"),
+    path("drills/mock/<int:pk>/clock/", views.mock_clock, name="mock_clock"),
     path("drills/mock/<int:pk>/finish/", views.mock_finish, name="mock_finish"),
     path("drills/mock/<int:pk>/export/", views.mock_export, name="mock_export"),
     path("topics/<slug:topic>/drill/", views.topic_drill, name="topic_drill"),

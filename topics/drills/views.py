@@ -1,5 +1,7 @@
 """Drill views: a few lines of HTTP glue each; the rules live in services/ and the models."""
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.cache import caches
 from django.db import OperationalError
@@ -19,16 +21,18 @@ from prepsite.visitor import limit_key, visitor_for
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
+    DrillFilterForm,
     ImportForm,
+    MockClockForm,
     MockFinishForm,
     MockNotesForm,
     MockStartForm,
     RatingForm,
 )
 from topics.drills.matching import RULE as MATCH_RULE
-from topics.drills.matching import match_key_points
-from topics.drills.models import CURVEBALL_PHASE, CURVEBALLS_AT_S, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
-from topics.models import Question, Topic
+from topics.drills.models import CURVEBALL_PHASE, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
+from topics.drills.path_views import path_context
+from topics.models import Question, Section, Topic
 
 
 def page(request: HttpRequest, template: str, fragment: str, context: dict, status: int = 200) -> HttpResponse:
@@ -62,10 +66,15 @@ def question_context(question: Question, **extra) -> dict:
     }
 
 
+# Why a matched point earned no credit, in the rubric row's words.
+FLAG_WORDS = {"copied": "copied from the page", "list": "in a list, not a sentence", "formula": "needs the formula"}
+
+
 def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
     """Everything the reveal shows: model answer, follow-ups, rubric with matches and ticks, outcome."""
     question = attempt.question
-    match = match_key_points(attempt.answer, question.key_points)
+    assessment = services.attempt_assessment(attempt.answer, question, attempt.duration_ms)
+    match = assessment.match
     review = attempt.review
     ticked = set(review.ticked) if review else set(attempt.matched)
     points = [
@@ -73,7 +82,8 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
             "index": point.index,
             "label": point.label,
             "phrases": point.phrases,
-            "matched": point.matched,
+            "matched": point.index in assessment.credited,
+            "denied": FLAG_WORDS.get(assessment.denied.get(point.index, ""), ""),
             "matched_words": point.matched_words,
             "ticked": point.index in ticked,
         }
@@ -102,30 +112,66 @@ def reveal_context(request: HttpRequest, attempt: Attempt, **extra) -> dict:
         match_rule=MATCH_RULE,
         duration=scheduling.clock(attempt.duration_ms),
         choices=choices,
+        assessment=assessment,
+        suggested=assessment.suggested_rating if attempt.answer else 1,
         **extra,
     )
 
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    learner = visitor_for(request)
-    plan = services.drill_plan(learner=learner)
-    return render(request, "drills/home.html", {"nav": "drills", "plan": plan, "mock_minutes": MOCK_MINUTES})
+    context = path_context(request)
+    plan, chapter = context["drills"], None
+    if request.GET.get("chapter"):  # "drill this chapter", from Progress: its due questions, then its new ones
+        chapter = Section.objects.filter(slug=request.GET["chapter"]).select_related("topic").first()
+        if chapter is None:
+            return HttpResponse("No chapter by that name.", status=400, content_type="text/plain")
+        plan = services.drill_plan(learner=visitor_for(request), section=chapter)
+    return render(
+        request,
+        "drills/home.html",
+        {**context, "nav": "drills", "plan": plan, "chapter": chapter, "mock_minutes": MOCK_MINUTES},
+    )
 
 
 def _drill_questions(topic: Topic) -> list[Question]:
     return list(topic.questions.select_related("section").defer(*services.HEAVY_FIELDS).in_order())
 
 
+def _chapter_choices(topic: Topic) -> list[tuple[str, str]]:
+    return list(topic.sections.in_order().values_list("slug", "title"))
+
+
 @require_safe
 def topic_drill(request: HttpRequest, topic: str) -> HttpResponse:
-    """The same question table for every visitor (cached); `topic_drill_personal` fills in statuses."""
+    """The same question table for every visitor (cached), filtered by level and chapter; `topic_drill_personal`
+    fills in statuses. A status filter needs the visitor's cards, so that page is rendered for them alone."""
+    topic_obj = get_object_or_404(Topic.objects.only("pk", "slug", "title"), slug=topic)
+    filters = DrillFilterForm(request.GET, chapters=_chapter_choices(topic_obj))
+    if not filters.is_valid():
+        context = {"nav": "drills", "topic": topic_obj, "rows": [], "filters": filters}
+        return render(request, "drills/topic_drill.html", context, status=400)
+    level, chapter, status = (filters.cleaned_data[name] for name in ("level", "chapter", "status"))
+
+    def questions() -> list[Question]:
+        found = _drill_questions(topic_obj)
+        return [q for q in found if (not level or q.level == level) and (not chapter or q.section.slug == chapter)]
+
+    if status:
+        rows, plan = _drill_statuses(topic_obj, visitor_for(request))
+        wanted = {q.pk for q in questions()}
+        by_pk = {q.pk: q for q in _drill_questions(topic_obj)}
+        rows = [{**row, "question": by_pk[row["question"].pk]} for row in rows if row["question"].pk in wanted]
+        rows = [row for row in rows if row["status"] == status]
+        context = {"nav": "drills", "topic": topic_obj, "rows": rows, "plan": plan, "filters": filters, "mine": True}
+        return render(request, "drills/topic_drill.html", context)
 
     def context() -> dict:
-        topic_obj = get_object_or_404(Topic, slug=topic)
-        return {"nav": "drills", "topic": topic_obj, "rows": [{"question": q} for q in _drill_questions(topic_obj)]}
+        rows = [{"question": q} for q in questions()]
+        query = urlencode({name: value for name, value in (("level", level), ("chapter", chapter)) if value})
+        return {"nav": "drills", "topic": topic_obj, "rows": rows, "filters": filters, "personal_query": query}
 
-    return shared_page(request, f"drill:{topic}", "drills/topic_drill.html", context)
+    return shared_page(request, f"drill:{topic}:{level}:{chapter}", "drills/topic_drill.html", context)
 
 
 @require_safe
@@ -145,6 +191,11 @@ def topic_drill_personal(request: HttpRequest, topic: str) -> HttpResponse:
     else:
         topic_obj = _drill_topic(topic)
         rows, plan = _drill_statuses(topic_obj, learner)
+    level, chapter = request.GET.get("level", ""), request.GET.get("chapter", "")
+    if level or chapter:  # the filtered table holds only these rows
+        shown = _drill_questions(topic_obj)
+        wanted = {q.pk for q in shown if (not level or q.level == level) and (not chapter or q.section.slug == chapter)}
+        rows = [row for row in rows if row["question"].pk in wanted]
     context = {"topic": topic_obj, "rows": rows, "plan": plan, "oob": True}
     return render(request, "drills/topic_drill.html#personal", context)
 
@@ -217,7 +268,14 @@ def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
             return redirect(attempt)
     else:
         form = AttemptForm(initial={"started_at": int(timezone.now().timestamp() * 1000), "action": "submit"})
-    return page(request, "drills/question.html", "drill", question_context(question, form=form))
+    unrated = (
+        Attempt.objects.owned_by(visitor_for(request))
+        .filter(question=question, rated_at__isnull=True)
+        .only("token", "submitted_at", "question")
+        .order_by("-submitted_at")
+        .first()
+    )
+    return page(request, "drills/question.html", "drill", question_context(question, form=form, unrated=unrated))
 
 
 def get_attempt(request: HttpRequest, question: Question, token) -> Attempt:
@@ -359,19 +417,22 @@ def mock_context(mock: MockInterview, *, now=None, **extra) -> dict:
         "question": question,
         "phases": review.phases if review else mock.phases(),
         "curveball_phase": CURVEBALL_PHASE,
-        "curveballs": services.mock_curveballs(question),
+        "curveballs": [
+            {**ball, "key": f"curveball-{n}", "answer": (mock.notes or {}).get(f"curveball-{n}", "")}
+            for n, ball in enumerate(services.mock_curveballs(question))
+        ],
         "curveballs_due": mock.curveballs_due(now),
-        "curveballs_at_s": CURVEBALLS_AT_S,
-        "curveballs_at": scheduling.clock(CURVEBALLS_AT_S * 1000),
+        "curveballs_at_s": mock.curveballs_at_s(),
+        "curveballs_at": scheduling.clock(mock.curveballs_at_s() * 1000),
         "review": review,
         "points": [
             {"index": i, "label": point.get("label", ""), "covered": i in covered}
             for i, point in enumerate(question.key_points)
         ],
         "elapsed_s": mock.elapsed_s(now),
-        "length_s": MOCK_MINUTES * 60,
-        "length": f"{MOCK_MINUTES}:00",
-        "length_minutes": MOCK_MINUTES,
+        "length_s": mock.minutes * 60,
+        "length": f"{mock.minutes}:00",
+        "length_minutes": mock.minutes,
         "covered_count": len(covered),
         **extra,
     }
@@ -386,14 +447,16 @@ def mock_start(request: HttpRequest) -> HttpResponse:
             question, note = services.mock_prompt_surprise()
         if question is None:
             raise Http404("No design prompts or staff-level questions are loaded yet.")
-        mock = MockInterview.objects.create(**visitor_for(request, create=True).owner(), question=question)
+        mock = MockInterview.objects.create(
+            **visitor_for(request, create=True).owner(), question=question, minutes=form.cleaned_data["minutes"]
+        )
         if note:
             messages.info(request, note)
         return redirect(mock)
     learner = visitor_for(request)
     past = MockInterview.objects.owned_by(learner).select_related("question")[:20]
     context = {"nav": "drills", "form": form, "past": past, "phases": PHASES, "mock_minutes": MOCK_MINUTES}
-    return render(request, "drills/mock_start.html", context)
+    return render(request, "drills/mock_start.html", context, status=400 if request.method == "POST" else 200)
 
 
 @require_safe
@@ -432,20 +495,36 @@ def mock_save(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+def mock_clock(request: HttpRequest, pk: int) -> HttpResponse:
+    """Pause, resume or skip to the next phase; the page reloads with the server's clock."""
+    mock = get_mock(request, pk)
+    form = MockClockForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Unknown clock action: pause, resume or next.", status=400, content_type="text/plain")
+    mock.clock(form.cleaned_data["action"])
+    return redirect(mock)
+
+
+@require_POST
 def mock_finish(request: HttpRequest, pk: int) -> HttpResponse:
     mock = get_mock(request, pk)
     form = MockFinishForm(request.POST, points=len(mock.question.key_points))
     if not form.is_valid():
         return render(request, "drills/mock_detail.html", mock_context(mock, finish_error=True), status=400)
-    mock.finish(form.cleaned_data["covered"])
+    drilled = services.mock_finish(mock=mock, covered=form.cleaned_data["covered"])
     if request.htmx:
-        return render(request, "drills/mock_detail.html#finish", mock_context(mock, focus_finish=True, oob=True))
+        context = mock_context(mock, focus_finish=True, oob=True, drilled=drilled)
+        return render(request, "drills/mock_detail.html#finish", context)
     return redirect(f"{mock.get_absolute_url()}#finish")
 
 
 @require_safe
 def mock_export(request: HttpRequest, pk: int) -> HttpResponse:
     mock = get_mock(request, pk)
+    if mock.finished_at is None:  # the write-up holds the rubric: it comes after the interview, as the rubric does
+        return HttpResponse(
+            "Finish the interview first: the write-up holds the rubric.", status=409, content_type="text/plain"
+        )
     text = render(request, "drills/mock_export.md", mock_context(mock)).content
     response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="mock-interview-{mock.pk}.md"'

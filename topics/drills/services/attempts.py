@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from prepsite.visitor import Visitor
 from topics.drills import scheduling
-from topics.drills.matching import match_key_points
+from topics.drills.grading import Assessment, assess
 from topics.drills.models import Attempt, Card, Review
 from topics.models import Question
 
@@ -35,7 +35,7 @@ def attempt_submit(
     if started_at_ms is not None:
         duration = int(now.timestamp() * 1000) - started_at_ms
         duration = duration if 0 <= duration <= MAX_DURATION_MS else None
-    matched = match_key_points(answer, question.key_points).matched_indexes if answer else []
+    matched = attempt_assessment(answer, question, duration).credited if answer else []
     return Attempt.objects.create(
         **learner.owner(),
         question=question,
@@ -45,6 +45,11 @@ def attempt_submit(
         matched=matched,
         submitted_at=now,
     )
+
+
+def attempt_assessment(answer: str, question: Question, duration_ms: int | None) -> Assessment:
+    """What the rubric credits: the prompt and the model answer count as shown, so copying them earns nothing."""
+    return assess(answer, question.key_points, shown=[question.prompt, question.answer_md], duration_ms=duration_ms)
 
 
 def attempt_rate(*, attempt: Attempt, rating: int, ticked: list[int], now: datetime | None = None) -> Card:

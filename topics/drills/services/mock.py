@@ -4,8 +4,13 @@ import html
 import re
 from dataclasses import dataclass
 
+from django.utils import timezone
+
 from prepsite.links import lab_link
-from topics.drills.models import PHASES, MockInterview
+from prepsite.visitor import Visitor
+from topics.drills import scheduling
+from topics.drills.grading import assess
+from topics.drills.models import PHASES, Card, MockInterview
 from topics.models import Question
 
 SURPRISE_FALLBACK_NOTE = (
@@ -120,3 +125,26 @@ def mock_review(*, mock: MockInterview) -> MockReview:
         intro_html=intro_html,
         intro_md=intro_md,
     )
+
+
+def mock_finish(*, mock: MockInterview, covered: list[int]) -> bool:
+    """Finish (or correct) a mock's self-assessment. The first finish ticks what the notes cover, by the drills'
+    matcher, besides what was sent; a prompt with missed points becomes a due drill card if it is not one yet.
+    Returns whether a card was added."""
+    first = mock.finished_at is None
+    if first:
+        notes = "\n\n".join(text for text in (mock.notes or {}).values() if text)
+        question = mock.question
+        covered = [*covered, *assess(notes, question.key_points, shown=[question.prompt, question.answer_md]).credited]
+    mock.finish(covered)
+    missed = len(mock.question.key_points) - len(mock.self_assessment)
+    if not first or missed <= 0:
+        return False
+    owner = Visitor(user_id=mock.user_id, anon_id=mock.anon_id)
+    if Card.objects.owned_by(owner).filter(question=mock.question).exists():
+        return False
+    now = timezone.now()
+    card = Card(**owner.owner(), question=mock.question, created_at=now)
+    card.set_fsrs(scheduling.new_card(now))
+    card.save()
+    return True

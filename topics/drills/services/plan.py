@@ -8,6 +8,7 @@ from django.utils import timezone
 from prepsite.visitor import Visitor
 from topics.drills.models import Card
 from topics.drills.services.attempts import new_per_day, start_of_today
+from topics.drills.services.path import learner_plan, questions_for_level
 from topics.models import Question
 
 
@@ -39,7 +40,7 @@ HEAVY_FIELDS = (
 )  # fmt: skip
 
 
-def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=None) -> DrillPlan:
+def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=None, section=None) -> DrillPlan:
     """What to practise now: due reviews first (most overdue first), then new questions up to the daily limit."""
     now = now or timezone.now()
     limit = new_per_day()
@@ -51,17 +52,22 @@ def drill_plan(*, learner: Visitor | None, now: datetime | None = None, topic=No
     )  # fmt: skip
     if topic is not None:
         cards = cards.filter(question__topic=topic)
+    if section is not None:  # a session on one chapter: its due questions, then its new ones
+        cards = cards.filter(question__section=section)
     due = list(cards.due(now).order_by("due"))
     introduced = Card.objects.owned_by(learner).introduced_since(start_of_today(now)).count()
     left = max(0, limit - introduced)
-    # New material in reading order: earlier Study sections first, junior before senior before staff.
-    questions = (
-        Question.objects.select_related("topic", "section")
-        .defer(*HEAVY_FIELDS, "topic__intro_md", "topic__intro_html", "topic__diagram_html")
-        .order_by("section__order", "level", "order", "slug")
+    # New material at the learner's level first (their plan), else in reading order, junior first.
+    questions = questions_for_level(
+        Question.objects.select_related("topic", "section").defer(
+            *HEAVY_FIELDS, "topic__intro_md", "topic__intro_html", "topic__diagram_html"
+        ),
+        learner_plan(learner),
     )
     if topic is not None:
         questions = questions.filter(topic=topic)
+    if section is not None:
+        questions = questions.filter(section=section)
     seen = Card.objects.owned_by(learner).values("question_id")
     new = list(questions.exclude(pk__in=seen)[:left]) if left else []
     return DrillPlan(due=due, new=new, new_left_today=left, limit=limit)

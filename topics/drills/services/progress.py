@@ -10,8 +10,9 @@ from prepsite.visitor import Visitor
 from topics.drills import scheduling
 from topics.drills.models import Card, Review
 from topics.drills.services.attempts import start_of_today
-from topics.models import Question
+from topics.models import Question, Section
 
+FORECAST_DAYS = 14
 # Straight after any review (even "Again") FSRS recall is ~100%, which says nothing about readiness.
 READINESS_SETTLE = timedelta(days=1)
 READINESS_RULE = (
@@ -25,6 +26,8 @@ READINESS_RULE = (
 @dataclass
 class ConceptProgress:
     title: str
+    slug: str = ""  # the chapter's, for "drill this chapter"
+    topic_slug: str = ""
     questions: int = 0
     seen: int = 0
     due: int = 0
@@ -48,17 +51,30 @@ class Progress:
     per_day: list[tuple[datetime, int]]
     total_reviews: int
     totals: ConceptProgress = field(default_factory=lambda: ConceptProgress("All"))
+    forecast: list[tuple[datetime, int]] = field(default_factory=list)  # reviews due per day, next FORECAST_DAYS
+
+    @property
+    def forecast_peak(self) -> int:
+        return max((count for _, count in self.forecast), default=0)
 
 
 def progress_for(*, learner: Visitor | None, now: datetime | None = None, days: int = 30) -> Progress:
     now = now or timezone.now()
     by_section: dict[int, ConceptProgress] = {}
-    questions = Question.objects.select_related("section").order_by("section__topic", "section__order", "order")
-    for question in questions:
-        concept = by_section.setdefault(question.section_id, ConceptProgress(question.section.title))
-        concept.questions += 1
+    for section in (
+        Section.objects.select_related("topic")
+        .only("pk", "slug", "title", "topic__slug")
+        .order_by("topic__order", "order")
+    ):  # every chapter, those without questions too, so none silently drops out
+        by_section[section.pk] = ConceptProgress(section.title, slug=section.slug, topic_slug=section.topic.slug)
+    for section_id in Question.objects.values_list("section_id", flat=True):
+        if section_id in by_section:
+            by_section[section_id].questions += 1
     totals = ConceptProgress("All questions", questions=sum(c.questions for c in by_section.values()))
+    due_days: dict = defaultdict(int)
+    today = start_of_today(now).date()
     for card in Card.objects.owned_by(learner).select_related("question"):
+        due_days[max(card.due.astimezone(UTC).date(), today)] += 1
         concept = by_section.get(card.question.section_id)
         if concept is None:
             continue
@@ -72,7 +88,6 @@ def progress_for(*, learner: Visitor | None, now: datetime | None = None, days: 
             bucket.mastered += mastered
             bucket.recent += recent
             bucket.recall_sum += recall
-    today = start_of_today(now).date()
     reviews = Review.objects.filter(card__in=Card.objects.owned_by(learner))
     counts: dict = defaultdict(int)
     for reviewed_at in reviews.values_list("reviewed_at", flat=True):
@@ -85,6 +100,10 @@ def progress_for(*, learner: Visitor | None, now: datetime | None = None, days: 
         per_day=per_day,
         total_reviews=sum(counts.values()),
         totals=totals,
+        forecast=[
+            (today + timedelta(days=offset), due_days.get(today + timedelta(days=offset), 0))
+            for offset in range(FORECAST_DAYS)
+        ],
     )
 
 
