@@ -23,7 +23,7 @@ def _n(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _nice_max(value: float) -> int:
+def nice_max(value: float) -> int:
     if value <= 4:
         return 4
     magnitude = 10 ** math.floor(math.log10(value))
@@ -33,12 +33,16 @@ def _nice_max(value: float) -> int:
     return math.ceil(value)
 
 
-def _axis(xs: list[int]) -> list[int]:
-    """The x values of every slot on the axis: the data's, extended to at least MIN_SLOTS."""
+def _axis(xs: list[int], until: int | None = None) -> list[int]:
+    """The x values of every slot on the axis: the data's, extended to at least MIN_SLOTS, and to `until`
+    (a scale shared with the run's other charts)."""
     if not xs:
         return []
     step = xs[1] - xs[0] if len(xs) > 1 else 1
-    return xs + [xs[-1] + step * (i + 1) for i in range(MIN_SLOTS - len(xs))]
+    axis = xs + [xs[-1] + step * (i + 1) for i in range(MIN_SLOTS - len(xs))]
+    while until is not None and axis[-1] < until:
+        axis.append(axis[-1] + step)
+    return axis
 
 
 def _frame(
@@ -132,13 +136,14 @@ def line_chart(
     x_label: str,
     y_label: str,
     y_max: int | None = None,
+    x_until: int | None = None,
 ) -> SafeString:
-    """lines: (legend label, css class, values) sharing the x slots in xs. y_max: a shared scale."""
+    """lines: (legend label, css class, values) sharing the x slots in xs. y_max, x_until: shared scales."""
     uid = f"chart-{name}"
-    y_max = _nice_max(max([*(v for _, _, values in lines for v in values), y_max or 0]))
+    y_max = nice_max(max([*(v for _, _, values in lines for v in values), y_max or 0]))
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     bottom = PAD_TOP + plot_h
-    positions = _x_positions(len(_axis(xs))) if xs else []
+    positions = _x_positions(len(_axis(xs, x_until))) if xs else []
     paths = []
     for _label, css, values in lines:
         if not values:
@@ -156,7 +161,7 @@ def line_chart(
         x_label=x_label,
         y_label=y_label,
         y_max=y_max,
-        xs=_axis(xs),
+        xs=_axis(xs, x_until),
         body=body,
         centered=False,
     )
@@ -172,15 +177,16 @@ def bar_chart(
     x_label: str,
     y_label: str,
     y_max: int | None = None,
+    x_until: int | None = None,
 ) -> SafeString:
-    """Stacked bars per x slot; bars: (legend label, css class, values). y_max: a shared scale."""
+    """Stacked bars per x slot; bars: (legend label, css class, values). y_max, x_until: shared scales."""
     uid = f"chart-{name}"
     totals = [sum(values[i] for _, _, values in bars) for i in range(len(xs))]
-    y_max = _nice_max(max([*totals, y_max or 0], default=0))
+    y_max = nice_max(max([*totals, y_max or 0], default=0))
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     bottom = PAD_TOP + plot_h
-    slot = plot_w / max(1, len(_axis(xs)))
+    slot = plot_w / max(1, len(_axis(xs, x_until)))
     bar_w = max(1.0, slot * 0.8)
     rects = []
     for i, x_value in enumerate(xs):
@@ -213,7 +219,7 @@ def bar_chart(
         x_label=x_label,
         y_label=y_label,
         y_max=y_max,
-        xs=_axis(xs),
+        xs=_axis(xs, x_until),
         body=body,
         centered=True,
     )
@@ -230,19 +236,20 @@ def legend(items: list[tuple[str, str]]) -> SafeString:
 LANE_W, LANE_H, LANE_LABEL, LANE_TOP, LANE_BOTTOM = 720, 18, 64, 8, 34
 
 
-def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str) -> SafeString:
+def swimlanes(
+    *, rows: list[dict], t0: float, now: float, title: str, desc: str, span: float | None = None
+) -> SafeString:
     """Each job on a real time axis: its attempts as bars (start to end, coloured by outcome), each wait
     for a retry as a line, and the backoff window the wait was drawn from as a pale band behind it.
 
     rows: {"job", "marks": [{"n", "r", "e", "s"?, "t", "next"?}], "ceilings": [s per retry],
-    "running_since"?: float, "retry_at"?: float}
+    "running_since"?: float, "retry_at"?: float}; span: seconds the axis shows (shared with the run's charts)
     """
     if not rows or not t0:
         return SafeString("")
     ends = [m.get("t", t0) for row in rows for m in row["marks"]]
     ends += [m.get("next", t0) for row in rows for m in row["marks"]] + [row.get("retry_at") or t0 for row in rows]
-    span = max(10.0, min(now, max([*ends, now])) - t0)
-    span = _nice_max(span)
+    span = span or nice_max(max(10.0, min(now, max([*ends, now])) - t0))
     plot_w = LANE_W - LANE_LABEL - PAD_RIGHT
     height = LANE_TOP + LANE_H * len(rows) + LANE_BOTTOM
 
@@ -366,7 +373,7 @@ def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str)
     return format_html(
         '<svg class="chart lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="lanes-t lanes-d">'
         '<title id="lanes-t">{}</title><desc id="lanes-d">{}</desc>{}'
-        '<text class="axis-label" x="{}" y="{}" text-anchor="middle">seconds since the first arrival</text></svg>',
+        '<text class="axis-label" x="{}" y="{}" text-anchor="middle">seconds since the start</text></svg>',
         LANE_W,
         height,
         title,

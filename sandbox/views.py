@@ -54,7 +54,14 @@ def lab_home(request: HttpRequest) -> HttpResponse:
         name = "happy"
     name = source.preset if source else name
     form = ExperimentForm.for_run(source.params, name, source.seed) if source else ExperimentForm.for_preset(name)
-    context = {**home_context(request, form, name), "open_params": "preset" in request.GET or bool(source)}
+    carried = predictions.PredictionForm(name, initial=source.predicted) if source else None
+    context = {
+        **home_context(request, form, name, carried),
+        "open_params": bool(source),
+        "rerun_of": source,
+    }
+    if ("preset" in request.GET and "stay" not in request.GET) or source:
+        context["prediction_form"].focus_first()  # a preset was chosen: the next thing to do is predict
     template = "sandbox/home.html#start_panel" if request.htmx else "sandbox/home.html"
     return render(request, template, context)
 
@@ -76,6 +83,7 @@ def _start(request: HttpRequest, form: ExperimentForm, prediction_form: predicti
         seed=form.cleaned_data["seed"],
         prediction=form.cleaned_data["prediction"],
         predicted=prediction_form.predictions(),
+        rerun_of=_own_run(request, request.POST.get("rerun_of", "")),
     )
 
 
@@ -170,8 +178,41 @@ def compare(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    context = {"nav": "lab", **panels.live_context(owned_experiment(request, pk), with_links=True)}
-    return render(request, "sandbox/detail.html", context)
+    experiment = owned_experiment(request, pk)
+    raw = request.GET.get("why")
+    if raw is not None and not (ASCII_NUMBER.fullmatch(raw) and int(raw) < 3):
+        return HttpResponseBadRequest("Pick one of the three answers to the 'why?' question.")
+    context = {"nav": "lab", **panels.live_context(experiment, with_links=True, why_answer=_int_or_none(raw))}
+    template = "sandbox/detail.html#why" if request.htmx and raw is not None else "sandbox/detail.html"
+    return render(request, template, context)
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw is not None else None
+
+
+@require_POST
+def try_next(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start the one-knob variant the lesson suggests: this run's parameters and seed, one knob changed."""
+    source = owned_experiment(request, pk)
+    variant = presets.PRESETS[source.preset].try_next if source.preset in presets.PRESETS else None
+    if variant is None:
+        return HttpResponseBadRequest("This experiment has no suggested next step; use 'Run it again'.")
+    form = ExperimentForm(data={**source.params, **variant.params, "preset": source.preset, "seed": source.seed})
+    if not form.is_valid():
+        return HttpResponseBadRequest(f"The variant does not fit the Lab's limits: {form.errors.as_text()}")
+    try:
+        experiment = experiments.experiment_start(
+            owner=visitor_for(request, create=True),
+            limit_key=limit_key(request),
+            preset=source.preset,
+            params=form.parameters(),
+            seed=source.seed,
+            rerun_of=source,
+        )
+    except (experiments.LimitExceeded, experiments.StartFailed) as exc:
+        return _refused(request, source, str(exc), 429 if isinstance(exc, experiments.LimitExceeded) else 503)
+    return _go(request, reverse("sandbox:detail", args=[experiment.pk]))
 
 
 def render_panels(request: HttpRequest, experiment: Experiment, *, flash: str = "", flash_error=False, status=None):

@@ -48,11 +48,12 @@ DUPLICATES = Prediction("duplicates_delivered", "Messages delivered a second tim
 ORDER_VIOLATIONS = Prediction(
     "order_violations", "Events applied after a later event of their customer", "events", 0, MAX_JOBS
 )
+RETRIES = Prediction("retries", "Retries in all", "retries", 0, MAX_JOBS * 10)
 MAX_LAG = Prediction("max_lag", "Most messages one partition fell behind", "messages", 0, MAX_JOBS)
 
 FIELDS: dict[str, list[Prediction]] = {
     "happy": [DRAIN_S],
-    "flaky": [DEAD_LETTERED, RETRY_PEAK],
+    "flaky": [DEAD_LETTERED, RETRIES],
     "retry-storm": [RETRY_PEAK, DEAD_LETTERED],
     "poison": [DEAD_LETTERED, ATTEMPTS_PER_JOB],
     "timeout": [DEAD_LETTERED, DRAIN_S],
@@ -81,6 +82,12 @@ class PredictionForm(forms.Form):
         self.preset = preset
         for prediction in fields_for(preset):
             self.fields[prediction.key] = prediction.field()
+
+    def focus_first(self) -> None:
+        """Put focus on the first prediction field when the page (or htmx's swap) shows the form."""
+        for field in self.fields.values():
+            field.widget.attrs["autofocus"] = True
+            return
 
     def predictions(self) -> dict[str, float | int]:
         """The numbers given, {key: value}, for Experiment.predicted (call after is_valid())."""

@@ -18,7 +18,6 @@ from sandbox.engine.presets import DEFAULTS, PRESETS
 from sandbox.engine.retry_policy import backoff_ceiling
 from sandbox.engine.rq_storage import scheduler_alive
 from sandbox.engine.series import retry_histogram, series_from_buckets
-from sandbox.liveview import predictions
 from sandbox.liveview.explain import drain_seconds, explain
 from sandbox.liveview.lag import DELIVERY_STATS, delivery_panel, other_models
 from sandbox.models import Experiment
@@ -235,20 +234,31 @@ def events(state: live.LiveState) -> list[dict]:
     return rows
 
 
-def stats(summary: dict, state: live.LiveState | None, model: delivery.DeliveryModel = delivery.DEFAULT) -> list[dict]:
+def stats(
+    summary: dict, state: live.LiveState | None, model: delivery.DeliveryModel = delivery.DEFAULT, preset: str = ""
+) -> list[dict]:
     values = dict(summary)
     if state is not None:
         values |= {"queued": state.queued, "running": len(state.running), "scheduled": len(state.scheduled)}
     if not model.consumed:
         values = {k: v for k, v in values.items() if k not in DELIVERY_STATS or (DELIVERY_STATS[k] and v)}
+    lesson = PRESETS[preset].counters if preset in PRESETS else ()
+    if "order_violations" not in lesson:
+        values.pop("order_violations", None)  # retries reorder any queue: shown where order is the lesson
     return [
         {"key": key, "label": label, "value": values[key], "css": css} for key, label, css in STATS if key in values
     ]
 
 
+def axis_seconds(state: live.LiveState, now: float) -> int:
+    """The one x-scale of a run's charts: from its start to now (to its last event once finished)."""
+    return charts.nice_max(max(10.0, now - state.t0)) if state.t0 else 10
+
+
 def _charts(state: live.LiveState, now: float) -> dict:
     series = series_from_buckets(state.buckets, now=now)
     hist_x, hist_y, hist_bin = retry_histogram(state.retry_hist, state.t0)
+    axis = axis_seconds(state, now)
     per = f"per {series.bin_s} s" if series.bin_s > 1 else "per second"
     return {
         "series": series,
@@ -258,8 +268,9 @@ def _charts(state: live.LiveState, now: float) -> dict:
             desc="Queue depth is arrivals minus starts so far; in flight is starts minus ends so far.",
             xs=series.seconds,
             lines=[("queue depth", "depth", series.depth), ("in flight", "inflight", series.in_flight)],
-            x_label="seconds since the first arrival",
+            x_label="seconds since the start",
             y_label="jobs",
+            x_until=axis,
         ),
         "depth_legend": charts.legend([("queue depth", "depth"), ("in flight", "inflight")]),
         "throughput_chart": charts.bar_chart(
@@ -268,8 +279,9 @@ def _charts(state: live.LiveState, now: float) -> dict:
             desc="Stacked bars: attempts that succeeded and attempts that failed in each slot.",
             xs=series.seconds,
             bars=[("succeeded", "ok", series.ok), ("failed", "fail", series.fail)],
-            x_label="seconds since the first arrival",
+            x_label="seconds since the start",
             y_label=f"attempts {per}",
+            x_until=axis,
         ),
         "throughput_legend": charts.legend([("succeeded", "ok"), ("failed attempts", "fail")]),
         "retry_chart": charts.bar_chart(
@@ -280,6 +292,7 @@ def _charts(state: live.LiveState, now: float) -> dict:
             bars=[("retries due", "retry", hist_y)],
             x_label="seconds since the start",
             y_label="retries due" + (f" per {hist_bin} s" if hist_bin > 1 else " per second"),
+            x_until=axis,
         )
         if hist_x
         else None,
@@ -305,14 +318,16 @@ def announcements(experiment: Experiment, state: live.LiveState, summary: dict) 
     return said
 
 
-def prediction_rows(experiment: Experiment, summary: dict, extras: dict) -> list[dict]:
-    observed = predictions.observed(experiment.preset, summary, extras)
-    return predictions.compare(experiment.preset, experiment.predicted or {}, observed)
+def run_end(state: live.LiveState) -> float:
+    """When a finished run's last attempt ended (its axes end there, however late it is viewed)."""
+    ends = [second for kind in ("end", "arr") for second in state.buckets.get(kind, {})]
+    marks_end = max(ends, default=int(state.t0 or time.time())) + 1
+    return min(time.time(), float(marks_end))
 
 
 def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool = True) -> dict:
     """Everything the live view's panels show, from one read of the state."""
-    now = time.time()
+    now = run_end(state) if state.finished else time.time()
     summary = outcome(experiment, state)
     model = delivery.model_for(experiment.params)
     base = {
@@ -335,9 +350,9 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             **base,
             "expired": True,
             "done": True,
-            "stats": stats(summary, None, model),
+            "stats": stats(summary, None, model, experiment.preset),
             "explain": explain(experiment.params, summary, None) if experiment.summary else [],
-            "predictions": prediction_rows(experiment, summary, {}) if experiment.summary else [],
+            "extras": {},
         }
     drawn = _charts(state, now)
     series = drawn.pop("series")
@@ -349,14 +364,15 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         **drawn,
         "expired": False,
         "done": state.finished,
-        "stats": stats(summary, state, model),
+        "stats": stats(summary, state, model, experiment.preset),
         **delivery_panel(experiment, state, now),
-        "slo": slo_verdict(experiment.params, state.latencies.get("slo")),
+        "slo": slo_verdict(experiment.params, state.latencies.get("slo"), summary.get("succeeded", 0)),
         "timeline": rows,
         "lanes": charts.swimlanes(
             rows=rows,
             t0=state.t0,
             now=now,
+            span=axis_seconds(state, now),
             title="Each job's attempts on a time axis",
             desc="One lane per job: attempts as bars coloured by outcome, each retry's wait as a line, and the "
             "backoff window that wait was drawn from as a pale band. The job list below says the same in words.",
@@ -364,13 +380,13 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         "dlq_rows": dlq_rows(experiment, state),
         "dlq_more": max(0, len(state.dlq) - DLQ_ROWS),
         "can_fix": experiment.params.get("poison_rate", 0) > 0 and not state.consumer_fixed,
-        "workers": workers(now),
+        "workers": workers(time.time()),
         "running_jobs": [
             {
                 "job": job,
                 "worker": info.get("worker", ""),
                 "pid": info.get("pid"),
-                "for_s": round(now - info.get("since", now), 1),
+                "for_s": round(time.time() - info.get("since", time.time()), 1),
                 "lost": job in lost,
             }
             for job, info in sorted(state.running.items())
@@ -388,11 +404,8 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         )
         if state.finished
         else [],
-        "predictions": prediction_rows(
-            experiment, summary, {"peak_depth": series.peak_depth, "drain_s": drain, "retry_peak": drawn["retry_peak"]}
-        )
-        if state.finished
-        else [],
+        "extras": {"peak_depth": series.peak_depth, "drain_s": drain, "retry_peak": drawn["retry_peak"]},
+        "consumer_fixed": state.consumer_fixed,
         "announce": announcements(experiment, state, summary),
         "t0": datetime.fromtimestamp(state.t0, tz=UTC) if state.t0 else None,
     }
