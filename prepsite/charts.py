@@ -237,7 +237,14 @@ LANE_W, LANE_H, LANE_LABEL, LANE_TOP, LANE_BOTTOM = 720, 18, 64, 8, 34
 
 
 def swimlanes(
-    *, rows: list[dict], t0: float, now: float, title: str, desc: str, span: float | None = None
+    *,
+    rows: list[dict],
+    t0: float,
+    now: float,
+    title: str,
+    desc: str,
+    span: float | None = None,
+    live: bool = True,
 ) -> SafeString:
     """Each job on a real time axis: its attempts as bars (start to end, coloured by outcome), each wait
     for a retry as a line, and the backoff window the wait was drawn from as a pale band behind it.
@@ -360,16 +367,16 @@ def swimlanes(
                     _n(mid),
                 )
             )
-    now_x = x(now)
-    parts.append(
-        format_html(
-            '<line class="lane-now" x1="{}" x2="{}" y1="{}" y2="{}"></line>',
-            now_x,
-            now_x,
-            LANE_TOP,
-            LANE_TOP + LANE_H * len(rows),
+    if live:  # a finished run has no "now" on its axis
+        parts.append(
+            format_html(
+                '<line class="lane-now" x1="{}" x2="{}" y1="{}" y2="{}"></line>',
+                x(now),
+                x(now),
+                LANE_TOP,
+                LANE_TOP + LANE_H * len(rows),
+            )
         )
-    )
     return format_html(
         '<svg class="chart lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="lanes-t lanes-d">'
         '<title id="lanes-t">{}</title><desc id="lanes-d">{}</desc>{}'

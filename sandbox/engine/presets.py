@@ -147,7 +147,7 @@ PRESETS: dict[str, Preset] = {
             name="retry-storm",
             title="Retry storm after an outage",
             setup="A burst of charges arrives together while the payment provider is down for the first 7 s; "
-            "retries wait 5 s, then 10 s (the cap), with no jitter, up to 4 times.",
+            "retries wait 5 s, then 10 s (the cap), without jitter, up to 4 times.",
             explanation="Every first attempt fails inside the outage within about a second. With jitter none every "
             "failed job waits exactly the same 5 s, so the retries fall due together and fail together again (the "
             "provider is still down); 10 s later they come back together once more and succeed. Expect two spikes "

@@ -321,8 +321,7 @@ def announcements(experiment: Experiment, state: live.LiveState, summary: dict) 
 def run_end(state: live.LiveState) -> float:
     """When a finished run's last attempt ended (its axes end there, however late it is viewed)."""
     ends = [second for kind in ("end", "arr") for second in state.buckets.get(kind, {})]
-    marks_end = max(ends, default=int(state.t0 or time.time())) + 1
-    return min(time.time(), float(marks_end))
+    return float(max(ends, default=int(state.t0 or time.time())) + 1)
 
 
 def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool = True) -> dict:
@@ -373,6 +372,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             t0=state.t0,
             now=now,
             span=axis_seconds(state, now),
+            live=not state.finished,
             title="Each job's attempts on a time axis",
             desc="One lane per job: attempts as bars coloured by outcome, each retry's wait as a line, and the "
             "backoff window that wait was drawn from as a pale band. The job list below says the same in words.",
