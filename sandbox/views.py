@@ -57,7 +57,7 @@ def lab_home(request: HttpRequest) -> HttpResponse:
     carried = predictions.PredictionForm(name, initial=source.predicted) if source else None
     context = {
         **home_context(request, form, name, carried),
-        "open_params": bool(source),
+        "open_params": "preset" in request.GET or bool(source),
         "rerun_of": source,
     }
     if ("preset" in request.GET and "stay" not in request.GET) or source:
