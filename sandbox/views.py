@@ -15,7 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from prepsite.visitor import limit_key, visitor_for
 from sandbox import delivery
 from sandbox.engine import budget, experiments, presets
-from sandbox.liveview import home, panels, predictions, watch
+from sandbox.liveview import home, panels, predictions, readmodel, watch
 from sandbox.liveview.compare import comparison
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
@@ -263,10 +263,18 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _group_or_jobs(request: HttpRequest, experiment: Experiment) -> list[int] | HttpResponse | None:
+    """A DLQ group's jobs (`group`: its error class), else the one job a form names, else None (all)."""
+    if "group" not in request.POST:
+        return _jobs(request, required=False)
+    jobs = readmodel.dlq_group_jobs(experiment, request.POST["group"][:100])
+    return jobs or HttpResponseBadRequest("No dead letters have that error; the DLQ may have changed. Refresh.")
+
+
 @require_POST
 def redrive(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    jobs = _jobs(request, required=False)
+    jobs = _group_or_jobs(request, experiment)
     if isinstance(jobs, HttpResponse):
         return jobs
     try:
@@ -291,7 +299,7 @@ def fix_consumer(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def discard(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    jobs = _jobs(request, required=False)
+    jobs = _group_or_jobs(request, experiment)
     if isinstance(jobs, HttpResponse):
         return jobs
     count = experiments.experiment_discard(experiment, jobs=jobs)

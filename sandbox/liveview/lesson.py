@@ -102,6 +102,20 @@ def score(experiment: Experiment, now: dict, *, done: bool, fixed: bool) -> dict
     return {"rows": rows, "scored": scored, "after": after, "after_label": after_label}
 
 
+def untypical(preset: Preset | None, first: dict) -> list[dict]:
+    """Where this run's first finish is far from what the preset typically gives, so text and run never
+    disagree silently: {label, unit, typical, observed} for each such prediction."""
+    if preset is None:
+        return []
+    seen = predictions.observed(preset.name, first, first)
+    rows = []
+    for p in predictions.fields_for(preset.name):
+        typical, observed = preset.answers.get(p.key), seen.get(p.key)
+        if typical is not None and observed is not None and predictions.verdict(typical, observed) == "off":
+            rows.append({"label": p.label.lower(), "unit": p.unit, "typical": typical, "observed": _tidy(observed)})
+    return rows
+
+
 def why_options(preset: Preset, seed: int) -> list[dict]:
     """The "why?" question's options in an order fixed per run (the right one is not always first)."""
     options = [{"index": i, "text": text} for i, text in enumerate(preset.why.options)]
@@ -144,6 +158,7 @@ def lesson(experiment: Experiment, view: dict, *, why_answer: int | None = None)
         if stopped
         else "",
     }
+    card["untypical"] = untypical(preset, first) if done and not stopped else []
     if preset and preset.why and done and not stopped:
         answered = why_answer is not None and 0 <= why_answer < len(preset.why.options)
         card["why"] = {

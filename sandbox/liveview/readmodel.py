@@ -196,6 +196,31 @@ def dlq_rows(experiment: Experiment, state: live.LiveState) -> list[dict]:
     return rows
 
 
+def _error_class(error: str, cause: str) -> str:
+    """'PoisonMessage' from 'PoisonMessage: order #3: …'; the cause (timeout, crash) when there is no text."""
+    head = error.split(":", 1)[0].strip()
+    return head if head and " " not in head else cause or "unknown"
+
+
+def dlq_groups(experiment: Experiment, state: live.LiveState) -> list[dict]:
+    """The DLQ by error class, as a dashboard's Dead tab groups it: count, jobs and one example each."""
+    marks = live.job_marks(experiment.pk, state.dlq) if state.dlq else {}
+    groups: dict[str, dict] = {}
+    for job in state.dlq:
+        failure = _last_failure(marks.get(job, []))
+        cause, error = failure.get("r", ""), failure.get("e", "")
+        key = _error_class(error, cause)
+        group = groups.setdefault(key, {"key": key, "cause": cause, "example": error, "jobs": []})
+        group["jobs"].append(job)
+    return sorted(groups.values(), key=lambda g: (-len(g["jobs"]), g["key"]))
+
+
+def dlq_group_jobs(experiment: Experiment, key: str) -> list[int]:
+    """The jobs now in the DLQ whose last failure has this error class (empty for an unknown class)."""
+    state = live.read(experiment.pk, events=0)
+    return next((g["jobs"] for g in dlq_groups(experiment, state) if g["key"] == key), [])
+
+
 def workers(now: float) -> dict:
     """Every worker's state and current job, and whether the scheduler runs."""
     redis = get_redis()
@@ -378,6 +403,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             "backoff window that wait was drawn from as a pale band. The job list below says the same in words.",
         ),
         "dlq_rows": dlq_rows(experiment, state),
+        "dlq_groups": dlq_groups(experiment, state),
         "dlq_more": max(0, len(state.dlq) - DLQ_ROWS),
         "can_fix": experiment.params.get("poison_rate", 0) > 0 and not state.consumer_fixed,
         "workers": workers(time.time()),

@@ -321,7 +321,8 @@ def lab_finished_dlq(page: Page, base: str, engine) -> None:
     engine.finish(Experiment.objects.get(pk=start_run(page, base, "poison", POISON)))
     expect(page.locator("#dlq-count")).to_have_text("4", timeout=wait_ms(10_000))
     expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(10_000))
-    expect(page.locator("#panel-dlq tbody tr")).to_have_count(4)
+    expect(page.locator("#panel-dlq table.dlq tbody tr")).to_have_count(4)
+    expect(page.locator("#dlq-groups tbody tr")).to_have_count(1)
 
 
 def lab_history(page: Page, base: str, engine) -> None:

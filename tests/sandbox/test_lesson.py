@@ -319,3 +319,43 @@ def test_run_it_again_carries_the_predictions_and_links_the_two_runs(client, que
     params = compare[compare.index('id="h-params"') :]
     assert "max_retries" in params.split("<details")[0]  # what differs is shown
     assert "backoff_cap_s" not in params.split("<details")[0]  # the rest is folded
+
+
+# ---------------------------------------------------------------- text and run never disagree silently
+
+
+@pytest.mark.django_db
+def test_a_run_far_from_the_presets_typical_result_says_so(client, queueing, lab_engine):
+    visitor(client)
+    typical = start_via_form(client, "poison", **FAST)
+    lab_engine.finish(typical)
+    assert 'id="untypical"' not in page(client, typical)
+    smaller = start_via_form(client, "poison", jobs=3, **FAST)  # the preset's text is about 12 jobs
+    lab_engine.finish(smaller)
+    note = re.search(r'<p class="small msg msg-warning" id="untypical">(.*?)</p>', page(client, smaller), re.S)
+    assert note
+    assert "jobs in the dlq at the end was 3 jobs" in unescape(note.group(1)).lower()
+    assert "usually gives about 12" in note.group(1)
+
+
+# ---------------------------------------------------------------- the DLQ as a dashboard groups it
+
+
+@pytest.mark.django_db
+def test_dead_letters_are_grouped_by_error_class_and_a_group_is_redriven_in_bulk(client, queueing, lab_engine):
+    visitor(client)
+    experiment = start_via_form(client, "flaky", jobs=10, failure_rate=1.0, poison_rate=0.5, max_retries=0, **FAST)
+    state = lab_engine.finish(experiment)
+    assert len(state.dlq) == 10
+    body = page(client, experiment)
+    groups = dict(re.findall(r'<tr data-group="([^"]+)">.*?<td data-label="jobs"><strong>(\d+)</strong>', body, re.S))
+    assert "PoisonMessage" in groups
+    assert len(groups) == 2
+    assert sum(int(n) for n in groups.values()) == 10
+    poison = int(groups["PoisonMessage"])
+    response = client.post(reverse("sandbox:redrive", args=[experiment.pk]), {"group": "PoisonMessage"})
+    assert response.status_code == 302
+    assert live.read(experiment.pk).counters["redriven"] == poison
+    missing = client.post(reverse("sandbox:discard", args=[experiment.pk]), {"group": "NoSuchError"})
+    assert missing.status_code == 400
+    assert b"No dead letters have that error" in missing.content
