@@ -236,6 +236,30 @@ def legend(items: list[tuple[str, str]]) -> SafeString:
 LANE_W, LANE_H, LANE_LABEL, LANE_TOP, LANE_BOTTOM = 720, 18, 64, 8, 34
 
 
+def sub_lanes(row: dict, now: float) -> tuple[list[int], int, int]:
+    """Which sub-lane each of a job's attempts takes, so attempts that overlap in time (a second consumer
+    claiming a message the first still works on) sit one under the other instead of on top of each other.
+    Returns (sub-lane per mark, the running attempt's sub-lane, how many sub-lanes)."""
+    spans = [(m.get("s", m.get("t", 0.0)), m.get("t", 0.0)) for m in row["marks"]]
+    if row.get("running_since"):
+        spans.append((row["running_since"], now))
+    ends: list[float] = []
+    lanes = [0] * len(spans)
+    for i in sorted(range(len(spans)), key=lambda i: spans[i][0]):
+        if i < len(row["marks"]) and row["marks"][i].get("r") == "redriven":
+            continue
+        start, end = spans[i]
+        lane = next((k for k, free_at in enumerate(ends) if start >= free_at - 1e-3), len(ends))
+        if lane < len(ends):
+            ends[lane] = end
+        else:
+            ends.append(end)
+        lanes[i] = lane
+    marks = lanes[: len(row["marks"])]
+    running = lanes[-1] if row.get("running_since") else 0
+    return marks, running, max(1, len(ends))
+
+
 def swimlanes(
     *,
     rows: list[dict],
@@ -258,7 +282,10 @@ def swimlanes(
     ends += [m.get("next", t0) for row in rows for m in row["marks"]] + [row.get("retry_at") or t0 for row in rows]
     span = span or nice_max(max(10.0, min(now, max([*ends, now])) - t0))
     plot_w = LANE_W - LANE_LABEL - PAD_RIGHT
-    height = LANE_TOP + LANE_H * len(rows) + LANE_BOTTOM
+    layout = [sub_lanes(row, now) for row in rows]
+    tops = [LANE_TOP + LANE_H * sum(count for _, _, count in layout[:i]) for i in range(len(rows))]
+    plot_bottom = LANE_TOP + LANE_H * sum(count for _, _, count in layout)
+    height = plot_bottom + LANE_BOTTOM
 
     def x(moment: float) -> str:
         return _n(LANE_LABEL + plot_w * min(max(moment - t0, 0.0), span) / span)
@@ -273,15 +300,16 @@ def swimlanes(
                 _n(gx),
                 _n(gx),
                 LANE_TOP,
-                LANE_TOP + LANE_H * len(rows),
+                plot_bottom,
                 _n(gx),
-                LANE_TOP + LANE_H * len(rows) + 14,
+                plot_bottom + 14,
                 f"{span * i / 4:g}",
             )
         )
     for index, row in enumerate(rows):
-        top = LANE_TOP + LANE_H * index
+        top = row_top = tops[index]
         mid = top + LANE_H / 2
+        mark_lanes, running_lane, _ = layout[index]
         parts.append(
             format_html(
                 '<text class="lane-label" x="{}" y="{}" text-anchor="end">job {}</text>',
@@ -291,7 +319,9 @@ def swimlanes(
             )
         )
         retries = 0
-        for mark in row["marks"]:
+        for mark, lane in zip(row["marks"], mark_lanes, strict=True):
+            top = row_top + LANE_H * lane
+            mid = top + LANE_H / 2
             result, end = mark.get("r", ""), mark.get("t", t0)
             if result == "redriven":
                 parts.append(
@@ -349,6 +379,7 @@ def swimlanes(
                         _n(mid),
                     )
                 )
+        top, mid = row_top + LANE_H * running_lane, row_top + LANE_H * running_lane + LANE_H / 2
         if row.get("running_since"):
             parts.append(
                 format_html(
@@ -359,6 +390,7 @@ def swimlanes(
                     LANE_H - 6,
                 )
             )
+        top, mid = row_top, row_top + LANE_H / 2
         if row.get("retry_at"):
             parts.append(
                 format_html(
@@ -374,7 +406,7 @@ def swimlanes(
                 x(now),
                 x(now),
                 LANE_TOP,
-                LANE_TOP + LANE_H * len(rows),
+                plot_bottom,
             )
         )
     return format_html(

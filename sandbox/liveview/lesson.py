@@ -128,6 +128,9 @@ def lesson(experiment: Experiment, view: dict, *, why_answer: int | None = None)
     preset = PRESETS.get(experiment.preset)
     done = view["done"]
     now = figures(view["outcome"], view.get("extras", {}))
+    state = view.get("state")
+    if state is not None and state.exists:
+        now["dead_lettered"] = len(state.dlq)  # unique jobs in the DLQ now (a job redriven twice counts once)
     first = figures(experiment.first_pass, {}) if done and experiment.first_pass else now
     stopped = done and not experiment.scored
     keys = [k for k in (preset.counters if preset else ()) if k in FIGURE_LABELS]

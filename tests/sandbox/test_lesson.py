@@ -7,6 +7,7 @@ from html import unescape
 import pytest
 from django.urls import reverse
 
+from prepsite.charts import sub_lanes, swimlanes
 from sandbox.engine import experiments, live
 from sandbox.engine.outcome import slo_verdict
 from sandbox.engine.presets import PRESETS
@@ -359,3 +360,17 @@ def test_dead_letters_are_grouped_by_error_class_and_a_group_is_redriven_in_bulk
     missing = client.post(reverse("sandbox:discard", args=[experiment.pk]), {"group": "NoSuchError"})
     assert missing.status_code == 400
     assert b"No dead letters have that error" in missing.content
+
+
+# ---------------------------------------------------------------- overlapping deliveries
+
+
+def test_overlapping_deliveries_of_one_message_get_their_own_sub_lanes():
+    first = {"n": 1, "r": "ok", "s": 100.0, "t": 101.5}
+    claimed = {"n": 2, "r": "ok", "e": "duplicate_suppressed", "s": 101.0, "t": 102.5}  # starts before first ends
+    later = {"n": 1, "r": "ok", "s": 104.0, "t": 105.5}
+    assert sub_lanes({"marks": [first, claimed]}, 110.0) == ([0, 1], 0, 2)
+    assert sub_lanes({"marks": [first, later]}, 110.0) == ([0, 0], 0, 1)
+    svg = swimlanes(rows=[{"job": 1, "marks": [first, claimed]}], t0=100.0, now=110.0, title="t", desc="d", live=False)
+    ys = re.findall(r'<rect class="lane-bar[^"]*" x="[^"]*" y="([^"]+)"', svg)
+    assert len(set(ys)) == 2, "the second delivery is drawn under the first, not on top of it"
