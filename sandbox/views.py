@@ -60,6 +60,9 @@ def lab_home(request: HttpRequest) -> HttpResponse:
         "open_params": "preset" in request.GET or bool(source),
         "rerun_of": source,
     }
+    if request.GET.get("mode") == "choices":
+        context["prediction_form"].use_choices()
+        context["choices_mode"] = True
     if ("preset" in request.GET and "stay" not in request.GET) or source:
         context["prediction_form"].focus_first()  # a preset was chosen: the next thing to do is predict
     template = "sandbox/home.html#start_panel" if request.htmx else "sandbox/home.html"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django import forms
 
 from sandbox.engine.budget import HORIZON_S, MAX_JOBS
+from sandbox.engine.presets import PRESETS
 
 CLOSE_SHARE = 0.2  # "close": within 20% of what happened
 CLOSE_ABSOLUTE = 1  # ... or within one, so small counts are not judged by percentages
@@ -83,6 +84,14 @@ class PredictionForm(forms.Form):
         for prediction in fields_for(preset):
             self.fields[prediction.key] = prediction.field()
 
+    def use_choices(self) -> None:
+        """Beginner's mode: each number is picked from a few choices around the typical result."""
+        answers = PRESETS[self.preset].answers if self.preset in PRESETS else {}
+        for prediction in fields_for(self.preset):
+            if prediction.key in answers:
+                options = choices_around(prediction, answers[prediction.key])
+                self.fields[prediction.key].widget = forms.RadioSelect(choices=[(v, f"{v:g}") for v in options])
+
     def focus_first(self) -> None:
         """Put focus on the first prediction field when the page (or htmx's swap) shows the form."""
         for field in self.fields.values():
@@ -92,6 +101,13 @@ class PredictionForm(forms.Form):
     def predictions(self) -> dict[str, float | int]:
         """The numbers given, {key: value}, for Experiment.predicted (call after is_valid())."""
         return {key: value for key, value in self.cleaned_data.items() if value is not None}
+
+
+def choices_around(prediction: Prediction, answer: float) -> list[float]:
+    """Four options, in order: none or a little, about half, the typical result, about double."""
+    raw = [answer * f for f in (0, 0.5, 1, 2)] if answer else [0, 1, 3, 10]
+    kept = {min(max(v, prediction.min_value), prediction.max_value) for v in raw}
+    return sorted({round(v) if prediction.whole else round(v, 1) for v in kept})
 
 
 def _number(value) -> float | int | None:

@@ -374,3 +374,17 @@ def test_overlapping_deliveries_of_one_message_get_their_own_sub_lanes():
     svg = swimlanes(rows=[{"job": 1, "marks": [first, claimed]}], t0=100.0, now=110.0, title="t", desc="d", live=False)
     ys = re.findall(r'<rect class="lane-bar[^"]*" x="[^"]*" y="([^"]+)"', svg)
     assert len(set(ys)) == 2, "the second delivery is drawn under the first, not on top of it"
+
+
+@pytest.mark.django_db
+def test_beginners_pick_predictions_from_choices_that_include_the_typical_result(client, queueing, lab_engine):
+    visitor(client)
+    body = client.get(reverse("sandbox:home"), {"preset": "poison", "mode": "choices"}).content.decode()
+    dlq = re.findall(r'<input type="radio" name="predict-dead_lettered" value="([^"]+)"', body)
+    assert dlq == ["0", "6", "12", "24"]
+    attempts = re.findall(r'<input type="radio" name="predict-attempts_per_job" value="([^"]+)"', body)
+    assert "4.0" in attempts or "4" in attempts
+    assert 'id="mode-numbers"' in body
+    experiment = start_via_form(client, "poison", **{"predict-dead_lettered": "12"}, jobs=12, **FAST)
+    assert experiment.predicted == {"dead_lettered": 12}
+    assert 'id="mode-choices"' in client.get(reverse("sandbox:home"), {"preset": "poison"}).content.decode()
