@@ -52,7 +52,7 @@ class Experiment(VisitorOwned):
     def scored(self) -> bool:
         """Whether its predictions can be scored: it finished on its own (not stopped early, not reaped)."""
         first = self.first_pass or {}
-        return self.status != self.Status.STOPPED and not first.get("stopped", False)
+        return self.status != self.Status.STOPPED and not first.get("stopped_early", False)
 
 
 @receiver(anonymous_visitor_claimed, dispatch_uid="sandbox_claim_anonymous_experiments")

@@ -63,7 +63,7 @@ def first_pass(experiment: Experiment, state: live.LiveState, summary: dict, *, 
         "peak_depth": series_from_buckets(state.buckets, now=time.time()).peak_depth,
         "drain_s": drain_seconds(state.buckets),
         "retry_peak": max(state.retry_hist.values(), default=0),
-        "stopped": stopped,
+        "stopped_early": stopped,
         "t0": state.t0,
         "end": float(max(ends) + 1) if ends else None,
     }

@@ -181,7 +181,7 @@ def test_a_stopped_run_is_not_scored_and_its_slo_is_not_met(client, queueing, la
     assert "not scored" in score_cell(body, "dead_lettered")
     assert "off (" not in body
     assert "spot on" not in body
-    assert "Stopped early: not scored." in body
+    assert "Stopped early: not scored. 0 of 4 jobs had succeeded and 4 were stopped." in body
     assert "Try next" not in body  # a stopped run has no lesson to follow up
     assert 'id="stop-experiment"' not in body  # nothing to stop, and no dead button in its place
     assert "the latency SLO was met" not in body
