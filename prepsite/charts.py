@@ -268,13 +268,15 @@ def swimlanes(
     title: str,
     desc: str,
     span: float | None = None,
+    gap: tuple[float, float] | None = None,
     live: bool = True,
 ) -> SafeString:
     """Each job on a real time axis: its attempts as bars (start to end, coloured by outcome), each wait
     for a retry as a line, and the backoff window the wait was drawn from as a pale band behind it.
 
     rows: {"job", "marks": [{"n", "r", "e", "s"?, "t", "next"?}], "ceilings": [s per retry],
-    "running_since"?: float, "retry_at"?: float}; span: seconds the axis shows (shared with the run's charts)
+    "running_since"?: float, "retry_at"?: float}; span: seconds the axis shows (shared with the run's charts);
+    gap: (from, to) seconds since t0 left out of the axis and marked as a break (an idle wait for a redrive)
     """
     if not rows or not t0:
         return SafeString("")
@@ -287,8 +289,15 @@ def swimlanes(
     plot_bottom = LANE_TOP + LANE_H * sum(count for _, _, count in layout)
     height = plot_bottom + LANE_BOTTOM
 
+    idle = gap[1] - gap[0] if gap else 0.0
+
+    def squeeze(seconds: float) -> float:
+        if gap and seconds >= gap[1]:
+            return seconds - idle
+        return min(seconds, gap[0]) if gap else seconds
+
     def x(moment: float) -> str:
-        return _n(LANE_LABEL + plot_w * min(max(moment - t0, 0.0), span) / span)
+        return _n(LANE_LABEL + plot_w * min(max(squeeze(moment - t0), 0.0), span) / span)
 
     parts = []
     for i in range(5):
@@ -303,7 +312,24 @@ def swimlanes(
                 plot_bottom,
                 _n(gx),
                 plot_bottom + 14,
-                f"{span * i / 4:g}",
+                f"{span * i / 4 + (idle if gap and span * i / 4 > gap[0] else 0):g}",
+            )
+        )
+    if gap:
+        bx = float(x(t0 + gap[0]))
+        parts.append(
+            format_html(
+                '<g class="lane-break"><title>{} s with nothing to do, left out</title>'
+                '<line x1="{}" x2="{}" y1="{}" y2="{}"></line><line x1="{}" x2="{}" y1="{}" y2="{}"></line></g>',
+                f"{idle:g}",
+                _n(bx - 3),
+                _n(bx + 1),
+                LANE_TOP,
+                plot_bottom,
+                _n(bx + 1),
+                _n(bx + 5),
+                LANE_TOP,
+                plot_bottom,
             )
         )
     for index, row in enumerate(rows):

@@ -275,15 +275,40 @@ def stats(
     ]
 
 
-def axis_seconds(state: live.LiveState, now: float) -> int:
-    """The one x-scale of a run's charts: from its start to now (to its last event once finished)."""
-    return charts.nice_max(max(10.0, now - state.t0)) if state.t0 else 10
+IDLE_GAP_S = 10  # an idle stretch this long between the first finish and a redrive is drawn as an axis break
 
 
-def _charts(state: live.LiveState, now: float) -> dict:
+def idle_gap(experiment: Experiment, state: live.LiveState) -> tuple[int, int] | None:
+    """(from, to), seconds since the start, when nothing happened between the first finish and the first
+    redrive: the charts leave it out and the time axis shows a break, so both passes stay readable."""
+    end = (experiment.first_pass or {}).get("end")
+    if not (state.t0 and state.first_redrive and end):
+        return None
+    start, stop = math.ceil(end - state.t0) + 1, math.floor(state.first_redrive - state.t0) - 1
+    return (start, stop) if stop - start >= IDLE_GAP_S else None
+
+
+def axis_seconds(state: live.LiveState, now: float, gap: tuple[int, int] | None = None) -> int:
+    """The one x-scale of a run's charts: from its start to now (to its last event once finished),
+    less an idle gap drawn as a break."""
+    idle = gap[1] - gap[0] if gap else 0
+    return charts.nice_max(max(10.0, now - state.t0 - idle)) if state.t0 else 10
+
+
+def _outside(gap: tuple[int, int] | None, xs: list[int], *columns: list[int]) -> list[list[int]]:
+    """xs and each column without the slots inside the gap (their labels keep the real seconds)."""
+    keep = [i for i, x in enumerate(xs) if not (gap and gap[0] < x < gap[1])]
+    return [[column[i] for i in keep] for column in (xs, *columns)]
+
+
+def _charts(state: live.LiveState, now: float, gap: tuple[int, int] | None = None) -> dict:
     series = series_from_buckets(state.buckets, now=now)
     hist_x, hist_y, hist_bin = retry_histogram(state.retry_hist, state.t0)
-    axis = axis_seconds(state, now)
+    hist_x, hist_y = _outside(gap, hist_x, hist_y)
+    seconds, depth, in_flight, ok, fail = _outside(
+        gap, series.seconds, series.depth, series.in_flight, series.ok, series.fail
+    )
+    axis = axis_seconds(state, now, gap) + (gap[1] - gap[0] if gap else 0)  # in real seconds
     per = f"per {series.bin_s} s" if series.bin_s > 1 else "per second"
     return {
         "series": series,
@@ -291,8 +316,8 @@ def _charts(state: live.LiveState, now: float) -> dict:
             name="depth",
             title="Queue depth and jobs in flight over time",
             desc="Queue depth is arrivals minus starts so far; in flight is starts minus ends so far.",
-            xs=series.seconds,
-            lines=[("queue depth", "depth", series.depth), ("in flight", "inflight", series.in_flight)],
+            xs=seconds,
+            lines=[("queue depth", "depth", depth), ("in flight", "inflight", in_flight)],
             x_label="seconds since the start",
             y_label="jobs",
             x_until=axis,
@@ -302,8 +327,8 @@ def _charts(state: live.LiveState, now: float) -> dict:
             name="throughput",
             title=f"Completions and failures {per}",
             desc="Stacked bars: attempts that succeeded and attempts that failed in each slot.",
-            xs=series.seconds,
-            bars=[("succeeded", "ok", series.ok), ("failed", "fail", series.fail)],
+            xs=seconds,
+            bars=[("succeeded", "ok", ok), ("failed", "fail", fail)],
             x_label="seconds since the start",
             y_label=f"attempts {per}",
             x_until=axis,
@@ -378,7 +403,8 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             "explain": explain(experiment.params, summary, None) if experiment.summary else [],
             "extras": {},
         }
-    drawn = _charts(state, now)
+    gap = idle_gap(experiment, state)
+    drawn = _charts(state, now, gap)
     series = drawn.pop("series")
     lost = lost_jobs(experiment, state)
     rows = timeline(experiment, state, now, lost)
@@ -396,12 +422,14 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             rows=rows,
             t0=state.t0,
             now=now,
-            span=axis_seconds(state, now),
+            span=axis_seconds(state, now, gap),
+            gap=gap,
             live=not state.finished,
             title="Each job's attempts on a time axis",
             desc="One lane per job: attempts as bars coloured by outcome, each retry's wait as a line, and the "
             "backoff window that wait was drawn from as a pale band. The job list below says the same in words.",
         ),
+        "axis_gap": gap[1] - gap[0] if gap else 0,
         "dlq_rows": dlq_rows(experiment, state),
         "dlq_groups": dlq_groups(experiment, state),
         "dlq_more": max(0, len(state.dlq) - DLQ_ROWS),

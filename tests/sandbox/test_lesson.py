@@ -388,3 +388,26 @@ def test_beginners_pick_predictions_from_choices_that_include_the_typical_result
     experiment = start_via_form(client, "poison", **{"predict-dead_lettered": "12"}, jobs=12, **FAST)
     assert experiment.predicted == {"dead_lettered": 12}
     assert 'id="mode-choices"' in client.get(reverse("sandbox:home"), {"preset": "poison"}).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_late_redrive_is_its_own_segment_after_an_axis_break(client, queueing, lab_engine):
+    visitor(client)
+    experiment = start_via_form(client, "poison", jobs=2, **FAST)
+    lab_engine.finish(experiment)
+    before = page(client, experiment)
+    assert 'class="lane-break"' not in before
+    lab_engine.advance(400)  # the learner reads, thinks, then fixes and redrives
+    client.post(reverse("sandbox:fix_consumer", args=[experiment.pk]))
+    client.post(reverse("sandbox:redrive", args=[experiment.pk]))
+    lab_engine.run_until(lambda: live.read(experiment.pk).finished and live.read(experiment.pk).counters["redriven"])
+    body = page(client, experiment)
+    lanes = re.search(r'<svg class="chart lanes".*?</svg>', body, re.S).group(0)
+    assert 'class="lane-break"' in lanes
+    labels = [float(t.rstrip("s")) for t in axis_labels(lanes)]
+    assert labels[-1] >= 400  # real seconds on the far side of the break
+    assert labels[1] < 100  # but the idle stretch takes no room: a quarter of the axis is still the first pass
+    assert 'id="axis-gap"' in body
+    bars = [int(s) for s in re.findall(r"<title>(\d+)s: \d+ (?:succeeded|failed)</title>", body)]
+    assert bars
+    assert not [s for s in bars if 30 < s < 390], "the charts leave the idle seconds out"
