@@ -275,7 +275,7 @@ def swimlanes(
     for a retry as a line, and the backoff window the wait was drawn from as a pale band behind it.
 
     rows: {"job", "marks": [{"n", "r", "e", "s"?, "t", "next"?}], "ceilings": [s per retry],
-    "running_since"?: float, "retry_at"?: float}; span: seconds the axis shows (shared with the run's charts);
+    "running_since"?: float, "retry_at"?: float, "group"?: partition, rows sorted by it}; span: seconds the axis shows (shared with the run's charts);
     gap: (from, to) seconds since t0 left out of the axis and marked as a break (an idle wait for a redrive)
     """
     if not rows or not t0:
@@ -336,6 +336,19 @@ def swimlanes(
         top = row_top = tops[index]
         mid = top + LANE_H / 2
         mark_lanes, running_lane, _ = layout[index]
+        group = row.get("group")
+        if group is not None and (index == 0 or rows[index - 1].get("group") != group):
+            parts.append(
+                format_html(
+                    '<line class="lane-group" x1="0" x2="{}" y1="{}" y2="{}"></line>'
+                    '<text class="lane-group-label" x="2" y="{}">p{}</text>',
+                    LANE_W - PAD_RIGHT,
+                    _n(top),
+                    _n(top),
+                    _n(mid + 4),
+                    group,
+                )
+            )
         parts.append(
             format_html(
                 '<text class="lane-label" x="{}" y="{}" text-anchor="end">job {}</text>',

@@ -140,6 +140,10 @@ def timeline(experiment: Experiment, state: live.LiveState, now: float, lost: se
     jitter = experiment.params.get("jitter", DEFAULTS["jitter"])
     lost = lost_jobs(experiment, state) if lost is None else lost
     dlq = set(state.dlq)
+    model = delivery.model_for(experiment.params)
+    groups = {job: model.lane_group(job, experiment.params) for job in jobs}
+    if any(group is not None for group in groups.values()):
+        jobs.sort(key=lambda job: (groups[job], job))  # a log's lanes by partition: a stall reads as one block
     rows = []
     for job in jobs:
         job_marks = [{**m, "label": "↺" if m.get("r") == "redriven" else m.get("n")} for m in marks.get(job, [])]
@@ -159,6 +163,7 @@ def timeline(experiment: Experiment, state: live.LiveState, now: float, lost: se
         rows.append(
             {
                 "job": job,
+                "group": groups[job],
                 "status": status,
                 "marks": job_marks,
                 "attempts": _attempts(job_marks),

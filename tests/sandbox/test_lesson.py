@@ -8,6 +8,8 @@ import pytest
 from django.urls import reverse
 
 from prepsite.charts import sub_lanes, swimlanes
+from sandbox import delivery
+from sandbox.delivery.consumed import partition_of
 from sandbox.engine import experiments, live
 from sandbox.engine.outcome import slo_verdict
 from sandbox.engine.presets import PRESETS
@@ -411,3 +413,14 @@ def test_a_late_redrive_is_its_own_segment_after_an_axis_break(client, queueing,
     bars = [int(s) for s in re.findall(r"<title>(\d+)s: \d+ (?:succeeded|failed)</title>", body)]
     assert bars
     assert not [s for s in bars if 30 < s < 390], "the charts leave the idle seconds out"
+
+
+def test_log_lanes_are_grouped_by_partition_and_queue_lanes_are_not():
+    params = {**PRESETS["head-of-line"].parameters()}
+    log, queue = delivery.model_for(params), delivery.model_for({**params, "model": "rq"})
+    assert [log.lane_group(job, params) for job in range(1, 9)] == [partition_of(j, params) for j in range(1, 9)]
+    assert len({log.lane_group(job, params) for job in range(1, 9)}) == params["partitions"]
+    assert queue.lane_group(3, params) is None
+    rows = [{"job": j, "group": g, "marks": []} for j, g in ((1, 0), (5, 0), (2, 1), (3, 2))]
+    svg = swimlanes(rows=rows, t0=100.0, now=110.0, title="t", desc="d", live=False)
+    assert re.findall(r'class="lane-group-label"[^>]*>(p\d)<', svg) == ["p0", "p1", "p2"]
