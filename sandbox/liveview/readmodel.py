@@ -363,10 +363,11 @@ def announcements(experiment: Experiment, state: live.LiveState, summary: dict) 
         said.append({"key": "first-dead-letter", "text": f"Job {state.dlq[0]} is in the dead-letter queue."})
     if state.finished:
         slo = "met" if summary.get("slo_met") else "missed"
+        ended = "Stopped early (not scored)" if not experiment.scored else "Finished"
         said.append(
             {
                 "key": f"finished-{summary.get('redriven', 0)}",
-                "text": f"Finished: {summary.get('succeeded', 0)} succeeded, {summary.get('dead_lettered', 0)} "
+                "text": f"{ended}: {summary.get('succeeded', 0)} succeeded, {summary.get('dead_lettered', 0)} "
                 f"dead-lettered, {summary.get('double_charges', 0)} double charges; the latency SLO was {slo}.",
             }
         )

@@ -146,4 +146,14 @@ def test_predict_run_read_the_lesson_try_next_redrive_and_stop(live_server, page
     shot(page, "7-stopped-desktop")
     page.set_viewport_size(PHONE)
     shot(page, "7-stopped-phone")
+
+    # A beginner picks each number from four choices.
+    page.goto(f"{live_server.url}/sandbox/?preset=poison")
+    page.locator("#mode-choices").click()
+    expect(page.locator('input[name="predict-dead_lettered"][type="radio"]')).to_have_count(4, timeout=wait_ms(5_000))
+    page.locator("#start-panel").scroll_into_view_if_needed()
+    shot(page, "8-choices-phone")
+    page.set_viewport_size(DESKTOP)
+    page.goto(f"{live_server.url}/sandbox/")
+    shot(page, "9-home-desktop")
     assert errors == []

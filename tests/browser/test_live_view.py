@@ -170,7 +170,7 @@ def test_focus_stays_on_stop_experiment_across_ten_updates_and_the_outcome_is_an
     finished(page)
     page.wait_for_timeout(2500)  # later polls must not announce it again
     said = page.evaluate("window.__said")
-    assert sum(1 for text in said if "Finished:" in text) == 1, said
+    assert sum(1 for text in said if "Stopped early (not scored):" in text) == 1, said  # it was stopped
     assert Experiment.objects.get(pk=pk).summary["stopped"] >= 1
 
 
