@@ -15,6 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from prepsite.visitor import limit_key, visitor_for
 from sandbox import delivery
 from sandbox.engine import budget, experiments, presets
+from sandbox.engine.lessons import lesson_for
 from sandbox.liveview import home, panels, predictions, readmodel, watch
 from sandbox.liveview.compare import comparison
 from sandbox.models import Experiment
@@ -198,7 +199,7 @@ def _int_or_none(raw: str | None) -> int | None:
 def try_next(request: HttpRequest, pk: int) -> HttpResponse:
     """Start the one-knob variant the lesson suggests: this run's parameters and seed, one knob changed."""
     source = owned_experiment(request, pk)
-    variant = presets.PRESETS[source.preset].try_next if source.preset in presets.PRESETS else None
+    variant = lesson_for(source.preset).try_next
     if variant is None:
         return HttpResponseBadRequest("This experiment has no suggested next step; use 'Run it again'.")
     form = ExperimentForm(data={**source.params, **variant.params, "preset": source.preset, "seed": source.seed})

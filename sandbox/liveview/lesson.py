@@ -8,7 +8,8 @@ scored.
 
 import random
 
-from sandbox.engine.presets import PRESETS, Preset
+from sandbox.engine.lessons import Lesson, lesson_for
+from sandbox.engine.presets import PRESETS
 from sandbox.liveview import predictions
 from sandbox.models import Experiment
 
@@ -61,10 +62,10 @@ def figures(outcome: dict, extras: dict) -> dict:
     return {key: _tidy(value) for key, value in values.items()}
 
 
-def headline(preset: Preset | None, values: dict) -> str:
-    if preset is None or not preset.headline:
+def headline(taught: Lesson, values: dict) -> str:
+    if not taught.headline:
         return ""
-    return preset.headline.format_map(_Figures({k: v for k, v in values.items() if v is not None}))
+    return taught.headline.format_map(_Figures({k: v for k, v in values.items() if v is not None}))
 
 
 def _after_rows(experiment: Experiment, now: dict, first: dict, *, fixed: bool) -> tuple[str, list[dict]]:
@@ -102,23 +103,21 @@ def score(experiment: Experiment, now: dict, *, done: bool, fixed: bool) -> dict
     return {"rows": rows, "scored": scored, "after": after, "after_label": after_label}
 
 
-def untypical(preset: Preset | None, first: dict) -> list[dict]:
+def untypical(preset: str, first: dict) -> list[dict]:
     """Where this run's first finish is far from what the preset typically gives, so text and run never
     disagree silently: {label, unit, typical, observed} for each such prediction."""
-    if preset is None:
-        return []
-    seen = predictions.observed(preset.name, first, first)
+    seen = predictions.observed(preset, first, first)
     rows = []
-    for p in predictions.fields_for(preset.name):
-        typical, observed = preset.answers.get(p.key), seen.get(p.key)
+    for p in predictions.fields_for(preset):
+        typical, observed = lesson_for(preset).answers.get(p.key), seen.get(p.key)
         if typical is not None and observed is not None and predictions.verdict(typical, observed) == "off":
             rows.append({"label": p.label.lower(), "unit": p.unit, "typical": typical, "observed": _tidy(observed)})
     return rows
 
 
-def why_options(preset: Preset, seed: int) -> list[dict]:
+def why_options(taught: Lesson, seed: int) -> list[dict]:
     """The "why?" question's options in an order fixed per run (the right one is not always first)."""
-    options = [{"index": i, "text": text} for i, text in enumerate(preset.why.options)]
+    options = [{"index": i, "text": text} for i, text in enumerate(taught.why.options)]
     random.Random(seed).shuffle(options)
     return options
 
@@ -126,6 +125,7 @@ def why_options(preset: Preset, seed: int) -> list[dict]:
 def lesson(experiment: Experiment, view: dict, *, why_answer: int | None = None) -> dict:
     """Everything the lesson card shows, from the live view's dict (sandbox.liveview.readmodel.live_view)."""
     preset = PRESETS.get(experiment.preset)
+    taught = lesson_for(experiment.preset)
     done = view["done"]
     now = figures(view["outcome"], view.get("extras", {}))
     state = view.get("state")
@@ -133,12 +133,12 @@ def lesson(experiment: Experiment, view: dict, *, why_answer: int | None = None)
         now["dead_lettered"] = len(state.dlq)  # unique jobs in the DLQ now (a job redriven twice counts once)
     first = figures(experiment.first_pass, {}) if done and experiment.first_pass else now
     stopped = done and not experiment.scored
-    keys = [k for k in (preset.counters if preset else ()) if k in FIGURE_LABELS]
+    keys = [k for k in taught.counters if k in FIGURE_LABELS]
     shown = first if done else now
     card = {
         "preset": preset,
         "stopped": stopped,
-        "headline": "" if stopped or not done else headline(preset, first),
+        "headline": "" if stopped or not done else headline(taught, first),
         "figures": [
             {
                 "key": key,
@@ -148,9 +148,9 @@ def lesson(experiment: Experiment, view: dict, *, why_answer: int | None = None)
             }
             for key in keys
         ],
-        "chart": preset.chart if preset and preset.chart in CHART_NAMES else "",
+        "chart": taught.chart if taught.chart in CHART_NAMES else "",
         "score": score(experiment, now, done=done, fixed=bool(view.get("consumer_fixed"))),
-        "try_next": preset.try_next if preset else None,
+        "try_next": taught.try_next,
         "prediction_text": [
             f"{p.label.lower()} {experiment.predicted[p.key]}"
             for p in predictions.fields_for(experiment.preset)
@@ -161,15 +161,15 @@ def lesson(experiment: Experiment, view: dict, *, why_answer: int | None = None)
         if stopped
         else "",
     }
-    card["untypical"] = untypical(preset, first) if done and not stopped else []
-    if preset and preset.why and done and not stopped:
-        answered = why_answer is not None and 0 <= why_answer < len(preset.why.options)
+    card["untypical"] = untypical(experiment.preset, first) if done and not stopped else []
+    if taught.why and done and not stopped:
+        answered = why_answer is not None and 0 <= why_answer < len(taught.why.options)
         card["why"] = {
-            "question": preset.why.question,
-            "options": why_options(preset, experiment.seed),
+            "question": taught.why.question,
+            "options": why_options(taught, experiment.seed),
             "answered": answered,
-            "right": answered and why_answer == preset.why.answer,
+            "right": answered and why_answer == taught.why.answer,
             "chosen": why_answer if answered else None,
-            "right_text": preset.why.options[preset.why.answer],
+            "right_text": taught.why.options[taught.why.answer],
         }
     return card

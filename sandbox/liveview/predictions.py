@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django import forms
 
 from sandbox.engine.budget import HORIZON_S, MAX_JOBS
-from sandbox.engine.presets import PRESETS
+from sandbox.engine.lessons import lesson_for
 
 CLOSE_SHARE = 0.2  # "close": within 20% of what happened
 CLOSE_ABSOLUTE = 1  # ... or within one, so small counts are not judged by percentages
@@ -86,7 +86,7 @@ class PredictionForm(forms.Form):
 
     def use_choices(self) -> None:
         """Beginner's mode: each number is picked from a few choices around the typical result."""
-        answers = PRESETS[self.preset].answers if self.preset in PRESETS else {}
+        answers = lesson_for(self.preset).answers
         for prediction in fields_for(self.preset):
             if prediction.key in answers:
                 options = choices_around(prediction, answers[prediction.key])

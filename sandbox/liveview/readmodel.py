@@ -13,6 +13,7 @@ from prepsite import charts
 from prepsite.redis_conn import LAB_QUEUE, get_redis
 from sandbox import delivery
 from sandbox.engine import fairshare, live, rq_storage
+from sandbox.engine.lessons import lesson_for
 from sandbox.engine.outcome import outcome, slo_verdict
 from sandbox.engine.presets import DEFAULTS, PRESETS
 from sandbox.engine.retry_policy import backoff_ceiling
@@ -272,8 +273,7 @@ def stats(
         values |= {"queued": state.queued, "running": len(state.running), "scheduled": len(state.scheduled)}
     if not model.consumed:
         values = {k: v for k, v in values.items() if k not in DELIVERY_STATS or (DELIVERY_STATS[k] and v)}
-    lesson = PRESETS[preset].counters if preset in PRESETS else ()
-    if "order_violations" not in lesson:
+    if "order_violations" not in lesson_for(preset).counters:
         values.pop("order_violations", None)  # retries reorder any queue: shown where order is the lesson
     return [
         {"key": key, "label": label, "value": values[key], "css": css} for key, label, css in STATS if key in values

@@ -11,6 +11,7 @@ from prepsite.charts import sub_lanes, swimlanes
 from sandbox import delivery
 from sandbox.delivery.consumed import partition_of
 from sandbox.engine import experiments, live
+from sandbox.engine.lessons import LESSONS, lesson_for
 from sandbox.engine.outcome import slo_verdict
 from sandbox.engine.presets import PRESETS
 from sandbox.liveview import predictions
@@ -77,8 +78,8 @@ def test_each_preset_has_a_setup_an_explanation_and_an_answer_for_every_predicti
     assert preset.explanation
     assert preset.setup not in preset.explanation
     asked = {p.key for p in predictions.fields_for(name)}
-    assert asked, "every preset asks for at least one number"
-    assert asked <= set(preset.answers), f"answers missing for {asked - set(preset.answers)}"
+    answers = lesson_for(name).answers
+    assert asked <= set(answers), f"{name}: typical answers missing for {asked - set(answers)} (sandbox.engine.lessons)"
 
 
 @pytest.mark.django_db
@@ -87,9 +88,13 @@ def test_preset_card_text_contains_none_of_the_numbers_its_prediction_asks_for(c
     body = client.get(reverse("sandbox:home")).content.decode()
     text = card_text(body, name)
     assert PRESETS[name].setup in text
-    asked = {float(PRESETS[name].answers[p.key]) for p in predictions.fields_for(name)}
+    asked = {float(lesson_for(name).answers[p.key]) for p in predictions.fields_for(name)}
     assert not numbers_in(text) & asked, f"{name}'s card gives away {numbers_in(text) & asked}: {text!r}"
     assert PRESETS[name].explanation not in body
+
+
+def test_every_lesson_belongs_to_a_preset():
+    assert set(LESSONS) <= set(PRESETS)
 
 
 def test_the_card_check_finds_digits_and_words():
@@ -97,14 +102,14 @@ def test_the_card_check_finds_digits_and_words():
     assert 4.0 not in numbers_in("a 400 ms job, 1.45 s")
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", LESSONS)
 def test_each_try_next_changes_one_knob_and_fits_the_lab(name):
-    preset = PRESETS[name]
-    assert preset.try_next is not None
-    assert len(preset.try_next.params) == 1
-    ((knob, value),) = preset.try_next.params.items()
+    preset, variant = PRESETS[name], LESSONS[name].try_next
+    assert variant is not None
+    assert len(variant.params) == 1
+    ((knob, value),) = variant.params.items()
     assert preset.parameters()[knob] != value
-    form = ExperimentForm(data=form_data(name, **preset.try_next.params))
+    form = ExperimentForm(data=form_data(name, **variant.params))
     assert form.is_valid(), form.errors
 
 
@@ -211,7 +216,7 @@ def test_the_lesson_card_comes_first_with_the_presets_figures_and_hides_what_doe
     assert sections[0] == "panel-lesson"
     lesson = body[body.index('id="panel-lesson"') : body.index('id="panel-why"')]
     figures = re.findall(r'data-figure="([a-z_]+)"', lesson)
-    assert figures == list(PRESETS["poison"].counters)
+    assert figures == list(LESSONS["poison"].counters)
     assert 3 <= len(figures) <= 4
     assert 'id="lanes-figure"' in lesson  # poison's chart, drawn once on the page
     assert body.count('id="lanes-figure"') == 1
@@ -229,7 +234,7 @@ def test_the_why_question_checks_an_answer_and_refuses_nonsense(client, queueing
     body = page(client, experiment)
     assert 'name="why"' in body
     assert 'id="explanation"' not in body
-    right = PRESETS["poison"].why.answer
+    right = LESSONS["poison"].why.answer
     assert "Right." in page(client, experiment, why=right)
     wrong = unescape(page(client, experiment, why=(right + 1) % 3))
     assert "Not quite" in wrong
