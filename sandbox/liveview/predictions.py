@@ -104,8 +104,8 @@ class PredictionForm(forms.Form):
 
 
 def choices_around(prediction: Prediction, answer: float) -> list[float]:
-    """Four options, in order: none or a little, about half, the typical result, about double."""
-    raw = [answer * f for f in (0, 0.5, 1, 2)] if answer else [0, 1, 3, 10]
+    """Four options, in order: a quarter, half, the typical result and double (0, 1, 3, 10 when it is 0)."""
+    raw = [answer * f for f in (0.25, 0.5, 1, 2)] if answer else [0, 1, 3, 10]
     kept = {min(max(v, prediction.min_value), prediction.max_value) for v in raw}
     return sorted({round(v) if prediction.whole else round(v, 1) for v in kept})
 
