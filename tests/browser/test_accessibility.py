@@ -278,6 +278,7 @@ STATES: dict[str, Callable[[Page, str], None]] = {
     "not-found": visit("/no-such-page/"),
     "lab": visit("/sandbox/"),
     "lab-start-panel": visit("/sandbox/?preset=poison"),
+    "lab-start-choices": visit("/sandbox/?preset=poison&mode=choices"),
 }
 
 
@@ -338,12 +339,14 @@ def lab_history(page: Page, base: str, engine) -> None:
 def lab_compare(page: Page, base: str, engine) -> None:
     """Run it twice (no jitter vs full jitter) lands on the compare page; audited once both have finished."""
     fill_start_form(page, base, "poison", POISON)
+    page.locator("#id_predict-dead_lettered").fill("4")  # the compare page scores both runs' predictions
     page.get_by_role("button", name="Run it twice").click()
     page.wait_for_url(re.compile(r"/sandbox/compare/\?"))
     expect(page.get_by_role("heading", name="Compare experiments")).to_be_visible()
     engine.finish_all(*(Experiment.objects.get(pk=int(pk)) for pk in re.findall(r"=(\d+)", page.url)))
     expect(page.locator("#compare-body .pill.warn")).to_have_count(0, timeout=wait_ms(10_000))
     expect(page.locator("#h-waves")).to_be_visible()
+    expect(page.locator("#compare-predictions")).to_be_visible()
 
 
 def lab_log_running(page: Page, base: str) -> None:
