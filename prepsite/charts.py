@@ -332,13 +332,14 @@ def swimlanes(
                 plot_bottom,
             )
         )
+    labels: list[SafeString] = []  # drawn in the chart and again in a column that stays put on a phone
     for index, row in enumerate(rows):
         top = row_top = tops[index]
         mid = top + LANE_H / 2
         mark_lanes, running_lane, _ = layout[index]
         group = row.get("group")
         if group is not None and (index == 0 or rows[index - 1].get("group") != group):
-            parts.append(
+            labels.append(
                 format_html(
                     '<line class="lane-group" x1="0" x2="{}" y1="{}" y2="{}"></line>'
                     '<text class="lane-group-label" x="2" y="{}">p{}</text>',
@@ -349,7 +350,7 @@ def swimlanes(
                     group,
                 )
             )
-        parts.append(
+        labels.append(
             format_html(
                 '<text class="lane-label" x="{}" y="{}" text-anchor="end">job {}</text>',
                 LANE_LABEL - 6,
@@ -449,14 +450,19 @@ def swimlanes(
             )
         )
     return format_html(
+        '<div class="lanes-wrap"><svg class="lane-labels" viewBox="0 0 {} {}" aria-hidden="true">{}</svg>'
         '<svg class="chart lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="lanes-t lanes-d">'
-        '<title id="lanes-t">{}</title><desc id="lanes-d">{}</desc>{}'
-        '<text class="axis-label" x="{}" y="{}" text-anchor="middle">seconds since the start</text></svg>',
+        '<title id="lanes-t">{}</title><desc id="lanes-d">{}</desc>{}{}'
+        '<text class="axis-label" x="{}" y="{}" text-anchor="middle">seconds since the start</text></svg></div>',
+        LANE_LABEL,
+        height,
+        _join(labels),
         LANE_W,
         height,
         title,
         desc,
         _join(parts),
+        _join(labels),
         _n(LANE_LABEL + plot_w / 2),
         height - 4,
     )

@@ -393,6 +393,7 @@ def lab_lesson_answered_and_redriven(page: Page, base: str, engine) -> None:
     page.locator("#why-check").click()
     expect(page.locator("#explanation")).to_be_visible(timeout=wait_ms(5_000))
     page.locator("#redrive-all").click()
+    expect(page.locator("#lab-flash")).to_contain_text("Redrove", timeout=wait_ms(5_000))  # then the jobs are queued
     engine.run_until(lambda: (Experiment.objects.get(pk=experiment.pk).summary or {}).get("redriven"))
     expect(page.locator("#after-label")).to_be_visible(timeout=wait_ms(10_000))
 

@@ -428,4 +428,7 @@ def test_log_lanes_are_grouped_by_partition_and_queue_lanes_are_not():
     assert queue.lane_group(3, params) is None
     rows = [{"job": j, "group": g, "marks": []} for j, g in ((1, 0), (5, 0), (2, 1), (3, 2))]
     svg = swimlanes(rows=rows, t0=100.0, now=110.0, title="t", desc="d", live=False)
-    assert re.findall(r'class="lane-group-label"[^>]*>(p\d)<', svg) == ["p0", "p1", "p2"]
+    chart = re.search(r'<svg class="chart lanes".*?</svg>', svg, re.S).group(0)
+    assert re.findall(r'class="lane-group-label"[^>]*>(p\d)<', chart) == ["p0", "p1", "p2"]
+    labels = re.search(r'<svg class="lane-labels"[^>]*aria-hidden="true">.*?</svg>', svg, re.S).group(0)
+    assert re.findall(r">job (\d+)<", labels) == ["1", "5", "2", "3"]  # the column that stays put on a phone
