@@ -97,7 +97,8 @@ def test_predict_run_read_the_lesson_try_next_redrive_and_stop(live_server, page
     expect(page.locator("#explanation")).to_contain_text("Retrying cannot fix a poison message")
     page.set_viewport_size(DESKTOP)
 
-    # Try next: the one-knob variant starts, and links back for the comparison.
+    # Try next, pressed on the page that watched the run finish live: the one-knob variant starts.
+    page.goto(f"{live_server.url}/sandbox/experiments/{poison.pk}/")
     page.locator("#try-next").click()
     page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
     variant = Experiment.objects.get(pk=run_id(page))
@@ -107,7 +108,11 @@ def test_predict_run_read_the_lesson_try_next_redrive_and_stop(live_server, page
     expect(page.locator("#lesson-headline")).to_contain_text("after 1 attempts each", timeout=wait_ms(10_000))
     expect(page.locator("#compare-with")).to_have_text(f"Compare with #{poison.pk}")
     shot(page, "4-try-next-desktop")
-    page.locator("#compare-with").click()
+    compare_url = page.locator("#compare-with").get_attribute("href")
+    page.locator("#try-next").click()  # drawn by a live update (no form token): htmx's header carries CSRF
+    page.wait_for_url(lambda url: f"/experiments/{variant.pk}/" not in url)
+    assert Experiment.objects.get(pk=run_id(page)).rerun_of_id == variant.pk
+    page.goto(live_server.url + compare_url)
     expect(page.locator("#compare-predictions")).to_be_visible()
     expect(page.locator("#params-differ tbody tr")).to_have_count(1)
     shot(page, "5-compare-desktop", full=True)
