@@ -450,12 +450,16 @@ def swimlanes(
             )
         )
     return format_html(
-        '<div class="lanes-wrap"><svg class="lane-labels" viewBox="0 0 {} {}" aria-hidden="true">{}</svg>'
+        '<div class="lanes-wrap"><svg class="lane-labels" viewBox="0 0 {} {}" aria-hidden="true">'
+        '<rect class="lane-labels-bg" x="0" y="{}" width="{}" height="{}"></rect>{}</svg>'
         '<svg class="chart lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="lanes-t lanes-d">'
         '<title id="lanes-t">{}</title><desc id="lanes-d">{}</desc>{}{}'
         '<text class="axis-label" x="{}" y="{}" text-anchor="middle">seconds since the start</text></svg></div>',
         LANE_LABEL,
         height,
+        LANE_TOP,
+        LANE_LABEL - 2,
+        plot_bottom - LANE_TOP,
         _join(labels),
         LANE_W,
         height,
