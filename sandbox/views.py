@@ -183,16 +183,13 @@ def compare(request: HttpRequest) -> HttpResponse:
 @require_safe
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    raw = request.GET.get("why")
-    if raw is not None and not (ASCII_NUMBER.fullmatch(raw) and int(raw) < 3):
-        return HttpResponseBadRequest("Pick one of the three answers to the 'why?' question.")
-    context = {"nav": "lab", **panels.live_context(experiment, with_links=True, why_answer=_int_or_none(raw))}
+    raw, why = request.GET.get("why"), lesson_for(experiment.preset).why
+    if raw is not None and not (why and ASCII_NUMBER.fullmatch(raw) and int(raw) < len(why.options)):
+        return HttpResponseBadRequest("Pick one of the answers to the 'why?' question.")
+    answer = int(raw) if raw is not None else None
+    context = {"nav": "lab", **panels.live_context(experiment, with_links=True, why_answer=answer)}
     template = "sandbox/detail.html#why" if request.htmx and raw is not None else "sandbox/detail.html"
     return render(request, template, context)
-
-
-def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw is not None else None
 
 
 @require_POST

@@ -91,16 +91,15 @@ def score(experiment: Experiment, now: dict, *, done: bool, fixed: bool) -> dict
     """The prediction table: first-pass rows (scored, or "not scored" for a run stopped early) and the
     after-redrive rows. now: figures() of the run as it is."""
     if not done:
-        return {"rows": [], "scored": False, "after": [], "after_label": ""}
+        return {"rows": [], "after": [], "after_label": ""}
     first = experiment.first_pass or now  # a run from before first passes were kept
     rows = predictions.compare(
         experiment.preset, experiment.predicted or {}, predictions.observed(experiment.preset, first, first)
     )
-    scored = experiment.scored
-    if not scored:
+    if not experiment.scored:
         rows = [{**row, "verdict": "not scored", "off": None} for row in rows]
     after_label, after = _after_rows(experiment, now, first, fixed=fixed) if experiment.first_pass else ("", [])
-    return {"rows": rows, "scored": scored, "after": after, "after_label": after_label}
+    return {"rows": rows, "after": after, "after_label": after_label}
 
 
 def untypical(preset: str, first: dict) -> list[dict]:
@@ -169,7 +168,6 @@ def lesson(experiment: Experiment, view: dict, *, why_answer: int | None = None)
             "options": why_options(taught, experiment.seed),
             "answered": answered,
             "right": answered and why_answer == taught.why.answer,
-            "chosen": why_answer if answered else None,
             "right_text": taught.why.options[taught.why.answer],
         }
     return card
