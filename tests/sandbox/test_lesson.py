@@ -88,7 +88,8 @@ def test_preset_card_text_contains_none_of_the_numbers_its_prediction_asks_for(c
     body = client.get(reverse("sandbox:home")).content.decode()
     text = card_text(body, name)
     assert PRESETS[name].setup in text
-    asked = {float(lesson_for(name).answers[p.key]) for p in predictions.fields_for(name)}
+    answers = lesson_for(name).answers  # a missing answer fails the test above, by name
+    asked = {float(answers[p.key]) for p in predictions.fields_for(name) if p.key in answers}
     assert not numbers_in(text) & asked, f"{name}'s card gives away {numbers_in(text) & asked}: {text!r}"
     assert PRESETS[name].explanation not in body
 
