@@ -23,7 +23,7 @@ def _n(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _nice_max(value: float) -> int:
+def nice_max(value: float) -> int:
     if value <= 4:
         return 4
     magnitude = 10 ** math.floor(math.log10(value))
@@ -33,12 +33,16 @@ def _nice_max(value: float) -> int:
     return math.ceil(value)
 
 
-def _axis(xs: list[int]) -> list[int]:
-    """The x values of every slot on the axis: the data's, extended to at least MIN_SLOTS."""
+def _axis(xs: list[int], until: int | None = None) -> list[int]:
+    """The x values of every slot on the axis: the data's, extended to at least MIN_SLOTS, and to `until`
+    (a scale shared with the run's other charts)."""
     if not xs:
         return []
     step = xs[1] - xs[0] if len(xs) > 1 else 1
-    return xs + [xs[-1] + step * (i + 1) for i in range(MIN_SLOTS - len(xs))]
+    axis = xs + [xs[-1] + step * (i + 1) for i in range(MIN_SLOTS - len(xs))]
+    while until is not None and axis[-1] < until:
+        axis.append(axis[-1] + step)
+    return axis
 
 
 def _frame(
@@ -132,13 +136,14 @@ def line_chart(
     x_label: str,
     y_label: str,
     y_max: int | None = None,
+    x_until: int | None = None,
 ) -> SafeString:
-    """lines: (legend label, css class, values) sharing the x slots in xs. y_max: a shared scale."""
+    """lines: (legend label, css class, values) sharing the x slots in xs. y_max, x_until: shared scales."""
     uid = f"chart-{name}"
-    y_max = _nice_max(max([*(v for _, _, values in lines for v in values), y_max or 0]))
+    y_max = nice_max(max([*(v for _, _, values in lines for v in values), y_max or 0]))
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     bottom = PAD_TOP + plot_h
-    positions = _x_positions(len(_axis(xs))) if xs else []
+    positions = _x_positions(len(_axis(xs, x_until))) if xs else []
     paths = []
     for _label, css, values in lines:
         if not values:
@@ -156,7 +161,7 @@ def line_chart(
         x_label=x_label,
         y_label=y_label,
         y_max=y_max,
-        xs=_axis(xs),
+        xs=_axis(xs, x_until),
         body=body,
         centered=False,
     )
@@ -172,15 +177,16 @@ def bar_chart(
     x_label: str,
     y_label: str,
     y_max: int | None = None,
+    x_until: int | None = None,
 ) -> SafeString:
-    """Stacked bars per x slot; bars: (legend label, css class, values). y_max: a shared scale."""
+    """Stacked bars per x slot; bars: (legend label, css class, values). y_max, x_until: shared scales."""
     uid = f"chart-{name}"
     totals = [sum(values[i] for _, _, values in bars) for i in range(len(xs))]
-    y_max = _nice_max(max([*totals, y_max or 0], default=0))
+    y_max = nice_max(max([*totals, y_max or 0], default=0))
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     bottom = PAD_TOP + plot_h
-    slot = plot_w / max(1, len(_axis(xs)))
+    slot = plot_w / max(1, len(_axis(xs, x_until)))
     bar_w = max(1.0, slot * 0.8)
     rects = []
     for i, x_value in enumerate(xs):
@@ -213,7 +219,7 @@ def bar_chart(
         x_label=x_label,
         y_label=y_label,
         y_max=y_max,
-        xs=_axis(xs),
+        xs=_axis(xs, x_until),
         body=body,
         centered=True,
     )
@@ -230,24 +236,68 @@ def legend(items: list[tuple[str, str]]) -> SafeString:
 LANE_W, LANE_H, LANE_LABEL, LANE_TOP, LANE_BOTTOM = 720, 18, 64, 8, 34
 
 
-def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str) -> SafeString:
+def sub_lanes(row: dict, now: float) -> tuple[list[int], int, int]:
+    """Which sub-lane each of a job's attempts takes, so attempts that overlap in time (a second consumer
+    claiming a message the first still works on) sit one under the other instead of on top of each other.
+    Returns (sub-lane per mark, the running attempt's sub-lane, how many sub-lanes)."""
+    spans = [(m.get("s", m.get("t", 0.0)), m.get("t", 0.0)) for m in row["marks"]]
+    if row.get("running_since"):
+        spans.append((row["running_since"], now))
+    ends: list[float] = []
+    lanes = [0] * len(spans)
+    for i in sorted(range(len(spans)), key=lambda i: spans[i][0]):
+        if i < len(row["marks"]) and row["marks"][i].get("r") == "redriven":
+            continue
+        start, end = spans[i]
+        lane = next((k for k, free_at in enumerate(ends) if start >= free_at - 1e-3), len(ends))
+        if lane < len(ends):
+            ends[lane] = end
+        else:
+            ends.append(end)
+        lanes[i] = lane
+    marks = lanes[: len(row["marks"])]
+    running = lanes[-1] if row.get("running_since") else 0
+    return marks, running, max(1, len(ends))
+
+
+def swimlanes(
+    *,
+    rows: list[dict],
+    t0: float,
+    now: float,
+    title: str,
+    desc: str,
+    span: float | None = None,
+    gap: tuple[float, float] | None = None,
+    live: bool = True,
+) -> SafeString:
     """Each job on a real time axis: its attempts as bars (start to end, coloured by outcome), each wait
     for a retry as a line, and the backoff window the wait was drawn from as a pale band behind it.
 
     rows: {"job", "marks": [{"n", "r", "e", "s"?, "t", "next"?}], "ceilings": [s per retry],
-    "running_since"?: float, "retry_at"?: float}
+    "running_since"?: float, "retry_at"?: float, "group"?: partition, rows sorted by it}; span: seconds the axis shows (shared with the run's charts);
+    gap: (from, to) seconds since t0 left out of the axis and marked as a break (an idle wait for a redrive)
     """
     if not rows or not t0:
         return SafeString("")
     ends = [m.get("t", t0) for row in rows for m in row["marks"]]
     ends += [m.get("next", t0) for row in rows for m in row["marks"]] + [row.get("retry_at") or t0 for row in rows]
-    span = max(10.0, min(now, max([*ends, now])) - t0)
-    span = _nice_max(span)
+    span = span or nice_max(max(10.0, min(now, max([*ends, now])) - t0))
     plot_w = LANE_W - LANE_LABEL - PAD_RIGHT
-    height = LANE_TOP + LANE_H * len(rows) + LANE_BOTTOM
+    layout = [sub_lanes(row, now) for row in rows]
+    tops = [LANE_TOP + LANE_H * sum(count for _, _, count in layout[:i]) for i in range(len(rows))]
+    plot_bottom = LANE_TOP + LANE_H * sum(count for _, _, count in layout)
+    height = plot_bottom + LANE_BOTTOM
+
+    idle = gap[1] - gap[0] if gap else 0.0
+
+    def squeeze(seconds: float) -> float:
+        if gap and seconds >= gap[1]:
+            return seconds - idle
+        return min(seconds, gap[0]) if gap else seconds
 
     def x(moment: float) -> str:
-        return _n(LANE_LABEL + plot_w * min(max(moment - t0, 0.0), span) / span)
+        return _n(LANE_LABEL + plot_w * min(max(squeeze(moment - t0), 0.0), span) / span)
 
     parts = []
     for i in range(5):
@@ -259,16 +309,48 @@ def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str)
                 _n(gx),
                 _n(gx),
                 LANE_TOP,
-                LANE_TOP + LANE_H * len(rows),
+                plot_bottom,
                 _n(gx),
-                LANE_TOP + LANE_H * len(rows) + 14,
-                f"{span * i / 4:g}",
+                plot_bottom + 14,
+                f"{span * i / 4 + (idle if gap and span * i / 4 > gap[0] else 0):g}",
             )
         )
-    for index, row in enumerate(rows):
-        top = LANE_TOP + LANE_H * index
-        mid = top + LANE_H / 2
+    if gap:
+        bx = float(x(t0 + gap[0]))
         parts.append(
+            format_html(
+                '<g class="lane-break"><title>{} s with nothing to do, left out</title>'
+                '<line x1="{}" x2="{}" y1="{}" y2="{}"></line><line x1="{}" x2="{}" y1="{}" y2="{}"></line></g>',
+                f"{idle:g}",
+                _n(bx - 3),
+                _n(bx + 1),
+                LANE_TOP,
+                plot_bottom,
+                _n(bx + 1),
+                _n(bx + 5),
+                LANE_TOP,
+                plot_bottom,
+            )
+        )
+    labels: list[SafeString] = []  # drawn in the chart and again in a column that stays put on a phone
+    for index, row in enumerate(rows):
+        top = row_top = tops[index]
+        mid = top + LANE_H / 2
+        mark_lanes, running_lane, _ = layout[index]
+        group = row.get("group")
+        if group is not None and (index == 0 or rows[index - 1].get("group") != group):
+            labels.append(
+                format_html(
+                    '<line class="lane-group" x1="0" x2="{}" y1="{}" y2="{}"></line>'
+                    '<text class="lane-group-label" x="2" y="{}">p{}</text>',
+                    LANE_W - PAD_RIGHT,
+                    _n(top),
+                    _n(top),
+                    _n(mid + 4),
+                    group,
+                )
+            )
+        labels.append(
             format_html(
                 '<text class="lane-label" x="{}" y="{}" text-anchor="end">job {}</text>',
                 LANE_LABEL - 6,
@@ -277,7 +359,9 @@ def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str)
             )
         )
         retries = 0
-        for mark in row["marks"]:
+        for mark, lane in zip(row["marks"], mark_lanes, strict=True):
+            top = row_top + LANE_H * lane
+            mid = top + LANE_H / 2
             result, end = mark.get("r", ""), mark.get("t", t0)
             if result == "redriven":
                 parts.append(
@@ -335,6 +419,7 @@ def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str)
                         _n(mid),
                     )
                 )
+        top, mid = row_top + LANE_H * running_lane, row_top + LANE_H * running_lane + LANE_H / 2
         if row.get("running_since"):
             parts.append(
                 format_html(
@@ -345,6 +430,7 @@ def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str)
                     LANE_H - 6,
                 )
             )
+        top, mid = row_top, row_top + LANE_H / 2
         if row.get("retry_at"):
             parts.append(
                 format_html(
@@ -353,25 +439,34 @@ def swimlanes(*, rows: list[dict], t0: float, now: float, title: str, desc: str)
                     _n(mid),
                 )
             )
-    now_x = x(now)
-    parts.append(
-        format_html(
-            '<line class="lane-now" x1="{}" x2="{}" y1="{}" y2="{}"></line>',
-            now_x,
-            now_x,
-            LANE_TOP,
-            LANE_TOP + LANE_H * len(rows),
+    if live:  # a finished run has no "now" on its axis
+        parts.append(
+            format_html(
+                '<line class="lane-now" x1="{}" x2="{}" y1="{}" y2="{}"></line>',
+                x(now),
+                x(now),
+                LANE_TOP,
+                plot_bottom,
+            )
         )
-    )
     return format_html(
+        '<div class="lanes-wrap"><svg class="lane-labels" viewBox="0 0 {} {}" aria-hidden="true">'
+        '<rect class="lane-labels-bg" x="0" y="{}" width="{}" height="{}"></rect>{}</svg>'
         '<svg class="chart lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="lanes-t lanes-d">'
-        '<title id="lanes-t">{}</title><desc id="lanes-d">{}</desc>{}'
-        '<text class="axis-label" x="{}" y="{}" text-anchor="middle">seconds since the first arrival</text></svg>',
+        '<title id="lanes-t">{}</title><desc id="lanes-d">{}</desc>{}{}'
+        '<text class="axis-label" x="{}" y="{}" text-anchor="middle">seconds since the start</text></svg></div>',
+        LANE_LABEL,
+        height,
+        LANE_TOP,
+        LANE_LABEL - 2,
+        plot_bottom - LANE_TOP,
+        _join(labels),
         LANE_W,
         height,
         title,
         desc,
         _join(parts),
+        _join(labels),
         _n(LANE_LABEL + plot_w / 2),
         height - 4,
     )

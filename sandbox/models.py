@@ -27,6 +27,11 @@ class Experiment(VisitorOwned):
     predicted = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     summary = models.JSONField(null=True, blank=True)
+    # The outcome when the run first finished (sandbox.engine.outcome.first_pass): predictions are scored
+    # against it, the history lists it; a redrive or a fix changes `summary`, never this.
+    first_pass = models.JSONField(null=True, blank=True)
+    # The run this one repeats with one knob changed ("Run it again", "Try next"): its page offers the comparison.
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -42,6 +47,12 @@ class Experiment(VisitorOwned):
     @property
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
+
+    @property
+    def scored(self) -> bool:
+        """Whether its predictions can be scored: it finished on its own (not stopped early, not reaped)."""
+        first = self.first_pass or {}
+        return self.status != self.Status.STOPPED and not first.get("stopped_early", False)
 
 
 @receiver(anonymous_visitor_claimed, dispatch_uid="sandbox_claim_anonymous_experiments")

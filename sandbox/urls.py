@@ -18,5 +18,6 @@ urlpatterns = [
     path("experiments/<int:pk>/crash/", views.crash, name="crash"),
     path("experiments/<int:pk>/stop-job/", views.stop_job, name="stop_job"),
     path("experiments/<int:pk>/stop/", views.stop, name="stop"),
+    path("experiments/<int:pk>/try-next/", views.try_next, name="try_next"),
     path("experiments/<int:pk>/kill-consumer/", views.kill_consumer, name="kill_consumer"),
 ]

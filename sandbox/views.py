@@ -15,7 +15,8 @@ from django_htmx.http import HttpResponseClientRedirect
 from prepsite.visitor import limit_key, visitor_for
 from sandbox import delivery
 from sandbox.engine import budget, experiments, presets
-from sandbox.liveview import home, panels, predictions, watch
+from sandbox.engine.lessons import lesson_for
+from sandbox.liveview import home, panels, predictions, readmodel, watch
 from sandbox.liveview.compare import comparison
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
@@ -54,7 +55,17 @@ def lab_home(request: HttpRequest) -> HttpResponse:
         name = "happy"
     name = source.preset if source else name
     form = ExperimentForm.for_run(source.params, name, source.seed) if source else ExperimentForm.for_preset(name)
-    context = {**home_context(request, form, name), "open_params": "preset" in request.GET or bool(source)}
+    carried = predictions.PredictionForm(name, initial=source.predicted) if source else None
+    context = {
+        **home_context(request, form, name, carried),
+        "open_params": "preset" in request.GET or bool(source),
+        "rerun_of": source,
+    }
+    if request.GET.get("mode") == "choices":
+        context["prediction_form"].use_choices()
+        context["choices_mode"] = True
+    if ("preset" in request.GET and "stay" not in request.GET) or source:
+        context["prediction_form"].focus_first()  # a preset was chosen: the next thing to do is predict
     template = "sandbox/home.html#start_panel" if request.htmx else "sandbox/home.html"
     return render(request, template, context)
 
@@ -76,6 +87,7 @@ def _start(request: HttpRequest, form: ExperimentForm, prediction_form: predicti
         seed=form.cleaned_data["seed"],
         prediction=form.cleaned_data["prediction"],
         predicted=prediction_form.predictions(),
+        rerun_of=_own_run(request, request.POST.get("rerun_of", "")),
     )
 
 
@@ -170,8 +182,38 @@ def compare(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    context = {"nav": "lab", **panels.live_context(owned_experiment(request, pk), with_links=True)}
-    return render(request, "sandbox/detail.html", context)
+    experiment = owned_experiment(request, pk)
+    raw, why = request.GET.get("why"), lesson_for(experiment.preset).why
+    if raw is not None and not (why and ASCII_NUMBER.fullmatch(raw) and int(raw) < len(why.options)):
+        return HttpResponseBadRequest("Pick one of the answers to the 'why?' question.")
+    answer = int(raw) if raw is not None else None
+    context = {"nav": "lab", **panels.live_context(experiment, with_links=True, why_answer=answer)}
+    template = "sandbox/detail.html#why" if request.htmx and raw is not None else "sandbox/detail.html"
+    return render(request, template, context)
+
+
+@require_POST
+def try_next(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start the one-knob variant the lesson suggests: this run's parameters and seed, one knob changed."""
+    source = owned_experiment(request, pk)
+    variant = lesson_for(source.preset).try_next
+    if variant is None:
+        return HttpResponseBadRequest("This experiment has no suggested next step; use 'Run it again'.")
+    form = ExperimentForm(data={**source.params, **variant.params, "preset": source.preset, "seed": source.seed})
+    if not form.is_valid():
+        return HttpResponseBadRequest(f"The variant does not fit the Lab's limits: {form.errors.as_text()}")
+    try:
+        experiment = experiments.experiment_start(
+            owner=visitor_for(request, create=True),
+            limit_key=limit_key(request),
+            preset=source.preset,
+            params=form.parameters(),
+            seed=source.seed,
+            rerun_of=source,
+        )
+    except (experiments.LimitExceeded, experiments.StartFailed) as exc:
+        return _refused(request, source, str(exc), 429 if isinstance(exc, experiments.LimitExceeded) else 503)
+    return _go(request, reverse("sandbox:detail", args=[experiment.pk]))
 
 
 def render_panels(request: HttpRequest, experiment: Experiment, *, flash: str = "", flash_error=False, status=None):
@@ -222,10 +264,18 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _group_or_jobs(request: HttpRequest, experiment: Experiment) -> list[int] | HttpResponse | None:
+    """A DLQ group's jobs (`group`: its error class), else the one job a form names, else None (all)."""
+    if "group" not in request.POST:
+        return _jobs(request, required=False)
+    jobs = readmodel.dlq_group_jobs(experiment, request.POST["group"][:100])
+    return jobs or HttpResponseBadRequest("No dead letters have that error; the DLQ may have changed. Refresh.")
+
+
 @require_POST
 def redrive(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    jobs = _jobs(request, required=False)
+    jobs = _group_or_jobs(request, experiment)
     if isinstance(jobs, HttpResponse):
         return jobs
     try:
@@ -250,7 +300,7 @@ def fix_consumer(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def discard(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = owned_experiment(request, pk)
-    jobs = _jobs(request, required=False)
+    jobs = _group_or_jobs(request, experiment)
     if isinstance(jobs, HttpResponse):
         return jobs
     count = experiments.experiment_discard(experiment, jobs=jobs)

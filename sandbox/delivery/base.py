@@ -39,6 +39,9 @@ class DeliveryModel(Protocol):
     def lag_labels(self, params: dict) -> list[str]:
         """One label per line of its lag chart."""
 
+    def lane_group(self, job: int, params: dict) -> int | None:
+        """The partition a job's lane is grouped under on the time axis (None: one queue, no groups)."""
+
     def admit(self, experiment: Experiment, *, run: str, arrivals: dict[int, float], schedule: dict) -> None:
         """Put every admitted message on its way (arrivals: job -> when it arrives)."""
 

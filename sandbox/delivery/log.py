@@ -81,6 +81,9 @@ class LogModel(ConsumedModel):
     def partitions(self, params: dict) -> int:
         return int(params.get("partitions", 1))
 
+    def lane_group(self, job: int, params: dict) -> int | None:
+        return partition_of(job, params)
+
     def lag_labels(self, params: dict) -> list[str]:
         return [f"partition {p}" for p in range(self.partitions(params))]
 

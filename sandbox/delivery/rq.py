@@ -43,6 +43,9 @@ class RqModel:
     def partitions(self, params: dict) -> int:
         return 1
 
+    def lane_group(self, job: int, params: dict) -> int | None:
+        return None
+
     def lag_labels(self, params: dict) -> list[str]:
         return ["queue depth"]
 

@@ -43,6 +43,9 @@ class StreamModel(ConsumedModel):
         lease = "lease extended while working" if p["lease_extension"] == "on" else "no lease extension"
         return f"visibility timeout {p['visibility_timeout_s']:g} s, {lease}"
 
+    def lane_group(self, job: int, params: dict) -> int | None:
+        return None
+
     def lag_labels(self, params: dict) -> list[str]:
         return ["stream"]
 

@@ -41,6 +41,7 @@ def experiment_start(
     seed: int | None = None,
     prediction: str = "",
     predicted: dict | None = None,
+    rerun_of: Experiment | None = None,
 ) -> Experiment:
     """Create the experiment, admit up to queue_cap jobs onto the real lab queue, shed the rest.
 
@@ -61,6 +62,7 @@ def experiment_start(
         seed=seed,
         prediction=prediction,
         predicted=predicted or {},
+        rerun_of=rerun_of,
     )
     try:
         _admit(experiment)
@@ -144,6 +146,12 @@ def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bo
     updated = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.RUNNING).update(
         status=Experiment.Status.FINISHED, finished_at=timezone.now(), summary=summary
     )
+    if experiment.first_pass is None:
+        stopped = bool(summary.get("stopped")) or bool(
+            (connection or get_redis()).exists(live.flag_key(experiment_id, "stop"))
+        )
+        snapshot = run_outcome.first_pass(experiment, state, summary, stopped=stopped)
+        Experiment.objects.filter(pk=experiment_id, first_pass__isnull=True).update(first_pass=snapshot)
     if not updated:
         Experiment.objects.filter(pk=experiment_id).update(summary=summary)
     else:

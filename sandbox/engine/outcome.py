@@ -10,7 +10,7 @@ from redis import Redis
 
 from sandbox.engine import live
 from sandbox.engine.presets import DEFAULTS
-from sandbox.engine.series import series_from_buckets
+from sandbox.engine.series import drain_seconds, series_from_buckets
 from sandbox.models import Experiment
 
 
@@ -20,17 +20,26 @@ def read_state(experiment: Experiment, *, events: int = 0, connection: Redis | N
     return live.read(experiment.pk, events=events, slo_fraction=fraction, connection=connection)
 
 
-def slo_verdict(params: dict, observed_ms: float | None) -> dict:
+def slo_verdict(params: dict, observed_ms: float | None, succeeded: int | None = None) -> dict:
+    """met: the percentile is within target and, when `succeeded` is given, something succeeded: a run whose
+    every job was dead-lettered or stopped quickly has met no latency objective."""
     percentile = params.get("slo_percentile", DEFAULTS["slo_percentile"])
     target_ms = params.get("slo_seconds", DEFAULTS["slo_seconds"]) * 1000
-    met = observed_ms is not None and observed_ms <= target_ms
-    return {"percentile": percentile, "target_ms": target_ms, "observed_ms": observed_ms, "met": met}
+    within = observed_ms is not None and observed_ms <= target_ms
+    met = within and (succeeded is None or succeeded > 0)
+    return {
+        "percentile": percentile,
+        "target_ms": target_ms,
+        "observed_ms": observed_ms,
+        "met": met,
+        "no_successes": within and succeeded == 0,
+    }
 
 
 def summarize(experiment: Experiment, state: live.LiveState) -> dict:
     """Counters, latency and the SLO verdict of a run: stored when it finishes, shown everywhere."""
     counters = state.counters
-    slo = slo_verdict(experiment.params, state.latencies.get("slo"))
+    slo = slo_verdict(experiment.params, state.latencies.get("slo"), counters.get("succeeded", 0))
     return {
         **{name: counters.get(name, 0) for name in live.COUNTERS},
         "p50_ms": state.latencies.get("p50"),
@@ -41,6 +50,22 @@ def summarize(experiment: Experiment, state: live.LiveState) -> dict:
         "max_lag": max_lag(state),
         "finished": state.finished,
         "accounting_ok": state.accounting_holds(),
+    }
+
+
+def first_pass(experiment: Experiment, state: live.LiveState, summary: dict, *, stopped: bool) -> dict:
+    """The run as it first finished, kept when a redrive or a fix changes the live counters: what
+    predictions are scored against and what the history lists. `end` is the last attempt's end (epoch
+    seconds): a finished run's time axes end there, however late it is viewed."""
+    ends = state.buckets.get("end") or {}
+    return {
+        **summary,
+        "peak_depth": series_from_buckets(state.buckets, now=time.time()).peak_depth,
+        "drain_s": drain_seconds(state.buckets),
+        "retry_peak": max(state.retry_hist.values(), default=0),
+        "stopped_early": stopped,
+        "t0": state.t0,
+        "end": float(max(ends) + 1) if ends else None,
     }
 
 

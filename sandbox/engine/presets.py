@@ -1,4 +1,10 @@
-"""Named Lab experiments. The names are a contract: Study and Drills link to them."""
+"""Named Lab experiments. The names are a contract: Study and Drills link to them.
+
+A preset is a lesson: its `setup` (the givens, shown before the run, on the card and beside the
+prediction) never states a result; its `explanation` is shown only after the run. A new preset adds at
+least: name, title, setup, explanation, section and params (tests hold every preset to that); what it
+teaches around the run (answers, headline, Try next, "why?") is in sandbox.engine.lessons.
+"""
 
 from dataclasses import dataclass, field
 
@@ -34,12 +40,14 @@ DEFAULTS: dict = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
     name: str
     title: str
-    expect: str
-    section: str  # the Study section that explains it
+    setup: str  # the givens in one line: on the card and beside the prediction; never a result
+    explanation: str  # why it happened: shown only in "What happened", after the run
+    section: str  # the Study chapter that explains it
+    anchor: str = ""  # the heading in that chapter ("Read why" lands there)
     params: dict = field(default_factory=dict)
 
     def parameters(self) -> dict:
@@ -50,38 +58,46 @@ PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in [
         Preset(
-            "happy",
-            "Happy path",
-            "Twenty charges, no faults. Every job succeeds on its first attempt, the queue drains in a few "
-            "seconds and latency sits near the job's own duration. This is the baseline the other presets "
-            "are compared with.",
-            "core-concepts",
-            {"jobs": 20},
+            name="happy",
+            title="Happy path",
+            setup="A batch of charges arrives at once; nothing fails; each takes about 200 ms on the shared workers.",
+            explanation="With no faults every job succeeds on its first attempt, so the time to drain is just the "
+            "work divided among the worker slots: jobs × duration ÷ slots, plus the spread of the durations. "
+            "Latency sits near the job's own duration plus its wait in the queue. This is the baseline the other "
+            "presets are compared with.",
+            section="core-concepts",
+            anchor="producers-brokers-and-consumers",
+            params={"jobs": 20},
         ),
         Preset(
-            "flaky",
-            "Flaky dependency",
-            "Each attempt fails with probability 0.4, independently, as a payment provider returning the odd "
-            "503 would. With 4 retries and exponential backoff with full jitter, expect about 0.4^5 ≈ 1% of "
-            "jobs in the DLQ (usually none of 30), about 20 retries spread over the run, and latency stretched "
-            "by the waits. Independent failures do not bunch up, so even jitter none spreads these retries: "
-            "jitter matters when one outage fails everyone at once (the retry-storm preset).",
-            "scalability-and-reliability",
-            {"jobs": 30, "failure_rate": 0.4, "max_retries": 4, "backoff_base_s": 1, "backoff_cap_s": 16},
+            name="flaky",
+            title="Flaky dependency",
+            setup="30 charges; each attempt fails with probability 0.4, independently, as a provider's odd 503 "
+            "would; up to 4 retries with exponential backoff and full jitter.",
+            explanation="A job lands in the DLQ only if all 5 of its attempts fail: 0.4^5 ≈ 1%, so usually none of "
+            "30 does. Retries are 30 × (0.4 + 0.4² + 0.4³ + 0.4⁴) ≈ 20, spread over the run, and latency is "
+            "stretched by the waits. Independent failures do not bunch up, so even jitter none spreads these "
+            "retries: jitter matters when one outage fails everyone at once (the retry-storm preset).",
+            section="scalability-and-reliability",
+            anchor="exponential-backoff-and-jitter",
+            params={"jobs": 30, "failure_rate": 0.4, "max_retries": 4, "backoff_base_s": 1, "backoff_cap_s": 16},
         ),
         Preset(
-            "retry-storm",
-            "Retry storm after an outage",
-            "The payment provider is down for the first 7 s, and 40 charges arrive at once. Every first "
-            "attempt fails within about a second. With jitter none, all 40 retries fall due together 5 s later "
-            "and fail together again (the provider is still down); 10 s after that they come back together "
-            "once more and succeed. The retry chart shows two spikes of about 40 retries due in one second (at "
-            "times split over two bars), at about +5 s and +15 s, and nothing in between. Run the same seed with "
-            "jitter full: the same failures come back spread over about 15 seconds, with about a third as many "
-            "in the busiest second. Full jitter waits less on average, so more attempts land inside the outage "
-            "(about 95 retries instead of 80); with 4 retries the DLQ still stays (nearly) empty.",
-            "scalability-and-reliability",
-            {
+            name="retry-storm",
+            title="Retry storm after an outage",
+            setup="A burst of charges arrives together while the payment provider is down for the first 7 s; "
+            "retries wait 5 s, then 10 s (the cap), without jitter, up to 4 times.",
+            explanation="Every first attempt fails inside the outage within about a second. With jitter none every "
+            "failed job waits exactly the same 5 s, so the retries fall due together and fail together again (the "
+            "provider is still down); 10 s later they come back together once more and succeed. Expect two spikes "
+            "of retries due in one second, at about +5 s and +15 s, nothing between them, and an empty DLQ. A "
+            "spike is as tall as the failures were close together: when the first wave takes longer than a second "
+            "(a loaded worker pool), it spills into the next second and the spike splits over two bars, and a "
+            "job whose first attempt started late may retry after the outage and succeed a wave early. Full "
+            "jitter spreads the same retries over the whole window instead.",
+            section="scalability-and-reliability",
+            anchor="exponential-backoff-and-jitter",
+            params={
                 "jobs": 40,
                 "outage_s": 7.0,
                 "max_retries": 4,
@@ -94,13 +110,17 @@ PRESETS: dict[str, Preset] = {
             },
         ),
         Preset(
-            "poison",
-            "Poison messages",
-            "Every message is malformed, so every attempt fails the same way. Each job is tried 1 + 3 times "
-            "on a jittered schedule and then lands in the dead-letter queue. Retrying cannot fix a poison "
-            "message: the DLQ is where a human looks. Redrive them to see the retry budget restored.",
-            "scalability-and-reliability",
-            {
+            name="poison",
+            title="Poison messages",
+            setup="Every message is malformed, so every attempt fails the same way; RQ retries each up to 3 times "
+            "on a jittered backoff schedule.",
+            explanation="Each job is tried 1 + 3 = 4 times and then lands in the dead-letter queue: all of them. "
+            "Retrying cannot fix a poison message; the retries only add load and delay. The DLQ is where a human "
+            "looks: fix the consumer, then redrive, and the parked messages go through. Redrive before the fix "
+            "and they bounce straight back.",
+            section="scalability-and-reliability",
+            anchor="dlq-arithmetic",
+            params={
                 "jobs": 12,
                 "poison_rate": 1.0,
                 "max_retries": 3,
@@ -111,13 +131,16 @@ PRESETS: dict[str, Preset] = {
             },
         ),
         Preset(
-            "timeout",
-            "Timeouts",
-            "Jobs take 3 s but the job timeout is 1 s, so RQ's death penalty raises JobTimeoutException in "
-            "the work-horse. Timeouts follow the normal retry path: each job is tried twice and then "
-            "dead-lettered. A timeout shorter than the work means retries only add load.",
-            "scalability-and-reliability",
-            {
+            name="timeout",
+            title="Timeouts",
+            setup="Each job needs 3 s of work but the job timeout is 1 s; 1 retry after a fixed 1 s wait.",
+            explanation="RQ's death penalty raises JobTimeoutException in the work-horse after 1 s. Timeouts follow "
+            "the normal retry path: each job is tried twice, times out twice and is dead-lettered. A timeout "
+            "shorter than the work means retries only add load: every attempt holds a worker for the whole "
+            "timeout and then throws the work away.",
+            section="scalability-and-reliability",
+            anchor="timeouts-and-deadline-propagation",
+            params={
                 "jobs": 6,
                 "duration_ms": 3000,
                 "duration_spread_ms": 0,
@@ -128,13 +151,17 @@ PRESETS: dict[str, Preset] = {
             },
         ),
         Preset(
-            "crash",
-            "Crashing work-horse",
-            "Half the attempts SIGKILL their own work-horse mid-job, as an out-of-memory kill would. The "
-            "worker notices at once ('waitpid returned 9') and the job follows the retry path. You can also "
-            "press 'crash its worker' on a running job. Nothing is charged twice: the charge is idempotent.",
-            "core-concepts",
-            {
+            name="crash",
+            title="Crashing work-horse",
+            setup="Half the attempts SIGKILL their own work-horse mid-job, as an out-of-memory kill would; up to 3 "
+            "retries; the charge is idempotent.",
+            explanation="The worker notices at once ('waitpid returned 9') and the job follows the retry path. A "
+            "job is dead-lettered only when all 4 of its attempts crash (0.5^4 ≈ 6%), so nearly every job "
+            "succeeds. Nothing is charged twice: the charge is idempotent, so an attempt killed after writing it "
+            "finds the key on its retry. You can also press 'Crash its worker' on a running job.",
+            section="internal-architecture",
+            anchor="when-a-consumer-dies-during-a-job",
+            params={
                 "jobs": 8,
                 "crash_rate": 0.5,
                 "duration_ms": 1500,
@@ -145,34 +172,42 @@ PRESETS: dict[str, Preset] = {
             },
         ),
         Preset(
-            "duplicates",
-            "Duplicate delivery",
-            "Half the messages are delivered twice — the same job id pushed onto the queue again, as an "
-            "at-least-once broker does after a lost ack. With idempotency on, the second delivery finds the "
-            "idempotency key and is suppressed: 0 double charges. Turn idempotency off and count them.",
-            "data-and-request-flow",
-            {"jobs": 30, "duplicate_rate": 0.5, "duration_ms": 100, "duration_spread_ms": 50},
+            name="duplicates",
+            title="Duplicate delivery",
+            setup="Half the messages are delivered twice (the same job id pushed again, as an at-least-once broker "
+            "does after a lost ack); the consumer checks an idempotency key.",
+            explanation="With idempotency on, the second delivery finds the idempotency key and is suppressed: no "
+            "double charges, however many duplicates arrive. At-least-once delivery plus an idempotent consumer "
+            "is what people mean by 'exactly once' in practice. Turn idempotency off and every duplicate is a "
+            "second charge.",
+            section="data-and-request-flow",
+            anchor="where-idempotency-lives",
+            params={"jobs": 30, "duplicate_rate": 0.5, "duration_ms": 100, "duration_spread_ms": 50},
         ),
         Preset(
-            "spike",
-            "Traffic spike",
-            "A burst of 200 charges arrives at once but the queue admits at most 50 in flight. The other "
-            "150 are shed immediately with a clear 'rejected' outcome instead of building an unbounded "
-            "backlog: rejected = requested − cap. Nothing is silently lost.",
-            "scalability-and-reliability",
-            {"jobs": 200, "queue_cap": 50, "duration_ms": 100, "duration_spread_ms": 50},
+            name="spike",
+            title="Traffic spike",
+            setup="A burst of 200 charges arrives at once, but the queue admits at most 50 in flight.",
+            explanation="Admission control sheds what does not fit: rejected = requested − cap, immediately, with a "
+            "clear 'rejected' outcome, instead of building an unbounded backlog. Nothing is silently lost: the "
+            "accounting adds up to what was requested.",
+            section="scalability-and-reliability",
+            anchor="bounded-queues-and-load-shedding",
+            params={"jobs": 200, "queue_cap": 50, "duration_ms": 100, "duration_spread_ms": 50},
         ),
         Preset(
-            "visibility-timeout",
-            "Visibility timeout shorter than the job",
-            "Stream model: four charges, one every four seconds, each taking 1.5 s, on a consumer group whose "
-            "visibility timeout is 1 s. At 1 s the message is still unacknowledged, so XAUTOCLAIM hands it to a "
-            "second consumer while the first still works: expect exactly one duplicate delivery per message "
-            "(4), each started while the first delivery runs. With idempotency on both charge attempts meet the "
-            "same key: 0 double charges. Turn lease extension on (the consumer re-claims its message every "
-            "second) and the duplicates go to 0; turn idempotency off instead and count the double charges.",
-            "core-concepts",
-            {
+            name="visibility-timeout",
+            title="Visibility timeout shorter than the job",
+            setup="Stream model: charges arrive one at a time (each done before the next comes), each taking 1.5 s, "
+            "on a consumer group whose visibility timeout is 1 s; idempotency on.",
+            explanation="At 1 s the message is still unacknowledged, so XAUTOCLAIM hands it to a second consumer "
+            "while the first still works: exactly one duplicate delivery per message, each started while the "
+            "first delivery runs. With idempotency on both charge attempts meet the same key: no double charges. "
+            "Turn lease extension on (the consumer re-claims its message every second) and the duplicates go; "
+            "turn idempotency off instead and count the double charges.",
+            section="core-concepts",
+            anchor="leases-and-acknowledgements",
+            params={
                 "model": "stream",
                 "jobs": 4,
                 "arrival_per_s": 0.25,
@@ -183,15 +218,17 @@ PRESETS: dict[str, Preset] = {
             },
         ),
         Preset(
-            "ordering",
-            "Per-customer order under retries",
-            "Forty events for four customers (event k belongs to customer k mod 4), a flaky provider (30% of "
-            "attempts fail) and retries. On RQ a failed event waits for its retry while the customer's next "
-            "event succeeds, so events apply out of order: count the order violations. Run the same seed on the "
+            name="ordering",
+            title="Per-customer order under retries",
+            setup="Events for a few customers (event k belongs to customer k mod 4) arrive quickly on RQ; 30% of "
+            "attempts fail and are retried after a fixed 1 s.",
+            explanation="On RQ a failed event waits for its retry while the customer's next event succeeds, so "
+            "events apply out of order: each failure that is overtaken is a violation. Run the same seed on the "
             "log model with retries in place: each customer's events sit in one partition and a failure holds "
             "the partition, so violations are 0, paid for with the stall.",
-            "internal-architecture",
-            {
+            section="internal-architecture",
+            anchor="partitions-and-ordering",
+            params={
                 "jobs": 40,
                 "arrival_per_s": 20.0,
                 "failure_rate": 0.3,
@@ -205,14 +242,17 @@ PRESETS: dict[str, Preset] = {
             },
         ),
         Preset(
-            "head-of-line",
-            "Poison message blocks its partition",
-            "Log model, four partitions, retries in place. A poison message at the head of a partition is "
-            "retried with backoff (1 + 2 + 4 + 8 s) before it is dead-lettered, and every message behind it in "
-            "that partition waits: its lag climbs while the other partitions drain. Switch 'a failed message' to "
-            "the retry topic: the poison message is parked and its partition moves on at once.",
-            "broker-internals",
-            {
+            name="head-of-line",
+            title="Poison message blocks its partition",
+            setup="Log model, four partitions, a failed message retried in place; 5% of messages are poison, "
+            "retried with backoff doubling from 1 s up to 8 s before the DLQ.",
+            explanation="A poison message at the head of a partition is retried with backoff (1 + 2 + 4 + 8 s) "
+            "before it is dead-lettered, and every message behind it in that partition waits: its lag climbs "
+            "while the other partitions drain. Switch 'a failed message' to the retry topic: the poison message "
+            "is parked and its partition moves on at once.",
+            section="internal-architecture",
+            anchor="partitions-and-ordering",
+            params={
                 "model": "log",
                 "jobs": 40,
                 "arrival_per_s": 10.0,
@@ -229,15 +269,17 @@ PRESETS: dict[str, Preset] = {
             },
         ),
         Preset(
-            "rebalance",
-            "A log consumer dies: rebalance",
-            "Log model, four partitions shared by the live consumers. Four seconds in, the consumer that owns "
-            "the next message is killed (SIGKILL). Its partitions are stuck until its 3 s lease runs out, then "
-            "move to the survivors; their lag spikes and drains, and the message it was working on is delivered "
-            "again from the last committed offset (idempotency keeps the charge single). When the pool "
-            "restarts it, partitions move back: a second rebalance.",
-            "broker-internals",
-            {
+            name="rebalance",
+            title="A log consumer dies: rebalance",
+            setup="Log model, four partitions shared by the live consumers; 4 s in, the consumer that owns the next "
+            "message is killed (SIGKILL); a partition's lease lasts 3 s.",
+            explanation="The dead consumer's partitions are stuck until its lease runs out, then move to the "
+            "survivors; their lag spikes and drains, and the message it was working on is delivered again from the "
+            "last committed offset (idempotency keeps the charge single). When the pool restarts it, partitions "
+            "move back: a second rebalance.",
+            section="broker-internals",
+            anchor="consumer-group-rebalancing-and-its-cost",
+            params={
                 "model": "log",
                 "jobs": 100,
                 "arrival_per_s": 10.0,
@@ -247,13 +289,15 @@ PRESETS: dict[str, Preset] = {
             },
         ),
         Preset(
-            "slow-consumer",
-            "Slow consumer",
-            "Ten jobs arrive per second but two workers at 400 ms each serve only five per second, so the "
-            "queue grows by about five a second while arrivals last. Little's law (L = λW) predicts the "
-            "depth; compare it with the observed peak and watch latency blow through the SLO.",
-            "scalability-and-reliability",
-            {
+            name="slow-consumer",
+            title="Slow consumer",
+            setup="10 jobs arrive per second for 6 s; 2 workers take 400 ms per job; the SLO is p95 ≤ 3 s.",
+            explanation="Two workers at 400 ms each serve 5 jobs a second, so the queue grows by about 5 a second "
+            "while arrivals last: Little's law (L = λW) and the arrival excess predict the peak depth, and "
+            "draining it takes jobs × 0.4 s ÷ 2 workers. Latency grows with the queue and blows through the SLO.",
+            section="scalability-and-reliability",
+            anchor="utilisation-and-queueing-delay",
+            params={
                 "jobs": 60,
                 "arrival_per_s": 10.0,
                 "duration_ms": 400,

@@ -104,3 +104,27 @@ def retry_histogram(retry_hist: dict[int, int], t0: float) -> tuple[list[int], l
         seconds.append(slot_start - base)
         values.append(sum(retry_hist.get(s, 0) for s in range(slot_start, slot_start + bin_s)))
     return seconds, values, bin_s
+
+
+def drain_seconds(buckets: dict[str, dict[int, int]], until_s: float | None = None) -> int | None:
+    """Seconds from the first arrival to the last attempt's end (whole seconds, as bucketed).
+
+    until_s: count only attempts that ended within this many seconds of the first arrival (the first
+    pass, when a redrive started then).
+    """
+    arrivals, ends = buckets.get("arr"), buckets.get("end")
+    if not arrivals or not ends:
+        return None
+    first = min(arrivals)
+    last = max((s for s in ends if until_s is None or s <= first + until_s), default=None)
+    return None if last is None else last - first + 1
+
+
+def redrive_drain_seconds(buckets: dict[str, dict[int, int]], redriven_at_s: float) -> int | None:
+    """Seconds from the first redrive to the last attempt's end after it."""
+    arrivals, ends = buckets.get("arr"), buckets.get("end")
+    if not arrivals or not ends:
+        return None
+    start = math.floor(min(arrivals) + redriven_at_s)
+    last = max((s for s in ends if s >= start), default=None)
+    return None if last is None else last - start + 1

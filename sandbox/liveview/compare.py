@@ -6,8 +6,8 @@ from prepsite import charts
 from sandbox import delivery
 from sandbox.engine.outcome import outcome, read_state
 from sandbox.engine.presets import DEFAULTS
-from sandbox.engine.series import retry_histogram
-from sandbox.liveview.explain import drain_seconds
+from sandbox.engine.series import drain_seconds, retry_histogram
+from sandbox.liveview import lesson
 from sandbox.liveview.lag import DELIVERY_STATS, lag_charts
 from sandbox.models import Experiment
 
@@ -77,8 +77,9 @@ def comparison(a: Experiment, b: Experiment) -> dict:
         )
     waves = []
     peak = max([*state_a.retry_hist.values(), *state_b.retry_hist.values(), 0])
-    for run, state in ((a, state_a), (b, state_b)):
-        xs, ys, bin_s = retry_histogram(state.retry_hist, state.t0)
+    hists = [retry_histogram(state.retry_hist, state.t0) for state in (state_a, state_b)]
+    x_until = max((xs[-1] for xs, _, _ in hists if xs), default=None)  # both runs on one x-scale too
+    for (run, state), (xs, ys, bin_s) in zip(((a, state_a), (b, state_b)), hists, strict=True):
         waves.append(
             {
                 "run": run,
@@ -93,6 +94,7 @@ def comparison(a: Experiment, b: Experiment) -> dict:
                     x_label="seconds since the start",
                     y_label="retries due" + (f" per {bin_s} s" if bin_s > 1 else " per second"),
                     y_max=peak,
+                    x_until=x_until,
                 )
                 if xs
                 else None,
@@ -111,9 +113,16 @@ def comparison(a: Experiment, b: Experiment) -> dict:
             },
             {"id": "outcomes", "title": "Other outcomes", "rows": [row for row in outcomes if row not in headline]},
         ]
+    scores = [
+        {"run": run, "rows": lesson.score(run, lesson.figures(out, {}), done=not run.is_running, fixed=False)["rows"]}
+        for run, out in ((a, out_a), (b, out_b))
+    ]
     return {
         "a": a,
         "b": b,
+        "scores": scores if any(score["rows"] for score in scores) else [],
+        "params_differ": [row for row in params if row["differs"]],
+        "params_same": [row for row in params if not row["differs"]],
         "models": [{"run": run, "model": model} for run, model in zip((a, b), models, strict=True)],
         "params": params,
         "outcomes": outcomes,

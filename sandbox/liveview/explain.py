@@ -10,33 +10,10 @@ from sandbox import delivery
 from sandbox.engine.budget import admitted_jobs, attempt_seconds
 from sandbox.engine.presets import DEFAULTS
 from sandbox.engine.retry_policy import backoff_ceiling
+from sandbox.engine.series import drain_seconds, redrive_drain_seconds
 
 # The average wait as a share of its ceiling: full jitter draws from [0, t], equal jitter from [t/2, t].
 JITTER_MEAN = {"none": 1.0, "full": 0.5, "equal": 0.75}
-
-
-def drain_seconds(buckets: dict[str, dict[int, int]], until_s: float | None = None) -> int | None:
-    """Seconds from the first arrival to the last attempt's end (whole seconds, as bucketed).
-
-    until_s: count only attempts that ended within this many seconds of the first arrival (the first
-    pass, when a redrive started then).
-    """
-    arrivals, ends = buckets.get("arr"), buckets.get("end")
-    if not arrivals or not ends:
-        return None
-    first = min(arrivals)
-    last = max((s for s in ends if until_s is None or s <= first + until_s), default=None)
-    return None if last is None else last - first + 1
-
-
-def redrive_drain_seconds(buckets: dict[str, dict[int, int]], redriven_at_s: float) -> int | None:
-    """Seconds from the first redrive to the last attempt's end after it."""
-    arrivals, ends = buckets.get("arr"), buckets.get("end")
-    if not arrivals or not ends:
-        return None
-    start = math.floor(min(arrivals) + redriven_at_s)
-    last = max((s for s in ends if s >= start), default=None)
-    return None if last is None else last - start + 1
 
 
 def _of(expected: float, total: int) -> str:

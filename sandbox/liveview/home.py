@@ -26,7 +26,11 @@ def recent(experiments) -> list[dict]:
 
 
 def history(experiments) -> list[dict]:
-    return [{"experiment": e, "outcome": outcome(e)} for e in experiments]
+    """Each run's figures as it first finished (a later redrive changes its page, not its history row)."""
+    return [
+        {"experiment": e, "outcome": {**e.first_pass, "expired": False} if e.first_pass else outcome(e)}
+        for e in experiments
+    ]
 
 
 def lab_home(experiments, preset_name: str, form, prediction_form=None) -> dict:
@@ -38,11 +42,17 @@ def lab_home(experiments, preset_name: str, form, prediction_form=None) -> dict:
         "preset": preset,
         "form": form,
         "groups": form.groups(preset.name),
+        "givens": givens(form, preset),
         "prediction_form": prediction_form or predictions.PredictionForm(preset.name),
         "other_models": other_models(delivery.model_for({"model": form["model"].value() or DEFAULTS["model"]})),
         "recent": recent(experiments[:5]),
         "status": lab_status(),
     }
+
+
+def givens(form, preset) -> list[tuple[str, object]]:
+    """What the preset sets, as the form holds it now: the numbers a prediction starts from."""
+    return [(form[name].label, form[name].value()) for name in preset.params if name in form.fields]
 
 
 def lab_status() -> dict:

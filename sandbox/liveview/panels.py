@@ -16,7 +16,7 @@ from redis import Redis
 from prepsite.redis_conn import get_redis
 from sandbox.engine import experiments, live
 from sandbox.engine import outcome as run_outcome
-from sandbox.liveview import readmodel, render_cache
+from sandbox.liveview import lesson, readmodel, render_cache
 from sandbox.liveview.watch import watch_token
 from sandbox.models import Experiment
 
@@ -25,13 +25,14 @@ WATCH_WINDOW_S = 5  # an experiment polled within this long is being watched: th
 LATEST_FRESH_S = 1.0  # a drawing of an older version may stand in for this long (the renderer redraws in ~0.1 s)
 
 
-def live_context(experiment: Experiment, *, with_links: bool) -> dict:
+def live_context(experiment: Experiment, *, with_links: bool, why_answer: int | None = None) -> dict:
     if experiment.is_running:
         render_cache.watch(experiment.pk)
     state = run_outcome.read_state(experiment, events=20)
     if state.finished and experiment.is_running and experiments.finish_if_done(experiment.pk):
         experiment.refresh_from_db()
     view = readmodel.live_view(experiment, state, with_links=with_links)
+    view["lesson"] = lesson.lesson(experiment, view, why_answer=why_answer)
     # What to announce rides on the counters panel: the page says each item once (static/js/lab.js).
     return {**view, "watch": watch_token(experiment.pk), "announce_json": json.dumps(view.get("announce", []))}
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django import forms
 
 from sandbox.engine.budget import HORIZON_S, MAX_JOBS
+from sandbox.engine.lessons import lesson_for
 
 CLOSE_SHARE = 0.2  # "close": within 20% of what happened
 CLOSE_ABSOLUTE = 1  # ... or within one, so small counts are not judged by percentages
@@ -48,11 +49,12 @@ DUPLICATES = Prediction("duplicates_delivered", "Messages delivered a second tim
 ORDER_VIOLATIONS = Prediction(
     "order_violations", "Events applied after a later event of their customer", "events", 0, MAX_JOBS
 )
+RETRIES = Prediction("retries", "Retries in all", "retries", 0, MAX_JOBS * 10)
 MAX_LAG = Prediction("max_lag", "Most messages one partition fell behind", "messages", 0, MAX_JOBS)
 
 FIELDS: dict[str, list[Prediction]] = {
     "happy": [DRAIN_S],
-    "flaky": [DEAD_LETTERED, RETRY_PEAK],
+    "flaky": [DEAD_LETTERED, RETRIES],
     "retry-storm": [RETRY_PEAK, DEAD_LETTERED],
     "poison": [DEAD_LETTERED, ATTEMPTS_PER_JOB],
     "timeout": [DEAD_LETTERED, DRAIN_S],
@@ -82,9 +84,30 @@ class PredictionForm(forms.Form):
         for prediction in fields_for(preset):
             self.fields[prediction.key] = prediction.field()
 
+    def use_choices(self) -> None:
+        """Beginner's mode: each number is picked from a few choices around the typical result."""
+        answers = lesson_for(self.preset).answers
+        for prediction in fields_for(self.preset):
+            if prediction.key in answers:
+                options = choices_around(prediction, answers[prediction.key])
+                self.fields[prediction.key].widget = forms.RadioSelect(choices=[(v, f"{v:g}") for v in options])
+
+    def focus_first(self) -> None:
+        """Put focus on the first prediction field when the page (or htmx's swap) shows the form."""
+        for field in self.fields.values():
+            field.widget.attrs["autofocus"] = True
+            return
+
     def predictions(self) -> dict[str, float | int]:
         """The numbers given, {key: value}, for Experiment.predicted (call after is_valid())."""
         return {key: value for key, value in self.cleaned_data.items() if value is not None}
+
+
+def choices_around(prediction: Prediction, answer: float) -> list[float]:
+    """Four options, in order: a quarter, half, the typical result and double (0, 1, 3, 10 when it is 0)."""
+    raw = [answer * f for f in (0.25, 0.5, 1, 2)] if answer else [0, 1, 3, 10]
+    kept = {min(max(v, prediction.min_value), prediction.max_value) for v in raw}
+    return sorted({round(v) if prediction.whole else round(v, 1) for v in kept})
 
 
 def _number(value) -> float | int | None:

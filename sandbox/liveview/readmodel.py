@@ -13,12 +13,12 @@ from prepsite import charts
 from prepsite.redis_conn import LAB_QUEUE, get_redis
 from sandbox import delivery
 from sandbox.engine import fairshare, live, rq_storage
+from sandbox.engine.lessons import lesson_for
 from sandbox.engine.outcome import outcome, slo_verdict
 from sandbox.engine.presets import DEFAULTS, PRESETS
 from sandbox.engine.retry_policy import backoff_ceiling
 from sandbox.engine.rq_storage import scheduler_alive
 from sandbox.engine.series import retry_histogram, series_from_buckets
-from sandbox.liveview import predictions
 from sandbox.liveview.explain import drain_seconds, explain
 from sandbox.liveview.lag import DELIVERY_STATS, delivery_panel, other_models
 from sandbox.models import Experiment
@@ -141,6 +141,10 @@ def timeline(experiment: Experiment, state: live.LiveState, now: float, lost: se
     jitter = experiment.params.get("jitter", DEFAULTS["jitter"])
     lost = lost_jobs(experiment, state) if lost is None else lost
     dlq = set(state.dlq)
+    model = delivery.model_for(experiment.params)
+    groups = {job: model.lane_group(job, experiment.params) for job in jobs}
+    if any(group is not None for group in groups.values()):
+        jobs.sort(key=lambda job: (groups[job], job))  # a log's lanes by partition: a stall reads as one block
     rows = []
     for job in jobs:
         job_marks = [{**m, "label": "↺" if m.get("r") == "redriven" else m.get("n")} for m in marks.get(job, [])]
@@ -160,6 +164,7 @@ def timeline(experiment: Experiment, state: live.LiveState, now: float, lost: se
         rows.append(
             {
                 "job": job,
+                "group": groups[job],
                 "status": status,
                 "marks": job_marks,
                 "attempts": _attempts(job_marks),
@@ -195,6 +200,31 @@ def dlq_rows(experiment: Experiment, state: live.LiveState) -> list[dict]:
             }
         )
     return rows
+
+
+def _error_class(error: str, cause: str) -> str:
+    """'PoisonMessage' from 'PoisonMessage: order #3: …'; the cause (timeout, crash) when there is no text."""
+    head = error.split(":", 1)[0].strip()
+    return head if head and " " not in head else cause or "unknown"
+
+
+def dlq_groups(experiment: Experiment, state: live.LiveState) -> list[dict]:
+    """The DLQ by error class, as a dashboard's Dead tab groups it: count, jobs and one example each."""
+    marks = live.job_marks(experiment.pk, state.dlq) if state.dlq else {}
+    groups: dict[str, dict] = {}
+    for job in state.dlq:
+        failure = _last_failure(marks.get(job, []))
+        cause, error = failure.get("r", ""), failure.get("e", "")
+        key = _error_class(error, cause)
+        group = groups.setdefault(key, {"key": key, "cause": cause, "example": error, "jobs": []})
+        group["jobs"].append(job)
+    return sorted(groups.values(), key=lambda g: (-len(g["jobs"]), g["key"]))
+
+
+def dlq_group_jobs(experiment: Experiment, key: str) -> list[int]:
+    """The jobs now in the DLQ whose last failure has this error class (empty for an unknown class)."""
+    state = live.read(experiment.pk, events=0)
+    return next((g["jobs"] for g in dlq_groups(experiment, state) if g["key"] == key), [])
 
 
 def workers(now: float) -> dict:
@@ -235,20 +265,55 @@ def events(state: live.LiveState) -> list[dict]:
     return rows
 
 
-def stats(summary: dict, state: live.LiveState | None, model: delivery.DeliveryModel = delivery.DEFAULT) -> list[dict]:
+def stats(
+    summary: dict, state: live.LiveState | None, model: delivery.DeliveryModel = delivery.DEFAULT, preset: str = ""
+) -> list[dict]:
     values = dict(summary)
     if state is not None:
         values |= {"queued": state.queued, "running": len(state.running), "scheduled": len(state.scheduled)}
     if not model.consumed:
         values = {k: v for k, v in values.items() if k not in DELIVERY_STATS or (DELIVERY_STATS[k] and v)}
+    if "order_violations" not in lesson_for(preset).counters:
+        values.pop("order_violations", None)  # retries reorder any queue: shown where order is the lesson
     return [
         {"key": key, "label": label, "value": values[key], "css": css} for key, label, css in STATS if key in values
     ]
 
 
-def _charts(state: live.LiveState, now: float) -> dict:
+IDLE_GAP_S = 10  # an idle stretch this long between the first finish and a redrive is drawn as an axis break
+
+
+def idle_gap(experiment: Experiment, state: live.LiveState) -> tuple[int, int] | None:
+    """(from, to), seconds since the start, when nothing happened between the first finish and the first
+    redrive: the charts leave it out and the time axis shows a break, so both passes stay readable."""
+    end = (experiment.first_pass or {}).get("end")
+    if not (state.t0 and state.first_redrive and end):
+        return None
+    start, stop = math.ceil(end - state.t0) + 1, math.floor(state.first_redrive - state.t0) - 1
+    return (start, stop) if stop - start >= IDLE_GAP_S else None
+
+
+def axis_seconds(state: live.LiveState, now: float, gap: tuple[int, int] | None = None) -> int:
+    """The one x-scale of a run's charts: from its start to now (to its last event once finished),
+    less an idle gap drawn as a break."""
+    idle = gap[1] - gap[0] if gap else 0
+    return charts.nice_max(max(10.0, now - state.t0 - idle)) if state.t0 else 10
+
+
+def _outside(gap: tuple[int, int] | None, xs: list[int], *columns: list[int]) -> list[list[int]]:
+    """xs and each column without the slots inside the gap (their labels keep the real seconds)."""
+    keep = [i for i, x in enumerate(xs) if not (gap and gap[0] < x < gap[1])]
+    return [[column[i] for i in keep] for column in (xs, *columns)]
+
+
+def _charts(state: live.LiveState, now: float, gap: tuple[int, int] | None = None) -> dict:
     series = series_from_buckets(state.buckets, now=now)
     hist_x, hist_y, hist_bin = retry_histogram(state.retry_hist, state.t0)
+    hist_x, hist_y = _outside(gap, hist_x, hist_y)
+    seconds, depth, in_flight, ok, fail = _outside(
+        gap, series.seconds, series.depth, series.in_flight, series.ok, series.fail
+    )
+    axis = axis_seconds(state, now, gap) + (gap[1] - gap[0] if gap else 0)  # in real seconds
     per = f"per {series.bin_s} s" if series.bin_s > 1 else "per second"
     return {
         "series": series,
@@ -256,20 +321,22 @@ def _charts(state: live.LiveState, now: float) -> dict:
             name="depth",
             title="Queue depth and jobs in flight over time",
             desc="Queue depth is arrivals minus starts so far; in flight is starts minus ends so far.",
-            xs=series.seconds,
-            lines=[("queue depth", "depth", series.depth), ("in flight", "inflight", series.in_flight)],
-            x_label="seconds since the first arrival",
+            xs=seconds,
+            lines=[("queue depth", "depth", depth), ("in flight", "inflight", in_flight)],
+            x_label="seconds since the start",
             y_label="jobs",
+            x_until=axis,
         ),
         "depth_legend": charts.legend([("queue depth", "depth"), ("in flight", "inflight")]),
         "throughput_chart": charts.bar_chart(
             name="throughput",
             title=f"Completions and failures {per}",
             desc="Stacked bars: attempts that succeeded and attempts that failed in each slot.",
-            xs=series.seconds,
-            bars=[("succeeded", "ok", series.ok), ("failed", "fail", series.fail)],
-            x_label="seconds since the first arrival",
+            xs=seconds,
+            bars=[("succeeded", "ok", ok), ("failed", "fail", fail)],
+            x_label="seconds since the start",
             y_label=f"attempts {per}",
+            x_until=axis,
         ),
         "throughput_legend": charts.legend([("succeeded", "ok"), ("failed attempts", "fail")]),
         "retry_chart": charts.bar_chart(
@@ -280,6 +347,7 @@ def _charts(state: live.LiveState, now: float) -> dict:
             bars=[("retries due", "retry", hist_y)],
             x_label="seconds since the start",
             y_label="retries due" + (f" per {hist_bin} s" if hist_bin > 1 else " per second"),
+            x_until=axis,
         )
         if hist_x
         else None,
@@ -295,24 +363,26 @@ def announcements(experiment: Experiment, state: live.LiveState, summary: dict) 
         said.append({"key": "first-dead-letter", "text": f"Job {state.dlq[0]} is in the dead-letter queue."})
     if state.finished:
         slo = "met" if summary.get("slo_met") else "missed"
+        ended = "Stopped early (not scored)" if not experiment.scored else "Finished"
         said.append(
             {
                 "key": f"finished-{summary.get('redriven', 0)}",
-                "text": f"Finished: {summary.get('succeeded', 0)} succeeded, {summary.get('dead_lettered', 0)} "
+                "text": f"{ended}: {summary.get('succeeded', 0)} succeeded, {summary.get('dead_lettered', 0)} "
                 f"dead-lettered, {summary.get('double_charges', 0)} double charges; the latency SLO was {slo}.",
             }
         )
     return said
 
 
-def prediction_rows(experiment: Experiment, summary: dict, extras: dict) -> list[dict]:
-    observed = predictions.observed(experiment.preset, summary, extras)
-    return predictions.compare(experiment.preset, experiment.predicted or {}, observed)
+def run_end(state: live.LiveState) -> float:
+    """When a finished run's last attempt ended (its axes end there, however late it is viewed)."""
+    ends = [second for kind in ("end", "arr") for second in state.buckets.get(kind, {})]
+    return float(max(ends, default=int(state.t0 or time.time())) + 1)
 
 
 def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool = True) -> dict:
     """Everything the live view's panels show, from one read of the state."""
-    now = time.time()
+    now = run_end(state) if state.finished else time.time()
     summary = outcome(experiment, state)
     model = delivery.model_for(experiment.params)
     base = {
@@ -335,11 +405,12 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             **base,
             "expired": True,
             "done": True,
-            "stats": stats(summary, None, model),
+            "stats": stats(summary, None, model, experiment.preset),
             "explain": explain(experiment.params, summary, None) if experiment.summary else [],
-            "predictions": prediction_rows(experiment, summary, {}) if experiment.summary else [],
+            "extras": {},
         }
-    drawn = _charts(state, now)
+    gap = idle_gap(experiment, state)
+    drawn = _charts(state, now, gap)
     series = drawn.pop("series")
     lost = lost_jobs(experiment, state)
     rows = timeline(experiment, state, now, lost)
@@ -349,28 +420,33 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         **drawn,
         "expired": False,
         "done": state.finished,
-        "stats": stats(summary, state, model),
+        "stats": stats(summary, state, model, experiment.preset),
         **delivery_panel(experiment, state, now),
-        "slo": slo_verdict(experiment.params, state.latencies.get("slo")),
+        "slo": slo_verdict(experiment.params, state.latencies.get("slo"), summary.get("succeeded", 0)),
         "timeline": rows,
         "lanes": charts.swimlanes(
             rows=rows,
             t0=state.t0,
             now=now,
+            span=axis_seconds(state, now, gap),
+            gap=gap,
+            live=not state.finished,
             title="Each job's attempts on a time axis",
             desc="One lane per job: attempts as bars coloured by outcome, each retry's wait as a line, and the "
             "backoff window that wait was drawn from as a pale band. The job list below says the same in words.",
         ),
+        "axis_gap": gap[1] - gap[0] if gap else 0,
         "dlq_rows": dlq_rows(experiment, state),
+        "dlq_groups": dlq_groups(experiment, state),
         "dlq_more": max(0, len(state.dlq) - DLQ_ROWS),
         "can_fix": experiment.params.get("poison_rate", 0) > 0 and not state.consumer_fixed,
-        "workers": workers(now),
+        "workers": workers(time.time()),
         "running_jobs": [
             {
                 "job": job,
                 "worker": info.get("worker", ""),
                 "pid": info.get("pid"),
-                "for_s": round(now - info.get("since", now), 1),
+                "for_s": round(time.time() - info.get("since", time.time()), 1),
                 "lost": job in lost,
             }
             for job, info in sorted(state.running.items())
@@ -388,11 +464,8 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         )
         if state.finished
         else [],
-        "predictions": prediction_rows(
-            experiment, summary, {"peak_depth": series.peak_depth, "drain_s": drain, "retry_peak": drawn["retry_peak"]}
-        )
-        if state.finished
-        else [],
+        "extras": {"peak_depth": series.peak_depth, "drain_s": drain, "retry_peak": drawn["retry_peak"]},
+        "consumer_fixed": state.consumer_fixed,
         "announce": announcements(experiment, state, summary),
         "t0": datetime.fromtimestamp(state.t0, tz=UTC) if state.t0 else None,
     }

@@ -278,6 +278,7 @@ STATES: dict[str, Callable[[Page, str], None]] = {
     "not-found": visit("/no-such-page/"),
     "lab": visit("/sandbox/"),
     "lab-start-panel": visit("/sandbox/?preset=poison"),
+    "lab-start-choices": visit("/sandbox/?preset=poison&mode=choices"),
 }
 
 
@@ -321,7 +322,8 @@ def lab_finished_dlq(page: Page, base: str, engine) -> None:
     engine.finish(Experiment.objects.get(pk=start_run(page, base, "poison", POISON)))
     expect(page.locator("#dlq-count")).to_have_text("4", timeout=wait_ms(10_000))
     expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(10_000))
-    expect(page.locator("#panel-dlq tbody tr")).to_have_count(4)
+    expect(page.locator("#panel-dlq table.dlq tbody tr")).to_have_count(4)
+    expect(page.locator("#dlq-groups tbody tr")).to_have_count(1)
 
 
 def lab_history(page: Page, base: str, engine) -> None:
@@ -337,12 +339,14 @@ def lab_history(page: Page, base: str, engine) -> None:
 def lab_compare(page: Page, base: str, engine) -> None:
     """Run it twice (no jitter vs full jitter) lands on the compare page; audited once both have finished."""
     fill_start_form(page, base, "poison", POISON)
+    page.locator("#id_predict-dead_lettered").fill("4")  # the compare page scores both runs' predictions
     page.get_by_role("button", name="Run it twice").click()
     page.wait_for_url(re.compile(r"/sandbox/compare/\?"))
     expect(page.get_by_role("heading", name="Compare experiments")).to_be_visible()
     engine.finish_all(*(Experiment.objects.get(pk=int(pk)) for pk in re.findall(r"=(\d+)", page.url)))
     expect(page.locator("#compare-body .pill.warn")).to_have_count(0, timeout=wait_ms(10_000))
     expect(page.locator("#h-waves")).to_be_visible()
+    expect(page.locator("#compare-predictions")).to_be_visible()
 
 
 def lab_log_running(page: Page, base: str) -> None:
@@ -366,6 +370,43 @@ def lab_models_compare(page: Page, base: str) -> None:
     expect(page.locator("#h-delivery")).to_be_visible()
 
 
+def lab_lesson(page: Page, base: str, engine) -> Experiment:
+    """Issue #22's lesson card: a poison run predicted, finished, its "why?" question open."""
+    page.goto(f"{base}/sandbox/?preset=poison")
+    expect(page.locator("#id_predict-dead_lettered")).to_be_focused()
+    page.locator("#id_predict-dead_lettered").fill("4")
+    for name, value in POISON.items():
+        page.locator(f"#id_{name}").fill(str(value))
+    page.get_by_role("button", name="Start experiment").click()
+    page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
+    experiment = Experiment.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
+    engine.finish(experiment)
+    expect(page.locator("#lesson-headline")).to_be_visible(timeout=wait_ms(10_000))
+    expect(page.locator(".why-form")).to_be_visible()
+    return experiment
+
+
+def lab_lesson_answered_and_redriven(page: Page, base: str, engine) -> None:
+    """The lesson after the "why?" answer and a redrive: the explanation and the after-redrive rows."""
+    experiment = lab_lesson(page, base, engine)
+    page.locator(".why-option input").first.check()
+    page.locator("#why-check").click()
+    expect(page.locator("#explanation")).to_be_visible(timeout=wait_ms(5_000))
+    page.locator("#redrive-all").click()
+    expect(page.locator("#lab-flash")).to_contain_text("Redrove", timeout=wait_ms(5_000))  # then the jobs are queued
+    engine.run_until(lambda: (Experiment.objects.get(pk=experiment.pk).summary or {}).get("redriven"))
+    expect(page.locator("#after-label")).to_be_visible(timeout=wait_ms(10_000))
+
+
+def lab_lesson_stopped(page: Page, base: str, engine) -> None:
+    """A run stopped early: not scored, no Try next."""
+    run = start_run(page, base, "poison", POISON)
+    page.locator("#stop-experiment").click()
+    expect(page.locator("#lab-flash")).to_contain_text("Stopping", timeout=wait_ms(5_000))
+    engine.finish(Experiment.objects.get(pk=run))
+    expect(page.locator("#run-status")).to_contain_text("not scored", timeout=wait_ms(10_000))
+
+
 LAB_STATES: dict[str, Callable[[Page, str], None]] = {
     "lab-running": lab_running,
     "lab-log-running": lab_log_running,
@@ -376,6 +417,9 @@ FINISHED_LAB_STATES: dict[str, Callable[[Page, str, object], None]] = {
     "lab-finished-dlq": lab_finished_dlq,
     "lab-history": lab_history,
     "lab-compare": lab_compare,
+    "lab-lesson": lab_lesson,
+    "lab-lesson-redriven": lab_lesson_answered_and_redriven,
+    "lab-lesson-stopped": lab_lesson_stopped,
 }
 
 

@@ -54,7 +54,7 @@ def test_poison_run_fills_the_dlq_live_and_redrive_all_runs_the_jobs_again(live_
         expect(rows.nth(i)).to_have_attribute("data-attempts", "3")
         expect(rows.nth(i).locator(".mark-error")).to_have_count(3)
     expect(page.locator(".tl-plan").first).to_contain_text("retries after")
-    expect(page.locator("#panel-outcome")).to_contain_text("All 4 end in the DLQ")
+    expect(page.locator("#panel-lesson")).to_contain_text("All 4 end in the DLQ")
     expect(page.locator("#panel-outcome")).to_contain_text("DLQ share")
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
     screenshot("lab-poison-dlq")

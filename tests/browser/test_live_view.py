@@ -68,11 +68,11 @@ def test_poison_run_predicted_watched_on_a_time_axis_then_fixed_and_redriven_to_
     # The attempts on a real time axis: two error bars per job, a wait line between them.
     expect(page.locator("svg.lanes .lane-bar.mark-error")).to_have_count(8)
     expect(page.locator("svg.lanes .lane-wait")).to_have_count(4)
-    # The payoff first: the prediction next to what happened.
-    outcome = page.locator("#panel-outcome")
-    expect(outcome.locator('[data-prediction="dead_lettered"]')).to_contain_text("spot on")
+    # The payoff first: the lesson, with the prediction next to what happened.
+    lesson = page.locator("#panel-lesson")
+    expect(lesson.locator('[data-prediction="dead_lettered"]')).to_contain_text("spot on")
     first_panel = page.locator("section.panel").first
-    expect(first_panel).to_have_id("panel-outcome")
+    expect(first_panel).to_have_id("panel-lesson")
     shots(page, "live-poison-finished")
 
     expect(page.locator("#lab-flash")).to_contain_text("Finished:")
@@ -103,7 +103,7 @@ def test_duplicates_without_idempotency_draw_double_charges_in_red(live_server, 
         seed=7,
     )  # fmt: skip
     finished(page)
-    doubles = int(counter(page, "double_charges").inner_text())
+    doubles = int(counter(page, "double_charges").text_content())  # under "All counters", folded
     assert doubles == planned
     expect(page.locator('[data-counter="double_charges"]')).to_have_class(re.compile(r"\berr\b"))
     expect(page.locator("svg.lanes .lane-bar.mark-double")).to_have_count(doubles)
@@ -170,7 +170,7 @@ def test_focus_stays_on_stop_experiment_across_ten_updates_and_the_outcome_is_an
     finished(page)
     page.wait_for_timeout(2500)  # later polls must not announce it again
     said = page.evaluate("window.__said")
-    assert sum(1 for text in said if "Finished:" in text) == 1, said
+    assert sum(1 for text in said if "Stopped early (not scored):" in text) == 1, said  # it was stopped
     assert Experiment.objects.get(pk=pk).summary["stopped"] >= 1
 
 

@@ -39,7 +39,7 @@ def test_predictions_are_frozen():
         ("duplicates", ["double_charges"]),
         ("spike", ["rejected"]),
         ("slow-consumer", ["peak_depth", "drain_s"]),
-        ("flaky", ["dead_lettered", "retry_peak"]),
+        ("flaky", ["dead_lettered", "retries"]),
         ("retry-storm", ["retry_peak", "dead_lettered"]),
         ("timeout", ["dead_lettered", "drain_s"]),
         ("crash", ["double_charges", "succeeded"]),

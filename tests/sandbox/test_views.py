@@ -607,7 +607,8 @@ def test_swimlanes_draw_attempts_waits_and_backoff_windows_on_a_time_axis():
         {"job": 2, "ceilings": [2, 4], "marks": [], "running_since": t0 + 1.0},
     ]
     svg = charts.swimlanes(rows=rows, t0=t0, now=t0 + 3, title="Lanes <t>", desc="d")
-    assert svg.startswith('<svg class="chart lanes"')
+    assert svg.startswith('<div class="lanes-wrap"><svg class="lane-labels"')  # the phone's held label column
+    assert '<svg class="chart lanes"' in svg
     assert "Lanes &lt;t&gt;" in svg
     assert svg.count('class="lane-bar mark-error"') == 1
     assert svg.count('class="lane-bar mark-double"') == 1  # a double charge is drawn red, not "ok"

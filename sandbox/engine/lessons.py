@@ -1,0 +1,309 @@
+"""What each preset teaches around its run, keyed by preset name: the answers its predictions come to
+(kept off its card), the lesson card's headline, figures and chart, the one-knob variant to try next and
+the "why?" question. A preset without an entry gets DEFAULT (a plain card with no Try next)."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TryNext:
+    """The one-knob variant a result suggests next: the same seed with one parameter changed."""
+
+    label: str  # what the button says after "Try next: "
+    params: dict  # the knob, as parameter overrides
+    look_for: str  # what to watch in the variant
+
+
+@dataclass(frozen=True)
+class Why:
+    """One "why?" question after the run, with three options (Brilliant's pattern), before the explanation."""
+
+    question: str
+    options: tuple[str, str, str]
+    answer: int  # index of the right option
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lesson:
+    # What the preset's predictions (sandbox.liveview.predictions keys) come to on a typical run.
+    answers: dict = field(default_factory=dict)
+    headline: str = ""  # the lesson in one sentence, formatted with the run's first-pass figures
+    counters: tuple[str, ...] = ("succeeded", "dead_lettered", "attempts")  # the 3–4 figures it is about
+    chart: str = "lanes"  # the one chart that shows it: depth, throughput, retries, lanes or lag
+    try_next: TryNext | None = None
+    why: Why | None = None
+
+
+DEFAULT = Lesson()
+
+
+def lesson_for(preset: str) -> Lesson:
+    return LESSONS.get(preset, DEFAULT)
+
+
+LESSONS: dict[str, Lesson] = {
+    "happy": Lesson(
+        answers={"drain_s": 2},
+        headline="All {succeeded} jobs succeeded first time; the queue drained in {drain_s} s.",
+        counters=("succeeded", "attempts", "dead_lettered"),
+        chart="depth",
+        try_next=TryNext(
+            "a flaky dependency (30% of attempts fail)",
+            {"failure_rate": 0.3},
+            "how many retries it takes, and how much longer the queue takes to drain",
+        ),
+        why=Why(
+            "Why did the queue take about that long to drain?",
+            (
+                "The work was shared by the worker slots: jobs × duration ÷ slots",
+                "Each job waited for the one before it to be acknowledged",
+                "RQ adds a fixed delay of a second per job",
+            ),
+            0,
+        ),
+    ),
+    "flaky": Lesson(
+        answers={"dead_lettered": 0, "retries": 20},
+        headline=(
+            "{retries} retries rescued all but {dead_lettered} of {enqueued} jobs: independent failures "
+            "rarely fail one job five times."
+        ),
+        counters=("retries", "succeeded", "dead_lettered"),
+        chart="retries",
+        try_next=TryNext(
+            "only 1 retry", {"max_retries": 1}, "the DLQ: with 2 attempts a job is dead-lettered 0.4² = 16% of the time"
+        ),
+        why=Why(
+            "Why did so few jobs (if any) end in the DLQ?",
+            (
+                ("A job is dead-lettered only if every one of its attempts fails, and 0.4^5 is about 1%"),
+                "Full jitter prevents failures",
+                "The provider recovered after the first wave of failures",
+            ),
+            0,
+        ),
+    ),
+    "retry-storm": Lesson(
+        answers={"retry_peak": 40, "dead_lettered": 0},
+        headline=(
+            "Without jitter, up to {retry_peak} retries fell due in the same second: the outage's "
+            "failures came back as waves."
+        ),
+        counters=("retries", "succeeded", "dead_lettered"),
+        chart="retries",
+        try_next=TryNext(
+            "full jitter",
+            {"jitter": "full"},
+            ("the retry chart: the same failures come back spread out, a fraction as many in the busiest second"),
+        ),
+        why=Why(
+            "Why did the retries come back as spikes?",
+            (
+                "Every job failed at about the same moment and waited exactly the same backoff",
+                "RQ's scheduler only runs every 5 seconds",
+                "The provider sends its errors in batches",
+            ),
+            0,
+        ),
+    ),
+    "poison": Lesson(
+        answers={"dead_lettered": 12, "attempts_per_job": 4},
+        headline=(
+            "All {dead_lettered} of {enqueued} jobs ended in the DLQ after {attempts_per_job} attempts "
+            "each: retries cannot fix a malformed message."
+        ),
+        counters=("dead_lettered", "attempts", "retries", "succeeded"),
+        chart="lanes",
+        try_next=TryNext(
+            "no retries", {"max_retries": 0}, "the same DLQ, reached at once, with a quarter of the attempts"
+        ),
+        why=Why(
+            "Why did the retries not help?",
+            (
+                "The failure is in the message itself, so every attempt fails the same way",
+                "The backoff was too short for the provider to recover",
+                "The workers crashed before the retries ran",
+            ),
+            0,
+        ),
+    ),
+    "timeout": Lesson(
+        answers={"dead_lettered": 6, "drain_s": 7},
+        headline=(
+            "All {dead_lettered} jobs timed out on every attempt and ended in the DLQ, after {drain_s} s "
+            "of wasted work."
+        ),
+        counters=("timeouts", "dead_lettered", "attempts"),
+        chart="lanes",
+        try_next=TryNext(
+            "a 5 s timeout", {"timeout_s": 5}, "every job succeeding on its first attempt, and the DLQ staying empty"
+        ),
+        why=Why(
+            "Why did every attempt fail?",
+            (
+                "The work takes longer than the timeout, so the work-horse is always cut off",
+                "The jobs were poison messages",
+                "The retry came too soon",
+            ),
+            0,
+        ),
+    ),
+    "crash": Lesson(
+        answers={"double_charges": 0, "succeeded": 8},
+        headline=(
+            "{crashes} work-horses died mid-job, yet {succeeded} of {enqueued} jobs succeeded and "
+            "{double_charges} were charged twice."
+        ),
+        counters=("crashes", "succeeded", "double_charges", "dead_lettered"),
+        chart="lanes",
+        try_next=TryNext(
+            "idempotency off",
+            {"idempotency": "off"},
+            "double charges: a retry after a crash that came after the charge charges again",
+        ),
+        why=Why(
+            "Why was no customer charged twice?",
+            (
+                "The retry found the charge's idempotency key and did not charge again",
+                "A crashed attempt never writes anything",
+                "RQ rolls back a crashed job's writes",
+            ),
+            0,
+        ),
+    ),
+    "duplicates": Lesson(
+        answers={"double_charges": 0},
+        headline=(
+            "{duplicates_delivered} messages arrived twice and {duplicates_suppressed} were suppressed: "
+            "{double_charges} double charges."
+        ),
+        counters=("duplicates_delivered", "duplicates_suppressed", "double_charges"),
+        chart="lanes",
+        try_next=TryNext("idempotency off", {"idempotency": "off"}, "every duplicate delivery becoming a charge"),
+        why=Why(
+            "Why did the duplicates not charge anyone twice?",
+            (
+                ("The consumer recorded each charge under its idempotency key, so the second delivery was a no-op"),
+                "RQ refuses to run the same job id twice",
+                "The broker removed the duplicates before delivery",
+            ),
+            0,
+        ),
+    ),
+    "spike": Lesson(
+        answers={"rejected": 150},
+        headline=(
+            "{rejected} of {requested} charges were turned away at the door; the {enqueued} admitted all finished."
+        ),
+        counters=("rejected", "enqueued", "succeeded"),
+        chart="depth",
+        try_next=TryNext("room for all of them", {"queue_cap": 200}, "no rejections, and a longer drain"),
+        why=Why(
+            "Why were charges rejected at once rather than queued?",
+            (
+                "The queue admits only up to its cap; the rest are shed at admission",
+                "The workers were too slow",
+                "Redis ran out of memory",
+            ),
+            0,
+        ),
+    ),
+    "visibility-timeout": Lesson(
+        answers={"duplicates_delivered": 4, "double_charges": 0},
+        headline=(
+            "Each message was handed to a second consumer while the first still worked: "
+            "{duplicates_delivered} duplicate deliveries, {double_charges} double charges."
+        ),
+        counters=("duplicates_delivered", "duplicates_suppressed", "double_charges"),
+        chart="lanes",
+        try_next=TryNext("lease extension on", {"lease_extension": "on"}, "the duplicate deliveries disappearing"),
+        why=Why(
+            "Why was each message delivered twice?",
+            (
+                ("It was still unacknowledged when its visibility timeout ran out, so it was claimed again"),
+                "The producer published every message twice",
+                "The first consumer crashed",
+            ),
+            0,
+        ),
+    ),
+    "ordering": Lesson(
+        answers={"order_violations": 12},
+        headline=(
+            "{order_violations} events were applied after a later event of the same customer: retries on "
+            "a shared queue reorder."
+        ),
+        counters=("order_violations", "retries", "succeeded"),
+        chart="lanes",
+        try_next=TryNext(
+            "the log model", {"model": "log"}, "order violations at 0, and partitions stalling behind each failure"
+        ),
+        why=Why(
+            "Why did events apply out of order?",
+            (
+                "A failed event waited for its retry while the same customer's next event went ahead",
+                "RQ pops jobs in random order",
+                "The workers' clocks disagree",
+            ),
+            0,
+        ),
+    ),
+    "head-of-line": Lesson(
+        answers={"max_lag": 10, "dead_lettered": 2},
+        headline=(
+            "A poison message held its partition while it was retried: that partition fell {max_lag} "
+            "messages behind; {dead_lettered} went to the DLQ."
+        ),
+        counters=("max_lag", "dead_lettered", "retries"),
+        chart="lag",
+        try_next=TryNext(
+            "the retry topic",
+            {"on_failure": "retry_topic"},
+            "the blocked partition's lag: the poison message is parked and its partition moves on",
+        ),
+        why=Why(
+            "Why did one partition fall behind while the others drained?",
+            (
+                "Its head message was retried in place, and everything behind it waited",
+                "That partition had more messages",
+                "Its consumer was slower",
+            ),
+            0,
+        ),
+    ),
+    "rebalance": Lesson(
+        answers={"max_lag": 30, "double_charges": 0},
+        headline=(
+            "A consumer died and its partitions moved: the worst partition fell {max_lag} messages "
+            "behind, {redeliveries} messages were delivered again, {double_charges} double charges."
+        ),
+        counters=("max_lag", "redeliveries", "double_charges"),
+        chart="lag",
+        try_next=TryNext("idempotency off", {"idempotency": "off"}, "the redelivered message charging twice"),
+        why=Why(
+            "Why was a message delivered again after the kill?",
+            (
+                ("The new owner resumed from the last committed offset, before the dead consumer's message"),
+                "The producer retried the publish",
+                "The kill corrupted the partition",
+            ),
+            0,
+        ),
+    ),
+    "slow-consumer": Lesson(
+        answers={"peak_depth": 30, "drain_s": 12},
+        headline=("Arrivals outran the workers: the queue peaked at {peak_depth} jobs and took {drain_s} s to drain."),
+        counters=("succeeded", "dead_lettered", "attempts"),
+        chart="depth",
+        try_next=TryNext("4 workers", {"concurrency": 4}, "the queue staying near empty and the SLO met"),
+        why=Why(
+            "Why did the queue keep growing while jobs arrived?",
+            (
+                "Jobs arrived faster than the workers could serve them",
+                "Each job was retried",
+                "The queue cap was too low",
+            ),
+            0,
+        ),
+    ),
+}
