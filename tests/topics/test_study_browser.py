@@ -142,3 +142,12 @@ def test_logged_in_reader_sees_their_account_and_marks_on_a_shared_chapter(
     expect(page.locator("#progress")).to_contain_text(f"1 of {queueing.sections.count()} chapters understood")
     expect(page.locator("#toc-check-overview")).to_contain_text("✓")
     expect(page.locator("#nav-account")).not_to_contain_text("Log in")
+
+
+def test_study_in_the_nav_opens_the_one_topics_chapter_list(live_server, page, queueing):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(live_server.url + "/")
+    page.locator("header nav").get_by_role("link", name="Study", exact=True).click()
+    expect(page).to_have_url(live_server.url + queueing.get_absolute_url())
+    expect(page.locator("h1")).to_have_text(queueing.title)
+    shot(page, "study-nav-lands-on-chapters-desktop")
