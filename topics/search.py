@@ -118,7 +118,7 @@ class LabPreset(Protocol):
     the Lab, the project says where the presets are)."""
 
     title: str
-    expect: str
+    setup: str  # the givens in one line (never the result: that is the Lab's to show after a run)
     section: str  # the slug of the chapter that explains it
 
 
@@ -276,14 +276,14 @@ def _documents() -> list[Doc]:
         )
     for name, preset in lab_presets().items():
         concept = concepts.get(preset.section, "")
-        # Found by its title and its concept only: its description (shown as the snippet) retells the chapter.
+        # Found by its title and its concept only: its setup is shown as the snippet, not searched.
         docs.append(
             _searched_by_title(
                 kind="lab",
                 url=lab_link(name),
                 title=preset.title,
                 context=f"Lab experiment · {concept}" if concept else "Lab experiment",
-                text=preset.expect,
+                text=preset.setup,
                 group=f"lab:{name}",
                 order=len(docs),
                 heading_text=preset.title,
