@@ -42,6 +42,7 @@ class Topic(models.Model):
 
 
 WORDS_PER_MINUTE = 220  # a technical text read carefully
+SECTION_HEADING_LEVEL = 3  # a chapter's sections are its ### headings (the chapter title is the page's h1)
 # Path segments under /topics/<topic>/ that are not chapters (our routes and the Drills app's).
 RESERVED_SECTION_SLUGS = frozenset({"drill", "drill-status", "personal", "checklist", "sections"})
 
@@ -88,6 +89,11 @@ class Section(models.Model):
 
     def heading_title(self, heading_id: str) -> str:
         return next((entry["title"] for entry in self.toc if entry["id"] == heading_id), "")
+
+    @property
+    def parts(self) -> list[dict]:
+        """The chapter's sections: its top sub-headings (### in the Markdown), [{id, title, level}]."""
+        return [entry for entry in self.toc if entry["level"] == SECTION_HEADING_LEVEL]
 
 
 class QuestionQuerySet(models.QuerySet):
@@ -231,7 +237,52 @@ class ReadingPosition(VisitorOwned):
         return f"{url}#{self.heading}" if self.heading else url
 
 
+class HeadingUnderstoodQuerySet(VisitorOwnedQuerySet):
+    def set(self, section: "Section", *, heading: str, understood: bool, visitor: Visitor) -> None:
+        """Record or clear the visitor's mark on one section of a chapter (idempotent)."""
+        if understood:
+            self.get_or_create(section=section, heading=heading, **visitor.owner())
+        else:
+            self.owned_by(visitor).filter(section=section, heading=heading).delete()
+
+    def claim(self, *, source: Visitor, target: Visitor) -> int:
+        """Move an anonymous visitor's section marks to their account (a mark both hold is kept once)."""
+        with transaction.atomic():
+            anonymous = self.owned_by(source)
+            for section_id, heading in self.owned_by(target).values_list("section_id", "heading"):
+                anonymous.filter(section_id=section_id, heading=heading).delete()
+            return anonymous.update(**target.owner())
+
+
+class HeadingUnderstood(VisitorOwned):
+    """A visitor marked one section of a chapter (a ### heading) as understood; the chapter shows how many."""
+
+    section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="heading_marks")
+    heading = models.CharField(max_length=100)
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = HeadingUnderstoodQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["section", "heading", "user"],
+                condition=models.Q(user__isnull=False),
+                name="unique_heading_understood_per_user",
+            ),
+            models.UniqueConstraint(
+                fields=["section", "heading", "anon_id"],
+                condition=models.Q(user__isnull=True),
+                name="unique_heading_understood_per_session",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.section} #{self.heading} understood"
+
+
 @receiver(anonymous_visitor_claimed, dispatch_uid="topics_claim_anonymous_marks")
 def claim_anonymous_marks(sender, source: Visitor, target: Visitor, **kwargs) -> None:
     SectionUnderstood.objects.claim(source=source, target=target)
+    HeadingUnderstood.objects.claim(source=source, target=target)
     ReadingPosition.objects.claim(source=source, target=target)

@@ -27,12 +27,17 @@ import math
 import re
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.utils.html import escape
+from django.utils.module_loading import import_string
 from django.utils.safestring import SafeString, mark_safe
 
+from prepsite.links import lab_link
 from topics.markdown import html_to_text
 from topics.models import Question, Section, Topic
 from topics.text import query_terms, tokenize
@@ -57,6 +62,9 @@ PROMPT_WEIGHT = 0.8
 SYNONYM_WEIGHT = 0.7
 PROXIMITY_WEIGHT = 1.5
 QUESTION_WEIGHT = 0.7
+# A Lab experiment is found by its title and its concept (the chapter that explains it), and ranks below the
+# passage that teaches the same words: it shows the idea, the chapter explains it.
+LAB_WEIGHT = 0.6
 # The query words as a bold phrase of the block ("**At-least-once.** The consumer ..."): the way our chapters
 # define a term. Worth its share of the phrase, so a bold sentence that merely holds a word is worth less.
 DEFINITION_WEIGHT = 2.0
@@ -99,8 +107,23 @@ PHRASE_SYNONYMS = {
     "double charge": "idempotency duplicate charge",
     "processed twice": "idempotent consumer duplicate",
     "replay the dlq": "redrive dead letter",
-    "consumer lag": "consumer lag backlog offset",
+    # The chapters teach it as "Depth or lag" and "offset lag per partition"; "consumer" on its own pulls in
+    # Kafka's replication settings (`replica.lag.time.max.ms`), which are about followers, not consumers.
+    "consumer lag": "lag depth",
 }
+
+
+class LabPreset(Protocol):
+    """What search reads of a Lab preset (settings.STUDY_LAB_PRESETS maps names to them; Study never imports
+    the Lab, the project says where the presets are)."""
+
+    title: str
+    setup: str  # the givens in one line (never the result: that is the Lab's to show after a run)
+    section: str  # the slug of the chapter that explains it
+
+
+def lab_presets() -> Mapping[str, LabPreset]:
+    return import_string(settings.STUDY_LAB_PRESETS)
 
 
 def expand_query(query: str) -> str:
@@ -113,7 +136,7 @@ def expand_query(query: str) -> str:
 
 @dataclass
 class Doc:
-    kind: str  # "topic" | "section" | "question"
+    kind: str  # "topic" | "section" | "question" | "lab"
     url: str
     title: str
     context: str
@@ -176,6 +199,13 @@ def _doc(*, heading_text: str = "", links: list[str] = (), **fields) -> Doc:
     return doc
 
 
+def _searched_by_title(**fields) -> Doc:
+    """A document whose text is shown but not searched: only its heading and chapter words find it."""
+    doc = _doc(**fields)
+    doc.tokens, doc.counts = [], Counter()
+    return doc
+
+
 def _position(block_id: str) -> int:
     """n of a "<heading>--<n>" block id; a figure (its own id) counts as a later block."""
     number = block_id.rpartition("--")[2]
@@ -206,7 +236,9 @@ def _documents() -> list[Doc]:
             )
         )
     sections = Section.objects.select_related("topic").order_by("topic__order", "topic__title", "order")
+    concepts: dict[str, str] = {}
     for section in sections.only("slug", "title", "toc", "blocks", "body_md", "topic__slug", "topic__title"):
+        concepts.setdefault(section.slug, section.title)
         chapter = _stems(section.title)
         code_share = _code_share(section.body_md)
         for block in section.blocks:
@@ -240,6 +272,22 @@ def _documents() -> list[Doc]:
                 group=f"question:{question.pk}",
                 order=len(docs),
                 heading_text=question.prompt,
+            )
+        )
+    for name, preset in lab_presets().items():
+        concept = concepts.get(preset.section, "")
+        # Found by its title and its concept only: its setup is shown as the snippet, not searched.
+        docs.append(
+            _searched_by_title(
+                kind="lab",
+                url=lab_link(name),
+                title=preset.title,
+                context=f"Lab experiment · {concept}" if concept else "Lab experiment",
+                text=preset.setup,
+                group=f"lab:{name}",
+                order=len(docs),
+                heading_text=preset.title,
+                chapter=_stems(concept),
             )
         )
     return docs
@@ -396,7 +444,7 @@ def _parts(index: Index, doc: Doc, groups: list[dict[str, float]], chapters: dic
     heading_phrase = _proximity(doc, groups, doc.heading_tokens) * heading_weight / (HEADING_WEIGHT + OPENER_WEIGHT)
     opening = doc.kind == "section" and doc.position == 1 and doc.block_kind == "p"  # a section's opening paragraph
     lead_weight = LEAD_WEIGHT + (OPENER_LEAD_WEIGHT if opening else 0.0)
-    shape = QUESTION_WEIGHT if doc.kind == "question" else 1.0
+    shape = {"question": QUESTION_WEIGHT, "lab": LAB_WEIGHT}.get(doc.kind, 1.0)
     shape *= FIGURE_WEIGHT if doc.block_kind == "figure" else 1.0
     shape *= QUESTION_LEAD_WEIGHT if doc.question else 1.0
     shape *= (1 - LINK_SHARE_WEIGHT * doc.link_share) * (1 - CODE_SHARE_WEIGHT * doc.code_share)

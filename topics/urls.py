@@ -31,6 +31,11 @@ urlpatterns = [
         name="mark_understood",
     ),
     path(
+        "topics/<slug:slug>/sections/<slug:section_slug>/headings/understood/",
+        views.mark_heading,
+        name="mark_heading",
+    ),
+    path(
         "topics/<slug:slug>/sections/<slug:section_slug>/position/",
         views.save_position,
         name="save_position",

@@ -11,7 +11,7 @@ from prepsite.shared_pages import shared_page
 from prepsite.visitor import visitor_for
 from topics import search as site_search
 from topics import text
-from topics.models import Question, ReadingPosition, Section, SectionUnderstood, Topic
+from topics.models import HeadingUnderstood, Question, ReadingPosition, Section, SectionUnderstood, Topic
 
 
 def _understood_ids(request: HttpRequest, topic_id: int) -> set[int]:
@@ -24,6 +24,10 @@ def _understood_ids(request: HttpRequest, topic_id: int) -> set[int]:
 
 @require_safe
 def topic_list(request: HttpRequest) -> HttpResponse:
+    """Every topic; with only one, Study is that topic's chapter list, so go straight there."""
+    only = list(Topic.objects.published()[:2])
+    if len(only) == 1:
+        return redirect(only[0])
     topics = Topic.objects.published().annotate(
         section_count=Count("sections", distinct=True), question_count=Count("questions", distinct=True)
     )
@@ -110,6 +114,21 @@ def section_detail(request: HttpRequest, slug: str, section_slug: str) -> HttpRe
     return shared_page(request, f"chapter:{slug}:{section_slug}", "topics/section_detail.html", context)
 
 
+def _parts_context(request: HttpRequest, section: Section) -> dict:
+    """The chapter's sections with the visitor's marks, and how many of them are understood."""
+    parts = Section.objects.only("pk", "toc").get(pk=section.pk).parts
+    visitor = visitor_for(request)
+    marked = set()
+    if visitor is not None:
+        marks = HeadingUnderstood.objects.owned_by(visitor).filter(section_id=section.pk)
+        marked = set(marks.values_list("heading", flat=True))
+    return {
+        "parts": parts,
+        "parts_understood": {part["id"] for part in parts} & marked,
+        "parts_count": len(parts),
+    }
+
+
 @require_safe
 @never_cache
 def section_personal(request: HttpRequest, slug: str, section_slug: str) -> HttpResponse:
@@ -122,7 +141,7 @@ def section_personal(request: HttpRequest, slug: str, section_slug: str) -> Http
     if section is None:
         raise Http404("no such chapter")
     context = _progress_context(request, topic, sections) | {"section": section, "oob": True}
-    return render(request, "topics/section_detail.html#personal", context)
+    return render(request, "topics/section_detail.html#personal", context | _parts_context(request, section))
 
 
 @require_safe
@@ -163,6 +182,29 @@ def mark_understood(request: HttpRequest, slug: str, section_slug: str) -> HttpR
         "oob": True,
     }
     return render(request, "topics/topic_detail.html#understood", context)
+
+
+class HeadingUnderstoodForm(forms.Form):
+    heading = forms.CharField(max_length=100)
+    understood = forms.TypedChoiceField(choices=[("1", "yes"), ("0", "no")], coerce=lambda v: v == "1")
+
+
+@require_POST
+def mark_heading(request: HttpRequest, slug: str, section_slug: str) -> HttpResponse:
+    """Mark one section of a chapter (a ### heading) understood or not; the chapter's count follows."""
+    section = get_object_or_404(Section.objects.select_related("topic"), topic__slug=slug, slug=section_slug)
+    form = HeadingUnderstoodForm(request.POST)
+    known = {part["id"] for part in section.parts}
+    if not form.is_valid() or form.cleaned_data["heading"] not in known:
+        return HttpResponse("Unknown section for this chapter.", status=400, content_type="text/plain")
+    heading = form.cleaned_data["heading"]
+    HeadingUnderstood.objects.set(
+        section, heading=heading, understood=form.cleaned_data["understood"], visitor=visitor_for(request, create=True)
+    )
+    if not request.htmx:
+        return redirect(f"{section.get_absolute_url()}#{heading}")
+    context = {"topic": section.topic, "section": section, "oob": True} | _parts_context(request, section)
+    return render(request, "topics/section_detail.html#parts", context)
 
 
 class PositionForm(forms.Form):

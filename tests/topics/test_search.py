@@ -433,3 +433,62 @@ def test_everyday_phrases_find_the_passage_that_teaches_the_sites_term(queueing,
 
     first = site_search.search(query)[0]
     assert teaches in (first.title + " " + first.text).lower(), first.title
+
+
+def test_consumer_lag_finds_the_lag_teaching_not_kafkas_replica_setting(queueing):
+    hits = search("consumer lag")
+    first = hits[0]
+    assert first.kind == "section"
+    assert first.context.endswith("Production considerations"), (first.title, first.context)
+    assert "lag" in first.text.lower()
+    # Kafka's `replica.lag.time.max.ms` is about followers catching up, not consumers: not in the first three.
+    assert all("replica.lag.time.max.ms" not in hit.text for hit in hits[:3]), [h.title for h in hits[:3]]
+
+
+def lab_hits(query: str) -> list:
+    return [hit for hit in search(query) if hit.kind == "lab"]
+
+
+def test_a_lab_preset_is_a_typed_result_found_by_its_title_linking_to_the_lab(client, queueing):
+    from sandbox.engine.presets import PRESETS  # the test may look; Study itself reads them through settings
+
+    preset = PRESETS["retry-storm"]
+    hit = next(hit for hit in lab_hits(preset.title) if hit.url == "/sandbox/?preset=retry-storm")
+    assert hit.title == preset.title
+    concept = queueing.sections.get(slug=preset.section).title
+    assert hit.context == f"Lab experiment · {concept}"
+    html = get(client, preset.title)
+    assert 'class="search-hit search-hit-lab"' in html
+    assert 'href="/sandbox/?preset=retry-storm"' in html
+    assert f"Lab experiment · {concept}" in html
+
+
+def test_a_lab_preset_is_found_by_its_concept(queueing):
+    from sandbox.engine.presets import PRESETS
+
+    section = queueing.sections.get(slug="scalability-and-reliability")
+    expected = {f"/sandbox/?preset={name}" for name, preset in PRESETS.items() if preset.section == section.slug}
+    assert expected
+    found = {hit.url for hit in lab_hits(section.title)}
+    assert expected <= found, expected - found
+
+
+def test_a_lab_preset_ranks_below_the_passage_that_teaches_its_words(queueing):
+    hits = search("retry storm")
+    assert hits[0].kind == "section"
+    assert any(hit.kind == "lab" for hit in hits)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_lab_result_opens_the_lab_with_its_preset_chosen(live_server, page, queueing):
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(live_server.url + "/search/?q=retry+storm")
+    lab = page.locator(".search-hit-lab").filter(has_text="Retry storm after an outage")
+    expect(lab.locator(".hit-context")).to_contain_text("Lab experiment")
+    lab.scroll_into_view_if_needed()
+    page.screenshot(path=str(folder / "search-lab-experiment-result.png"))
+    lab.get_by_role("link").click()
+    expect(page).to_have_url(live_server.url + "/sandbox/?preset=retry-storm")

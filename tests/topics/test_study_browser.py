@@ -142,3 +142,36 @@ def test_logged_in_reader_sees_their_account_and_marks_on_a_shared_chapter(
     expect(page.locator("#progress")).to_contain_text(f"1 of {queueing.sections.count()} chapters understood")
     expect(page.locator("#toc-check-overview")).to_contain_text("✓")
     expect(page.locator("#nav-account")).not_to_contain_text("Log in")
+
+
+def test_study_in_the_nav_opens_the_one_topics_chapter_list(live_server, page, queueing):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(live_server.url + "/")
+    page.locator("header nav").get_by_role("link", name="Study", exact=True).click()
+    expect(page).to_have_url(live_server.url + queueing.get_absolute_url())
+    expect(page.locator("h1")).to_have_text(queueing.title)
+    shot(page, "study-nav-lands-on-chapters-desktop")
+
+
+def test_reader_marks_sections_of_a_chapter_and_the_count_rolls_up(live_server, page, queueing):
+    errors = watch_errors(page)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    section = queueing.sections.get(slug="scalability-and-reliability")
+    total = len(section.parts)
+    page.goto(live_server.url + CHAPTER)
+    rollup = page.locator("#parts-rollup")
+    expect(rollup).to_have_text(f"0 of {total} sections of this chapter understood")
+    parts = page.locator("#parts")
+    for part in section.parts[:2]:
+        parts.get_by_role("button", name=f"Understood: {part['title']}").click()
+        expect(page.locator(f"#part-{part['id']} .understood-state")).to_have_text("✓ Understood")
+    expect(rollup).to_have_text(f"2 of {total} sections of this chapter understood")
+    parts.get_by_role("button", name=f"Undo: mark {section.parts[0]['title']} as not understood").click()
+    expect(rollup).to_have_text(f"1 of {total} sections of this chapter understood")
+    parts.scroll_into_view_if_needed()
+    shot(page, "study-sections-understood-desktop")
+    page.reload()
+    expect(rollup).to_have_text(f"1 of {total} sections of this chapter understood")
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "study-sections-rollup-desktop")
+    assert errors == []
