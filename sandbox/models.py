@@ -68,3 +68,6 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_number}: {self.amount_cents}c"
+
+
+from sandbox.workflows.models import OutboxMessage, WorkflowEffect, WorkflowOrder  # noqa: E402, F401  (one app's models)

@@ -31,6 +31,12 @@ DEFAULTS: dict = {
     "order_keys": 4,
     "on_failure": "retry_topic",
     "kill_consumer_at_s": 0.0,
+    # Workflow families (sandbox.workflows): what the request handler around the queue does, and its faults.
+    "workflow": "none",
+    "publish_at": "on_commit",
+    "commit_crash_rate": 0.0,
+    "rollback_rate": 0.0,
+    "relay_crash_rate": 0.0,
 }
 
 
@@ -41,10 +47,47 @@ class Preset:
     expect: str
     section: str  # the Study section that explains it
     params: dict = field(default_factory=dict)
+    drill: str = ""  # a drill's slug, when no drill names the preset itself
 
     def parameters(self) -> dict:
         return {**DEFAULTS, **self.params}
 
+
+# The faults between the queue and everything else (issue #26): on real jobs and the site's own database.
+_ORDERS = {
+    "jobs": 40,
+    "arrival_per_s": 10.0,
+    "duration_ms": 50,
+    "duration_spread_ms": 0,
+    "max_retries": 0,
+    "commit_crash_rate": 0.1,
+    "rollback_rate": 0.1,
+    "relay_crash_rate": 0.2,
+}
+WORKFLOW_PRESETS = [
+    Preset(
+        "dual-write",
+        "Dual write: save, then publish",
+        "Each request saves an order and publishes 'order placed' to the broker itself, after its COMMIT "
+        "(Django's on_commit). Some requests die right after the COMMIT; some transactions roll back. Count "
+        "the orders nobody hears about. Then set 'publish' to inside the transaction and run the same seed: "
+        "the same faults now leave events about orders that do not exist.",
+        "data-and-request-flow",
+        {**_ORDERS, "workflow": "dual_write"},
+        drill="transactional-outbox",
+    ),
+    Preset(
+        "outbox",
+        "Transactional outbox with a relay",
+        "The same requests and the same faults, but the event is a row written in the order's own "
+        "transaction; a relay (a real RQ job polling with FOR UPDATE SKIP LOCKED, a lease on SQLite) publishes "
+        "it and marks it sent, and sometimes dies between the two. Compare lost and ghost events with the dual "
+        "write, count the duplicates, and check the idempotent consumer's double effects.",
+        "data-and-request-flow",
+        {**_ORDERS, "workflow": "outbox"},
+        drill="transactional-outbox",
+    ),
+]
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -262,5 +305,6 @@ PRESETS: dict[str, Preset] = {
                 "slo_seconds": 3.0,
             },
         ),
+        *WORKFLOW_PRESETS,
     ]
 }

@@ -49,6 +49,10 @@ ORDER_VIOLATIONS = Prediction(
     "order_violations", "Events applied after a later event of their customer", "events", 0, MAX_JOBS
 )
 MAX_LAG = Prediction("max_lag", "Most messages one partition fell behind", "messages", 0, MAX_JOBS)
+LOST = Prediction("lost", "Orders saved whose event was never published", "orders", 0, MAX_JOBS)
+GHOSTS = Prediction("ghosts", "Events about orders that do not exist", "events", 0, MAX_JOBS)
+DUPLICATE_EVENTS = Prediction("duplicates", "Events published more than once", "events", 0, MAX_JOBS * 10)
+DOUBLE_EFFECTS = Prediction("double_effects", "Events the consumer acted on twice", "effects", 0, MAX_JOBS * 10)
 
 FIELDS: dict[str, list[Prediction]] = {
     "happy": [DRAIN_S],
@@ -64,6 +68,8 @@ FIELDS: dict[str, list[Prediction]] = {
     "ordering": [ORDER_VIOLATIONS],
     "head-of-line": [MAX_LAG, DEAD_LETTERED],
     "rebalance": [MAX_LAG, DOUBLE_CHARGES],
+    "dual-write": [LOST, GHOSTS],
+    "outbox": [LOST, DUPLICATE_EVENTS, DOUBLE_EFFECTS],
 }
 EXTRAS = ("peak_depth", "drain_s", "retry_peak")  # measured from the live state, not counted
 

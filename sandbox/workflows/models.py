@@ -1,0 +1,58 @@
+"""The rows the workflow families write in the site's own database (imported by sandbox.models).
+
+Each row belongs to one experiment and goes with it. Referenced by string so this module imports
+nothing of the Lab and sandbox.models can import it.
+"""
+
+from django.db import models
+from django.utils import timezone
+
+
+class WorkflowOrder(models.Model):
+    """An order the handler saved: the database half of the dual write."""
+
+    experiment = models.ForeignKey("sandbox.Experiment", on_delete=models.CASCADE, related_name="+")
+    order_number = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "order_number"], name="one_workflow_order")]
+
+    def __str__(self) -> str:
+        return f"order {self.order_number}"
+
+
+class OutboxMessage(models.Model):
+    """'order placed', written in the order's own transaction; a relay publishes it and marks it sent."""
+
+    experiment = models.ForeignKey("sandbox.Experiment", on_delete=models.CASCADE, related_name="+")
+    order_number = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # SQLite has no FOR UPDATE SKIP LOCKED: a relay claims rows with a lease instead (sandbox.workflows.outbox).
+    lease_until = models.FloatField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["experiment", "sent_at"])]
+
+    def __str__(self) -> str:
+        return f"outbox order {self.order_number}"
+
+
+class WorkflowEffect(models.Model):
+    """What the downstream consumer did with one event (e.g. sent the confirmation e-mail)."""
+
+    experiment = models.ForeignKey("sandbox.Experiment", on_delete=models.CASCADE, related_name="+")
+    event_key = models.CharField(max_length=64)
+    # Set when the consumer is idempotent; NULLs never collide, so a non-idempotent consumer repeats effects.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "idempotency_key"], name="one_workflow_effect_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"effect of {self.event_key}"
