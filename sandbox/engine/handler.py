@@ -147,7 +147,9 @@ def process(
         outcome = outbox.place_order(recorder, job, attempt=n, params=attempt.params, seed=attempt.seed)
     else:
         outcome = charge(experiment_id, job, job_id=job_id, idempotent=attempt.params["idempotency"] == "on")
-    if recorder.succeeded(job=job, job_id=job_id, attempt=n, outcome=outcome):
+    if recorder.succeeded(job=job, job_id=job_id, attempt=n, outcome=outcome) and not workflows.is_workflow(
+        attempt.params
+    ):
         recorder.applied_in_order(job, attempt.params)
     if plan.delivered_twice(job) and recorder.redeliver_once(job):
         # At-least-once delivery after a lost ack: the very same message is delivered again.

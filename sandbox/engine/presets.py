@@ -62,7 +62,7 @@ _ORDERS = {
     "max_retries": 0,
     "commit_crash_rate": 0.1,
     "rollback_rate": 0.1,
-    "relay_crash_rate": 0.2,
+    "relay_crash_rate": 0.3,
 }
 WORKFLOW_PRESETS = [
     Preset(

@@ -1,0 +1,166 @@
+"""The workflow families in the live view: what happened between the database, the broker and the consumer,
+on one time axis, and the arithmetic that explains it (sandbox.workflows)."""
+
+import bisect
+import math
+
+from django.db import connection
+
+from prepsite import charts
+from prepsite.redis_conn import get_redis
+from sandbox.engine import live
+from sandbox.models import Experiment
+from sandbox.workflows import outbox
+from sandbox.workflows.models import OutboxMessage, WorkflowEffect, WorkflowOrder
+from sandbox.workflows.run import is_workflow
+
+LISTED = 12  # orders named per kind of trouble
+
+
+def _cumulative(times: list[float], origin: float, seconds: int) -> list[int]:
+    times = sorted(times)
+    return [bisect.bisect_right(times, origin + s + 1) for s in range(seconds)]
+
+
+STATS = [
+    ("orders", "orders committed"),
+    ("events_published", "events published"),
+    ("lost", "lost events"),
+    ("ghosts", "ghost events"),
+    ("duplicates", "duplicate events"),
+    ("double_effects", "double effects"),
+    ("relay_lag_p95_ms", "relay lag p95 (ms)"),
+    ("relay_lag_max_ms", "relay lag max (ms)"),
+]
+
+
+def workflow_panel(experiment: Experiment, state: live.LiveState | None, now: float, summary: dict) -> dict:
+    """Orders committed, events published and effects done over time, and which orders went wrong how."""
+    if not is_workflow(experiment.params):
+        return {}
+    redis = get_redis()
+    orders = dict(
+        WorkflowOrder.objects.filter(experiment=experiment).values_list("order_number", "created_at")
+    )
+    entries = [(float(f[b"t"]), int(f[b"order"])) for _, f in redis.xrange(live.key(experiment.pk, outbox.BUS))]
+    effects = list(WorkflowEffect.objects.filter(experiment=experiment).values_list("created_at", flat=True))
+    unsent = set(
+        OutboxMessage.objects.filter(experiment=experiment, sent_at__isnull=True).values_list("order_number", flat=True)
+    )
+    published: dict[int, int] = {}
+    for _, order in entries:
+        published[order] = published.get(order, 0) + 1
+    committed = [at.timestamp() for at in orders.values()]
+    origin = state.t0 if state is not None and state.t0 else min(committed, default=now)
+    last = max([*committed, *(t for t, _ in entries), *(at.timestamp() for at in effects)], default=origin)
+    seconds = max(1, math.ceil((last if state is None or state.finished else now) - origin) + 1)
+    xs = list(range(seconds))
+    lines = [
+        ("orders committed", "committed", _cumulative(committed, origin, seconds)),
+        ("events published", "published", _cumulative([t for t, _ in entries], origin, seconds)),
+        ("consumer effects", "effects", _cumulative([at.timestamp() for at in effects], origin, seconds)),
+    ]
+    lost = sorted(set(orders) - set(published) - unsent)
+    ghosts = sorted(set(published) - set(orders))
+    duplicated = sorted(order for order, times in published.items() if times > 1)
+    return {
+        "workflow": {
+            "kind": experiment.params["workflow"],
+            "stats": [
+                {
+                    "key": key,
+                    "label": label,
+                    "value": summary.get(key, 0),
+                    "css": "err" if key in ("lost", "ghosts", "double_effects") and summary.get(key) else "",
+                }
+                for key, label in STATS
+                if experiment.params["workflow"] == "outbox" or not key.startswith("relay")
+            ],
+            "chart": charts.line_chart(
+                name="workflow",
+                title="Orders committed, events published and consumer effects, cumulative",
+                desc="Three running totals per second since the first request. A gap between orders and events "
+                "that never closes is lost events; events above orders are ghosts or duplicates.",
+                xs=xs,
+                lines=lines,
+                x_label="seconds since the first request",
+                y_label="running total",
+            ),
+            "legend": charts.legend([(label, css) for label, css, _ in lines]),
+            "rows": [
+                {"key": "lost", "label": "Lost: order saved, event never published", "orders": lost},
+                {"key": "ghosts", "label": "Ghosts: event published, order rolled back", "orders": ghosts},
+                {"key": "duplicates", "label": "Published more than once", "orders": duplicated},
+                {"key": "unsent", "label": "Still in the outbox, not yet published", "orders": sorted(unsent)},
+            ],
+            "listed": LISTED,
+        }
+    }
+
+
+def workflow_lessons(params: dict, summary: dict, seed: int) -> list[dict]:
+    """The explanation's workflow items: the fault plan's own counts beside what the run showed."""
+    if not is_workflow(params) or "lost" not in summary:
+        return []
+    jobs = summary.get("enqueued", 0)
+    planned = [outbox.faults(params, seed, job, 1) for job in range(1, jobs + 1)]
+    crashes = sum(1 for crash, _ in planned if crash)
+    rollbacks = sum(1 for _, rollback in planned if rollback)
+    kind = params["workflow"]
+    items = [
+        {
+            "topic": "The fault plan",
+            "expected": f"{jobs} requests × {params['commit_crash_rate']:g} ≈ {jobs * params['commit_crash_rate']:.1f} "
+            f"die after their COMMIT; the seed picked {crashes}. About "
+            f"{jobs * (1 - params['commit_crash_rate']) * params['rollback_rate']:.1f} roll back; it picked {rollbacks}",
+            "observed": f"{summary.get('crashes', 0)} work-horses SIGKILLed, {summary.get('dead_lettered', 0)} requests "
+            f"failed (no retries: {crashes} + {rollbacks})",
+        }
+    ]
+    if kind == "dual_write" and params["publish_at"] == "on_commit":
+        items.append(
+            {
+                "topic": "Lost events",
+                "expected": f"every request that dies between its COMMIT and its publish: {crashes}; ghosts 0 (a "
+                "rolled-back transaction never reaches on_commit)",
+                "observed": f"lost {summary['lost']}, ghosts {summary['ghosts']}",
+            }
+        )
+    elif kind == "dual_write":
+        items.append(
+            {
+                "topic": "Ghost events",
+                "expected": f"every transaction that rolls back after its publish: {rollbacks}; lost 0 (the event "
+                "left before the COMMIT)",
+                "observed": f"ghosts {summary['ghosts']}, lost {summary['lost']}",
+            }
+        )
+    else:
+        items.append(
+            {
+                "topic": "Lost and ghost events",
+                "expected": "0 and 0: the event row commits or rolls back with its order, and the relay publishes "
+                f"every committed row; {jobs} − {rollbacks} rolled back = {jobs - rollbacks} orders to publish",
+                "observed": f"lost {summary['lost']}, ghosts {summary['ghosts']}, orders {summary['orders']}, "
+                f"events {summary['events_published']}",
+            }
+        )
+        items.append(
+            {
+                "topic": "Duplicates",
+                "expected": "each relay death after publishing and before marking sent republishes its claimed rows "
+                f"(up to {outbox.BATCH} a pass, at most {outbox.MAX_RELAY_CRASHES} deaths a run)",
+                "observed": f"{summary['duplicates']} events published twice; the "
+                f"{'idempotent' if params['idempotency'] == 'on' else 'non-idempotent'} consumer acted twice on "
+                f"{summary['double_effects']}",
+            }
+        )
+        items.append(
+            {
+                "topic": "Relay lag",
+                "expected": "up to about one poll interval (1 s, RQ's scheduler) after the COMMIT, longer after a "
+                f"relay death (its retry waits 1 s{'' if connection.features.has_select_for_update_skip_locked else ', then a 2 s lease on SQLite'})",
+                "observed": f"p95 {summary['relay_lag_p95_ms']} ms, max {summary['relay_lag_max_ms']} ms",
+            }
+        )
+    return items
