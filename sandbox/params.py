@@ -2,7 +2,7 @@
 
 from django import forms
 
-from sandbox.delivery import MODELS
+from sandbox.delivery import MODELS, model_for
 from sandbox.engine.budget import (
     HORIZON_S,
     MAX_JOBS,
@@ -234,7 +234,7 @@ class ExperimentForm(forms.Form):
             return data
         if data["backoff_cap_s"] < data["backoff_base_s"]:
             self.add_error("backoff_cap_s", "The cap must be at least the base delay.")
-        if data["workflow"] != "none" and data["model"] != "rq":
+        if data["workflow"] != "none" and model_for(data).consumed:
             self.add_error("workflow", "The workflow families run on the rq model only.")
         if data["failure_rate"] + data["crash_rate"] > 1:
             self.add_error("crash_rate", "failure_rate + crash_rate must not exceed 1.")

@@ -7,12 +7,12 @@ import time
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sandbox import workflows
 from sandbox.engine import rq_storage
 from sandbox.engine.fault_plan import FaultPlan
 from sandbox.engine.live import Recorder, flag_key
 from sandbox.models import LedgerEntry
 from sandbox.workflows import outbox
-from sandbox.workflows import run as workflows
 
 SLICE_SECONDS = 0.05
 BEAT_EVERY_SECONDS = 1.0

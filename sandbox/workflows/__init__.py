@@ -6,3 +6,8 @@ A workflow is chosen by the `workflow` parameter. Its request handler runs insid
 accounting are the engine's own; its background work (an outbox relay, a consumer) runs as real RQ jobs
 (sandbox.workflows.jobs) that keep the run open until they have settled.
 """
+
+
+def is_workflow(params: dict) -> bool:
+    """Whether the run has a workflow around its queue (else each message charges an order)."""
+    return params.get("workflow", "none") != "none"

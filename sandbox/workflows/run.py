@@ -15,14 +15,12 @@ from rq.rate_limit import RateLimit
 from prepsite.redis_conn import get_redis
 from sandbox.engine import fairshare, live, rq_storage
 from sandbox.engine.budget import WORKFLOW_TICK_S, WORKFLOW_TICKS
-from sandbox.workflows import outbox
+from sandbox.workflows import is_workflow, outbox
+
+__all__ = ["admit", "enqueue_tick", "is_workflow", "tick", "tick_job_id"]
 
 TICK_EVERY_S = 1  # RQ's scheduler scores in whole seconds: the relay polls once a second
 ENTRY_POINT = "sandbox.workflows.jobs.tick"
-
-
-def is_workflow(params: dict) -> bool:
-    return params.get("workflow", "none") != "none"
 
 
 def tick_job_id(experiment_id: int, n: int) -> str:

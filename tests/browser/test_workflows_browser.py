@@ -17,7 +17,7 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "hei
 @pytest.mark.workers
 @pytest.mark.parametrize("preset", ["dual-write", "outbox"])
 def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker(
-    live_server, axe_page, rq_workers, content, preset
+    live_server, axe_page, rq_workers, content, preset  # noqa: F811  (fixtures imported above)
 ):
     page = axe_page
     pk = start_run(page, live_server.url, preset, {"jobs": 20, "arrival_per_s": 20, "seed": 99, "predict-lost": 2})
