@@ -70,4 +70,4 @@ class LedgerEntry(models.Model):
         return f"order {self.order_number}: {self.amount_cents}c"
 
 
-from sandbox.workflows.models import OutboxMessage, WorkflowEffect, WorkflowOrder  # noqa: E402, F401  (one app's models)
+from sandbox.workflows.models import OutboxMessage, Saga, SagaStep, WorkflowEffect, WorkflowOrder  # noqa: E402, F401

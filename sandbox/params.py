@@ -28,7 +28,18 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
     ("Consumer", ["idempotency", "concurrency", "duration_ms", "duration_spread_ms", "timeout_s"]),
     ("SLO", ["slo_seconds", "slo_percentile"]),
     ("Delivery model", ["model", *model_parameters()]),
-    ("Workflow", ["workflow", "publish_at", "commit_crash_rate", "rollback_rate", "relay_crash_rate"]),
+    (
+        "Workflow",
+        [
+            "workflow",
+            "publish_at",
+            "commit_crash_rate",
+            "rollback_rate",
+            "relay_crash_rate",
+            "step_fail_rate",
+            "compensation_fail_rate",
+        ],
+    ),
     ("Repeat a run", ["seed"]),
 ]
 
@@ -37,6 +48,7 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
 DEFAULTED = (
     "outage_s", "model", "visibility_timeout_s", "lease_extension", "partitions", "order_keys", "on_failure",
     "kill_consumer_at_s", "workflow", "publish_at", "commit_crash_rate", "rollback_rate", "relay_crash_rate",
+    "step_fail_rate", "compensation_fail_rate",
 )  # fmt: skip
 
 
@@ -165,6 +177,7 @@ class ExperimentForm(forms.Form):
             ("none", "nothing: each message charges an order"),
             ("dual_write", "dual write: save the order, publish the event"),
             ("outbox", "outbox: save the order and its event row; a relay publishes"),
+            ("saga", "saga: reserve, charge, ship; compensate on failure"),
         ],
     )
     publish_at = forms.ChoiceField(
@@ -192,6 +205,20 @@ class ExperimentForm(forms.Form):
         min_value=0,
         max_value=1,
         help_text="0–1, after publishing, before marking sent",
+    )
+    step_fail_rate = forms.FloatField(
+        label="Chance a saga step fails for good",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0–1, per step: the saga compensates",
+    )
+    compensation_fail_rate = forms.FloatField(
+        label="Chance a compensation attempt fails",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0–1, transient: retried with backoff",
     )
     seed = forms.IntegerField(
         label="Seed",

@@ -12,7 +12,7 @@ from sandbox.engine import rq_storage
 from sandbox.engine.fault_plan import FaultPlan
 from sandbox.engine.live import Recorder, flag_key
 from sandbox.models import LedgerEntry
-from sandbox.workflows import outbox
+from sandbox.workflows import handlers as workflow_handlers
 
 SLICE_SECONDS = 0.05
 BEAT_EVERY_SECONDS = 1.0
@@ -144,7 +144,7 @@ def process(
     if plan.fails_transiently(job, n, attempt.since_start_s):
         raise TransientError(f"order #{job}: payment provider answered 503 on attempt {n}")
     if workflows.is_workflow(attempt.params):  # the request handler of a workflow family is the side effect
-        outcome = outbox.place_order(recorder, job, attempt=n, params=attempt.params, seed=attempt.seed)
+        outcome = workflow_handlers.handle(recorder, job, attempt=n, params=attempt.params, seed=attempt.seed)
     else:
         outcome = charge(experiment_id, job, job_id=job_id, idempotent=attempt.params["idempotency"] == "on")
     if recorder.succeeded(job=job, job_id=job_id, attempt=n, outcome=outcome) and not workflows.is_workflow(

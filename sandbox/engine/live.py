@@ -34,7 +34,8 @@ COUNTERS = (
 # What a workflow run (sandbox.workflows) adds to its counters; in its summary only.
 WORKFLOW_COUNTERS = (
     "orders", "events_published", "lost", "unsent", "ghosts", "duplicates", "double_effects", "relay_lag_p95_ms",
-    "relay_lag_max_ms",
+    "relay_lag_max_ms", "sagas", "completed", "compensated", "needs_human", "half_done", "steps_done",
+    "compensations_done", "compensations_failed", "out_of_order_compensations",
 )  # fmt: skip
 
 # The one definition of "finished": every admitted job is terminal, nothing runs, and every duplicate

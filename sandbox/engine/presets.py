@@ -37,6 +37,8 @@ DEFAULTS: dict = {
     "commit_crash_rate": 0.0,
     "rollback_rate": 0.0,
     "relay_crash_rate": 0.0,
+    "step_fail_rate": 0.0,
+    "compensation_fail_rate": 0.0,
 }
 
 
@@ -86,6 +88,30 @@ WORKFLOW_PRESETS = [
         "data-and-request-flow",
         {**_ORDERS, "workflow": "outbox"},
         drill="transactional-outbox",
+    ),
+    Preset(
+        "saga",
+        "Saga: reserve, charge, ship — or undo",
+        "Each order is a saga of three steps (reserve stock, charge, ship) run by an orchestrator job that keeps "
+        "its state in the database. A step sometimes fails for good: the steps already done are compensated, "
+        "newest first. A compensation sometimes fails too (a 503): the job retries with backoff and resumes "
+        "where it stopped. Predict how many sagas complete, how many are undone, and how many end in the DLQ "
+        "needing a human; none may be left half-done.",
+        "workflows",
+        {
+            "workflow": "saga",
+            "jobs": 30,
+            "arrival_per_s": 10.0,
+            "duration_ms": 50,
+            "duration_spread_ms": 0,
+            "step_fail_rate": 0.15,
+            "compensation_fail_rate": 0.5,
+            "max_retries": 2,
+            "backoff": "fixed",
+            "backoff_base_s": 1,
+            "backoff_cap_s": 1,
+        },
+        drill="workflow-orchestration",
     ),
 ]
 

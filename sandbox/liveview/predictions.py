@@ -52,6 +52,8 @@ MAX_LAG = Prediction("max_lag", "Most messages one partition fell behind", "mess
 LOST = Prediction("lost", "Orders saved whose event was never published", "orders", 0, MAX_JOBS)
 GHOSTS = Prediction("ghosts", "Events about orders that do not exist", "events", 0, MAX_JOBS)
 DUPLICATE_EVENTS = Prediction("duplicates", "Events published more than once", "events", 0, MAX_JOBS * 10)
+COMPENSATED = Prediction("compensated", "Sagas undone by compensation", "sagas", 0, MAX_JOBS)
+NEEDS_HUMAN = Prediction("needs_human", "Sagas left in the DLQ for a human", "sagas", 0, MAX_JOBS)
 DOUBLE_EFFECTS = Prediction("double_effects", "Events the consumer acted on twice", "effects", 0, MAX_JOBS * 10)
 
 FIELDS: dict[str, list[Prediction]] = {
@@ -70,6 +72,7 @@ FIELDS: dict[str, list[Prediction]] = {
     "rebalance": [MAX_LAG, DOUBLE_CHARGES],
     "dual-write": [LOST, GHOSTS],
     "outbox": [LOST, DUPLICATE_EVENTS, DOUBLE_EFFECTS],
+    "saga": [COMPENSATED, NEEDS_HUMAN],
 }
 EXTRAS = ("peak_depth", "drain_s", "retry_peak")  # measured from the live state, not counted
 

@@ -85,7 +85,9 @@ def preset_links(preset_names) -> dict[str, dict]:
     for question in Question.objects.filter(preset__in=list(presets)).select_related("topic").in_order():
         drills.setdefault(question.preset, question.get_absolute_url())
     by_slug = {name: p.drill for name, p in presets.items() if p.drill and name not in drills}  # named by slug
-    urls = {q.slug: q.get_absolute_url() for q in Question.objects.filter(slug__in=by_slug.values()).select_related("topic")}
+    urls = {
+        q.slug: q.get_absolute_url() for q in Question.objects.filter(slug__in=by_slug.values()).select_related("topic")
+    }
     for name, slug in by_slug.items():
         if slug in urls:
             drills[name] = urls[slug]

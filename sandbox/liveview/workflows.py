@@ -5,13 +5,15 @@ import bisect
 import math
 
 from django.db import connection
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from prepsite import charts
 from prepsite.redis_conn import get_redis
 from sandbox.engine import live
 from sandbox.models import Experiment
-from sandbox.workflows import outbox
-from sandbox.workflows.models import OutboxMessage, WorkflowEffect, WorkflowOrder
+from sandbox.workflows import outbox, saga
+from sandbox.workflows.models import OutboxMessage, Saga, WorkflowEffect, WorkflowOrder
 from sandbox.workflows.run import is_workflow
 
 LISTED = 12  # orders named per kind of trouble
@@ -34,14 +36,116 @@ STATS = [
 ]
 
 
+SAGA_STATS = [
+    ("sagas", "sagas started"),
+    ("completed", "completed"),
+    ("compensated", "compensated"),
+    ("needs_human", "in the DLQ: needs a human"),
+    ("half_done", "half done"),
+    ("compensations_failed", "compensation attempts failed"),
+    ("out_of_order_compensations", "undone out of order"),
+]
+SAGA_LANES = 20
+LETTER = {"reserve": "R", "charge": "C", "ship": "S"}
+ACTION = {"do": "done", "fail": "failed for good", "undo": "compensated", "undo_failed": "compensation failed"}
+
+
+def _saga_lanes(lanes: dict[int, list[dict]], states: dict[int, str], origin: float, end: float) -> SafeString:
+    """One lane per saga on a time axis: each step done (R, C, S), the one that failed, each compensation
+    (lower case) and each compensation that failed, with the saga's end state at the right."""
+    width, left, right, lane_h, top = 640, 64, 150, 18, 8
+    span = max(1.0, end - origin)
+    plot = width - left - right
+    height = top + lane_h * max(1, len(lanes)) + 26
+    parts = []
+    for row, (number, actions) in enumerate(sorted(lanes.items())):
+        y = top + row * lane_h
+        parts.append(format_html('<text class="lane-label" x="4" y="{}">saga {}</text>', y + 12, number))
+        parts.append(
+            format_html('<line class="lane" x1="{}" x2="{}" y1="{}" y2="{}"></line>', left, left + plot, y + 8, y + 8)
+        )
+        for i, act in enumerate(actions):
+            x = left + plot * min(1.0, (act["at"] - origin) / span) + (i % 3) * 0.5
+            letter = LETTER[act["step"]] if act["action"] in ("do", "fail") else LETTER[act["step"]].lower()
+            parts.append(
+                format_html(
+                    '<g class="saga-{}"><title>{} {}</title><rect x="{:.1f}" y="{}" width="13" height="14" rx="2">'
+                    '</rect><text x="{:.1f}" y="{}">{}</text></g>',
+                    act["action"],
+                    act["step"],
+                    ACTION[act["action"]],
+                    x - 6,
+                    y + 1,
+                    x - 2.5,
+                    y + 12,
+                    letter,
+                )
+            )
+        parts.append(
+            format_html(
+                '<text class="lane-state" x="{}" y="{}">{}</text>', left + plot + 8, y + 12, states.get(number, "")
+            )
+        )
+    parts.append(
+        format_html(
+            '<text class="axis-label" x="{}" y="{}">seconds since the first saga (0 to {:.1f} s)</text>',
+            left,
+            height - 6,
+            span,
+        )
+    )
+    return format_html(
+        '<svg class="chart saga-lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="saga-t saga-d">'
+        '<title id="saga-t">Each saga\'s steps and compensations on a time axis</title><desc id="saga-d">One lane per '
+        "saga: R, C, S are reserve, charge and ship done; a red letter is the step that failed for good; lower case "
+        "letters are compensations, newest step first; red outlines are compensation attempts that failed and were "
+        "retried. The list below says the same in words.</desc>{}</svg>",
+        width, height, SafeString("".join(parts)),
+    )  # fmt: skip
+
+
+def saga_panel(experiment: Experiment, state: live.LiveState | None, now: float, summary: dict) -> dict:
+    lanes = saga.timeline(experiment.pk, SAGA_LANES)
+    states = dict(Saga.objects.filter(experiment=experiment, number__lte=SAGA_LANES).values_list("number", "state"))
+    dlq = set(state.dlq) if state is not None else set()
+    states = {n: ("needs a human (DLQ)" if n in dlq and s == "compensating" else s) for n, s in states.items()}
+    times = [act["at"] for actions in lanes.values() for act in actions]
+    origin = state.t0 if state is not None and state.t0 else min(times, default=now)
+    return {
+        "workflow": {
+            "kind": "saga",
+            "stats": [
+                {
+                    "key": key,
+                    "label": label,
+                    "value": summary.get(key, 0),
+                    "css": "err"
+                    if key in ("half_done", "out_of_order_compensations", "needs_human") and summary.get(key)
+                    else "",
+                }
+                for key, label in SAGA_STATS
+            ],
+            "chart": _saga_lanes(lanes, states, origin, max(times, default=now)),
+            "sagas": [
+                {
+                    "number": number,
+                    "state": states.get(number, ""),
+                    "story": ", ".join(f"{a['step']} {ACTION[a['action']]}" for a in actions),
+                }
+                for number, actions in sorted(lanes.items())
+            ],
+        }
+    }
+
+
 def workflow_panel(experiment: Experiment, state: live.LiveState | None, now: float, summary: dict) -> dict:
     """Orders committed, events published and effects done over time, and which orders went wrong how."""
     if not is_workflow(experiment.params):
         return {}
+    if experiment.params["workflow"] == "saga":
+        return saga_panel(experiment, state, now, summary)
     redis = get_redis()
-    orders = dict(
-        WorkflowOrder.objects.filter(experiment=experiment).values_list("order_number", "created_at")
-    )
+    orders = dict(WorkflowOrder.objects.filter(experiment=experiment).values_list("order_number", "created_at"))
     entries = [(float(f[b"t"]), int(f[b"order"])) for _, f in redis.xrange(live.key(experiment.pk, outbox.BUS))]
     effects = list(WorkflowEffect.objects.filter(experiment=experiment).values_list("created_at", flat=True))
     unsent = set(
@@ -107,6 +211,8 @@ def workflow_lessons(params: dict, summary: dict, seed: int) -> list[dict]:
     crashes = sum(1 for crash, _ in planned if crash)
     rollbacks = sum(1 for _, rollback in planned if rollback)
     kind = params["workflow"]
+    if kind == "saga":
+        return saga_lessons(params, summary, seed, jobs)
     items = [
         {
             "topic": "The fault plan",
@@ -164,3 +270,35 @@ def workflow_lessons(params: dict, summary: dict, seed: int) -> list[dict]:
             }
         )
     return items
+
+
+def saga_lessons(params: dict, summary: dict, seed: int, jobs: int) -> list[dict]:
+    p, q, tries = params["step_fail_rate"], params["compensation_fail_rate"], params["max_retries"] + 1
+    complete = (1 - p) ** len(saga.STEPS)
+    failed_at = [
+        next((s for s in saga.STEPS if saga.fails_for_good(params, seed, n, s)), None) for n in range(1, jobs + 1)
+    ]
+    undo_work = sum(saga.STEPS.index(step) for step in failed_at if step)
+    return [
+        {
+            "topic": "Completed or compensated",
+            "expected": f"each of 3 steps survives with 1 − {p:g}: (1 − {p:g})³ = {complete:.2f}, so about "
+            f"{jobs * complete:.1f} of {jobs} complete (the seed: {failed_at.count(None)}); the rest compensate "
+            f"the {undo_work} steps they had done",
+            "observed": f"{summary['completed']} completed, {summary['compensated']} compensated, "
+            f"{summary['compensations_done']} compensations run",
+        },
+        {
+            "topic": "Needs a human",
+            "expected": f"a compensation fails {tries} times in a row with {q:g}^{tries} = {q**tries:.3f} per step "
+            f"to undo (1 + {params['max_retries']} retries): about {undo_work * q**tries:.1f} sagas in the DLQ",
+            "observed": f"{summary['needs_human']} in the DLQ, {summary['compensations_failed']} compensation attempts "
+            "failed and were retried",
+        },
+        {
+            "topic": "Never half-done",
+            "expected": "0: every saga ends completed, fully compensated newest step first, or in the DLQ flagged for "
+            "a human; a retry resumes from the saga's row, so no step runs twice",
+            "observed": f"half done {summary['half_done']}, undone out of order {summary['out_of_order_compensations']}",
+        },
+    ]

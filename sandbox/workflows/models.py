@@ -56,3 +56,43 @@ class WorkflowEffect(models.Model):
 
     def __str__(self) -> str:
         return f"effect of {self.event_key}"
+
+
+class Saga(models.Model):
+    """One order's saga (reserve stock → charge → ship), its durable state: an orchestrator resumes from it."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        COMPLETED = "completed"
+        COMPENSATING = "compensating"
+        COMPENSATED = "compensated"
+
+    experiment = models.ForeignKey("sandbox.Experiment", on_delete=models.CASCADE, related_name="+")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    steps_done = models.PositiveSmallIntegerField(default=0)
+    undone = models.PositiveSmallIntegerField(default=0)
+    failed_step = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "number"], name="one_saga_per_order")]
+
+    def __str__(self) -> str:
+        return f"saga {self.number}: {self.state}"
+
+
+class SagaStep(models.Model):
+    """What happened to one saga, in order: a step done, failed, undone, or an undo that failed."""
+
+    experiment = models.ForeignKey("sandbox.Experiment", on_delete=models.CASCADE, related_name="+")
+    saga = models.PositiveIntegerField()
+    step = models.CharField(max_length=16)
+    action = models.CharField(max_length=16)  # do, fail, undo, undo_failed
+    attempt = models.PositiveSmallIntegerField(default=1)
+    at = models.FloatField()  # Unix time, for the time axis
+
+    class Meta:
+        indexes = [models.Index(fields=["experiment", "saga"])]
+
+    def __str__(self) -> str:
+        return f"saga {self.saga}: {self.action} {self.step}"

@@ -55,7 +55,7 @@ def faults(params: dict, seed: int, job: int, attempt: int) -> tuple[bool, bool]
     return crash, rollback
 
 
-def _die(recorder: live.Recorder, job: int | None, where: str) -> None:
+def die(recorder: live.Recorder, job: int | None, where: str) -> None:
     recorder.note("crash_injected", job, detail=f"SIGKILL {where}")
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -85,12 +85,12 @@ def place_order(recorder: live.Recorder, job: int, *, attempt: int, params: dict
             publish(redis, experiment_id, job, source="handler")
         else:
             if crash:  # on_commit callbacks run in order, after the COMMIT: the process dies first
-                transaction.on_commit(lambda: _die(recorder, job, "after COMMIT, before the publish"))
+                transaction.on_commit(lambda: die(recorder, job, "after COMMIT, before the publish"))
             transaction.on_commit(lambda: publish(redis, experiment_id, job, source="handler"))
         if rollback:
             raise CommitFailed(f"order #{job}: the transaction rolled back after its writes (attempt {attempt})")
     if crash:
-        _die(recorder, job, "after COMMIT")
+        die(recorder, job, "after COMMIT")
     return "charged"
 
 
@@ -114,7 +114,7 @@ def relay_pass(recorder: live.Recorder, *, params: dict, seed: int) -> int:
             for row in rows:
                 publish(redis, experiment_id, row.order_number, source="relay", committed_at=row.created_at.timestamp())
             if crash and _may_crash(redis, experiment_id):
-                _die(recorder, None, "in the relay, after publishing and before marking the rows sent")
+                die(recorder, None, "in the relay, after publishing and before marking the rows sent")
             OutboxMessage.objects.filter(pk__in=[row.pk for row in rows]).update(sent_at=timezone.now())
         return len(rows)
     # SQLite has no row locks: claim rows with a lease, in one IMMEDIATE (write-locked) transaction, so
@@ -128,7 +128,7 @@ def relay_pass(recorder: live.Recorder, *, params: dict, seed: int) -> int:
     for row in rows:
         publish(redis, experiment_id, row.order_number, source="relay", committed_at=row.created_at.timestamp())
     if rows and crash and _may_crash(redis, experiment_id):
-        _die(recorder, None, "in the relay, after publishing and before marking the rows sent")
+        die(recorder, None, "in the relay, after publishing and before marking the rows sent")
     OutboxMessage.objects.filter(pk__in=ids, lease_owner=owner).update(sent_at=timezone.now(), lease_until=None)
     return len(rows)
 

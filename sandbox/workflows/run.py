@@ -15,7 +15,7 @@ from rq.rate_limit import RateLimit
 from prepsite.redis_conn import get_redis
 from sandbox.engine import fairshare, live, rq_storage
 from sandbox.engine.budget import WORKFLOW_TICK_S, WORKFLOW_TICKS
-from sandbox.workflows import is_workflow, outbox
+from sandbox.workflows import is_workflow, outbox, saga
 
 __all__ = ["admit", "enqueue_tick", "is_workflow", "tick", "tick_job_id"]
 
@@ -81,13 +81,19 @@ def tick(recorder: live.Recorder, *, limit_key: str, run: str, n: int) -> bool:
         return True  # the record expired: nothing left to account for
     params, seed = found
     stopping = bool(redis.exists(live.flag_key(experiment_id, "stop")))
-    if params["workflow"] == "outbox" and not stopping:
-        while outbox.relay_pass(recorder, params=params, seed=seed) == outbox.BATCH:
-            pass  # a full batch: there may be more
-    outbox.consume_pass(recorder, params=params)
     done = requests_done(redis, experiment_id)
-    settled = (done and outbox.drained(experiment_id, redis)) or stopping or n >= WORKFLOW_TICKS
-    redis.hset(live.key(experiment_id, "c"), mapping=outbox.counters(experiment_id, redis))
+    if params["workflow"] == "saga":  # the orchestrator is the message job itself: only count here
+        drained = True
+        counts = saga.counters(experiment_id, redis, set(live.read(experiment_id, events=1, connection=redis).dlq))
+    else:
+        if params["workflow"] == "outbox" and not stopping:
+            while outbox.relay_pass(recorder, params=params, seed=seed) == outbox.BATCH:
+                pass  # a full batch: there may be more
+        outbox.consume_pass(recorder, params=params)
+        drained = outbox.drained(experiment_id, redis)
+        counts = outbox.counters(experiment_id, redis)
+    settled = (done and drained) or stopping or n >= WORKFLOW_TICKS
+    redis.hset(live.key(experiment_id, "c"), mapping=counts)
     if settled:
         redis.hset(live.key(experiment_id, "c"), outbox.OPEN, 0)
         recorder.note("workflow_settled", detail="relay and consumer have nothing left" if done else "stopped")

@@ -6,8 +6,11 @@ import pytest
 from playwright.sync_api import expect
 
 from sandbox.models import Experiment
-from tests.browser.test_accessibility import audit, axe_page, content, start_run  # noqa: F401  (fixtures)
+from tests.browser import test_accessibility as a11y
+from tests.browser.test_accessibility import audit, start_run
 from tests.conftest import ARTIFACTS, wait_ms
+
+axe_page, content = a11y.axe_page, a11y.content  # fixtures shared with the axe audit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,7 +20,11 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "hei
 @pytest.mark.workers
 @pytest.mark.parametrize("preset", ["dual-write", "outbox"])
 def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker(
-    live_server, axe_page, rq_workers, content, preset  # noqa: F811  (fixtures imported above)
+    live_server,
+    axe_page,
+    rq_workers,
+    content,
+    preset,
 ):
     page = axe_page
     pk = start_run(page, live_server.url, preset, {"jobs": 20, "arrival_per_s": 20, "seed": 99, "predict-lost": 2})
