@@ -53,7 +53,7 @@ ACTION = {"do": "done", "fail": "failed for good", "undo": "compensated", "undo_
 def _saga_lanes(lanes: dict[int, list[dict]], states: dict[int, str], origin: float, end: float) -> SafeString:
     """One lane per saga on a time axis: each step done (R, C, S), the one that failed, each compensation
     (lower case) and each compensation that failed, with the saga's end state at the right."""
-    width, left, right, lane_h, top = 640, 64, 150, 18, 8
+    width, left, right, lane_h, top = 640, 64, 190, 18, 8
     span = max(1.0, end - origin)
     plot = width - left - right
     height = top + lane_h * max(1, len(lanes)) + 26
@@ -64,19 +64,21 @@ def _saga_lanes(lanes: dict[int, list[dict]], states: dict[int, str], origin: fl
         parts.append(
             format_html('<line class="lane" x1="{}" x2="{}" y1="{}" y2="{}"></line>', left, left + plot, y + 8, y + 8)
         )
-        for i, act in enumerate(actions):
-            x = left + plot * min(1.0, (act["at"] - origin) / span) + (i % 3) * 0.5
+        x = -1e9
+        for act in actions:
+            # On the time axis, but never on top of the saga's previous mark: steps take milliseconds.
+            x = max(left + 6 + (plot - 6) * min(1.0, max(0.0, act["at"] - origin) / span), x + 15)
             letter = LETTER[act["step"]] if act["action"] in ("do", "fail") else LETTER[act["step"]].lower()
             parts.append(
                 format_html(
-                    '<g class="saga-{}"><title>{} {}</title><rect x="{:.1f}" y="{}" width="13" height="14" rx="2">'
-                    '</rect><text x="{:.1f}" y="{}">{}</text></g>',
+                    '<g class="saga-{}"><title>{} {}</title><rect x="{}" y="{}" width="13" height="14" rx="2">'
+                    '</rect><text x="{}" y="{}">{}</text></g>',
                     act["action"],
                     act["step"],
                     ACTION[act["action"]],
-                    x - 6,
+                    f"{x - 6:.1f}",
                     y + 1,
-                    x - 2.5,
+                    f"{x - 2.5:.1f}",
                     y + 12,
                     letter,
                 )
@@ -88,10 +90,10 @@ def _saga_lanes(lanes: dict[int, list[dict]], states: dict[int, str], origin: fl
         )
     parts.append(
         format_html(
-            '<text class="axis-label" x="{}" y="{}">seconds since the first saga (0 to {:.1f} s)</text>',
+            '<text class="axis-label" x="{}" y="{}">seconds since the first saga (0 to {} s)</text>',
             left,
             height - 6,
-            span,
+            f"{span:.1f}",
         )
     )
     return format_html(
@@ -204,7 +206,7 @@ def workflow_panel(experiment: Experiment, state: live.LiveState | None, now: fl
 
 def workflow_lessons(params: dict, summary: dict, seed: int) -> list[dict]:
     """The explanation's workflow items: the fault plan's own counts beside what the run showed."""
-    if not is_workflow(params) or "lost" not in summary:
+    if not is_workflow(params) or ("sagas" if params["workflow"] == "saga" else "lost") not in summary:
         return []
     jobs = summary.get("enqueued", 0)
     planned = [outbox.faults(params, seed, job, 1) for job in range(1, jobs + 1)]

@@ -18,7 +18,7 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "hei
 
 
 @pytest.mark.workers
-@pytest.mark.parametrize("preset", ["dual-write", "outbox"])
+@pytest.mark.parametrize("preset", ["dual-write", "outbox", "saga"])
 def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker(
     live_server,
     axe_page,
@@ -27,25 +27,33 @@ def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker
     preset,
 ):
     page = axe_page
-    pk = start_run(page, live_server.url, preset, {"jobs": 20, "arrival_per_s": 20, "seed": 99, "predict-lost": 2})
+    pk = start_run(page, live_server.url, preset, {"jobs": 20, "arrival_per_s": 20, "seed": 99})
     expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(90_000))
     summary = Experiment.objects.get(pk=pk).summary
     panel = page.locator("#panel-workflow")
-    expect(panel.locator("#workflow-figure svg")).to_be_visible()
-    expect(panel.locator('[data-counter="lost"] .n')).to_have_text(str(summary["lost"]))
-    expect(panel.locator('[data-counter="ghosts"] .n')).to_have_text(str(summary["ghosts"]))
+    outcome = page.locator("#panel-outcome")
+    expect(outcome.locator("dl.explain")).to_be_visible()
+    if preset == "saga":
+        expect(panel.locator("#workflow-figure svg.saga-lanes")).to_be_visible()
+        expect(panel.locator('[data-counter="half_done"] .n')).to_have_text("0")
+        expect(panel.locator('[data-counter="compensated"] .n')).to_have_text(str(summary["compensated"]))
+        expect(outcome.locator('[data-prediction="compensated"]')).to_be_visible()
+        expect(outcome.locator("dl.explain")).to_contain_text("Never half-done")
+        drill = "/topics/queueing/drill/workflow-orchestration/"
+    else:
+        expect(panel.locator("#workflow-figure svg")).to_be_visible()
+        expect(panel.locator('[data-counter="lost"] .n')).to_have_text(str(summary["lost"]))
+        expect(panel.locator('[data-counter="ghosts"] .n')).to_have_text(str(summary["ghosts"]))
+        expect(outcome.locator('[data-prediction="lost"]')).to_be_visible()
+        expect(outcome.locator("dl.explain")).to_contain_text("The fault plan")
+        drill = "/topics/queueing/drill/transactional-outbox/"
     if preset == "dual-write":
         assert summary["lost"] > 0
         expect(panel.locator('[data-orders="lost"]')).to_contain_text("#")
-    else:
+    elif preset == "outbox":
         assert summary["lost"] == summary["ghosts"] == 0
         expect(panel.locator('[data-counter="relay_lag_p95_ms"]')).to_be_visible()
-    outcome = page.locator("#panel-outcome")
-    expect(outcome.locator('[data-prediction="lost"]')).to_be_visible()
-    expect(outcome.locator("dl.explain")).to_contain_text("The fault plan")
-    expect(page.get_by_role("link", name="Practise the interview question")).to_have_attribute(
-        "href", "/topics/queueing/drill/transactional-outbox/"
-    )
+    expect(page.get_by_role("link", name="Practise the interview question")).to_have_attribute("href", drill)
     expect(page.get_by_role("link", name="Read why")).to_be_visible()
     shots = ARTIFACTS / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)

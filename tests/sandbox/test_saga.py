@@ -5,12 +5,13 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from sandbox.engine import live
 from sandbox.models import Experiment
 from sandbox.workflows import saga
 from sandbox.workflows.models import Saga, SagaStep
-from tests.sandbox.helpers import start, wait_finished
+from tests.sandbox.helpers import anonymous_visitor, start, wait_finished
 
 FAST = {"backoff_base_s": 1, "backoff_cap_s": 1, "arrival_per_s": 20.0}
 
@@ -106,3 +107,16 @@ def test_cli_json_reports_the_saga_counters(rq_workers, capsys):
     assert summary["half_done"] == 0
     assert summary["finished"] is True
     assert summary["completed"] + summary["compensated"] + summary["needs_human"] == summary["enqueued"] == 12
+
+
+def test_the_live_view_draws_each_sagas_state_machine_and_explains_the_arithmetic(lab_engine, client):
+    owner = anonymous_visitor(client)
+    experiment = start("saga", owner=owner, seed=3, jobs=8, step_fail_rate=0.4, compensation_fail_rate=0.5, **FAST)
+    lab_engine.finish(experiment)
+    response = client.get(reverse("sandbox:detail", args=[experiment.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Each saga&#x27;s state machine" in body or "Each saga's state machine" in body
+    assert 'class="chart saga-lanes"' in body
+    assert "Never half-done" in body
+    assert 'data-counter="half_done"' in body
