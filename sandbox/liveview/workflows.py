@@ -85,7 +85,10 @@ def _saga_lanes(lanes: dict[int, list[dict]], states: dict[int, str], origin: fl
             )
         parts.append(
             format_html(
-                '<text class="lane-state" x="{}" y="{}">{}</text>', left + plot + 8, y + 12, states.get(number, "")
+                '<text class="lane-state" x="{}" y="{}">{}</text>',
+                f"{max(left + plot + 8, x + 12):.1f}",
+                y + 12,
+                states.get(number, ""),
             )
         )
     parts.append(
