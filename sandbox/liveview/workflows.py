@@ -307,3 +307,8 @@ def saga_lessons(params: dict, summary: dict, seed: int, jobs: int) -> list[dict
             "observed": f"half done {summary['half_done']}, undone out of order {summary['out_of_order_compensations']}",
         },
     ]
+
+
+def compare_rows(*outcomes: dict) -> list[tuple[str, str]]:
+    """(key, label) of the workflow counters either run reports, for the compare page."""
+    return [(key, label) for key, label in STATS + SAGA_STATS if any(key in outcome for outcome in outcomes)]

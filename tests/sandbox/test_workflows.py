@@ -22,7 +22,7 @@ from sandbox.params import ExperimentForm
 from sandbox.workflows import outbox
 from sandbox.workflows import run as workflow_run
 from sandbox.workflows.models import OutboxMessage, WorkflowEffect, WorkflowOrder
-from tests.sandbox.helpers import start, wait_finished
+from tests.sandbox.helpers import anonymous_visitor, start, wait_finished
 
 QUIET = {"commit_crash_rate": 0.0, "relay_crash_rate": 0.0}
 
@@ -223,3 +223,18 @@ def test_a_relay_skips_the_rows_another_relay_holds(lab_engine):
         published = outbox.relay_pass(recorder, params=params, seed=experiment.seed)
     assert published == 6 - len(held)  # every row but the held ones (order 1's request has not run)
     assert set(OutboxMessage.objects.filter(sent_at__isnull=True).values_list("pk", flat=True)) == set(held)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_compare_shows_dual_write_and_outbox_counters_side_by_side(lab_engine, client):
+    owner = anonymous_visitor(client)
+    dual = start("dual-write", owner=owner, seed=11, jobs=10, publish_at="in_transaction", rollback_rate=0.4, **QUIET)
+    box = start("outbox", owner=owner, seed=11, jobs=10, rollback_rate=0.4, **QUIET)
+    lab_engine.finish_all(dual, box)
+    response = client.get(reverse("sandbox:compare"), {"a": dual.pk, "b": box.pk})
+    assert response.status_code == 200
+    rows = {row["key"]: row for row in response.context["outcomes"]}
+    assert rows["ghosts"]["a"] > 0
+    assert rows["ghosts"]["b"] == 0
+    assert rows["lost"]["a"] == rows["lost"]["b"] == 0
+    assert "ghost events" in response.content.decode()
