@@ -70,4 +70,13 @@ class LedgerEntry(models.Model):
         return f"order {self.order_number}: {self.amount_cents}c"
 
 
-from sandbox.workflows.models import OutboxMessage, Saga, SagaStep, WorkflowEffect, WorkflowOrder  # noqa: E402, F401
+from sandbox.workflows.models import (  # noqa: E402, F401  (one app, its models in two modules)
+    FanInBatch,
+    FanInChild,
+    FanInFinal,
+    OutboxMessage,
+    Saga,
+    SagaStep,
+    WorkflowEffect,
+    WorkflowOrder,
+)

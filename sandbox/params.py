@@ -5,6 +5,7 @@ from django import forms
 from sandbox.delivery import MODELS, model_for
 from sandbox.engine.budget import (
     HORIZON_S,
+    MAX_FAN_OUT,
     MAX_JOBS,
     MAX_PARTITIONS,
     MAX_WORKER_SECONDS,
@@ -38,6 +39,10 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
             "relay_crash_rate",
             "step_fail_rate",
             "compensation_fail_rate",
+            "fan_out",
+            "fan_in",
+            "child_fail_rate",
+            "child_duplicate_rate",
         ],
     ),
     ("Repeat a run", ["seed"]),
@@ -48,7 +53,7 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
 DEFAULTED = (
     "outage_s", "model", "visibility_timeout_s", "lease_extension", "partitions", "order_keys", "on_failure",
     "kill_consumer_at_s", "workflow", "publish_at", "commit_crash_rate", "rollback_rate", "relay_crash_rate",
-    "step_fail_rate", "compensation_fail_rate",
+    "step_fail_rate", "compensation_fail_rate", "fan_out", "fan_in", "child_fail_rate", "child_duplicate_rate",
 )  # fmt: skip
 
 
@@ -178,6 +183,7 @@ class ExperimentForm(forms.Form):
             ("dual_write", "dual write: save the order, publish the event"),
             ("outbox", "outbox: save the order and its event row; a relay publishes"),
             ("saga", "saga: reserve, charge, ship; compensate on failure"),
+            ("fan_in", "fan-in: a batch of child jobs, then one final step"),
         ],
     )
     publish_at = forms.ChoiceField(
@@ -219,6 +225,20 @@ class ExperimentForm(forms.Form):
         min_value=0,
         max_value=1,
         help_text="0–1, transient: retried with backoff",
+    )
+    fan_out = forms.IntegerField(
+        label="Children per batch", required=False, min_value=1, max_value=MAX_FAN_OUT, help_text="fan-in: real RQ jobs"
+    )
+    fan_in = forms.ChoiceField(
+        label="Close the batch",
+        required=False,
+        choices=[("atomic", "atomic: count each child once, compare-and-set"), ("naive", "naive: count deliveries")],
+    )
+    child_fail_rate = forms.FloatField(
+        label="Chance a child attempt fails", required=False, min_value=0, max_value=1, help_text="0–1, retried"
+    )
+    child_duplicate_rate = forms.FloatField(
+        label="Share of children delivered twice", required=False, min_value=0, max_value=1, help_text="0–1, a lost ack"
     )
     seed = forms.IntegerField(
         label="Seed",

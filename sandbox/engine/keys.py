@@ -50,7 +50,7 @@ DELIVERY = (
     "flag:killed",
 )
 # The workflow families (sandbox.workflows): the broker stream, the consumer's position, the relay's passes.
-WORKFLOW = ("wf:bus", "wf:consumed", "wf:pass", "wf:relay_crashes")
+WORKFLOW = ("wf:bus", "wf:consumed", "wf:pass", "wf:relay_crashes", "wf:dup", "wf:limit")
 PER_PARTITION = ("log:{}", "lease:{}")  # one of each per log partition
 PER_JOB = ("marks:{}",)  # one per job: its attempt marks
 

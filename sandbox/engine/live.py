@@ -35,7 +35,9 @@ COUNTERS = (
 WORKFLOW_COUNTERS = (
     "orders", "events_published", "lost", "unsent", "ghosts", "duplicates", "double_effects", "relay_lag_p95_ms",
     "relay_lag_max_ms", "sagas", "completed", "compensated", "needs_human", "half_done", "steps_done",
-    "compensations_done", "compensations_failed", "out_of_order_compensations",
+    "compensations_done", "compensations_failed", "out_of_order_compensations", "batches", "children",
+    "children_done", "children_dead", "child_deliveries", "final_runs", "finals_enqueued", "early_finals",
+    "batches_finalized_twice", "batches_stuck",
 )  # fmt: skip
 
 # The one definition of "finished": every admitted job is terminal, nothing runs, and every duplicate

@@ -39,6 +39,10 @@ DEFAULTS: dict = {
     "relay_crash_rate": 0.0,
     "step_fail_rate": 0.0,
     "compensation_fail_rate": 0.0,
+    "fan_out": 5,
+    "fan_in": "atomic",
+    "child_fail_rate": 0.0,
+    "child_duplicate_rate": 0.0,
 }
 
 
@@ -106,6 +110,31 @@ WORKFLOW_PRESETS = [
             "duration_spread_ms": 0,
             "step_fail_rate": 0.15,
             "compensation_fail_rate": 0.5,
+            "max_retries": 2,
+            "backoff": "fixed",
+            "backoff_base_s": 1,
+            "backoff_cap_s": 1,
+        },
+        drill="workflow-orchestration",
+    ),
+    Preset(
+        "fan-in",
+        "Fan-out, fan-in: close the batch once",
+        "Each message is a batch that fans out child jobs; a final step must run once per batch, after every "
+        "child. Children fail and retry, and some are delivered twice. With the naive design each child adds one "
+        "to a counter and the one that sees the batch size runs the final: count the early and repeated finals. "
+        "Switch 'close the batch' to atomic: a child is counted once, and one compare-and-set closes the batch.",
+        "workflows",
+        {
+            "workflow": "fan_in",
+            "fan_in": "naive",
+            "jobs": 6,
+            "fan_out": 5,
+            "arrival_per_s": 4.0,
+            "duration_ms": 100,
+            "duration_spread_ms": 0,
+            "child_fail_rate": 0.2,
+            "child_duplicate_rate": 0.3,
             "max_retries": 2,
             "backoff": "fixed",
             "backoff_base_s": 1,

@@ -54,6 +54,8 @@ GHOSTS = Prediction("ghosts", "Events about orders that do not exist", "events",
 DUPLICATE_EVENTS = Prediction("duplicates", "Events published more than once", "events", 0, MAX_JOBS * 10)
 COMPENSATED = Prediction("compensated", "Sagas undone by compensation", "sagas", 0, MAX_JOBS)
 NEEDS_HUMAN = Prediction("needs_human", "Sagas left in the DLQ for a human", "sagas", 0, MAX_JOBS)
+FINAL_RUNS = Prediction("final_runs", "Times a batch's final step ran, all batches", "runs", 0, MAX_JOBS * 10)
+EARLY_FINALS = Prediction("early_finals", "Final steps that ran before every child was done", "runs", 0, MAX_JOBS * 10)
 DOUBLE_EFFECTS = Prediction("double_effects", "Events the consumer acted on twice", "effects", 0, MAX_JOBS * 10)
 
 FIELDS: dict[str, list[Prediction]] = {
@@ -73,6 +75,7 @@ FIELDS: dict[str, list[Prediction]] = {
     "dual-write": [LOST, GHOSTS],
     "outbox": [LOST, DUPLICATE_EVENTS, DOUBLE_EFFECTS],
     "saga": [COMPENSATED, NEEDS_HUMAN],
+    "fan-in": [FINAL_RUNS, EARLY_FINALS],
 }
 EXTRAS = ("peak_depth", "drain_s", "retry_peak")  # measured from the live state, not counted
 

@@ -96,3 +96,48 @@ class SagaStep(models.Model):
 
     def __str__(self) -> str:
         return f"saga {self.saga}: {self.action} {self.step}"
+
+
+class FanInBatch(models.Model):
+    """One batch fanned out to `size` children; its final step must run once, after every child."""
+
+    experiment = models.ForeignKey("sandbox.Experiment", on_delete=models.CASCADE, related_name="+")
+    number = models.PositiveIntegerField()
+    size = models.PositiveSmallIntegerField()
+    done_count = models.PositiveSmallIntegerField(default=0)  # the naive design's counter (counts deliveries)
+    remaining = models.SmallIntegerField()  # the atomic design's: decremented once per distinct child
+    closed_at = models.FloatField(null=True, blank=True)  # set once, by compare-and-set, by whoever closes
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "number"], name="one_fan_in_batch")]
+
+    def __str__(self) -> str:
+        return f"batch {self.number}"
+
+
+class FanInChild(models.Model):
+    """A child's one outcome: done, or dead (its retries used up)."""
+
+    experiment = models.ForeignKey("sandbox.Experiment", on_delete=models.CASCADE, related_name="+")
+    batch = models.PositiveIntegerField()
+    child = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=8)  # done, dead
+    at = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "batch", "child"], name="one_fan_in_child")]
+
+    def __str__(self) -> str:
+        return f"batch {self.batch} child {self.child}: {self.status}"
+
+
+class FanInFinal(models.Model):
+    """One run of a batch's final step (more than one per batch is the bug the lesson shows)."""
+
+    experiment = models.ForeignKey("sandbox.Experiment", on_delete=models.CASCADE, related_name="+")
+    batch = models.PositiveIntegerField()
+    at = models.FloatField()
+    early = models.BooleanField()  # some child was not done yet
+
+    def __str__(self) -> str:
+        return f"final of batch {self.batch}"

@@ -15,7 +15,7 @@ from rq.rate_limit import RateLimit
 from prepsite.redis_conn import get_redis
 from sandbox.engine import fairshare, live, rq_storage
 from sandbox.engine.budget import WORKFLOW_TICK_S, WORKFLOW_TICKS
-from sandbox.workflows import is_workflow, outbox, saga
+from sandbox.workflows import fanin, is_workflow, outbox, saga
 
 __all__ = ["admit", "enqueue_tick", "is_workflow", "tick", "tick_job_id"]
 
@@ -32,6 +32,7 @@ def admit(experiment_id: int, limit_key: str, run: str) -> None:
     """Open the run's workflow and schedule its first tick."""
     redis = get_redis()
     redis.hset(live.key(experiment_id, "c"), outbox.OPEN, 1)
+    redis.set(live.key(experiment_id, fanin.RATE_KEY), fairshare.rate_key(limit_key), ex=live.TTL_SECONDS)
     enqueue_tick(redis, experiment_id, limit_key, run, 1)
 
 
@@ -82,7 +83,10 @@ def tick(recorder: live.Recorder, *, limit_key: str, run: str, n: int) -> bool:
     params, seed = found
     stopping = bool(redis.exists(live.flag_key(experiment_id, "stop")))
     done = requests_done(redis, experiment_id)
-    if params["workflow"] == "saga":  # the orchestrator is the message job itself: only count here
+    if params["workflow"] == "fan_in":
+        drained = fanin.drained(experiment_id, redis)
+        counts = fanin.counters(experiment_id, redis)
+    elif params["workflow"] == "saga":  # the orchestrator is the message job itself: only count here
         drained = True
         counts = saga.counters(experiment_id, redis, set(live.read(experiment_id, events=1, connection=redis).dlq))
     else:
