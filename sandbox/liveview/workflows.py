@@ -13,7 +13,7 @@ from prepsite.redis_conn import get_redis
 from sandbox.engine import live
 from sandbox.models import Experiment
 from sandbox.workflows import outbox, saga
-from sandbox.workflows.models import OutboxMessage, Saga, WorkflowEffect, WorkflowOrder
+from sandbox.workflows.models import FanInChild, FanInFinal, OutboxMessage, Saga, WorkflowEffect, WorkflowOrder
 from sandbox.workflows.run import is_workflow
 
 LISTED = 12  # orders named per kind of trouble
@@ -50,37 +50,36 @@ LETTER = {"reserve": "R", "charge": "C", "ship": "S"}
 ACTION = {"do": "done", "fail": "failed for good", "undo": "compensated", "undo_failed": "compensation failed"}
 
 
-def _saga_lanes(lanes: dict[int, list[dict]], states: dict[int, str], origin: float, end: float) -> SafeString:
-    """One lane per saga on a time axis: each step done (R, C, S), the one that failed, each compensation
-    (lower case) and each compensation that failed, with the saga's end state at the right."""
+def _lanes(
+    lanes: dict[int, list[dict]], states: dict[int, str], origin: float, end: float, *, noun: str, title: str, desc: str
+) -> SafeString:
+    """One lane per saga or batch on a time axis, its marks ({at, css, letter, title}) in order and its end state
+    at the right. Marks sit at their time but never on top of the lane's previous one (steps take milliseconds)."""
     width, left, right, lane_h, top = 640, 64, 190, 18, 8
     span = max(1.0, end - origin)
     plot = width - left - right
     height = top + lane_h * max(1, len(lanes)) + 26
     parts = []
-    for row, (number, actions) in enumerate(sorted(lanes.items())):
+    for row, (number, marks) in enumerate(sorted(lanes.items())):
         y = top + row * lane_h
-        parts.append(format_html('<text class="lane-label" x="4" y="{}">saga {}</text>', y + 12, number))
+        parts.append(format_html('<text class="lane-label" x="4" y="{}">{} {}</text>', y + 12, noun, number))
         parts.append(
             format_html('<line class="lane" x1="{}" x2="{}" y1="{}" y2="{}"></line>', left, left + plot, y + 8, y + 8)
         )
         x = -1e9
-        for act in actions:
-            # On the time axis, but never on top of the saga's previous mark: steps take milliseconds.
-            x = max(left + 6 + (plot - 6) * min(1.0, max(0.0, act["at"] - origin) / span), x + 15)
-            letter = LETTER[act["step"]] if act["action"] in ("do", "fail") else LETTER[act["step"]].lower()
+        for mark in marks:
+            x = max(left + 6 + (plot - 6) * min(1.0, max(0.0, mark["at"] - origin) / span), x + 15)
             parts.append(
                 format_html(
-                    '<g class="saga-{}"><title>{} {}</title><rect x="{}" y="{}" width="13" height="14" rx="2">'
-                    '</rect><text x="{}" y="{}">{}</text></g>',
-                    act["action"],
-                    act["step"],
-                    ACTION[act["action"]],
+                    '<g class="{}"><title>{}</title><rect x="{}" y="{}" width="13" height="14" rx="2"></rect>'
+                    '<text x="{}" y="{}">{}</text></g>',
+                    mark["css"],
+                    mark["title"],
                     f"{x - 6:.1f}",
                     y + 1,
                     f"{x - 2.5:.1f}",
                     y + 12,
-                    letter,
+                    mark["letter"],
                 )
             )
         parts.append(
@@ -93,19 +92,39 @@ def _saga_lanes(lanes: dict[int, list[dict]], states: dict[int, str], origin: fl
         )
     parts.append(
         format_html(
-            '<text class="axis-label" x="{}" y="{}">seconds since the first saga (0 to {} s)</text>',
+            '<text class="axis-label" x="{}" y="{}">seconds since the first {} (0 to {} s)</text>',
             left,
             height - 6,
+            noun,
             f"{span:.1f}",
         )
     )
     return format_html(
-        '<svg class="chart saga-lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="saga-t saga-d">'
-        '<title id="saga-t">Each saga\'s steps and compensations on a time axis</title><desc id="saga-d">One lane per '
-        "saga: R, C, S are reserve, charge and ship done; a red letter is the step that failed for good; lower case "
-        "letters are compensations, newest step first; red outlines are compensation attempts that failed and were "
-        "retried. The list below says the same in words.</desc>{}</svg>",
-        width, height, SafeString("".join(parts)),
+        '<svg class="chart saga-lanes" viewBox="0 0 {} {}" role="img" aria-labelledby="lanes-wt lanes-wd">'
+        '<title id="lanes-wt">{}</title><desc id="lanes-wd">{}</desc>{}</svg>',
+        width, height, title, desc, SafeString("".join(parts)),
+    )  # fmt: skip
+
+
+def _saga_lanes(lanes: dict[int, list[dict]], states: dict[int, str], origin: float, end: float) -> SafeString:
+    marks = {
+        n: [
+            {
+                "at": act["at"],
+                "css": f"saga-{act['action']}",
+                "title": f"{act['step']} {ACTION[act['action']]}",
+                "letter": LETTER[act["step"]] if act["action"] in ("do", "fail") else LETTER[act["step"]].lower(),
+            }
+            for act in actions
+        ]
+        for n, actions in lanes.items()
+    }
+    return _lanes(
+        marks, states, origin, end, noun="saga",
+        title="Each saga's steps and compensations on a time axis",
+        desc="One lane per saga: R, C, S are reserve, charge and ship done; a red letter is the step that failed for "
+        "good; lower case letters are compensations, newest step first; red outlines are compensation attempts that "
+        "failed and were retried. The list below says the same in words.",
     )  # fmt: skip
 
 
@@ -119,6 +138,7 @@ def saga_panel(experiment: Experiment, state: live.LiveState | None, now: float,
     return {
         "workflow": {
             "kind": "saga",
+            "legend": "",
             "stats": [
                 {
                     "key": key,
@@ -149,6 +169,8 @@ def workflow_panel(experiment: Experiment, state: live.LiveState | None, now: fl
         return {}
     if experiment.params["workflow"] == "saga":
         return saga_panel(experiment, state, now, summary)
+    if experiment.params["workflow"] == "fan_in":
+        return fan_in_panel(experiment, state, now, summary)
     redis = get_redis()
     orders = dict(WorkflowOrder.objects.filter(experiment=experiment).values_list("order_number", "created_at"))
     entries = [(float(f[b"t"]), int(f[b"order"])) for _, f in redis.xrange(live.key(experiment.pk, outbox.BUS))]
@@ -209,7 +231,8 @@ def workflow_panel(experiment: Experiment, state: live.LiveState | None, now: fl
 
 def workflow_lessons(params: dict, summary: dict, seed: int) -> list[dict]:
     """The explanation's workflow items: the fault plan's own counts beside what the run showed."""
-    if not is_workflow(params) or ("sagas" if params["workflow"] == "saga" else "lost") not in summary:
+    needs = {"saga": "sagas", "fan_in": "batches"}.get(params["workflow"], "lost")
+    if not is_workflow(params) or needs not in summary:
         return []
     jobs = summary.get("enqueued", 0)
     planned = [outbox.faults(params, seed, job, 1) for job in range(1, jobs + 1)]
@@ -218,6 +241,8 @@ def workflow_lessons(params: dict, summary: dict, seed: int) -> list[dict]:
     kind = params["workflow"]
     if kind == "saga":
         return saga_lessons(params, summary, seed, jobs)
+    if kind == "fan_in":
+        return fan_in_lessons(params, summary, seed, jobs)
     items = [
         {
             "topic": "The fault plan",
@@ -311,4 +336,107 @@ def saga_lessons(params: dict, summary: dict, seed: int, jobs: int) -> list[dict
 
 def compare_rows(*outcomes: dict) -> list[tuple[str, str]]:
     """(key, label) of the workflow counters either run reports, for the compare page."""
-    return [(key, label) for key, label in STATS + SAGA_STATS if any(key in outcome for outcome in outcomes)]
+    rows = STATS + SAGA_STATS + FAN_IN_STATS
+    return [(key, label) for key, label in rows if any(key in outcome for outcome in outcomes)]
+
+
+FAN_IN_STATS = [
+    ("batches", "batches"),
+    ("children_done", "children done"),
+    ("children_dead", "children dead (DLQ)"),
+    ("child_deliveries", "child deliveries"),
+    ("final_runs", "final steps run"),
+    ("early_finals", "finals run early"),
+    ("batches_finalized_twice", "batches closed twice"),
+    ("batches_stuck", "batches stuck on a dead child"),
+]
+
+
+def fan_in_panel(experiment: Experiment, state: live.LiveState | None, now: float, summary: dict) -> dict:
+    """Each batch's children finishing and its final step(s), on one time axis."""
+    lanes: dict[int, list[dict]] = {}
+    children = FanInChild.objects.filter(experiment=experiment, batch__lte=SAGA_LANES).order_by("at")
+    for batch, child, status, at in children.values_list("batch", "child", "status", "at"):
+        done = status == "done"
+        lanes.setdefault(batch, []).append(
+            {"at": at, "css": "saga-do" if done else "saga-fail", "letter": str(child % 10),
+             "title": f"child {child} {'done' if done else 'dead: retries used up'}"}
+        )  # fmt: skip
+    for batch, at, early in FanInFinal.objects.filter(experiment=experiment, batch__lte=SAGA_LANES).values_list(
+        "batch", "at", "early"
+    ):
+        lanes.setdefault(batch, []).append(
+            {"at": at, "css": "saga-fail" if early else "saga-final", "letter": "F",
+             "title": "final step, before every child was done" if early else "final step"}
+        )  # fmt: skip
+    for marks in lanes.values():
+        marks.sort(key=lambda mark: mark["at"])
+    finals: dict[int, int] = {}
+    for batch in FanInFinal.objects.filter(experiment=experiment).values_list("batch", flat=True):
+        finals[batch] = finals.get(batch, 0) + 1
+    states = {n: f"final ran {finals.get(n, 0)}×" for n in lanes}
+    times = [mark["at"] for marks in lanes.values() for mark in marks]
+    origin = state.t0 if state is not None and state.t0 else min(times, default=now)
+    return {
+        "workflow": {
+            "kind": "fan_in",
+            "legend": "",
+            "stats": [
+                {
+                    "key": key,
+                    "label": label,
+                    "value": summary.get(key, 0),
+                    "css": "err" if key in ("early_finals", "batches_finalized_twice") and summary.get(key) else "",
+                }
+                for key, label in FAN_IN_STATS
+            ],
+            "chart": _lanes(
+                lanes,
+                states,
+                origin,
+                max(times, default=now),
+                noun="batch",
+                title="Each batch's children and final step on a time axis",
+                desc="One lane per batch: a green number is a child done, a red one a child whose retries ran out; F is "
+                "the batch's final step, red when it ran before every child was done. A batch should show F once, "
+                "after its last child.",
+            ),
+            "sagas": [
+                {"number": n, "state": states[n], "story": ", ".join(m["title"] for m in marks)}
+                for n, marks in sorted(lanes.items())
+            ],
+        }
+    }
+
+
+def fan_in_lessons(params: dict, summary: dict, seed: int, jobs: int) -> list[dict]:
+    n, f, d, tries = (
+        params["fan_out"],
+        params["child_fail_rate"],
+        params["child_duplicate_rate"],
+        params["max_retries"] + 1,
+    )
+    naive = params["fan_in"] == "naive"
+    return [
+        {
+            "topic": "Children",
+            "expected": f"{jobs} batches × {n} = {jobs * n} children; one dies when all {tries} attempts fail: "
+            f"{f:g}^{tries} = {f**tries:.3f} each, about {jobs * n * f**tries:.1f}; about {jobs * n * d:.1f} are "
+            "delivered twice",
+            "observed": f"{summary['children_done']} done, {summary['children_dead']} dead, "
+            f"{summary['child_deliveries']} deliveries in all (retries and duplicates included)",
+        },
+        {
+            "topic": "The final step",
+            "expected": (
+                "naive: a duplicate delivery counts twice, so a batch with one reaches its size a child early (the "
+                "final runs early) and again when the last child arrives; two children finishing together can both "
+                "see the size"
+                if naive
+                else f"atomic: exactly once per batch whose children all finished: {summary['batches']} − "
+                f"{summary['batches_stuck']} stuck = {summary['batches'] - summary['batches_stuck']}, never early"
+            ),
+            "observed": f"{summary['final_runs']} finals, {summary['early_finals']} early, "
+            f"{summary['batches_finalized_twice']} batches closed more than once",
+        },
+    ]

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from rq.job import Job
 
 from prepsite.visitor import Visitor
@@ -15,7 +16,7 @@ from sandbox.params import ExperimentForm
 from sandbox.workflows import fanin
 from sandbox.workflows.models import FanInChild, FanInFinal
 from sandbox.workflows.outbox import chance
-from tests.sandbox.helpers import start, wait_finished
+from tests.sandbox.helpers import anonymous_visitor, start, wait_finished
 
 FAULTS = {"jobs": 6, "fan_out": 5, "child_fail_rate": 0.3, "child_duplicate_rate": 0.4, "duration_ms": 20}
 
@@ -108,3 +109,16 @@ def test_on_the_real_pool_the_atomic_fan_in_closes_each_batch_once(rq_workers, c
     assert summary["early_finals"] == summary["batches_finalized_twice"] == 0
     experiment = Experiment.objects.get(pk=summary["id"])
     assert wait_finished(experiment).finished
+
+
+def test_the_live_view_draws_each_batch_and_explains_the_final_step(lab_engine, client):
+    owner = anonymous_visitor(client)
+    experiment = start("fan-in", owner=owner, seed=26, fan_in="naive", **FAULTS)
+    lab_engine.finish(experiment)
+    response = client.get(reverse("sandbox:detail", args=[experiment.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Each batch: its children, then its final step" in body
+    assert 'class="chart saga-lanes"' in body
+    assert "The final step" in body
+    assert 'data-counter="early_finals"' in body
