@@ -18,7 +18,7 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "hei
 
 
 @pytest.mark.workers
-@pytest.mark.parametrize("preset", ["dual-write", "outbox", "saga"])
+@pytest.mark.parametrize("preset", ["dual-write", "outbox", "saga", "fan-in"])
 def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker(
     live_server,
     axe_page,
@@ -33,7 +33,14 @@ def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker
     panel = page.locator("#panel-workflow")
     outcome = page.locator("#panel-outcome")
     expect(outcome.locator("dl.explain")).to_be_visible()
-    if preset == "saga":
+    if preset == "fan-in":
+        expect(panel.locator("#workflow-figure svg.saga-lanes")).to_be_visible()
+        expect(panel.locator('[data-counter="final_runs"] .n')).to_have_text(str(summary["final_runs"]))
+        assert summary["early_finals"] > 0  # the preset closes batches naively
+        expect(outcome.locator('[data-prediction="early_finals"]')).to_be_visible()
+        expect(outcome.locator("dl.explain")).to_contain_text("The final step")
+        drill = "/topics/queueing/drill/workflow-orchestration/"
+    elif preset == "saga":
         expect(panel.locator("#workflow-figure svg.saga-lanes")).to_be_visible()
         expect(panel.locator('[data-counter="half_done"] .n')).to_have_text("0")
         expect(panel.locator('[data-counter="compensated"] .n')).to_have_text(str(summary["compensated"]))
