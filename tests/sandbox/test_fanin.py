@@ -9,12 +9,12 @@ from django.urls import reverse
 from rq.job import Job
 
 from prepsite.visitor import Visitor
-from sandbox.engine import experiments, fairshare, limits, rq_storage
+from sandbox.engine import experiments, fairshare, limits, live, rq_storage
 from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
 from sandbox.workflows import fanin
-from sandbox.workflows.models import FanInChild, FanInFinal
+from sandbox.workflows.models import FanInBatch, FanInChild, FanInFinal
 from sandbox.workflows.outbox import chance
 from tests.sandbox.helpers import anonymous_visitor, start, wait_finished
 
@@ -122,3 +122,16 @@ def test_the_live_view_draws_each_batch_and_explains_the_final_step(lab_engine, 
     assert 'class="chart saga-lanes"' in body
     assert "The final step" in body
     assert 'data-counter="early_finals"' in body
+
+
+def test_stopping_a_fan_in_run_ends_it_and_its_children_do_no_more_work(lab_engine):
+    experiment = start(
+        "fan-in", seed=4, jobs=2, fan_out=4, child_fail_rate=0.0, child_duplicate_rate=0.0, arrival_per_s=0.0
+    )
+    lab_engine.worker.work(burst=True, max_jobs=2, with_scheduler=False)  # the two parents, nothing more
+    assert FanInBatch.objects.filter(experiment=experiment).count() == 2
+    assert not FanInChild.objects.filter(experiment=experiment).exists()  # their children wait their turn
+    experiments.experiment_stop(experiment)
+    lab_engine.run_until(lambda: Experiment.objects.get(pk=experiment.pk).status == "finished")
+    assert not FanInChild.objects.filter(experiment=experiment).exists()  # queued children found the stop flag
+    assert live.read(experiment.pk).counters["child_runs"] == 8  # each ran, saw the stop, and did nothing
