@@ -16,6 +16,7 @@ from sandbox.params import ExperimentForm
 from sandbox.workflows import fanin
 from sandbox.workflows.models import FanInBatch, FanInChild, FanInFinal
 from sandbox.workflows.outbox import chance
+from tests.conftest import wait_for
 from tests.sandbox.helpers import anonymous_visitor, start, wait_finished
 
 FAULTS = {"jobs": 6, "fan_out": 5, "child_fail_rate": 0.3, "child_duplicate_rate": 0.4, "duration_ms": 20}
@@ -40,8 +41,9 @@ def planned(experiment: Experiment) -> tuple[set[tuple[int, int]], set[tuple[int
 def assert_accounts(experiment: Experiment, state) -> dict:
     c = state.counters
     assert c["enqueued"] == c["succeeded"] + c["dead_lettered"] + c["stopped"]
+    # The job that ends a run writes the row just after the record; on the real pool a reader can fall between.
+    wait_for(lambda: Experiment.objects.filter(pk=experiment.pk, status="finished").exists(), 15, message="the row")
     experiment.refresh_from_db()
-    assert experiment.status == "finished"
     summary = experiment.summary
     dead, twice = planned(experiment)
     assert summary["batches"] == experiment.params["jobs"]

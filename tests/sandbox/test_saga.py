@@ -11,6 +11,7 @@ from sandbox.engine import live
 from sandbox.models import Experiment
 from sandbox.workflows import saga
 from sandbox.workflows.models import Saga, SagaStep
+from tests.conftest import wait_for
 from tests.sandbox.helpers import anonymous_visitor, start, wait_finished
 
 FAST = {"backoff_base_s": 1, "backoff_cap_s": 1, "arrival_per_s": 20.0}
@@ -47,8 +48,9 @@ def assert_sagas_account(experiment: Experiment, state: live.LiveState, *, exact
     """exact: no deaths, so the fault plan alone says which saga ends how (a death spends an attempt)."""
     c = state.counters
     assert c["enqueued"] == c["succeeded"] + c["dead_lettered"] + c["stopped"]
+    # The job that ends a run writes the row just after the record; on the real pool a reader can fall between.
+    wait_for(lambda: Experiment.objects.filter(pk=experiment.pk, status="finished").exists(), 15, message="the row")
     experiment.refresh_from_db()
-    assert experiment.status == "finished"
     summary = experiment.summary
     plan = planned(experiment)
     stuck = needs_human(experiment)
