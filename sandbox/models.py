@@ -79,3 +79,15 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_number}: {self.amount_cents}c"
+
+
+from sandbox.workflows.models import (  # noqa: E402, F401  (one app, its models in two modules)
+    FanInBatch,
+    FanInChild,
+    FanInFinal,
+    OutboxMessage,
+    Saga,
+    SagaStep,
+    WorkflowEffect,
+    WorkflowOrder,
+)

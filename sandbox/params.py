@@ -2,9 +2,10 @@
 
 from django import forms
 
-from sandbox.delivery import MODELS
+from sandbox.delivery import MODELS, model_for
 from sandbox.engine.budget import (
     HORIZON_S,
+    MAX_FAN_OUT,
     MAX_JOBS,
     MAX_PARTITIONS,
     MAX_WORKER_SECONDS,
@@ -28,6 +29,22 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
     ("Consumer", ["idempotency", "concurrency", "duration_ms", "duration_spread_ms", "timeout_s"]),
     ("SLO", ["slo_seconds", "slo_percentile"]),
     ("Delivery model", ["model", *model_parameters()]),
+    (
+        "Workflow",
+        [
+            "workflow",
+            "publish_at",
+            "commit_crash_rate",
+            "rollback_rate",
+            "relay_crash_rate",
+            "step_fail_rate",
+            "compensation_fail_rate",
+            "fan_out",
+            "fan_in",
+            "child_fail_rate",
+            "child_duplicate_rate",
+        ],
+    ),
     ("Repeat a run", ["seed"]),
 ]
 
@@ -35,7 +52,8 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
 # Parameters added after runs, forms and scripts already existed: blank means the default.
 DEFAULTED = (
     "outage_s", "model", "visibility_timeout_s", "lease_extension", "partitions", "order_keys", "on_failure",
-    "kill_consumer_at_s",
+    "kill_consumer_at_s", "workflow", "publish_at", "commit_crash_rate", "rollback_rate", "relay_crash_rate",
+    "step_fail_rate", "compensation_fail_rate", "fan_out", "fan_in", "child_fail_rate", "child_duplicate_rate",
 )  # fmt: skip
 
 
@@ -157,6 +175,71 @@ class ExperimentForm(forms.Form):
         max_value=60,
         help_text="stream/log: the consumer holding the next message is SIGKILLed; 0 = never",
     )
+    workflow = forms.ChoiceField(
+        label="Around the queue",
+        required=False,
+        choices=[
+            ("none", "nothing: each message charges an order"),
+            ("dual_write", "dual write: save the order, publish the event"),
+            ("outbox", "outbox: save the order and its event row; a relay publishes"),
+            ("saga", "saga: reserve, charge, ship; compensate on failure"),
+            ("fan_in", "fan-in: a batch of child jobs, then one final step"),
+        ],
+    )
+    publish_at = forms.ChoiceField(
+        label="Dual write publishes",
+        required=False,
+        choices=[("on_commit", "after the COMMIT (on_commit)"), ("in_transaction", "inside the transaction")],
+    )
+    commit_crash_rate = forms.FloatField(
+        label="Chance a request dies right after its COMMIT",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0–1, SIGKILL of the work-horse",
+    )
+    rollback_rate = forms.FloatField(
+        label="Chance a request's transaction rolls back",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0–1, after its writes",
+    )
+    relay_crash_rate = forms.FloatField(
+        label="Chance the outbox relay dies mid-pass",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0–1, after publishing, before marking sent",
+    )
+    step_fail_rate = forms.FloatField(
+        label="Chance a saga step fails for good",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0–1, per step: the saga compensates",
+    )
+    compensation_fail_rate = forms.FloatField(
+        label="Chance a compensation attempt fails",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0–1, transient: retried with backoff",
+    )
+    fan_out = forms.IntegerField(
+        label="Children per batch", required=False, min_value=1, max_value=MAX_FAN_OUT, help_text="fan-in: real RQ jobs"
+    )
+    fan_in = forms.ChoiceField(
+        label="Close the batch",
+        required=False,
+        choices=[("atomic", "atomic: count each child once, compare-and-set"), ("naive", "naive: count deliveries")],
+    )
+    child_fail_rate = forms.FloatField(
+        label="Chance a child attempt fails", required=False, min_value=0, max_value=1, help_text="0–1, retried"
+    )
+    child_duplicate_rate = forms.FloatField(
+        label="Share of children delivered twice", required=False, min_value=0, max_value=1, help_text="0–1, a lost ack"
+    )
     seed = forms.IntegerField(
         label="Seed",
         required=False,
@@ -198,6 +281,8 @@ class ExperimentForm(forms.Form):
             return data
         if data["backoff_cap_s"] < data["backoff_base_s"]:
             self.add_error("backoff_cap_s", "The cap must be at least the base delay.")
+        if data["workflow"] != "none" and model_for(data).consumed:
+            self.add_error("workflow", "The workflow families run on the rq model only.")
         if data["failure_rate"] + data["crash_rate"] > 1:
             self.add_error("crash_rate", "failure_rate + crash_rate must not exceed 1.")
         if self.errors:

@@ -9,6 +9,17 @@ MAX_PARTITIONS = 8  # a log run's partitions (the live view has a colour for eac
 # message, and a shared lab must not hold work (and everyone's capacity) for longer.
 HORIZON_S = 15 * 60
 MAX_WORKER_SECONDS = 900  # worst-case worker time one experiment may ask of the shared workers
+# A workflow run (sandbox.workflows) also runs its relay/consumer tick, once a second, at most this often.
+WORKFLOW_TICKS = 300
+WORKFLOW_TICK_S = 0.2  # worker time charged per tick
+MAX_FAN_OUT = 20  # a fan-in batch's children: real jobs, counted like messages
+
+
+def children_per_message(params: dict) -> float:
+    """Jobs each admitted message adds besides itself: a fan-in batch's children, their duplicates included."""
+    if params.get("workflow", "none") != "fan_in":
+        return 0.0
+    return params.get("fan_out", 0) * (1 + params.get("child_duplicate_rate", 0.0))
 
 
 def attempt_seconds(params: dict) -> float:
@@ -36,5 +47,6 @@ def schedule_span_s(params: dict) -> float:
 def worst_case_worker_seconds(params: dict, jobs: int | None = None) -> float:
     """Worker time the run (or `jobs` of its messages) may take: every attempt, every duplicate delivery."""
     messages = admitted_jobs(params) if jobs is None else jobs
-    deliveries = messages * (1 + params["duplicate_rate"])
-    return deliveries * (params["max_retries"] + 1) * attempt_seconds(params)
+    deliveries = messages * (1 + params["duplicate_rate"] + children_per_message(params))
+    ticks = WORKFLOW_TICKS * WORKFLOW_TICK_S if jobs is None and params.get("workflow", "none") != "none" else 0
+    return deliveries * (params["max_retries"] + 1) * attempt_seconds(params) + ticks

@@ -20,6 +20,7 @@ from sandbox.engine.budget import admitted_jobs, worst_case_worker_seconds
 from sandbox.engine.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
 from sandbox.engine.retry_policy import retry_intervals
 from sandbox.models import Experiment
+from sandbox.workflows import run as workflows
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ def _admit(experiment: Experiment) -> None:
     }
     # Account for the admission before the first job can finish, so no worker sees a half-started run.
     recorder.admitted(arrivals=arrivals, rejected=params["jobs"] - admitted, schedule=schedule)
+    if workflows.is_workflow(params):  # open before any request can end, so the run waits for its relay
+        workflows.admit(experiment.pk, experiment.limit_key, run)
     delivery.model_for(params).admit(experiment, run=run, arrivals=arrivals, schedule=schedule)
 
 
@@ -112,6 +115,7 @@ def _abort(experiment: Experiment) -> None:
             rq_storage.delete_job(connection, live.job_id_for(experiment.pk, job))
     with contextlib.suppress(RedisError):
         delivery.unschedule(experiment.pk, range(1, admitted_jobs(experiment.params) + 1))
+        rq_storage.delete_job(connection, workflows.tick_job_id(experiment.pk, 1))
         get_redis().hdel(delivery.ACTIVE, str(experiment.pk))
     with contextlib.suppress(RedisError):
         live.Recorder(experiment.pk).discard_all()

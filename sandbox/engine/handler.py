@@ -7,10 +7,12 @@ import time
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sandbox import workflows
 from sandbox.engine import rq_storage
 from sandbox.engine.fault_plan import FaultPlan
 from sandbox.engine.live import Recorder, flag_key
 from sandbox.models import LedgerEntry
+from sandbox.workflows import handlers as workflow_handlers
 
 SLICE_SECONDS = 0.05
 BEAT_EVERY_SECONDS = 1.0
@@ -141,8 +143,13 @@ def process(
         raise PoisonMessage(f"order #{job}: payload fails schema validation (missing 'currency')")
     if plan.fails_transiently(job, n, attempt.since_start_s):
         raise TransientError(f"order #{job}: payment provider answered 503 on attempt {n}")
-    outcome = charge(experiment_id, job, job_id=job_id, idempotent=attempt.params["idempotency"] == "on")
-    if recorder.succeeded(job=job, job_id=job_id, attempt=n, outcome=outcome):
+    if workflows.is_workflow(attempt.params):  # the request handler of a workflow family is the side effect
+        outcome = workflow_handlers.handle(recorder, job, attempt=n, params=attempt.params, seed=attempt.seed)
+    else:
+        outcome = charge(experiment_id, job, job_id=job_id, idempotent=attempt.params["idempotency"] == "on")
+    if recorder.succeeded(job=job, job_id=job_id, attempt=n, outcome=outcome) and not workflows.is_workflow(
+        attempt.params
+    ):
         recorder.applied_in_order(job, attempt.params)
     if plan.delivered_twice(job) and recorder.redeliver_once(job):
         # At-least-once delivery after a lost ack: the very same message is delivered again.

@@ -49,10 +49,12 @@ DELIVERY = (
     "lease:retry",
     "flag:killed",
 )
+# The workflow families (sandbox.workflows): the broker stream, the consumer's position, the relay's passes.
+WORKFLOW = ("wf:bus", "wf:consumed", "wf:pass", "wf:relay_crashes", "wf:dup", "wf:limit")
 PER_PARTITION = ("log:{}", "lease:{}")  # one of each per log partition
 PER_JOB = ("marks:{}",)  # one per job: its attempt marks
 
-KEY_NAMES = (*RECORD, *DELIVERY, *(name.format(p) for name in PER_PARTITION for p in range(MAX_PARTITIONS)))
+KEY_NAMES = (*RECORD, *DELIVERY, *WORKFLOW, *(name.format(p) for name in PER_PARTITION for p in range(MAX_PARTITIONS)))
 EVERY_NAME = (*KEY_NAMES, *(name.format(job) for name in PER_JOB for job in range(1, MAX_JOBS + 1)))
 
 

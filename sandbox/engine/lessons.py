@@ -306,4 +306,83 @@ LESSONS: dict[str, Lesson] = {
             0,
         ),
     ),
+    "dual-write": Lesson(
+        answers={"lost": 4, "ghosts": 0},
+        headline="{lost} orders were saved and never announced: each died between its COMMIT and its publish.",
+        counters=("lost", "ghosts", "dead_lettered"),
+        try_next=TryNext(
+            "publish inside the transaction",
+            {"publish_at": "in_transaction"},
+            "the lost events turning into ghosts: events about orders that rolled back",
+        ),
+        why=Why(
+            "Why were orders saved but never announced?",
+            (
+                "The process died after the COMMIT and before the publish: two writes, no shared transaction",
+                "The broker dropped the messages",
+                "The consumer was not idempotent",
+            ),
+            0,
+        ),
+    ),
+    "outbox": Lesson(
+        answers={"lost": 0, "duplicates": 30, "double_effects": 0},
+        headline="No event was lost; {duplicates} were published twice, and the idempotent consumer acted on "
+        "{double_effects} twice.",
+        counters=("lost", "ghosts", "duplicates", "double_effects"),
+        try_next=TryNext(
+            "idempotency off",
+            {"idempotency": "off"},
+            "the relay's duplicates turning into double effects",
+        ),
+        why=Why(
+            "Why were some events published twice?",
+            (
+                "The relay died after publishing and before marking the rows sent, so it published them again",
+                "Each order was written twice",
+                "The broker redelivers every event once",
+            ),
+            0,
+        ),
+    ),
+    "saga": Lesson(
+        answers={"compensated": 8, "needs_human": 1},
+        headline="{completed} sagas completed, {compensated} were undone in reverse order, {needs_human} wait for "
+        "a human, and {half_done} were left half-done.",
+        counters=("completed", "compensated", "needs_human", "half_done"),
+        try_next=TryNext(
+            "compensations that never fail",
+            {"compensation_fail_rate": 0},
+            "every failed saga compensated, and nothing left for a human",
+        ),
+        why=Why(
+            "Why did no saga end half-done, even when a compensation failed?",
+            (
+                "A failed compensation is retried from the saved state; one that never succeeds parks in the DLQ",
+                "The steps run in one database transaction",
+                "Failed steps are simply skipped",
+            ),
+            0,
+        ),
+    ),
+    "fan-in": Lesson(
+        answers={"final_runs": 18, "early_finals": 4},
+        headline="{batches} batches ran their final step {final_runs} times; {early_finals} ran before every child "
+        "was done.",
+        counters=("batches", "final_runs", "early_finals"),
+        try_next=TryNext(
+            "atomic closing",
+            {"fan_in": "atomic"},
+            "exactly one final per batch, after its last child",
+        ),
+        why=Why(
+            "Why did some batches run their final step early, or more than once?",
+            (
+                "A child delivered twice counted twice, so the counter reached the batch size too soon and again",
+                "The final step was retried after a failure",
+                "RQ ran the children in the wrong order",
+            ),
+            0,
+        ),
+    ),
 }

@@ -9,7 +9,7 @@ in sandbox.params, so they answer 400 before anything here runs.
 from prepsite.ratelimit import allow
 from prepsite.visitor import CLI_ANON_ID
 from sandbox.engine import live
-from sandbox.engine.budget import MAX_WORKER_SECONDS, admitted_jobs, worst_case_worker_seconds
+from sandbox.engine.budget import MAX_WORKER_SECONDS, admitted_jobs, children_per_message, worst_case_worker_seconds
 from sandbox.models import Experiment
 
 CLI_KEY = f"cli:{CLI_ANON_ID}"
@@ -43,7 +43,7 @@ def check_start(limit_key: str, params: dict) -> None:
     if len(active) >= GLOBAL_RUNNING:
         raise LimitExceeded(f"{len(active)} experiments are running in the shared lab; try again in a minute.")
     open_jobs = live.open_jobs(active)
-    wanted = round(admitted_jobs(params) * (1 + params["duplicate_rate"]))
+    wanted = round(admitted_jobs(params) * (1 + params["duplicate_rate"] + children_per_message(params)))
     if open_jobs + wanted > GLOBAL_OPEN_JOBS:
         raise LimitExceeded(
             f"The shared lab has {open_jobs} jobs still to run (the limit is {GLOBAL_OPEN_JOBS}); "

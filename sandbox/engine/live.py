@@ -31,6 +31,14 @@ COUNTERS = (
     "succeeded", "dead_lettered", "stopped", "duplicates_delivered", "duplicates_suppressed", "double_charges",
     "redriven", "discarded", "recovered", "late_outcomes", "redeliveries", "order_violations",
 )  # fmt: skip
+# What a workflow run (sandbox.workflows) adds to its counters; in its summary only.
+WORKFLOW_COUNTERS = (
+    "orders", "events_published", "lost", "unsent", "ghosts", "duplicates", "double_effects", "relay_lag_p95_ms",
+    "relay_lag_max_ms", "sagas", "completed", "compensated", "needs_human", "half_done", "steps_done",
+    "compensations_done", "compensations_failed", "out_of_order_compensations", "batches", "children",
+    "children_done", "children_dead", "child_deliveries", "final_runs", "finals_enqueued", "early_finals",
+    "batches_finalized_twice", "batches_stuck",
+)  # fmt: skip
 
 # The one definition of "finished": every admitted job is terminal, nothing runs, and every duplicate
 # delivery has been seen through. Both scripts below and every read use it.
@@ -41,7 +49,9 @@ local function is_finished(counters_key, running_key)
   if not c[1] then return false end
   local n = {}
   for i = 1, 6 do n[i] = tonumber(c[i]) or 0 end
-  return n[1] == n[2] + n[3] + n[4] and n[5] <= n[6] and redis.call('HLEN', running_key) == 0
+  -- a workflow run (sandbox.workflows) also waits for its relay and consumer: wf_open is 1 until they settle
+  local open = tonumber(redis.call('HGET', counters_key, 'wf_open') or '0')
+  return n[1] == n[2] + n[3] + n[4] and n[5] <= n[6] and redis.call('HLEN', running_key) == 0 and open == 0
 end
 """
 _FINISHED = _IS_FINISHED + "return is_finished(KEYS[1], KEYS[2]) and 1 or 0"

@@ -42,6 +42,7 @@ def summarize(experiment: Experiment, state: live.LiveState) -> dict:
     slo = slo_verdict(experiment.params, state.latencies.get("slo"), counters.get("succeeded", 0))
     return {
         **{name: counters.get(name, 0) for name in live.COUNTERS},
+        **{name: counters[name] for name in live.WORKFLOW_COUNTERS if name in counters},
         "p50_ms": state.latencies.get("p50"),
         "p95_ms": state.latencies.get("p95"),
         "max_ms": state.latencies.get("max"),

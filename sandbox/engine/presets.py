@@ -37,6 +37,18 @@ DEFAULTS: dict = {
     "order_keys": 4,
     "on_failure": "retry_topic",
     "kill_consumer_at_s": 0.0,
+    # Workflow families (sandbox.workflows): what the request handler around the queue does, and its faults.
+    "workflow": "none",
+    "publish_at": "on_commit",
+    "commit_crash_rate": 0.0,
+    "rollback_rate": 0.0,
+    "relay_crash_rate": 0.0,
+    "step_fail_rate": 0.0,
+    "compensation_fail_rate": 0.0,
+    "fan_out": 5,
+    "fan_in": "atomic",
+    "child_fail_rate": 0.0,
+    "child_duplicate_rate": 0.0,
 }
 
 
@@ -49,10 +61,109 @@ class Preset:
     section: str  # the Study chapter that explains it
     anchor: str = ""  # the heading in that chapter ("Read why" lands there)
     params: dict = field(default_factory=dict)
+    drill: str = ""  # a drill's slug, when no drill names the preset itself
 
     def parameters(self) -> dict:
         return {**DEFAULTS, **self.params}
 
+
+# The faults between the queue and everything else (issue #26): on real jobs and the site's own database.
+_ORDERS = {
+    "jobs": 40,
+    "arrival_per_s": 10.0,
+    "duration_ms": 50,
+    "duration_spread_ms": 0,
+    "max_retries": 0,
+    "commit_crash_rate": 0.1,
+    "rollback_rate": 0.1,
+    "relay_crash_rate": 0.3,
+}
+WORKFLOW_PRESETS = [
+    Preset(
+        name="dual-write",
+        title="Dual write: save, then publish",
+        setup="Each request saves an order, then publishes 'order placed' itself after its COMMIT; some requests "
+        "die right after the COMMIT and some transactions roll back.",
+        explanation="Two systems, two writes, no shared transaction: a process that dies between the COMMIT and the "
+        "publish leaves an order nobody hears about (a lost event), one per such death. Publishing inside the "
+        "transaction swaps the failure: a transaction that rolls back after its publish leaves an event about an "
+        "order that does not exist (a ghost). No ordering of the two writes removes both; the outbox does.",
+        section="data-and-request-flow",
+        anchor="hop-4-service-to-queue",
+        params={**_ORDERS, "workflow": "dual_write"},
+        drill="transactional-outbox",
+    ),
+    Preset(
+        name="outbox",
+        title="Transactional outbox with a relay",
+        setup="The same requests and faults, but the event is a row in the order's own transaction; a relay job "
+        "publishes the rows, marks them sent, and sometimes dies between the two.",
+        explanation="The event row commits or rolls back with its order, so nothing is lost and nothing is a "
+        "ghost. The price is at-least-once publishing: a relay that dies after publishing and before marking "
+        "the rows sent publishes them again, so the consumer must be idempotent (it records each event id and "
+        "acts once). The relay claims rows with FOR UPDATE SKIP LOCKED on PostgreSQL (a lease on SQLite), so two "
+        "relays never publish the same row at the same moment.",
+        section="data-and-request-flow",
+        anchor="hop-4-service-to-queue",
+        params={**_ORDERS, "workflow": "outbox"},
+        drill="transactional-outbox",
+    ),
+    Preset(
+        name="saga",
+        title="Saga: reserve, charge, ship — or undo",
+        setup="Each order is a saga of reserve stock, charge and ship, run by an orchestrator that keeps its state "
+        "in the database; a step sometimes fails for good, and a compensation sometimes fails for a while.",
+        explanation="A step that fails for good is answered by undoing the steps already done, newest first. A "
+        "compensation that fails is retried with backoff and resumes from the saved state, so no step runs "
+        "twice; one that fails on every attempt parks the saga in the DLQ for a human. The invariant is that no "
+        "saga is left half-done: each ends completed, compensated, or visibly waiting for a person.",
+        section="workflows",
+        anchor="sagas-and-compensation",
+        params={
+            "workflow": "saga",
+            "jobs": 30,
+            "arrival_per_s": 10.0,
+            "duration_ms": 50,
+            "duration_spread_ms": 0,
+            "step_fail_rate": 0.15,
+            "compensation_fail_rate": 0.5,
+            "max_retries": 2,
+            "backoff": "fixed",
+            "backoff_base_s": 1,
+            "backoff_cap_s": 1,
+        },
+        drill="workflow-orchestration",
+    ),
+    Preset(
+        name="fan-in",
+        title="Fan-out, fan-in: close the batch once",
+        setup="Each message is a batch that fans out child jobs, and a final step must run once per batch after "
+        "every child; children fail and retry, and some are delivered twice.",
+        explanation="With the naive design each child adds one to a counter, and whichever sees the batch size runs "
+        "the final. A child delivered twice counts twice, so the count reaches the size before every child is "
+        "done (an early final), and later children see it again (a repeated final). The atomic design records "
+        "each child id once in a set and closes the batch with one compare-and-set: the final runs exactly once, "
+        "after the last child.",
+        section="workflows",
+        anchor="fan-out-and-fan-in-in-rq",
+        params={
+            "workflow": "fan_in",
+            "fan_in": "naive",
+            "jobs": 6,
+            "fan_out": 5,
+            "arrival_per_s": 4.0,
+            "duration_ms": 100,
+            "duration_spread_ms": 0,
+            "child_fail_rate": 0.2,
+            "child_duplicate_rate": 0.3,
+            "max_retries": 2,
+            "backoff": "fixed",
+            "backoff_base_s": 1,
+            "backoff_cap_s": 1,
+        },
+        drill="workflow-orchestration",
+    ),
+]
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -306,5 +417,6 @@ PRESETS: dict[str, Preset] = {
                 "slo_seconds": 3.0,
             },
         ),
+        *WORKFLOW_PRESETS,
     ]
 }

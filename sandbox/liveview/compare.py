@@ -9,6 +9,7 @@ from sandbox.engine.presets import DEFAULTS
 from sandbox.engine.series import drain_seconds, retry_histogram
 from sandbox.liveview import lesson
 from sandbox.liveview.lag import DELIVERY_STATS, lag_charts
+from sandbox.liveview.workflows import compare_rows
 from sandbox.models import Experiment
 
 COMPARE_OUTCOMES = [
@@ -59,7 +60,7 @@ def comparison(a: Experiment, b: Experiment) -> dict:
     ]
     shown_a, shown_b = ({k: round(v) if isinstance(v, float) else v for k, v in out.items()} for out in (out_a, out_b))
     outcomes = []
-    for key, label in COMPARE_OUTCOMES:
+    for key, label in COMPARE_OUTCOMES + compare_rows(out_a, out_b):  # the workflow families' counters too
         va, vb = shown_a.get(key), shown_b.get(key)
         if key in COMPARE_DELIVERY_ROWS and not consumed and not (DELIVERY_STATS[key] and (va or vb)):
             continue

@@ -35,8 +35,22 @@ FIGURE_LABELS = {
     "drain_s": "seconds to drain",
     "retry_peak": "most retries due in one second",
     "p95_ms": "p95 latency (ms)",
+    "lost": "lost events",
+    "ghosts": "ghost events",
+    "duplicates": "events published twice",
+    "double_effects": "double effects",
+    "completed": "sagas completed",
+    "compensated": "sagas compensated",
+    "needs_human": "sagas needing a human",
+    "half_done": "sagas half-done",
+    "batches": "batches",
+    "final_runs": "final steps run",
+    "early_finals": "early finals",
 }
-BAD_WHEN_POSITIVE = {"dead_lettered", "double_charges", "order_violations", "rejected", "crashes", "timeouts"}
+BAD_WHEN_POSITIVE = {
+    "dead_lettered", "double_charges", "order_violations", "rejected", "crashes", "timeouts",
+    "lost", "ghosts", "double_effects", "half_done", "needs_human", "early_finals",
+}  # fmt: skip
 CHART_NAMES = {"depth", "throughput", "retries", "lanes", "lag"}
 
 

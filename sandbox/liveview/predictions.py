@@ -51,6 +51,14 @@ ORDER_VIOLATIONS = Prediction(
 )
 RETRIES = Prediction("retries", "Retries in all", "retries", 0, MAX_JOBS * 10)
 MAX_LAG = Prediction("max_lag", "Most messages one partition fell behind", "messages", 0, MAX_JOBS)
+LOST = Prediction("lost", "Orders saved whose event was never published", "orders", 0, MAX_JOBS)
+GHOSTS = Prediction("ghosts", "Events about orders that do not exist", "events", 0, MAX_JOBS)
+DUPLICATE_EVENTS = Prediction("duplicates", "Events published more than once", "events", 0, MAX_JOBS * 10)
+COMPENSATED = Prediction("compensated", "Sagas undone by compensation", "sagas", 0, MAX_JOBS)
+NEEDS_HUMAN = Prediction("needs_human", "Sagas left in the DLQ for a human", "sagas", 0, MAX_JOBS)
+FINAL_RUNS = Prediction("final_runs", "Times a batch's final step ran, all batches", "runs", 0, MAX_JOBS * 10)
+EARLY_FINALS = Prediction("early_finals", "Final steps that ran before every child was done", "runs", 0, MAX_JOBS * 10)
+DOUBLE_EFFECTS = Prediction("double_effects", "Events the consumer acted on twice", "effects", 0, MAX_JOBS * 10)
 
 FIELDS: dict[str, list[Prediction]] = {
     "happy": [DRAIN_S],
@@ -66,6 +74,10 @@ FIELDS: dict[str, list[Prediction]] = {
     "ordering": [ORDER_VIOLATIONS],
     "head-of-line": [MAX_LAG, DEAD_LETTERED],
     "rebalance": [MAX_LAG, DOUBLE_CHARGES],
+    "dual-write": [LOST, GHOSTS],
+    "outbox": [LOST, DUPLICATE_EVENTS, DOUBLE_EFFECTS],
+    "saga": [COMPENSATED, NEEDS_HUMAN],
+    "fan-in": [FINAL_RUNS, EARLY_FINALS],
 }
 EXTRAS = ("peak_depth", "drain_s", "retry_peak")  # measured from the live state, not counted
 

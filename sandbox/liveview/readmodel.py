@@ -21,6 +21,7 @@ from sandbox.engine.rq_storage import scheduler_alive
 from sandbox.engine.series import retry_histogram, series_from_buckets
 from sandbox.liveview.explain import drain_seconds, explain
 from sandbox.liveview.lag import DELIVERY_STATS, delivery_panel, other_models
+from sandbox.liveview.workflows import workflow_lessons, workflow_panel
 from sandbox.models import Experiment
 from topics.models import Question, Section
 
@@ -83,6 +84,13 @@ def preset_links(preset_names) -> dict[str, dict]:
     drills: dict[str, str] = {}
     for question in Question.objects.filter(preset__in=list(presets)).select_related("topic").in_order():
         drills.setdefault(question.preset, question.get_absolute_url())
+    by_slug = {name: p.drill for name, p in presets.items() if p.drill and name not in drills}  # named by slug
+    urls = {
+        q.slug: q.get_absolute_url() for q in Question.objects.filter(slug__in=by_slug.values()).select_related("topic")
+    }
+    for name, slug in by_slug.items():
+        if slug in urls:
+            drills[name] = urls[slug]
     links = {}
     for name, preset in presets.items():
         section = sections.get(preset.section)
@@ -406,7 +414,10 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             "expired": True,
             "done": True,
             "stats": stats(summary, None, model, experiment.preset),
-            "explain": explain(experiment.params, summary, None) if experiment.summary else [],
+            "explain": workflow_lessons(experiment.params, summary, experiment.seed)
+            + explain(experiment.params, summary, None)
+            if experiment.summary
+            else [],
             "extras": {},
         }
     gap = idle_gap(experiment, state)
@@ -422,6 +433,7 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
         "done": state.finished,
         "stats": stats(summary, state, model, experiment.preset),
         **delivery_panel(experiment, state, now),
+        **workflow_panel(experiment, state, now, summary),
         "slo": slo_verdict(experiment.params, state.latencies.get("slo"), summary.get("succeeded", 0)),
         "timeline": rows,
         "lanes": charts.swimlanes(
@@ -452,7 +464,8 @@ def live_view(experiment: Experiment, state: live.LiveState, *, with_links: bool
             for job, info in sorted(state.running.items())
         ],
         "events": events(state),
-        "explain": explain(
+        "explain": workflow_lessons(experiment.params, summary, experiment.seed)
+        + explain(
             experiment.params,
             summary,
             series.peak_depth,

@@ -11,11 +11,21 @@ from rq.timeouts import JobTimeoutException
 
 from sandbox.engine import experiments, handler
 from sandbox.engine.live import Recorder, parse_job_id
+from sandbox.workflows.fanin import ChildFailed
+from sandbox.workflows.outbox import CommitFailed
+from sandbox.workflows.saga import CompensationFailed
 
 # One line per attempt of a Lab job (RQ's own per-job lines are filtered out by prepsite.logs).
 log = logging.getLogger("sandbox.lab")
 # Faults the Lab injects on purpose: expected, so one line each and no traceback.
-INJECTED = (handler.TransientError, handler.PoisonMessage, JobTimeoutException)
+INJECTED = (
+    handler.TransientError,
+    handler.PoisonMessage,
+    JobTimeoutException,
+    CommitFailed,
+    CompensationFailed,
+    ChildFailed,
+)
 
 
 def charge_order(experiment_id: int, job_index: int, run: str = "") -> str:

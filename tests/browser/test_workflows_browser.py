@@ -1,0 +1,74 @@
+"""The workflow families in a browser (issue #26): a finished dual-write and outbox run on the real worker
+pool (their deaths are real SIGKILLs), the "between the database and the broker" panel, the explanation,
+the axe audit at both sizes, and screenshots."""
+
+import pytest
+from playwright.sync_api import expect
+
+from sandbox.models import Experiment
+from tests.browser import test_accessibility as a11y
+from tests.browser.test_accessibility import audit, start_run
+from tests.conftest import ARTIFACTS, wait_ms
+
+axe_page, content = a11y.axe_page, a11y.content  # fixtures shared with the axe audit
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("preset", ["dual-write", "outbox", "saga", "fan-in"])
+def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker(
+    live_server,
+    axe_page,
+    rq_workers,
+    content,
+    preset,
+):
+    page = axe_page
+    pk = start_run(page, live_server.url, preset, {"jobs": 20, "arrival_per_s": 20, "seed": 99})
+    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(90_000))
+    summary = Experiment.objects.get(pk=pk).summary
+    panel = page.locator("#panel-workflow")
+    outcome = page.locator("#panel-outcome")
+    expect(outcome.locator("dl.explain")).to_be_visible()
+    if preset == "fan-in":
+        expect(panel.locator("#workflow-figure svg.saga-lanes")).to_be_visible()
+        expect(panel.locator('[data-counter="final_runs"] .n')).to_have_text(str(summary["final_runs"]))
+        assert summary["early_finals"] > 0  # the preset closes batches naively
+        expect(outcome.locator('[data-prediction="early_finals"]')).to_be_visible()
+        expect(outcome.locator("dl.explain")).to_contain_text("The final step")
+        drill = "/topics/queueing/drill/workflow-orchestration/"
+    elif preset == "saga":
+        expect(panel.locator("#workflow-figure svg.saga-lanes")).to_be_visible()
+        expect(panel.locator('[data-counter="half_done"] .n')).to_have_text("0")
+        expect(panel.locator('[data-counter="compensated"] .n')).to_have_text(str(summary["compensated"]))
+        expect(outcome.locator('[data-prediction="compensated"]')).to_be_visible()
+        expect(outcome.locator("dl.explain")).to_contain_text("Never half-done")
+        drill = "/topics/queueing/drill/workflow-orchestration/"
+    else:
+        expect(panel.locator("#workflow-figure svg")).to_be_visible()
+        expect(panel.locator('[data-counter="lost"] .n')).to_have_text(str(summary["lost"]))
+        expect(panel.locator('[data-counter="ghosts"] .n')).to_have_text(str(summary["ghosts"]))
+        expect(outcome.locator('[data-prediction="lost"]')).to_be_visible()
+        expect(outcome.locator("dl.explain")).to_contain_text("The fault plan")
+        drill = "/topics/queueing/drill/transactional-outbox/"
+    if preset == "dual-write":
+        assert summary["lost"] > 0
+        expect(panel.locator('[data-orders="lost"]')).to_contain_text("#")
+    elif preset == "outbox":
+        assert summary["lost"] == summary["ghosts"] == 0
+        expect(panel.locator('[data-counter="relay_lag_p95_ms"]')).to_be_visible()
+    expect(page.get_by_role("link", name="Practise the interview question")).to_have_attribute("href", drill)
+    expect(page.get_by_role("link", name="Read why")).to_be_visible()
+    shots = ARTIFACTS / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    for name, size in SIZES.items():
+        page.set_viewport_size(size)
+        page.wait_for_timeout(150)
+        page.locator("#panel-outcome").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / f"lab-{preset}-{name}.png"))
+        panel.screenshot(path=str(shots / f"lab-{preset}-{name}-panel.png"))
+    failures = audit(page, f"lab-{preset}")
+    assert not failures, "axe found serious or critical violations:\n" + "\n".join(failures)
