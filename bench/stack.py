@@ -1,6 +1,7 @@
 """A throwaway stack for benchmarks: private Redis, temp SQLite, optional workers and gunicorn."""
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ class Stack:
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "DATABASE_URL": f"sqlite:///{self.workdir / 'bench.sqlite3'}",
             "DJANGO_SETTINGS_MODULE": "prepsite.settings",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),  # gunicorn refuses the development key
         }
         os.environ.update(self.env)
         self.processes: list[subprocess.Popen] = []

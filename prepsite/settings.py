@@ -17,10 +17,16 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG")
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production")
+# Development only: `make run` (prepsite.devstack) gives every checkout a random key of its own in var/, and
+# the test suite runs on this one. With DEBUG off and no DJANGO_SECRET_KEY, `check --deploy` fails
+# (prepsite.checks) and the web process refuses to start (prepsite.wsgi): anyone who knew this key could
+# forge sessions and watch tokens. The "django-insecure-" prefix also trips Django's own security.W009.
+DEV_SECRET_KEY = "django-insecure-dev-only-key-never-for-production-set-DJANGO_SECRET_KEY"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip() or DEV_SECRET_KEY
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 
 INSTALLED_APPS = [
+    "prepsite.apps.PrepsiteConfig",  # the project's own system checks (no models)
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
