@@ -2,11 +2,19 @@
 who share an address, no lock-out of the Lab or an account, health that tells the truth, no production
 start on the development key. One test (or a few) per numbered finding, against the real stack."""
 
+import contextlib
 import os
+import re
+import signal
 import subprocess
 import sys
 
-from tests.conftest import BASE_DIR, free_port
+import pytest
+from django.test import Client
+from redis import Redis
+from rq import Worker
+
+from tests.conftest import BASE_DIR, STATE, free_port, wait_for, worker_env
 
 # ---------------------------------------------------------------- 9. the development secret key
 
@@ -48,3 +56,121 @@ def test_the_web_process_refuses_to_start_on_the_development_key():
     )  # fmt: skip
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+# ---------------------------------------------------------------- 10. the smaller ones
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/no-such-page/", "/sandbox/no-such-page", "/sandbox/experiments/999999/"])
+def test_a_multipart_post_without_a_boundary_is_a_400_anywhere(url):
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/")  # a CSRF cookie, as a browser would have: the 404 page's CSRF check read the body
+    response = browser.generic("POST", url, b"--x\r\n", content_type="multipart/form-data")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "inf", "0"])
+def test_the_cli_refuses_a_timeout_that_is_not_a_positive_number(value):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "experiment", "run", "happy", "--timeout", value],
+        cwd=BASE_DIR, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "--timeout: must be more than 0" in result.stderr
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its new parent to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return any(line.startswith("State:") and "Z" in line for line in status)
+    except FileNotFoundError:
+        return True
+
+
+def private_db_url(number: int) -> str:
+    return re.sub(r"(/\d+)?$", f"/{number}", STATE["redis_url"], count=1)
+
+
+@pytest.mark.process
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_of_the_consumer_pool_takes_its_consumers_with_it():
+    from django.db import connection
+
+    url = private_db_url(4)  # its own database: the suite's pool never sees these consumers
+    redis = Redis.from_url(url)
+    redis.flushdb()
+    env = {**worker_env(connection.settings_dict), "REDIS_URL": url}
+    pool = subprocess.Popen(
+        [sys.executable, "manage.py", "lab_consumers", "--num", "2"], cwd=BASE_DIR, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        pids = wait_for(lambda: consumer_pids(redis, 2), 30, message="two consumers to join")
+        os.kill(pool.pid, signal.SIGKILL)
+        pool.wait()
+        wait_for(lambda: all(gone(pid) for pid in pids), 20, message="the orphaned consumers to die with the pool")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pool.pid, signal.SIGKILL)
+        redis.flushdb()
+
+
+def consumer_pids(redis: Redis, n: int) -> list[int] | None:
+    from sandbox import delivery
+
+    pids = [int(c["pid"]) for c in delivery.consumers(redis) if c.get("pid")]
+    return pids if len(pids) >= n else None
+
+
+@pytest.mark.process
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_of_the_rq_worker_pool_takes_its_workers_with_it():
+    from django.db import connection
+
+    url = private_db_url(5)
+    redis = Redis.from_url(url)
+    redis.flushdb()
+    env = {**worker_env(connection.settings_dict), "REDIS_URL": url}
+    command = [sys.executable, "manage.py", "rqworker-pool", "lab", "--num-workers", "2"]
+    command += ["--worker-class", "sandbox.ops.workers.LabWorker"]
+    pool = subprocess.Popen(
+        command, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        workers = wait_for(lambda: len(Worker.all(connection=redis)) >= 2 and Worker.all(connection=redis), 60,
+                           message="two RQ workers to register")  # fmt: skip
+        pids = [worker.pid for worker in workers]
+        assert pool.pid not in pids
+        os.kill(pool.pid, signal.SIGKILL)
+        pool.wait()
+        wait_for(lambda: all(gone(pid) for pid in pids), 20, message="the orphaned workers to die with the pool")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pool.pid, signal.SIGKILL)
+        redis.flushdb()
+
+
+@pytest.mark.process
+def test_sigkill_of_the_supervisor_takes_its_process_with_it():
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "prepsite.supervise", "sleeper", "--", "sleep", "300"], cwd=BASE_DIR,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        child = wait_for(lambda: children_of(supervisor.pid), 20, message="the supervised process to start")[0]
+        os.kill(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()
+        wait_for(lambda: gone(child), 20, message="the supervised process to die with its supervisor")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(supervisor.pid, signal.SIGKILL)
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            return [int(part) for part in file.read().split()]
+    except FileNotFoundError:
+        return []
