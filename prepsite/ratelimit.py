@@ -7,13 +7,18 @@ from redis.exceptions import RedisError
 from prepsite.redis_conn import get_redis
 
 
+def window_key(name: str, who: str, window_s: int) -> str:
+    """The counter of `who`'s calls of `name` in the current fixed window (a Lua script may spend it too)."""
+    return f"rl:{name}:{who}:{int(time.time() // window_s)}"
+
+
 def allow(name: str, who: str, *, limit: int, window_s: int, fail_open: bool) -> bool:
     """True while `who` has made at most `limit` calls of `name` in the current window.
 
     fail_open decides what a Redis outage means: True for features that must keep working without
     Redis (drill answers), False where Redis is needed anyway (the Lab answers 503 then).
     """
-    key = f"rl:{name}:{who}:{int(time.time() // window_s)}"
+    key = window_key(name, who, window_s)
     try:
         pipe = get_redis().pipeline()
         pipe.incr(key)

@@ -8,13 +8,22 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from redis import Redis
 from rq import Worker
 
+from prepsite.redis_conn import get_redis
+from prepsite.visitor import Visitor
+from sandbox.engine import experiments, limits, live
+from sandbox.engine.presets import PRESETS
+from sandbox.models import Experiment
 from tests.conftest import BASE_DIR, STATE, free_port, wait_for, worker_env
+from tests.sandbox.helpers import wait_finished
 
 # ---------------------------------------------------------------- 9. the development secret key
 
@@ -174,3 +183,121 @@ def children_of(pid: int) -> list[int]:
             return [int(part) for part in file.read().split()]
     except FileNotFoundError:
         return []
+
+
+# ---------------------------------------------------------------- 1, 2 and 10: one guarded way to kill a consumer
+
+
+def live_consumers() -> list[str]:
+    from sandbox import delivery
+
+    return delivery.members(get_redis())
+
+
+def watch_consumers(seconds: float) -> list[int]:
+    """How many consumers were alive at each tenth of a second for `seconds`."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.append(len(live_consumers()))
+        time.sleep(0.1)
+    return seen
+
+
+def a_long_stream_run(owner: str = "cli:cli") -> Experiment:
+    """A stream run that stays running (a message every 2 s) and kills nobody by itself."""
+    params = {**PRESETS["visibility-timeout"].parameters(), "jobs": 40, "queue_cap": 40, "arrival_per_s": 0.5,
+              "duration_ms": 100, "duration_spread_ms": 0, "max_retries": 0, "crash_rate": 0.0}  # fmt: skip
+    return experiments.experiment_start(
+        owner=Visitor(anon_id=owner), limit_key=owner, preset="visibility-timeout", params=params
+    )
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_six_simultaneous_kills_leave_a_consumer_alive(rq_workers):
+    wait_for(lambda: len(live_consumers()) >= 3, 30, message="three live consumers")
+    run = a_long_stream_run()
+    names = live_consumers()
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def kill(n: int) -> None:
+        barrier.wait()
+        try:
+            experiments.experiment_kill_consumer(run, names[n % len(names)], limit_key=f"anon:killer-{n}")
+            outcomes.append("killed")
+        except (experiments.KillRefused, experiments.LimitExceeded) as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=kill, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("killed") == len(names) - 1, outcomes  # never the last one, however they race
+    assert min(watch_consumers(6)) >= 1
+    experiments.experiment_stop(run)
+    wait_for(lambda: len(live_consumers()) >= 3, 30, message="the killed consumers to be restarted")
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_kills_of_a_consumer_that_does_not_exist_spend_nothing_of_the_lab_wide_budget(rq_workers):
+    wait_for(lambda: len(live_consumers()) >= 3, 30, message="three live consumers")
+    run = a_long_stream_run()
+    for n in range(limits.GLOBAL_KILLS_PER_MINUTE):
+        with pytest.raises(experiments.KillRefused, match="No live consumer is called c9-999999"):
+            experiments.experiment_kill_consumer(run, "c9-999999", limit_key=f"anon:prober-{n // 5}")
+    # The prober's own budget is spent (each try counts for the one who tries) ...
+    with pytest.raises(experiments.KillRefused):  # its sixth try
+        experiments.experiment_kill_consumer(run, "c9-999999", limit_key="anon:prober-0")
+    with pytest.raises(experiments.LimitExceeded, match=f"At most {limits.KILLS_PER_MINUTE} consumer kills"):
+        experiments.experiment_kill_consumer(run, "c9-999999", limit_key="anon:prober-0")
+    # ... and another visitor's kill of a real consumer still goes through.
+    assert "will be killed" in experiments.experiment_kill_consumer(run, live_consumers()[0], limit_key="anon:x")
+    experiments.experiment_stop(run)
+    wait_for(lambda: len(live_consumers()) >= 3, 30, message="the killed consumer to be restarted")
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_run_that_always_crashes_cannot_keep_the_consumers_dead(rq_workers):
+    wait_for(lambda: len(live_consumers()) >= 3, 30, message="three live consumers")
+    crasher = visitor_from("198.51.100.60")
+    response = crasher.post(
+        reverse("sandbox:start"),
+        lab_form("visibility-timeout", jobs=20, queue_cap=20, crash_rate=1, failure_rate=0, duration_ms=200,
+                 duration_spread_ms=0, max_retries=1, visibility_timeout_s=1, lease_extension="off"),
+    )  # fmt: skip
+    crashing = Experiment.objects.get(pk=started_id(response))
+    alive = watch_consumers(8)
+    # Another visitor's stream run starts (it was a 503: no consumer alive) and finishes beside it.
+    other = visitor_from("198.51.100.61").post(
+        reverse("sandbox:start"), lab_form("visibility-timeout", jobs=5, crash_rate=0, duration_ms=50)
+    )
+    small = Experiment.objects.get(pk=started_id(other))
+    alive += watch_consumers(4)
+    assert min(alive) >= 1, alive
+    assert wait_finished(small, 120).counters["succeeded"] == 5
+    state = wait_finished(crashing, 240)
+    c = state.counters
+    assert c["crashes"] == 40  # every delivery crashed and was counted: 20 messages x 2 deliveries
+    assert c["dead_lettered"] == 20
+    events = [e["kind"] for e in live.read(crashing.pk, events=500).events]
+    assert 1 <= events.count("crash_injected") <= limits.KILLS_PER_MINUTE * 3  # a few real kills, within budget
+    assert events.count("crash_contained") >= 1  # the rest were contained: the consumer lived on
+
+
+def lab_form(name: str, **overrides) -> dict:
+    data = {**PRESETS[name].parameters(), "preset": name, "seed": "7", "prediction": ""}
+    return {key: str(value) for key, value in {**data, **overrides}.items()}
+
+
+def visitor_from(address: str) -> Client:
+    return Client(REMOTE_ADDR=address)
+
+
+def started_id(response) -> int:
+    assert response.status_code == 302, response.content[:3000]
+    return int(response["Location"].rstrip("/").rsplit("/", 1)[1])

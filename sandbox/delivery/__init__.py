@@ -30,7 +30,6 @@ from sandbox.delivery.consumed import (
     members,
     partition_of,
     partition_table,
-    request_kill,
     unschedule,
 )
 from sandbox.delivery.log import LogModel
@@ -62,7 +61,6 @@ __all__ = [
     "partition_of",
     "release_due",
     "release_leases",
-    "request_kill",
     "unschedule",
 ]  # fmt: skip
 

@@ -156,20 +156,6 @@ def partition_table(experiment_id: int, partitions: int, redis: Redis | None = N
     ]
 
 
-def request_kill(name: str, experiment_id: int, redis: Redis | None = None) -> bool:
-    """Ask a live consumer to SIGKILL itself for run `experiment_id`. It dies at once if it is idle or
-    working on that run's message; busy with another run's message, it finishes that one first, so a
-    visitor's kill never fails someone else's delivery. Its pool restarts it a few seconds later."""
-    redis = redis or get_redis()
-    if name not in members(redis):
-        return False
-    pipe = redis.pipeline()
-    pipe.sadd(kill_key(name), experiment_id)  # a set: two runs' visitors may ask for the same consumer
-    pipe.expire(kill_key(name), 30)
-    pipe.execute()
-    return True
-
-
 # Delete a lease only while the dead consumer still holds it (it may have run out and been taken).
 RELEASE_IF_HELD = """
 local released = 0
@@ -215,7 +201,7 @@ class ConsumedModel:
         self.prepare(redis, experiment.pk)
         pipe = redis.pipeline()
         pipe.hset(ACTIVE, str(experiment.pk), self.name)
-        pipe.hset(live.key(experiment.pk, "meta"), "model", self.name)
+        pipe.hset(live.key(experiment.pk, "meta"), mapping={"model": self.name, "visitor": experiment.limit_key})
         if arrivals:
             pipe.zadd(DELAYED, {f"{experiment.pk}:{job}": at for job, at in arrivals.items()})
         pipe.execute()

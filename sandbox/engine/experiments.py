@@ -17,7 +17,7 @@ from sandbox import delivery
 from sandbox.engine import fairshare, limits, live, rq_storage
 from sandbox.engine import outcome as run_outcome
 from sandbox.engine.budget import admitted_jobs, worst_case_worker_seconds
-from sandbox.engine.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
+from sandbox.engine.limits import CLI_KEY, LimitExceeded  # callers catch the service's own error
 from sandbox.engine.retry_policy import retry_intervals
 from sandbox.models import Experiment
 
@@ -252,16 +252,14 @@ def experiment_kill_consumer(experiment: Experiment, name: str, *, limit_key: st
         raise KillRefused(
             f"Experiment #{experiment.pk} has ended; kill a consumer while a stream or log run is running."
         )
-    limits.check_kill(limit_key)  # before the name is checked: guessing at names spends the budget too
-    names = delivery.members(get_redis())
-    if name not in names:
-        raise KillRefused(f"No live consumer is called {name}; it may have just died. Pick one from the list.")
-    if len(names) < 2:
-        raise KillRefused(
-            "Only one consumer is alive: killing it would stall every stream and log run. Try again soon."
-        )
-    if not delivery.request_kill(name, experiment.pk):
-        raise KillRefused(f"No live consumer is called {name}; it may have just died. Pick one from the list.")
+    refused = limits.take_consumer_kill(
+        get_redis(), name=name, limit_key=limit_key, experiment_id=experiment.pk, request=True,
+        session_s=delivery.SESSION_S,
+    )  # fmt: skip
+    if refused in ("gone", "last"):
+        raise KillRefused(limits.kill_refused(refused, name))
+    if refused:
+        raise LimitExceeded(limits.kill_refused(refused, name))
     live.Recorder(experiment.pk).note("consumer_kill_requested", detail=f"you asked {name} to die (SIGKILL)")
     return (
         f"Consumer {name} will be killed (SIGKILL) within a second, or as soon as it finishes another run's "

@@ -14,6 +14,7 @@ ACTIVE = "lab:delivery:active"  # experiment id -> model, while its messages may
 DELAYED = "lab:delivery:delayed"  # "E:job" -> when it arrives (arrivals spread over time)
 MEMBERS = "lab:consumers"  # consumer name -> last heartbeat
 MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing", "run", "killed_for"}
+DYING = "lab:consumers:dying"  # consumer name -> until when it counts as dying (a kill was granted)
 JANITOR_BEAT = "lab:janitor:beat"  # when some janitor last finished a pass
 WATCHED = "lab:watched"  # experiment id -> when a page last polled it (the renderer draws these)
 

@@ -6,10 +6,15 @@ on the shared workers. Static bounds of one run (size, horizon, worker-seconds) 
 in sandbox.params, so they answer 400 before anything here runs.
 """
 
-from prepsite.ratelimit import allow
+import time
+
+from redis import Redis
+
+from prepsite.ratelimit import allow, window_key
 from prepsite.visitor import CLI_ANON_ID
 from sandbox.engine import live
 from sandbox.engine.budget import MAX_WORKER_SECONDS, admitted_jobs, worst_case_worker_seconds
+from sandbox.engine.keys import DYING, MEMBERS, consumer_kill
 from sandbox.models import Experiment
 
 CLI_KEY = f"cli:{CLI_ANON_ID}"
@@ -67,11 +72,73 @@ def check_redrive(experiment: Experiment, jobs: int, limit_key: str) -> float:
     return cost
 
 
-def check_kill(limit_key: str) -> None:
-    """Killing a shared consumer pauses everyone's stream and log runs for a few seconds: bounded."""
-    if not allow("lab-kill", limit_key, limit=KILLS_PER_MINUTE, window_s=60, fail_open=False):
-        raise LimitExceeded(
-            f"At most {KILLS_PER_MINUTE} consumer kills a minute; watch this one's partitions move first."
-        )
-    if not allow("lab-kill", "everyone", limit=GLOBAL_KILLS_PER_MINUTE, window_s=60, fail_open=False):
-        raise LimitExceeded("Many consumers were killed in the shared lab this minute; try again in a minute.")
+# Every way a consumer can die on a visitor's behalf ("kill this consumer", "crash its worker" on a stream or
+# log run, a crash_rate fault, kill_consumer_at_s) asks this one script first, so the checks and the spending
+# are one step: simultaneous requests cannot all see "two alive" and kill both. A consumer granted its death
+# counts as dying (not alive) for DYING_S, so it is never counted twice while it finishes another run's message.
+# KEYS: members, dying, visitor's counter, lab-wide counter, kill requests of `name` (or "" for a self-kill)
+# ARGV: now, session_s, name, visitor limit, lab-wide limit, window_s, experiment id, dying_s
+_TAKE_KILL = """
+local now = tonumber(ARGV[1])
+local spent = redis.call('INCR', KEYS[3])
+if spent == 1 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6]) * 2) end
+if spent > tonumber(ARGV[4]) then return 'visitor' end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local alive = 0
+local found = false
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf')) do
+  if not redis.call('ZSCORE', KEYS[2], member) then
+    alive = alive + 1
+    if member == ARGV[3] then found = true end
+  end
+end
+if not found then return 'gone' end
+if alive < 2 then return 'last' end
+if tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[5]) then return 'everyone' end
+redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[6]) * 2)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[8]), ARGV[3])
+if KEYS[5] ~= '' then
+  redis.call('SADD', KEYS[5], ARGV[7])
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[8]))
+end
+return 'ok'
+"""
+DYING_S = 30  # as long as a kill request waits (a consumer finishes another run's message first, <= 10 s)
+
+
+def kill_refused(reason: str, name: str) -> str:
+    """What the visitor is told when take_consumer_kill refuses."""
+    return {
+        "visitor": f"At most {KILLS_PER_MINUTE} consumer kills a minute (crashes of your runs' consumers included); "
+        "watch this one's partitions move first.",
+        "gone": f"No live consumer is called {name}; it may have just died. Pick one from the list.",
+        "last": "Only one consumer is alive (the others are dead or dying): killing it would stall every stream "
+        "and log run. Try again in a few seconds.",
+        "everyone": "Many consumers were killed in the shared lab this minute; try again in a minute.",
+    }[reason]
+
+
+def take_consumer_kill(
+    redis: Redis, *, name: str, limit_key: str, experiment_id: int, request: bool, session_s: float
+) -> str | None:
+    """Spend a kill of consumer `name` for visitor `limit_key`, atomically; None when granted, else the
+    refusal ("visitor", "gone", "last" or "everyone"; kill_refused() words it).
+
+    request: leave the consumer a kill request for `experiment_id` (the live view's button); a consumer about
+    to SIGKILL itself (a crash fault) asks with request=False. Every call spends one of the visitor's
+    KILLS_PER_MINUTE; only a granted kill spends the lab-wide budget (guessing at names costs the lab nothing).
+    """
+    keys = (
+        MEMBERS,
+        DYING,
+        window_key("lab-kill", limit_key, 60),
+        window_key("lab-kill", "everyone", 60),
+        consumer_kill(name) if request else "",
+    )
+    answer = redis.eval(
+        _TAKE_KILL, len(keys), *keys,
+        time.time(), session_s, name, KILLS_PER_MINUTE, GLOBAL_KILLS_PER_MINUTE, 60, experiment_id, DYING_S,
+    )  # fmt: skip
+    answer = answer.decode() if isinstance(answer, bytes) else answer
+    return None if answer == "ok" else answer

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from prepsite.redis_conn import get_redis
 from sandbox import delivery
 from sandbox.delivery import Delivery
-from sandbox.engine import experiments, handler, live
+from sandbox.engine import experiments, handler, limits, live
 
 log = logging.getLogger("sandbox.lab")
 IDLE_MAX_S = 0.2
@@ -37,7 +37,7 @@ class Consumer:
 
     # --- group membership
     def heartbeat(self, doing: str = "", run: int | None = None) -> None:
-        """Renew membership; die here if a live view asked (see delivery.request_kill). `run`: the
+        """Renew membership; die here if a live view asked (limits.take_consumer_kill granted it). `run`: the
         experiment whose message this consumer is working on, if any."""
         now = time.time()
         info = {"pid": os.getpid(), "slot": self.slot, "doing": doing, "run": run}
@@ -134,14 +134,23 @@ class Consumer:
             self.heartbeat(doing, d.experiment_id)
             model.extend(self, d)
 
+        def may_crash() -> str | None:
+            """A crash fault or "crash its worker" kills this shared process only within the lab's budgets."""
+            refused = limits.take_consumer_kill(
+                self.redis, name=self.name, limit_key=self.owner_of(d.experiment_id), experiment_id=d.experiment_id,
+                request=False, session_s=delivery.SESSION_S,
+            )  # fmt: skip
+            return limits.kill_refused(refused, self.name) if refused else None
+
         try:
             outcome = handler.process(
                 recorder, d.job, job_id=job_id, worker=self.name, run=d.run,
                 timeout_s=float(d.params["timeout_s"]), on_beat=on_beat, beat_s=model.beat_s(d.params),
-                redeliver=lambda: ack.update(lost=True),
+                redeliver=lambda: ack.update(lost=True), may_crash=may_crash,
             )  # fmt: skip
-        except (handler.TransientError, handler.PoisonMessage, handler.AttemptTimeout) as exc:
-            kind = "timeout" if isinstance(exc, handler.AttemptTimeout) else "error"
+        except (handler.TransientError, handler.PoisonMessage, handler.AttemptTimeout, handler.CrashContained) as exc:
+            kinds = {handler.AttemptTimeout: "timeout", handler.CrashContained: "crash"}
+            kind = kinds.get(type(exc), "error")
             self._failed(recorder, d, kind, f"{type(exc).__name__}: {exc}", final=d.deliveries >= limit)
             log.info("lab exp %s job %s delivery %s/%s: %s (injected)", d.experiment_id, d.job, d.deliveries, limit,
                      type(exc).__name__)  # fmt: skip
@@ -152,6 +161,11 @@ class Consumer:
         if recorder.may_be_finished and experiments.finish_if_done(d.experiment_id, self.redis):
             self.redis.hdel(delivery.ACTIVE, str(d.experiment_id))
         self.heartbeat()  # between messages: where a kill deferred by another run's message lands
+
+    def owner_of(self, experiment_id: int) -> str:
+        """The visitor whose budgets a crash of this run's message spends (written at admission)."""
+        owner = self.redis.hget(live.key(experiment_id, "meta"), "visitor")
+        return owner.decode() if owner else f"run:{experiment_id}"
 
     def _kill_if_due(self, recorder: live.Recorder, d: Delivery) -> None:
         """The rebalance preset: once, `kill_consumer_at_s` into the run, this consumer dies mid-message."""
