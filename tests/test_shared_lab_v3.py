@@ -18,7 +18,7 @@ from redis import Redis
 from rq import Worker
 
 from prepsite.redis_conn import get_redis
-from prepsite.visitor import Visitor
+from prepsite.visitor import CLI
 from sandbox.engine import experiments, limits, live
 from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
@@ -204,13 +204,11 @@ def watch_consumers(seconds: float) -> list[int]:
     return seen
 
 
-def a_long_stream_run(owner: str = "cli:cli") -> Experiment:
+def a_long_stream_run() -> Experiment:
     """A stream run that stays running (a message every 2 s) and kills nobody by itself."""
     params = {**PRESETS["visibility-timeout"].parameters(), "jobs": 40, "queue_cap": 40, "arrival_per_s": 0.5,
               "duration_ms": 100, "duration_spread_ms": 0, "max_retries": 0, "crash_rate": 0.0}  # fmt: skip
-    return experiments.experiment_start(
-        owner=Visitor(anon_id=owner), limit_key=owner, preset="visibility-timeout", params=params
-    )
+    return experiments.experiment_start(owner=CLI, preset="visibility-timeout", params=params)
 
 
 @pytest.mark.workers
@@ -301,3 +299,87 @@ def visitor_from(address: str) -> Client:
 def started_id(response) -> int:
     assert response.status_code == 302, response.content[:3000]
     return int(response["Location"].rstrip("/").rsplit("/", 1)[1])
+
+
+# ---------------------------------------------------------------- 4. caps checked and taken atomically
+
+
+def start_together(clients: list[Client], data: dict, url: str = "sandbox:start") -> list[int]:
+    """Every client posts the start form at the same moment (threads behind a barrier); their statuses."""
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def post(browser: Client) -> None:
+        barrier.wait()
+        statuses.append(browser.post(reverse(url), data).status_code)
+
+    threads = [threading.Thread(target=post, args=(browser,)) for browser in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def stop_all() -> None:
+    for experiment in Experiment.objects.active():
+        experiments.experiment_stop(experiment)
+
+
+@pytest.mark.django_db(transaction=True)  # each thread's request commits on its own connection
+def test_simultaneous_starts_cannot_pass_the_lab_wide_open_jobs_cap(lab_engine, monkeypatch):
+    monkeypatch.setattr(limits, "GLOBAL_OPEN_JOBS", 500)
+    big = lab_form("happy", jobs=100, queue_cap=100, duration_ms=2000, duration_spread_ms=0, max_retries=0)
+    statuses = start_together([visitor_from(f"198.51.100.{70 + n}") for n in range(10)], big)
+    assert sorted(statuses) == [302] * 5 + [429] * 5
+    running = list(Experiment.objects.active().values_list("pk", flat=True))
+    assert live.open_jobs(running) <= 500
+    stop_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_starts_by_one_visitor_cannot_pass_their_three_running(lab_engine):
+    first = visitor_from("198.51.100.80")
+    first.get(reverse("sandbox:home"))
+    slow = lab_form("happy", jobs=2, duration_ms=3000, duration_spread_ms=0)
+    first.post(reverse("sandbox:start"), slow)  # the visitor's cookie, then ten tabs at once
+    tabs = []
+    for _ in range(10):
+        tab = visitor_from("198.51.100.80")
+        tab.cookies = first.cookies
+        tabs.append(tab)
+    statuses = start_together(tabs, slow)
+    assert statuses.count(302) == limits.ACTIVE_PER_VISITOR - 1
+    assert Experiment.objects.active().count() == limits.ACTIVE_PER_VISITOR
+    stop_all()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "extra"), [("sandbox:start_pair", {}), ("sandbox:start_models", {"vs_model": "stream"})]
+)
+def test_run_it_twice_at_the_limit_starts_neither_run(lab_engine, url, extra):
+    me = visitor_from("198.51.100.90")
+    slow = lab_form("retry-storm", jobs=2, duration_ms=3000, duration_spread_ms=0)
+    for _ in range(limits.ACTIVE_PER_VISITOR - 1):
+        started_id(me.post(reverse("sandbox:start"), slow))
+    response = me.post(reverse(url), {**slow, **extra})
+    assert response.status_code == 429
+    assert "You already have 2 experiments running" in response.content.decode()
+    assert Experiment.objects.count() == limits.ACTIVE_PER_VISITOR - 1  # no unpaired run
+    stop_all()
+
+
+# ---------------------------------------------------------------- 7. fair to people who share an address
+
+
+def test_two_people_behind_one_address_each_run_three_experiments(lab_engine):
+    slow = lab_form("happy", jobs=2, duration_ms=3000, duration_spread_ms=0)
+    alice, bob = visitor_from("203.0.113.50"), visitor_from("203.0.113.50")
+    for person in (alice, bob):
+        for _ in range(limits.ACTIVE_PER_VISITOR):
+            started_id(person.post(reverse("sandbox:start"), slow))
+    refused = alice.post(reverse("sandbox:start"), slow)
+    assert refused.status_code == 429
+    assert "You already have 3 experiments running" in refused.content.decode()
+    stop_all()

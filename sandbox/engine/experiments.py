@@ -36,6 +36,7 @@ def experiment_start(
     *,
     owner: Visitor,
     limit_key: str = CLI_KEY,
+    address_key: str = "",
     preset: str,
     params: dict,
     seed: int | None = None,
@@ -47,34 +48,51 @@ def experiment_start(
 
     All or nothing: if anything fails part-way, every job and record it made is removed again.
     """
-    limits.check_start(limit_key, params)
-    if delivery.model_for(params).consumed and not delivery.members(get_redis()):
-        raise StartFailed(
-            "No stream/log consumer is running (make run starts them: `manage.py lab_consumers`), so this run's "
-            "messages would never be delivered. Nothing was started; try the rq model, or again in a minute."
-        )
-    seed = seed if seed is not None else new_seed()
-    experiment = Experiment.objects.create(
-        **owner.owner(),
-        limit_key=limit_key,
-        preset=preset,
-        params=params,
-        seed=seed,
-        prediction=prediction,
-        predicted=predicted or {},
-        rerun_of=rerun_of,
-    )
-    try:
-        _admit(experiment)
-    except Exception as exc:
-        _abort(experiment)
-        log.exception("starting experiment %s failed; removed what it had created", experiment.pk)
-        full = "full" if redis_is_full(exc) else "not answering"
-        raise StartFailed(
-            f"The lab could not start this experiment (Redis is {full}); nothing was left running. Try again later."
-        ) from exc
-    finish_if_done(experiment.pk)
-    return experiment
+    run = {"preset": preset, "params": params, "seed": seed, "prediction": prediction, "predicted": predicted,
+           "rerun_of": rerun_of}  # fmt: skip
+    return experiment_start_many(owner=owner, limit_key=limit_key, address_key=address_key, runs=[run])[0]
+
+
+def experiment_start_many(*, owner: Visitor, limit_key: str = CLI_KEY, address_key: str = "", runs: list[dict]):
+    """Start several runs together ("run it twice", "two models"): both or none.
+
+    Each run is a dict of preset, params and optionally seed, prediction, predicted, rerun_of. The caps are checked for
+    all of them and taken under one lock (limits.start_lock), so simultaneous starts cannot pass a cap."""
+    with limits.start_lock(get_redis()):
+        limits.check_start(limit_key, [run["params"] for run in runs], address_key)
+        if any(delivery.model_for(run["params"]).consumed for run in runs) and not delivery.members(get_redis()):
+            raise StartFailed(
+                "No stream/log consumer is running (make run starts them: `manage.py lab_consumers`), so this "
+                "run's messages would never be delivered. Nothing was started; try the rq model, or again in a minute."
+            )
+        started: list[Experiment] = []
+        for run in runs:
+            experiment = Experiment.objects.create(
+                **owner.owner(),
+                limit_key=limit_key,
+                address_key=address_key,
+                preset=run["preset"],
+                params=run["params"],
+                seed=run.get("seed") if run.get("seed") is not None else new_seed(),
+                prediction=run.get("prediction", ""),
+                predicted=run.get("predicted") or {},
+                rerun_of=run.get("rerun_of"),
+            )
+            started.append(experiment)
+            try:
+                _admit(experiment)
+            except Exception as exc:
+                for made in started:
+                    _abort(made)
+                log.exception("starting experiment %s failed; removed what it had created", experiment.pk)
+                full = "full" if redis_is_full(exc) else "not answering"
+                raise StartFailed(
+                    f"The lab could not start this experiment (Redis is {full}); nothing was left running. "
+                    "Try again later."
+                ) from exc
+    for experiment in started:
+        finish_if_done(experiment.pk)
+    return started
 
 
 def _admit(experiment: Experiment) -> None:

@@ -15,6 +15,7 @@ DELAYED = "lab:delivery:delayed"  # "E:job" -> when it arrives (arrivals spread 
 MEMBERS = "lab:consumers"  # consumer name -> last heartbeat
 MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing", "run", "killed_for"}
 DYING = "lab:consumers:dying"  # consumer name -> until when it counts as dying (a kill was granted)
+START_LOCK = "lab:start-lock"  # held while a start checks the caps and admits its runs
 JANITOR_BEAT = "lab:janitor:beat"  # when some janitor last finished a pass
 WATCHED = "lab:watched"  # experiment id -> when a page last polled it (the renderer draws these)
 

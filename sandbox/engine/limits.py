@@ -1,23 +1,26 @@
 """What the shared Lab lets one visitor do right now; each refusal is a LimitExceeded (HTTP 429).
 
-Per-visitor limits count against `prepsite.visitor.limit_key`: the account, else the client address
-(a fresh cookie is free, an address is not). Global budgets bound what all visitors together may put
+Per-visitor limits count against `prepsite.visitor.limit_key`: the account, else the anonymous visitor; an
+anonymous visitor's address has a ceiling ADDRESS_CEILING_TIMES larger, so people behind one NAT each get
+their own budget and a script minting cookies does not. Global budgets bound what all visitors together may put
 on the shared workers. Static bounds of one run (size, horizon, worker-seconds) are form validation
 in sandbox.params, so they answer 400 before anything here runs.
 """
 
+import contextlib
 import time
 
 from redis import Redis
+from redis.exceptions import LockError
 
-from prepsite.ratelimit import allow, window_key
-from prepsite.visitor import CLI_ANON_ID
+from prepsite.ratelimit import allow, allow_visitor, window_key
+from prepsite.visitor import ADDRESS_CEILING_TIMES, CLI_ANON_ID
 from sandbox.engine import live
 from sandbox.engine.budget import MAX_WORKER_SECONDS, admitted_jobs, worst_case_worker_seconds
-from sandbox.engine.keys import DYING, MEMBERS, consumer_kill
+from sandbox.engine.keys import DYING, MEMBERS, START_LOCK, consumer_kill
 from sandbox.models import Experiment
 
-CLI_KEY = f"cli:{CLI_ANON_ID}"
+CLI_KEY = f"cli:{CLI_ANON_ID}"  # the command line: free of per-visitor limits (no web visitor's key looks like it)
 ACTIVE_PER_VISITOR = 3
 STARTS_PER_MINUTE = 10
 REDRIVES_PER_MINUTE = 20
@@ -32,23 +35,29 @@ class LimitExceeded(Exception):
     """A shared-lab limit; shown to the visitor with HTTP 429."""
 
 
-def check_start(limit_key: str, params: dict) -> None:
+def check_start(limit_key: str, runs: list[dict], address_key: str = "") -> None:
+    """Refuse starting `runs` (their params) together unless every limit allows all of them. The caller
+    holds start_lock(), so what is counted here cannot change before the runs are admitted."""
+    n = len(runs)
     if limit_key != CLI_KEY:
-        running = Experiment.objects.active().filter(limit_key=limit_key).count()
-        if running >= ACTIVE_PER_VISITOR:
-            raise LimitExceeded(
-                f"You already have {running} experiments running (the limit is {ACTIVE_PER_VISITOR}); "
-                "wait for one to finish or stop it."
-            )
-        if not allow("lab-start", limit_key, limit=STARTS_PER_MINUTE, window_s=60, fail_open=False):
+        _check_running(limit_key, address_key, n)
+        refused = allow_visitor(
+            "lab-start", limit_key, address_key, limit=STARTS_PER_MINUTE, window_s=60, fail_open=False, cost=n
+        )
+        if refused == "visitor":
             raise LimitExceeded(f"At most {STARTS_PER_MINUTE} experiments a minute; try again shortly.")
+        if refused == "address":
+            raise LimitExceeded(
+                f"Your network started {STARTS_PER_MINUTE * ADDRESS_CEILING_TIMES} experiments this minute, the most "
+                f"anonymous visitors at one address may. {SIGN_UP_INVITE}"
+            )
     if not allow("lab-start", "everyone", limit=GLOBAL_STARTS_PER_MINUTE, window_s=60, fail_open=False):
         raise LimitExceeded("The shared lab is taking many new experiments right now; try again in a minute.")
     active = list(Experiment.objects.active().values_list("pk", flat=True))
-    if len(active) >= GLOBAL_RUNNING:
+    if len(active) + n > GLOBAL_RUNNING:
         raise LimitExceeded(f"{len(active)} experiments are running in the shared lab; try again in a minute.")
     open_jobs = live.open_jobs(active)
-    wanted = round(admitted_jobs(params) * (1 + params["duplicate_rate"]))
+    wanted = sum(round(admitted_jobs(params) * (1 + params["duplicate_rate"])) for params in runs)
     if open_jobs + wanted > GLOBAL_OPEN_JOBS:
         raise LimitExceeded(
             f"The shared lab has {open_jobs} jobs still to run (the limit is {GLOBAL_OPEN_JOBS}); "
@@ -56,10 +65,50 @@ def check_start(limit_key: str, params: dict) -> None:
         )
 
 
+SIGN_UP_INVITE = "Sign up (it is free) and your account gets a budget of its own."
+
+
+def _check_running(limit_key: str, address_key: str, n: int) -> None:
+    running = Experiment.objects.active().filter(limit_key=limit_key).count()
+    if running + n > ACTIVE_PER_VISITOR:
+        both = " (these would be two more)" if n > 1 else ""
+        raise LimitExceeded(
+            f"You already have {running} experiments running (the limit is {ACTIVE_PER_VISITOR}){both}; "
+            "wait for one to finish or stop it."
+        )
+    if not address_key:
+        return
+    ceiling = ACTIVE_PER_VISITOR * ADDRESS_CEILING_TIMES
+    at_address = Experiment.objects.active().filter(address_key=address_key).count()
+    if at_address + n > ceiling:
+        raise LimitExceeded(
+            f"{at_address} experiments are running from your network (the most anonymous visitors at one address "
+            f"may run is {ceiling}). {SIGN_UP_INVITE}"
+        )
+
+
+@contextlib.contextmanager
+def start_lock(redis: Redis):
+    """Starts take turns: every cap is checked and taken (the runs admitted) before the next start checks.
+    Simultaneous starts each saw room and together went past the caps (7,979 open jobs of 5,000)."""
+    lock = redis.lock(START_LOCK, timeout=START_LOCK_TTL_S, blocking_timeout=START_LOCK_WAIT_S)
+    if not lock.acquire():
+        raise LimitExceeded("The shared lab is busy starting other experiments; try again in a few seconds.")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()
+
+
+START_LOCK_TTL_S = 60  # a start that dies holding the lock frees it by then; a start takes well under a second
+START_LOCK_WAIT_S = 20
+
+
 def check_redrive(experiment: Experiment, jobs: int, limit_key: str) -> float:
     """Refuse a redrive past the experiment's worker-time budget; returns the worker-seconds it asks for."""
-    if limit_key != CLI_KEY and not allow(
-        "lab-redrive", limit_key, limit=REDRIVES_PER_MINUTE, window_s=60, fail_open=False
+    if limit_key != CLI_KEY and allow_visitor(
+        "lab-redrive", limit_key, experiment.address_key, limit=REDRIVES_PER_MINUTE, window_s=60, fail_open=False
     ):
         raise LimitExceeded(f"At most {REDRIVES_PER_MINUTE} redrives a minute; the DLQ is not going anywhere.")
     cost = worst_case_worker_seconds({**experiment.params, "duplicate_rate": 0}, jobs=jobs)
