@@ -6,4 +6,4 @@ class PrepsiteConfig(AppConfig):
     verbose_name = "Queue Prep (project)"
 
     def ready(self) -> None:
-        from prepsite import checks  # noqa: F401  (registers the deploy checks)
+        from prepsite import accounts, checks  # noqa: F401  (the deploy checks; the log-in failure counter)

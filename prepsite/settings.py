@@ -187,11 +187,12 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Lock an account after 5 failures from anywhere, and an address after 5 failures on any accounts, for 15
-# minutes after the last failure (a failure while locked extends it).
+# Lock an account at one address after 5 failures there, for 15 minutes after the last failure (a failure while
+# locked extends it): account and address together, so a stranger's failures cannot lock the owner out (issue
+# #25), and one address failing on many accounts meets prepsite.accounts' ceiling (4 x 5 per 15 minutes).
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # Never reset on success: logging in to one's own account must not wipe an address's failures on others.
 AXES_RESET_ON_SUCCESS = False
 # The same client address every other limit uses (TRUSTED_PROXIES-aware, IPv6 by /64).

@@ -383,3 +383,32 @@ def test_two_people_behind_one_address_each_run_three_experiments(lab_engine):
     assert refused.status_code == 429
     assert "You already have 3 experiments running" in refused.content.decode()
     stop_all()
+
+
+# ---------------------------------------------------------------- 8. nobody locks out an account; no free probing
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.mark.django_db
+def test_failed_log_ins_from_five_addresses_do_not_lock_the_owner_out(django_user_model):
+    django_user_model.objects.create_user("victim", password=PASSWORD)
+    for n in range(5):
+        stranger = visitor_from(f"198.51.100.{100 + n}")
+        stranger.post(reverse("login"), {"username": "victim", "password": f"guess {n}"})
+    owner = visitor_from("192.0.2.123")
+    response = owner.post(reverse("login"), {"username": "victim", "password": PASSWORD})
+    assert response.status_code == 302
+    assert owner.session["_auth_user_id"] == str(django_user_model.objects.get(username="victim").pk)
+
+
+@pytest.mark.django_db
+def test_sign_up_cannot_probe_usernames_past_a_throttle(django_user_model):
+    from prepsite.accounts import SIGNUP_ATTEMPTS_PER_HOUR
+
+    django_user_model.objects.create_user("taken", password=PASSWORD)
+    data = {"username": "taken", "password1": PASSWORD, "password2": PASSWORD}
+    answers = [visitor_from("198.51.100.120").post(reverse("signup"), data) for _ in range(30)]
+    told = [r for r in answers if "A user with that username already exists" in r.content.decode()]
+    assert len(told) == SIGNUP_ATTEMPTS_PER_HOUR < 30
+    assert {r.status_code for r in answers[SIGNUP_ATTEMPTS_PER_HOUR:]} == {429}
