@@ -412,3 +412,45 @@ def test_sign_up_cannot_probe_usernames_past_a_throttle(django_user_model):
     told = [r for r in answers if "A user with that username already exists" in r.content.decode()]
     assert len(told) == SIGNUP_ATTEMPTS_PER_HOUR < 30
     assert {r.status_code for r in answers[SIGNUP_ATTEMPTS_PER_HOUR:]} == {429}
+
+
+# ---------------------------------------------------------------- 6. health that tells the truth
+
+
+def healthz(client: Client) -> dict:
+    return client.get(reverse("healthz")).json()
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_healthz_is_degraded_while_no_consumer_is_alive(rq_workers, client):
+    from sandbox import delivery
+
+    wait_for(lambda: healthz(client)["status"] == "ok", 30, message="a healthy lab")
+    pids = [int(c["pid"]) for c in delivery.consumers(get_redis())]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # alive as processes, but serving nothing: they stop heart-beating
+    try:
+        body = wait_for(lambda: (b := healthz(client))["status"] == "degraded" and b, 20, message="degraded")
+        assert body["consumers"] == 0
+        assert "no stream/log consumer alive: stream and log runs cannot start" in body["problems"]
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: healthz(client)["status"] == "ok", 30, message="healthy again once they serve")
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_healthz_reports_redis_memory_pressure(rq_workers, client):
+    redis = get_redis()
+    wait_for(lambda: healthz(client)["status"] == "ok", 30, message="a healthy lab")
+    used = int(redis.info("memory")["used_memory"])
+    redis.config_set("maxmemory", int(used / 0.95))
+    try:
+        body = wait_for(lambda: (b := healthz(client))["status"] == "degraded" and b, 20, message="degraded")
+        assert body["redis_memory"]["used_ratio"] >= 0.9
+        assert any("Redis memory at" in problem for problem in body["problems"])
+    finally:
+        redis.config_set("maxmemory", 0)
+    assert healthz(client)["redis_memory"]["max_mb"] is None
