@@ -26,15 +26,19 @@ from sandbox.delivery.consumed import (
     consumer_name,
     consumers,
     context_of,
+    give_slot,
     kill_key,
     members,
     partition_of,
     partition_table,
+    share_consumers,
+    take_slot,
     unschedule,
 )
 from sandbox.delivery.log import LogModel
 from sandbox.delivery.rq import RqModel
 from sandbox.delivery.stream import StreamModel
+from sandbox.models import Experiment
 
 __all__ = [
     "ACTIVE",
@@ -54,13 +58,16 @@ __all__ = [
     "consumer_name",
     "consumers",
     "context_of",
+    "give_slot",
     "kill_key",
     "members",
     "model_for",
     "oracle",
     "partition_of",
+    "rebalance_consumers",
     "release_due",
     "release_leases",
+    "take_slot",
     "unschedule",
 ]  # fmt: skip
 
@@ -119,3 +126,10 @@ def release_leases(redis: Redis, name: str, keep: set[int]) -> int:
         for lease in model.lease_keys(redis, experiment_id)
     ]
     return int(redis.eval(RELEASE_IF_HELD, len(leases), *leases, name)) if leases else 0
+
+
+def rebalance_consumers(redis: Redis) -> dict[str, int]:
+    """Re-share the consumers between the visitors running stream/log runs now (on a start, a finish and
+    every janitor pass, as fairshare.rebalance does for RQ's workers)."""
+    running = Experiment.objects.active().values_list("limit_key", "params")
+    return share_consumers(redis, {limit_key for limit_key, params in running if model_for(params).consumed})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox.engine import keys, live
+from sandbox.engine import fairshare, keys, live
 
 GROUP = "lab"
 ACTIVE, DELAYED, MEMBERS, MEMBER_INFO = keys.ACTIVE, keys.DELAYED, keys.MEMBERS, keys.MEMBER_INFO
@@ -154,6 +154,54 @@ def partition_table(experiment_id: int, partitions: int, redis: Redis | None = N
         }
         for p in range(partitions)
     ]
+
+
+# ---------------------------------------------------------------- fair share of the consumers
+
+
+def share_consumers(redis: Redis, visitors: set[str]) -> dict[str, int]:
+    """Share the live consumers between `visitors` (the limit keys of everyone with a running stream/log run),
+    max-min fair as RQ's workers are (sandbox.engine.fairshare.shares): with three or more consumers nobody
+    holds all of them, so a newcomer's message never waits behind a hog's ten-second messages. Returns the
+    shares by visitor rate key."""
+    alive = len(members(redis))
+    wanted = {fairshare.rate_key(limit_key): alive for limit_key in visitors}
+    granted = fairshare.shares(wanted, alive) if wanted else {}
+    pipe = redis.pipeline()
+    pipe.delete(keys.CONSUMER_SHARES)
+    if granted:
+        pipe.hset(keys.CONSUMER_SHARES, mapping=granted)
+    pipe.execute()
+    return granted
+
+
+# A consumer takes one of its visitor's slots before it takes a message of theirs, and gives it back after.
+# Slots of consumers that left the group (killed mid-message) are freed here, not leaked.
+# KEYS: the visitor's busy set, members, shares; ARGV: visitor rate key, consumer, now, session_s
+TAKE_SLOT = """
+for _, holder in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local beat = redis.call('ZSCORE', KEYS[2], holder)
+  if not beat or tonumber(beat) < tonumber(ARGV[3]) - tonumber(ARGV[4]) then redis.call('SREM', KEYS[1], holder) end
+end
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return 1 end
+local share = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '1')
+if redis.call('SCARD', KEYS[1]) >= share then return 0 end
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 600)
+return 1
+"""
+
+
+def take_slot(redis: Redis, visitor: str, consumer: str) -> bool:
+    """May `consumer` work a message of `visitor` (a rate key) now, within the visitor's share?"""
+    busy = keys.consumers_busy(visitor)
+    return bool(
+        redis.eval(TAKE_SLOT, 3, busy, MEMBERS, keys.CONSUMER_SHARES, visitor, consumer, time.time(), SESSION_S)
+    )
+
+
+def give_slot(redis: Redis, visitor: str, consumer: str) -> None:
+    redis.srem(keys.consumers_busy(visitor), consumer)
 
 
 # Delete a lease only while the dead consumer still holds it (it may have run out and been taken).

@@ -101,7 +101,7 @@ def _admit(experiment: Experiment) -> None:
     run = recorder.create(params=params, seed=seed, requested=params["jobs"])
     recorder.charge_budget(worst_case_worker_seconds(params))
     admitted = admitted_jobs(params)
-    fairshare.rebalance(get_redis())  # the visitor's share, with this run counted, before any job runs
+    rebalance(get_redis())  # the visitor's share, with this run counted, before any job runs
     now = time.time()
     spacing = 1 / params["arrival_per_s"] if params["arrival_per_s"] > 0 and admitted > 1 else 0
     jobs = range(1, admitted + 1)
@@ -135,7 +135,13 @@ def _abort(experiment: Experiment) -> None:
         live.Recorder(experiment.pk).discard_all()
     Experiment.objects.filter(pk=experiment.pk).delete()
     with contextlib.suppress(RedisError, DatabaseError):
-        fairshare.rebalance(connection)
+        rebalance(connection)
+
+
+def rebalance(connection: Redis) -> None:
+    """Every visitor's fair share of the shared workers and of the stream/log consumers, now."""
+    fairshare.rebalance(connection)
+    delivery.rebalance_consumers(connection)
 
 
 def finish_if_done(experiment_id: int, connection: Redis | None = None, *, prechecked: bool = False) -> bool:
@@ -173,7 +179,7 @@ def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bo
     if not updated:
         Experiment.objects.filter(pk=experiment_id).update(summary=summary)
     else:
-        fairshare.rebalance(connection or get_redis())  # its share goes to the others at once
+        rebalance(connection or get_redis())  # its share goes to the others at once
     return True
 
 

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from prepsite.redis_conn import get_redis
 from sandbox import delivery
 from sandbox.delivery import Delivery
-from sandbox.engine import experiments, handler, limits, live
+from sandbox.engine import experiments, fairshare, handler, limits, live
 
 log = logging.getLogger("sandbox.lab")
 IDLE_MAX_S = 0.2
@@ -33,6 +33,7 @@ class Consumer:
         self.stopping = False
         self.turn = 0
         self.last_beat = 0.0
+        self.visitors: dict[int, str] = {}  # run -> its visitor's rate key (fixed for the run's life)
         self.held: set[str] = set()  # lease keys this consumer took (the log model's partitions)
 
     # --- group membership
@@ -90,8 +91,20 @@ class Consumer:
                 self.redis.hdel(delivery.ACTIVE, str(experiment_id))
                 continue
             params, run = context
-            worked |= active[experiment_id].turn(self, experiment_id, params, run, names)
+            visitor = self.share_of(experiment_id)
+            if not delivery.take_slot(self.redis, visitor, self.name):
+                continue  # its visitor's consumers are all busy: their fair share (sandbox.delivery.share_consumers)
+            try:
+                worked |= active[experiment_id].turn(self, experiment_id, params, run, names)
+            finally:
+                delivery.give_slot(self.redis, visitor, self.name)
         return worked
+
+    def share_of(self, experiment_id: int) -> str:
+        """The rate key whose share of the consumers a run's messages use (its visitor's)."""
+        if experiment_id not in self.visitors:
+            self.visitors[experiment_id] = fairshare.rate_key(self.owner_of(experiment_id))
+        return self.visitors[experiment_id]
 
     def serve(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
