@@ -69,6 +69,18 @@ class Stack:
                 raise SystemExit("workers did not start; see " + str(self.workdir / "processes.log"))
             time.sleep(0.2)
 
+    def consumers(self, n: int = 3) -> None:
+        """The stream/log consumer pool, as make run starts it."""
+        from prepsite.redis_conn import get_redis
+        from sandbox import delivery
+
+        self.manage("lab_consumers", "--num", str(n))
+        deadline = time.monotonic() + 30
+        while len(delivery.members(get_redis())) < n:
+            if time.monotonic() > deadline:
+                raise SystemExit("consumers did not start; see " + str(self.workdir / "processes.log"))
+            time.sleep(0.2)
+
     def close_workers(self) -> None:
         """Stop the workers and janitor (so they do not compete with the measured server for CPU)."""
         for process in self.processes:

@@ -454,3 +454,47 @@ def test_healthz_reports_redis_memory_pressure(rq_workers, client):
     finally:
         redis.config_set("maxmemory", 0)
     assert healthz(client)["redis_memory"]["max_mb"] is None
+
+
+# ---------------------------------------------------------------- 5. Redis restarts: every run ends, its slot freed
+
+
+def stream_run(**overrides) -> Experiment:
+    params = {**PRESETS["happy"].parameters(), "model": "stream", "duration_ms": 50, "duration_spread_ms": 0,
+              **overrides}  # fmt: skip
+    return experiments.experiment_start(owner=CLI, preset="happy", params=params)
+
+
+def ended(experiment: Experiment) -> bool:
+    return Experiment.objects.get(pk=experiment.pk).status != Experiment.Status.RUNNING
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_run_whose_outcome_redis_lost_is_ended_with_a_reason(rq_workers):
+    run = stream_run(jobs=3)
+    wait_finished(run, 60)
+    wait_for(lambda: ended(run), 30, message="the run to be marked finished")
+    # Redis restarted within its one-second fsync window: order 3's acknowledgement survived, its outcome did not.
+    redis = get_redis()
+    redis.hdel(live.key(run.pk, "term"), "3")
+    redis.hincrby(live.key(run.pk, "c"), "succeeded", -1)
+    Experiment.objects.filter(pk=run.pk).update(status=Experiment.Status.RUNNING, finished_at=None)
+    assert not live.read(run.pk).finished  # nothing will ever deliver order 3 again
+    wait_for(lambda: ended(run), 90, message="the janitor to end the run that can make no progress")
+    state = live.read(run.pk, events=50)
+    assert state.counters["succeeded"] == 2
+    assert state.counters["stopped"] == 1  # accounted: requested = succeeded + dead-lettered + stopped
+    assert any(e["kind"] == "run_ended" and "Redis lost the outcome" in e.get("detail", "") for e in state.events)
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_stream_and_log_runs_across_a_redis_restart_all_end_and_free_their_slots(rq_workers, redis_control):
+    runs = [stream_run(jobs=20, arrival_per_s=4), stream_run(jobs=20, arrival_per_s=4, model="log")]
+    wait_for(lambda: all(live.read(r.pk).counters["succeeded"] >= 3 for r in runs), 60, message="runs under way")
+    redis_control.stop()
+    redis_control.start()
+    for run in runs:
+        wait_for(lambda run=run: ended(run), 180, message=f"run {run.pk} to end after the restart")
+    assert not Experiment.objects.active().filter(pk__in=[r.pk for r in runs]).exists()

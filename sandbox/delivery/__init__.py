@@ -38,6 +38,7 @@ from sandbox.delivery.consumed import (
 from sandbox.delivery.log import LogModel
 from sandbox.delivery.rq import RqModel
 from sandbox.delivery.stream import StreamModel
+from sandbox.engine.limits import CLI_KEY
 from sandbox.models import Experiment
 
 __all__ = [
@@ -132,4 +133,5 @@ def rebalance_consumers(redis: Redis) -> dict[str, int]:
     """Re-share the consumers between the visitors running stream/log runs now (on a start, a finish and
     every janitor pass, as fairshare.rebalance does for RQ's workers)."""
     running = Experiment.objects.active().values_list("limit_key", "params")
-    return share_consumers(redis, {limit_key for limit_key, params in running if model_for(params).consumed})
+    visitors = {key for key, params in running if model_for(params).consumed and key != CLI_KEY}  # CLI: unshared
+    return share_consumers(redis, visitors)

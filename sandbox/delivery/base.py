@@ -76,6 +76,9 @@ class ConsumedDeliveryModel(DeliveryModel, Protocol):
     def publish(self, redis: Redis, experiment_id: int, params: dict, job: int, run: str) -> None:
         """Put a message that has arrived on its stream or partition (the delayed-arrival mover)."""
 
+    def at_rest(self, redis: Redis, experiment_id: int, params: dict) -> bool:
+        """Nothing of the run can move any more (no arrival due, nothing unread, unacknowledged or parked)."""
+
     def turn(self, consumer: Any, experiment_id: int, params: dict, run: str, names: list[str]) -> bool:
         """Hand this consumer at most one message of the run per source it owns; True if it worked."""
 

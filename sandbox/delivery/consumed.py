@@ -254,6 +254,15 @@ class ConsumedModel:
             pipe.zadd(DELAYED, {f"{experiment.pk}:{job}": at for job, at in arrivals.items()})
         pipe.execute()
 
+    def at_rest(self, redis: Redis, experiment_id: int, params: dict) -> bool:
+        """Nothing of the run can move any more: no arrival still to come, nothing unread, unacknowledged or
+        parked on a retry topic (the janitor ends such a run if its outcomes still do not add up)."""
+        if any(row["lag"] > 0 for row in partition_table(experiment_id, self.partitions(params), redis)):
+            return False
+        if self.redis_view(experiment_id, params, redis)["pending"]:
+            return False
+        return not any(True for _ in redis.zscan_iter(DELAYED, match=f"{experiment_id}:*", count=500))
+
     def publish(self, redis: Redis, experiment_id: int, params: dict, job: int, run: str) -> None:
         stream, partition = self.stream_of(experiment_id, params, job)
         publish(redis, experiment_id, stream, partition, job, run)

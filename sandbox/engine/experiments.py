@@ -248,7 +248,8 @@ def reap(connection: Redis | None = None) -> list[int]:
         if not exists and experiment.created_at > now - timedelta(seconds=START_GRACE_S):
             continue  # a start between its row and its Redis record, not a run whose record expired
         if exists and experiment.created_at > cutoff:
-            finish_if_done(experiment.pk, connection)
+            if not finish_if_done(experiment.pk, connection) and _end_if_at_rest(experiment, connection):
+                reaped.append(experiment.pk)
             continue
         if exists:
             experiment_stop(experiment)
@@ -260,6 +261,41 @@ def reap(connection: Redis | None = None) -> list[int]:
         )
         reaped.append(experiment.pk)
     return reaped
+
+
+AT_REST_S = 20  # a run with nothing left to deliver whose outcomes do not add up is ended after this long
+
+
+def _end_if_at_rest(experiment: Experiment, connection: Redis) -> bool:
+    """End a stream/log run that can make no more progress although its outcomes do not add up: every arrival
+    published, every message acknowledged or committed, yet some message has no recorded outcome. That is a
+    write Redis lost (a restart within its one-second fsync window, a refused write while it was full);
+    waiting cannot fix it, and the run would hold one of its visitor's three slots for ever. Its messages
+    without an outcome end as 'stopped', with the reason in the run's events; True if it was ended."""
+    model = delivery.model_for(experiment.params)
+    marker = live.key(experiment.pk, "at_rest")
+    if not model.consumed or not model.at_rest(connection, experiment.pk, experiment.params):
+        connection.delete(marker)
+        return False
+    connection.set(marker, time.time(), nx=True, ex=live.TTL_SECONDS)
+    if time.time() - float(connection.get(marker) or time.time()) < AT_REST_S:
+        return False  # seen at rest once: a message may be between its acknowledgement and its outcome
+    reason = "ended by the janitor: every message was delivered, but Redis lost the outcome of these (a restart?)"
+    recorder = live.Recorder(experiment.pk, connection)
+    settled = {int(job) for job in connection.hkeys(live.key(experiment.pk, "term"))}
+    lost = [job for job in range(1, admitted_jobs(experiment.params) + 1) if job not in settled]
+    recorder.stopped_before_start(lost, reason)
+    connection.delete(live.key(experiment.pk, "run"))  # no consumer is working on any of them: they are at rest
+    recorder.note("run_ended", detail=f"{reason}: {len(lost)} without an outcome")
+    connection.hdel(delivery.ACTIVE, str(experiment.pk))
+    if finish_if_done(experiment.pk, connection):
+        return True
+    summary = {**run_outcome.outcome(experiment), "ended_reason": reason}
+    Experiment.objects.filter(pk=experiment.pk, status=Experiment.Status.RUNNING).update(
+        status=Experiment.Status.STOPPED, finished_at=timezone.now(), summary=summary
+    )
+    rebalance(connection)
+    return True
 
 
 class KillRefused(Exception):

@@ -43,6 +43,7 @@ def job_beat(job_id: str) -> str:
 RECORD = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
     "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock", "render:latest", "order",
+    "at_rest",
 )  # fmt: skip
 # The stream and log delivery models (sandbox.delivery): stream, DLQ stream, retry topic, offsets, lag.
 DELIVERY = (

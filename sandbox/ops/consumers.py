@@ -33,7 +33,7 @@ class Consumer:
         self.stopping = False
         self.turn = 0
         self.last_beat = 0.0
-        self.visitors: dict[int, str] = {}  # run -> its visitor's rate key (fixed for the run's life)
+        self.visitors: dict[int, str | None] = {}  # run -> its visitor's rate key (fixed for the run's life)
         self.held: set[str] = set()  # lease keys this consumer took (the log model's partitions)
 
     # --- group membership
@@ -92,18 +92,21 @@ class Consumer:
                 continue
             params, run = context
             visitor = self.share_of(experiment_id)
-            if not delivery.take_slot(self.redis, visitor, self.name):
+            if visitor is not None and not delivery.take_slot(self.redis, visitor, self.name):
                 continue  # its visitor's consumers are all busy: their fair share (sandbox.delivery.share_consumers)
             try:
                 worked |= active[experiment_id].turn(self, experiment_id, params, run, names)
             finally:
-                delivery.give_slot(self.redis, visitor, self.name)
+                if visitor is not None:
+                    delivery.give_slot(self.redis, visitor, self.name)
         return worked
 
-    def share_of(self, experiment_id: int) -> str:
-        """The rate key whose share of the consumers a run's messages use (its visitor's)."""
+    def share_of(self, experiment_id: int) -> str | None:
+        """The rate key whose share of the consumers a run's messages use (its visitor's); None for the command
+        line, which is free of per-visitor limits (the operator's own terminal) and of this one."""
         if experiment_id not in self.visitors:
-            self.visitors[experiment_id] = fairshare.rate_key(self.owner_of(experiment_id))
+            owner = self.owner_of(experiment_id)
+            self.visitors[experiment_id] = None if owner == limits.CLI_KEY else fairshare.rate_key(owner)
         return self.visitors[experiment_id]
 
     def serve(self) -> None:
