@@ -1,7 +1,7 @@
 """A 20-message run alone, then beside a visitor running three long experiments, on make run's workers and
 consumers; for each delivery model (rq, stream, log).
 
-Usage: .venv/bin/python bench/fairness.py [rounds] [workers] [consumers]
+Usage: .venv/bin/python bench/fairness.py [rounds] [workers] [consumers] [models, default rq,stream,log]
 — prints `rq_ratio=<a> stream_ratio=<b> log_ratio=<c>` last (beside-the-hog time ÷ solo time; target ≤ 3 each).
 
 The RQ hog runs three experiments of 90 jobs x 10 s with concurrency 8 (within every limit) on the RQ workers;
@@ -83,12 +83,13 @@ def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else procfile_count(r"--num-workers (\d+)")
     consumers = int(sys.argv[3]) if len(sys.argv) > 3 else procfile_count(r"lab_consumers --num (\d+)")
+    models = sys.argv[4].split(",") if len(sys.argv) > 4 else MODELS
     stack = Stack()
     ratios = {}
     try:
         stack.workers(workers)
         stack.consumers(consumers)
-        for model in MODELS:
+        for model in models:
             solo, beside = [], []
             for n in range(rounds):
                 solo.append(timed_run(f"solo-{model}-{n}", n, model))

@@ -498,3 +498,28 @@ def test_stream_and_log_runs_across_a_redis_restart_all_end_and_free_their_slots
     for run in runs:
         wait_for(lambda run=run: ended(run), 180, message=f"run {run.pk} to end after the restart")
     assert not Experiment.objects.active().filter(pk__in=[r.pk for r in runs]).exists()
+
+
+# ---------------------------------------------------------------- 6. Redis full: nothing lost
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_arrival_due_while_redis_is_full_is_delivered_once_redis_has_room(rq_workers):
+    from sandbox import delivery
+
+    redis = get_redis()
+    run = stream_run(jobs=6, arrival_per_s=1, max_retries=3)
+    wait_for(lambda: live.read(run.pk).counters["succeeded"] >= 1, 60, message="a first message")
+    redis.config_set("maxmemory", int(redis.info("memory")["used_memory"]) - 1024)  # every write refused
+    try:
+        # Arrivals come due while Redis refuses writes: the mover must not take them off the schedule.
+        wait_for(lambda: redis.zrangebyscore(delivery.DELAYED, "-inf", time.time()), 20, message="an arrival due")
+        time.sleep(2)  # the mover tries (and fails) every 50 ms
+        assert redis.zrangebyscore(delivery.DELAYED, "-inf", time.time())  # still scheduled, not lost
+    finally:
+        redis.config_set("maxmemory", 0)
+    state = wait_finished(run, 120)
+    c = state.counters
+    assert c["succeeded"] + c["dead_lettered"] == 6
+    assert c["stopped"] == 0  # nothing lost, and nothing ended by the janitor for lack of progress

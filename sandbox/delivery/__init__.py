@@ -102,16 +102,15 @@ def release_due(redis: Redis, now: float | None = None, limit: int = 200) -> int
     moved = 0
     contexts: dict[int, tuple[dict, str] | None] = {}
     for member in due:
-        if not redis.zrem(DELAYED, member):
-            continue  # another mover took it
         experiment_id, job = (int(part) for part in member.decode().split(":"))
         if experiment_id not in contexts:
             contexts[experiment_id] = context_of(redis, experiment_id)
         if contexts[experiment_id] is None:
-            continue  # the run expired
+            redis.zrem(DELAYED, member)  # the run expired
+            continue
         params, run = contexts[experiment_id]
-        model_for(params).publish(redis, experiment_id, params, job, run)
-        moved += 1
+        # One step: published and taken off the schedule, or (Redis full) neither, retried on the next tick.
+        moved += model_for(params).publish(redis, experiment_id, params, job, run, scheduled=True)
     return moved
 
 

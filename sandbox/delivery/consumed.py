@@ -62,15 +62,20 @@ def partition_of(job: int, params: dict) -> int:
 
 
 # Append message `job` to a partition (or the stream, partition 0) and track the partition's lag:
-# produced minus committed, its maximum, and a per-second sample for the lag chart.
+# produced minus committed, its maximum, and a per-second sample for the lag chart. Moving an arrival off the
+# delivery schedule (KEYS[6], member ARGV[6]) is the same step, taken last: XADD is the first write, so when
+# Redis is full it refuses the whole move and the arrival stays scheduled for the next tick (it was taken off
+# first, and lost for good). 0 when another mover moved it already.
 _PUBLISH = """
+if KEYS[6] and ARGV[6] ~= '' and not redis.call('ZSCORE', KEYS[6], ARGV[6]) then return 0 end
 redis.call('XADD', KEYS[1], '*', 'job', ARGV[2], 'run', ARGV[3])
 local produced = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local lag = produced - tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if lag > tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') then redis.call('HSET', KEYS[4], ARGV[1], lag) end
 redis.call('HSET', KEYS[5], ARGV[5] .. ':lag' .. ARGV[1], lag)
 for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
-return lag
+if ARGV[6] ~= '' then redis.call('ZREM', KEYS[6], ARGV[6]) end
+return 1
 """
 
 # Commit: the partition's offset moves past `id` and its lag shrinks by one.
@@ -84,10 +89,15 @@ return lag
 """
 
 
-def publish(redis: Redis, experiment_id: int, stream: str, partition: int, job: int, run: str) -> None:
+def publish(
+    redis: Redis, experiment_id: int, stream: str, partition: int, job: int, run: str, *, scheduled: bool = False
+) -> bool:
+    """Publish message `job`; scheduled: move it off the delivery schedule in the same step (False when
+    another mover already did)."""
     k = lambda name: live.key(experiment_id, name)  # noqa: E731
-    keys = (stream, k("prod"), k("done"), k("maxlag"), k("ts"))
-    redis.eval(_PUBLISH, 5, *keys, partition, job, run, live.TTL_SECONDS, int(time.time()))
+    member = f"{experiment_id}:{job}" if scheduled else ""
+    keys = (stream, k("prod"), k("done"), k("maxlag"), k("ts"), DELAYED)
+    return bool(redis.eval(_PUBLISH, 6, *keys, partition, job, run, live.TTL_SECONDS, int(time.time()), member))
 
 
 def commit(redis: Redis, experiment_id: int, partition: int, entry_id: str) -> None:
@@ -263,9 +273,11 @@ class ConsumedModel:
             return False
         return not any(True for _ in redis.zscan_iter(DELAYED, match=f"{experiment_id}:*", count=500))
 
-    def publish(self, redis: Redis, experiment_id: int, params: dict, job: int, run: str) -> None:
+    def publish(
+        self, redis: Redis, experiment_id: int, params: dict, job: int, run: str, *, scheduled: bool = False
+    ) -> bool:
         stream, partition = self.stream_of(experiment_id, params, job)
-        publish(redis, experiment_id, stream, partition, job, run)
+        return publish(redis, experiment_id, stream, partition, job, run, scheduled=scheduled)
 
     def stop(self, experiment, jobs: range) -> list[int]:
         return unschedule(experiment.pk, jobs)

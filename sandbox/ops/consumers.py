@@ -82,6 +82,7 @@ class Consumer:
         self.turn += 1
         ids = ids[self.turn % len(ids) :] + ids[: self.turn % len(ids)]
         names = delivery.members(self.redis)
+        working = self.working_on(names)
         worked = False
         for experiment_id in ids:
             if self.stopping:
@@ -94,12 +95,27 @@ class Consumer:
             visitor = self.share_of(experiment_id)
             if visitor is not None and not delivery.take_slot(self.redis, visitor, self.name):
                 continue  # its visitor's consumers are all busy: their fair share (sandbox.delivery.share_consumers)
+            # A consumer busy with another visitor's message is no owner for this run's partitions now: they go to
+            # the consumers this visitor can have (its fair share), or a hog's ten-second messages stall them.
+            free = [name for name in names if name not in working or self.share_of(working[name]) == visitor]
             try:
-                worked |= active[experiment_id].turn(self, experiment_id, params, run, names)
+                worked |= active[experiment_id].turn(self, experiment_id, params, run, free or names)
             finally:
                 if visitor is not None:
                     delivery.give_slot(self.redis, visitor, self.name)
         return worked
+
+    def working_on(self, names: list[str]) -> dict[str, int]:
+        """The run each other live consumer is working a message of right now."""
+        others = [name for name in names if name != self.name]
+        infos = self.redis.hmget(delivery.MEMBER_INFO, others) if others else []
+        working = {}
+        for name, raw in zip(others, infos, strict=True):
+            with contextlib.suppress(ValueError, TypeError):
+                info = json.loads(raw or "{}")
+                if info.get("doing") and info.get("run") is not None:
+                    working[name] = int(info["run"])
+        return working
 
     def share_of(self, experiment_id: int) -> str | None:
         """The rate key whose share of the consumers a run's messages use (its visitor's); None for the command
