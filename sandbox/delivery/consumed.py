@@ -78,9 +78,13 @@ if ARGV[6] ~= '' then redis.call('ZREM', KEYS[6], ARGV[6]) end
 return 1
 """
 
-# Commit: the partition's offset moves past `id` and its lag shrinks by one.
+# Commit: the partition's offset moves past `id` and its lag shrinks by one. With a stream (KEYS[5]) the
+# acknowledgement is the same step, after the first write: a full Redis refuses that write and so the whole
+# step (the message stays pending and is delivered again), instead of taking the XACK and refusing the lag's
+# update, which left the run's lag at 1 for ever.
 _COMMIT = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if KEYS[5] and redis.call('XACK', KEYS[5], ARGV[5], ARGV[2]) == 0 then return false end
 local done = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local lag = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') - done
 redis.call('HSET', KEYS[4], ARGV[4] .. ':lag' .. ARGV[1], lag)
@@ -100,10 +104,12 @@ def publish(
     return bool(redis.eval(_PUBLISH, 6, *keys, partition, job, run, live.TTL_SECONDS, int(time.time()), member))
 
 
-def commit(redis: Redis, experiment_id: int, partition: int, entry_id: str) -> None:
+def commit(redis: Redis, experiment_id: int, partition: int, entry_id: str, *, ack_stream: str = "") -> None:
+    """Commit `entry_id` on `partition`; ack_stream: acknowledge it in that stream's group in the same step
+    (only the first acknowledgement moves the lag)."""
     k = lambda name: live.key(experiment_id, name)  # noqa: E731
-    keys = (k("off"), k("done"), k("prod"), k("ts"))
-    redis.eval(_COMMIT, 4, *keys, partition, entry_id, live.TTL_SECONDS, int(time.time()))
+    keys = (k("off"), k("done"), k("prod"), k("ts"), *((ack_stream,) if ack_stream else ()))
+    redis.eval(_COMMIT, len(keys), *keys, partition, entry_id, live.TTL_SECONDS, int(time.time()), GROUP)
 
 
 def context_of(redis: Redis, experiment_id: int) -> tuple[dict, str] | None:
