@@ -421,6 +421,14 @@ def healthz(client: Client) -> dict:
     return client.get(reverse("healthz")).json()
 
 
+def leave_a_healthy_lab() -> None:
+    """A test that starved the pool (Redis refusing writes, consumers stopped) leaves the next test every RQ
+    worker and consumer heart-beating, a live scheduler and a fresh janitor pass, as /healthz sees them."""
+    browser = Client()
+    wait_for(lambda: (b := healthz(browser))["status"] == "ok" and b["workers"] >= 2 and b["consumers"] >= 3, 60,
+             message="a healthy lab for the next test")  # fmt: skip
+
+
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
 def test_healthz_is_degraded_while_no_consumer_is_alive(rq_workers, client):
@@ -438,6 +446,7 @@ def test_healthz_is_degraded_while_no_consumer_is_alive(rq_workers, client):
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
     wait_for(lambda: healthz(client)["status"] == "ok", 30, message="healthy again once they serve")
+    leave_a_healthy_lab()
 
 
 @pytest.mark.workers
@@ -454,6 +463,7 @@ def test_healthz_reports_redis_memory_pressure(rq_workers, client):
     finally:
         redis.config_set("maxmemory", 0)
     assert healthz(client)["redis_memory"]["max_mb"] is None
+    leave_a_healthy_lab()
 
 
 # ---------------------------------------------------------------- 5. Redis restarts: every run ends, its slot freed
@@ -523,3 +533,4 @@ def test_a_stream_arrival_due_while_redis_is_full_is_delivered_once_redis_has_ro
     c = state.counters
     assert c["succeeded"] + c["dead_lettered"] == 6
     assert c["stopped"] == 0  # nothing lost, and nothing ended by the janitor for lack of progress
+    leave_a_healthy_lab()
