@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sandbox', '0005_experiment_predicted'),
+        ('sandbox', '0006_experiment_first_pass'),
     ]
 
     operations = [
