@@ -1,6 +1,7 @@
 """A throwaway stack for benchmarks: private Redis, temp SQLite, optional workers and gunicorn."""
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ class Stack:
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "DATABASE_URL": f"sqlite:///{self.workdir / 'bench.sqlite3'}",
             "DJANGO_SETTINGS_MODULE": "prepsite.settings",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),  # gunicorn refuses the development key
         }
         os.environ.update(self.env)
         self.processes: list[subprocess.Popen] = []
@@ -65,6 +67,18 @@ class Stack:
         while Worker.count(connection=get_redis()) < n:
             if time.monotonic() > deadline:
                 raise SystemExit("workers did not start; see " + str(self.workdir / "processes.log"))
+            time.sleep(0.2)
+
+    def consumers(self, n: int = 3) -> None:
+        """The stream/log consumer pool, as make run starts it."""
+        from prepsite.redis_conn import get_redis
+        from sandbox import delivery
+
+        self.manage("lab_consumers", "--num", str(n))
+        deadline = time.monotonic() + 30
+        while len(delivery.members(get_redis())) < n:
+            if time.monotonic() > deadline:
+                raise SystemExit("consumers did not start; see " + str(self.workdir / "processes.log"))
             time.sleep(0.2)
 
     def close_workers(self) -> None:

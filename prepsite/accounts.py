@@ -7,16 +7,27 @@ import ipaddress
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.signals import user_login_failed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
+from redis.exceptions import RedisError
 
-from prepsite.ratelimit import allow
-from prepsite.visitor import client_address
+from prepsite.ratelimit import allow, window_key
+from prepsite.redis_conn import get_redis
+from prepsite.visitor import ADDRESS_CEILING_TIMES, client_address
 
 SIGNUPS_PER_HOUR = 10
+# Sign-up attempts (valid or not) per address: a refused form says whether a username exists, so the attempts
+# themselves are bounded, before the form is checked.
+SIGNUP_ATTEMPTS_PER_HOUR = 20
+# axes locks an account at one address after AXES_FAILURE_LIMIT failures (account and address together, so a
+# stranger cannot lock a victim out); one address failing on many accounts meets this ceiling instead.
+LOGIN_FAILURE_WINDOW_S = 15 * 60
 
 
 class SignupForm(UserCreationForm):
@@ -43,11 +54,23 @@ def safe_next(request: HttpRequest) -> str:
     return target if ok else ""
 
 
+def signup_attempt_allowed(request: HttpRequest) -> bool:
+    return allow(
+        "signup-attempt", f"ip:{client_address(request)}", limit=SIGNUP_ATTEMPTS_PER_HOUR, window_s=60 * 60,
+        fail_open=True,
+    )  # fmt: skip
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     next_url = safe_next(request)
     if request.user.is_authenticated:
         return redirect(next_url or "drills:home")
+    if request.method == "POST" and not signup_attempt_allowed(request):
+        form = SignupForm(initial={"username": request.POST.get("username", "")})  # not validated: no answer
+        form.cleaned_data = {}  # an unbound form carries the one error
+        form.add_error(None, "Too many sign-up attempts from your network recently; please try again in an hour.")
+        return render(request, "registration/signup.html", {"form": form, "next": next_url}, status=429)
     form = SignupForm(request.POST or None)
     context = {"form": form, "next": next_url}
     if request.method == "POST" and form.is_valid() and not signup_allowed(request):
@@ -59,6 +82,37 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, WELCOME.format(name=user.get_username()))
         return redirect(next_url or "drills:home")
     return render(request, "registration/signup.html", context)
+
+
+def login_failure_ceiling() -> int:
+    return int(settings.AXES_FAILURE_LIMIT) * ADDRESS_CEILING_TIMES
+
+
+def address_failed_too_often(request: HttpRequest) -> bool:
+    """One address has failed to log in on any accounts this many times this window (fails open: Redis down,
+    axes' per-account-and-address lockout still holds)."""
+    try:
+        failures = int(
+            get_redis().get(window_key("login-failed", f"ip:{client_address(request)}", LOGIN_FAILURE_WINDOW_S)) or 0
+        )
+    except (RedisError, OSError):
+        return False
+    return failures >= login_failure_ceiling()
+
+
+@receiver(user_login_failed, dispatch_uid="count_login_failures_per_address")
+def count_login_failure(sender, credentials: dict, request: HttpRequest | None = None, **kwargs) -> None:
+    if request is not None:
+        allow("login-failed", f"ip:{client_address(request)}", limit=0, window_s=LOGIN_FAILURE_WINDOW_S, fail_open=True)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's log-in, refused with the lockout page once the address met its ceiling of failures."""
+
+    def post(self, request, *args, **kwargs):
+        if address_failed_too_often(request):
+            return login_locked_out(request, None, {"username": request.POST.get("username", "")})
+        return super().post(request, *args, **kwargs)
 
 
 def login_client_address(request: HttpRequest) -> str | None:

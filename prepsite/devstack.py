@@ -6,6 +6,7 @@ under var/redis-<port>/, and stopped when the stack stops.
 """
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,18 @@ def ensure_redis(url: str) -> subprocess.Popen | None:
     return start_redis(port, data_dir)
 
 
+def local_secret_key() -> str:
+    """This checkout's own random secret key, made once in var/ (git-ignored): the web process refuses the
+    built-in development key when DEBUG is off, and a key in the repository would be everyone's."""
+    path = BASE_DIR / "var" / "secret-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -110,6 +123,7 @@ def main() -> None:
     env = {
         **os.environ,
         "REDIS_URL": url,
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or local_secret_key(),
         "PYTHONUNBUFFERED": "1",
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
     }

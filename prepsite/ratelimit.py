@@ -5,6 +5,12 @@ import time
 from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis
+from prepsite.visitor import ADDRESS_CEILING_TIMES, address_key, limit_key
+
+
+def window_key(name: str, who: str, window_s: int) -> str:
+    """The counter of `who`'s calls of `name` in the current fixed window (a Lua script may spend it too)."""
+    return f"rl:{name}:{who}:{int(time.time() // window_s)}"
 
 
 def allow(name: str, who: str, *, limit: int, window_s: int, fail_open: bool) -> bool:
@@ -13,7 +19,7 @@ def allow(name: str, who: str, *, limit: int, window_s: int, fail_open: bool) ->
     fail_open decides what a Redis outage means: True for features that must keep working without
     Redis (drill answers), False where Redis is needed anyway (the Lab answers 503 then).
     """
-    key = f"rl:{name}:{who}:{int(time.time() // window_s)}"
+    key = window_key(name, who, window_s)
     try:
         pipe = get_redis().pipeline()
         pipe.incr(key)
@@ -24,3 +30,35 @@ def allow(name: str, who: str, *, limit: int, window_s: int, fail_open: bool) ->
             return True
         raise
     return count <= limit
+
+
+def allow_visitor(
+    name: str, visitor: str, address: str, *, limit: int, window_s: int, fail_open: bool, cost: int = 1
+) -> str | None:
+    """A per-visitor limit with its per-address ceiling (prepsite.visitor.ADDRESS_CEILING_TIMES larger);
+    None while both allow `cost` more calls, else which one refused: "visitor" or "address".
+    `address` "" (an account) has no ceiling."""
+    checks = [(visitor, limit, "visitor")] + ([(address, limit * ADDRESS_CEILING_TIMES, "address")] if address else [])
+    try:
+        pipe = get_redis().pipeline()
+        for who, _, _ in checks:
+            key = window_key(name, who, window_s)
+            pipe.incrby(key, cost)
+            pipe.expire(key, window_s * 2)
+        counts = pipe.execute()[::2]
+    except (RedisError, OSError):
+        if fail_open:
+            return None
+        raise
+    for count, (_, bound, which) in zip(counts, checks, strict=True):
+        if count > bound:
+            return which
+    return None
+
+
+def allow_request(name: str, request, *, limit: int, window_s: int, fail_open: bool) -> bool:
+    """allow_visitor for a web request's visitor and address: True while both allow one more call."""
+    refused = allow_visitor(
+        name, limit_key(request), address_key(request), limit=limit, window_s=window_s, fail_open=fail_open
+    )
+    return refused is None

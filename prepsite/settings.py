@@ -17,10 +17,16 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG")
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production")
+# Development only: `make run` (prepsite.devstack) gives every checkout a random key of its own in var/, and
+# the test suite runs on this one. With DEBUG off and no DJANGO_SECRET_KEY, `check --deploy` fails
+# (prepsite.checks) and the web process refuses to start (prepsite.wsgi): anyone who knew this key could
+# forge sessions and watch tokens. The "django-insecure-" prefix also trips Django's own security.W009.
+DEV_SECRET_KEY = "django-insecure-dev-only-key-never-for-production-set-DJANGO_SECRET_KEY"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip() or DEV_SECRET_KEY
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 
 INSTALLED_APPS = [
+    "prepsite.apps.PrepsiteConfig",  # the project's own system checks (no models)
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -40,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "prepsite.middleware.UnreadableBodyMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -180,11 +187,12 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Lock an account after 5 failures from anywhere, and an address after 5 failures on any accounts, for 15
-# minutes after the last failure (a failure while locked extends it).
+# Lock an account at one address after 5 failures there, for 15 minutes after the last failure (a failure while
+# locked extends it): account and address together, so a stranger's failures cannot lock the owner out (issue
+# #25), and one address failing on many accounts meets prepsite.accounts' ceiling (4 x 5 per 15 minutes).
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # Never reset on success: logging in to one's own account must not wipe an address's failures on others.
 AXES_RESET_ON_SUCCESS = False
 # The same client address every other limit uses (TRUSTED_PROXIES-aware, IPv6 by /64).

@@ -86,12 +86,23 @@ def client_address(request: HttpRequest) -> str:
     return str(ip)
 
 
+# An address may do this many times what one visitor may: people behind one NAT (a classroom, an office)
+# each get their own budget, while a script minting cookies from one address still meets a wall.
+ADDRESS_CEILING_TIMES = 4
+
+
 def limit_key(request: HttpRequest) -> str:
-    """What per-visitor limits count against: the account when logged in, else the client address,
-    because a fresh session (cookie) costs nothing to mint and an address does."""
+    """What per-visitor limits count against: the account when logged in, else the anonymous visitor (made
+    now if the request has none yet). Anonymous visitors are also bounded per address (address_key)."""
+    return visitor_for(request, create=True).key
+
+
+def address_key(request: HttpRequest) -> str:
+    """What the per-address ceiling counts against: the client address of an anonymous visitor; "" for an
+    account (sign-ups are bounded per address instead, so an account is worth its own budget)."""
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return f"user:{user.pk}"
+        return ""
     return f"ip:{client_address(request)}"
 
 

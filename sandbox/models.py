@@ -19,6 +19,8 @@ class Experiment(VisitorOwned):
 
     # What per-visitor limits and the fair share count it against: prepsite.visitor.limit_key.
     limit_key = models.CharField(max_length=80, blank=True, db_index=True)
+    # The per-address ceiling of an anonymous visitor's runs (prepsite.visitor.address_key); "" for accounts.
+    address_key = models.CharField(max_length=80, blank=True, default="", db_index=True)
     preset = models.CharField(max_length=32)
     params = models.JSONField()
     seed = models.BigIntegerField()

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
-from prepsite.visitor import limit_key, visitor_for
+from prepsite.visitor import address_key, limit_key, visitor_for
 from sandbox import delivery
 from sandbox.engine import budget, experiments, presets
 from sandbox.engine.lessons import lesson_for
@@ -78,16 +78,25 @@ def _start_forms(request: HttpRequest, data=None) -> tuple[ExperimentForm, predi
     return form, prediction_form, preset_name
 
 
-def _start(request: HttpRequest, form: ExperimentForm, prediction_form: predictions.PredictionForm, **overrides):
-    return experiments.experiment_start(
+def _start(request: HttpRequest, form: ExperimentForm, prediction_form: predictions.PredictionForm, *variants):
+    """Start the form's run, or one run per variant (parameter overrides) together: all of them or none."""
+    rerun_of = _own_run(request, request.POST.get("rerun_of", ""))
+    runs = [
+        {
+            "preset": form.cleaned_data["preset"],
+            "params": {**form.parameters(), **variant},
+            "seed": form.cleaned_data["seed"],
+            "prediction": form.cleaned_data["prediction"],
+            "predicted": prediction_form.predictions(),
+            "rerun_of": rerun_of,
+        }
+        for variant in variants or [{}]
+    ]
+    return experiments.experiment_start_many(
         owner=visitor_for(request, create=True),
         limit_key=limit_key(request),
-        preset=form.cleaned_data["preset"],
-        params={**form.parameters(), **overrides},
-        seed=form.cleaned_data["seed"],
-        prediction=form.cleaned_data["prediction"],
-        predicted=prediction_form.predictions(),
-        rerun_of=_own_run(request, request.POST.get("rerun_of", "")),
+        address_key=address_key(request),
+        runs=runs,
     )
 
 
@@ -108,7 +117,7 @@ def start(request: HttpRequest) -> HttpResponse:
     if not (form.is_valid() and prediction_form.is_valid()):
         return _start_refused(request, form, prediction_form, preset_name, None)
     try:
-        experiment = _start(request, form, prediction_form)
+        (experiment,) = _start(request, form, prediction_form)
     except (experiments.LimitExceeded, experiments.StartFailed) as exc:
         return _start_refused(request, form, prediction_form, preset_name, exc)
     return _go(request, reverse("sandbox:detail", args=[experiment.pk]))
@@ -124,8 +133,7 @@ def _start_side_by_side(request: HttpRequest, variants: list[dict], data=None, s
     if form.cleaned_data["seed"] is None:
         form.cleaned_data["seed"] = experiments.new_seed()  # one seed for both: only the variant differs
     try:
-        runs = [source] if source else []
-        runs += [_start(request, form, prediction_form, **variant) for variant in variants]
+        runs = ([source] if source else []) + _start(request, form, prediction_form, *variants)
     except (experiments.LimitExceeded, experiments.StartFailed) as exc:
         return _start_refused(request, form, prediction_form, preset_name, exc)
     return _go(request, f"{reverse('sandbox:compare')}?a={runs[0].pk}&b={runs[1].pk}")

@@ -39,7 +39,8 @@ def test_healthz_is_503_when_redis_is_stopped(client, redis_control):
     response = client.get(reverse("healthz"))
     assert response.status_code == 503
     assert response.json() == {
-        "status": "error", "database": "ok", "redis": "error", "workers": 0, "scheduler": False, "janitor_age_s": None,
+        "status": "error", "database": "ok", "redis": "error", "redis_memory": None, "workers": 0, "consumers": 0,
+        "scheduler": False, "janitor_age_s": None, "problems": ["Redis is not answering"],
     }  # fmt: skip
     redis_control.start()
     assert client.get(reverse("healthz")).status_code == 200

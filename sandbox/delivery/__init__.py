@@ -26,16 +26,20 @@ from sandbox.delivery.consumed import (
     consumer_name,
     consumers,
     context_of,
+    give_slot,
     kill_key,
     members,
     partition_of,
     partition_table,
-    request_kill,
+    share_consumers,
+    take_slot,
     unschedule,
 )
 from sandbox.delivery.log import LogModel
 from sandbox.delivery.rq import RqModel
 from sandbox.delivery.stream import StreamModel
+from sandbox.engine.limits import CLI_KEY
+from sandbox.models import Experiment
 
 __all__ = [
     "ACTIVE",
@@ -55,14 +59,16 @@ __all__ = [
     "consumer_name",
     "consumers",
     "context_of",
+    "give_slot",
     "kill_key",
     "members",
     "model_for",
     "oracle",
     "partition_of",
+    "rebalance_consumers",
     "release_due",
     "release_leases",
-    "request_kill",
+    "take_slot",
     "unschedule",
 ]  # fmt: skip
 
@@ -96,16 +102,15 @@ def release_due(redis: Redis, now: float | None = None, limit: int = 200) -> int
     moved = 0
     contexts: dict[int, tuple[dict, str] | None] = {}
     for member in due:
-        if not redis.zrem(DELAYED, member):
-            continue  # another mover took it
         experiment_id, job = (int(part) for part in member.decode().split(":"))
         if experiment_id not in contexts:
             contexts[experiment_id] = context_of(redis, experiment_id)
         if contexts[experiment_id] is None:
-            continue  # the run expired
+            redis.zrem(DELAYED, member)  # the run expired
+            continue
         params, run = contexts[experiment_id]
-        model_for(params).publish(redis, experiment_id, params, job, run)
-        moved += 1
+        # One step: published and taken off the schedule, or (Redis full) neither, retried on the next tick.
+        moved += model_for(params).publish(redis, experiment_id, params, job, run, scheduled=True)
     return moved
 
 
@@ -121,3 +126,11 @@ def release_leases(redis: Redis, name: str, keep: set[int]) -> int:
         for lease in model.lease_keys(redis, experiment_id)
     ]
     return int(redis.eval(RELEASE_IF_HELD, len(leases), *leases, name)) if leases else 0
+
+
+def rebalance_consumers(redis: Redis) -> dict[str, int]:
+    """Re-share the consumers between the visitors running stream/log runs now (on a start, a finish and
+    every janitor pass, as fairshare.rebalance does for RQ's workers)."""
+    running = Experiment.objects.active().values_list("limit_key", "params")
+    visitors = {key for key, params in running if model_for(params).consumed and key != CLI_KEY}  # CLI: unshared
+    return share_consumers(redis, visitors)

@@ -73,8 +73,14 @@ class ConsumedDeliveryModel(DeliveryModel, Protocol):
     """A model served by the lab_consumers processes (sandbox.ops.consumers): stream and log.
     `consumer` is the consumer process's Consumer (its redis, name, held leases and handle())."""
 
-    def publish(self, redis: Redis, experiment_id: int, params: dict, job: int, run: str) -> None:
-        """Put a message that has arrived on its stream or partition (the delayed-arrival mover)."""
+    def publish(
+        self, redis: Redis, experiment_id: int, params: dict, job: int, run: str, *, scheduled: bool = False
+    ) -> bool:
+        """Put a message that has arrived on its stream or partition; scheduled: and take it off the delivery
+        schedule in the same step (the delayed-arrival mover). False if another mover had moved it."""
+
+    def at_rest(self, redis: Redis, experiment_id: int, params: dict) -> bool:
+        """Nothing of the run can move any more (no arrival due, nothing unread, unacknowledged or parked)."""
 
     def turn(self, consumer: Any, experiment_id: int, params: dict, run: str, names: list[str]) -> bool:
         """Hand this consumer at most one message of the run per source it owns; True if it worked."""

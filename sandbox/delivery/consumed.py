@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from prepsite.redis_conn import get_redis
-from sandbox.engine import keys, live
+from sandbox.engine import fairshare, keys, live
 
 GROUP = "lab"
 ACTIVE, DELAYED, MEMBERS, MEMBER_INFO = keys.ACTIVE, keys.DELAYED, keys.MEMBERS, keys.MEMBER_INFO
@@ -62,20 +62,29 @@ def partition_of(job: int, params: dict) -> int:
 
 
 # Append message `job` to a partition (or the stream, partition 0) and track the partition's lag:
-# produced minus committed, its maximum, and a per-second sample for the lag chart.
+# produced minus committed, its maximum, and a per-second sample for the lag chart. Moving an arrival off the
+# delivery schedule (KEYS[6], member ARGV[6]) is the same step, taken last: XADD is the first write, so when
+# Redis is full it refuses the whole move and the arrival stays scheduled for the next tick (it was taken off
+# first, and lost for good). 0 when another mover moved it already.
 _PUBLISH = """
+if KEYS[6] and ARGV[6] ~= '' and not redis.call('ZSCORE', KEYS[6], ARGV[6]) then return 0 end
 redis.call('XADD', KEYS[1], '*', 'job', ARGV[2], 'run', ARGV[3])
 local produced = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local lag = produced - tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if lag > tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') then redis.call('HSET', KEYS[4], ARGV[1], lag) end
 redis.call('HSET', KEYS[5], ARGV[5] .. ':lag' .. ARGV[1], lag)
 for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
-return lag
+if ARGV[6] ~= '' then redis.call('ZREM', KEYS[6], ARGV[6]) end
+return 1
 """
 
-# Commit: the partition's offset moves past `id` and its lag shrinks by one.
+# Commit: the partition's offset moves past `id` and its lag shrinks by one. With a stream (KEYS[5]) the
+# acknowledgement is the same step, after the first write: a full Redis refuses that write and so the whole
+# step (the message stays pending and is delivered again), instead of taking the XACK and refusing the lag's
+# update, which left the run's lag at 1 for ever.
 _COMMIT = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if KEYS[5] and redis.call('XACK', KEYS[5], ARGV[5], ARGV[2]) == 0 then return false end
 local done = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local lag = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') - done
 redis.call('HSET', KEYS[4], ARGV[4] .. ':lag' .. ARGV[1], lag)
@@ -84,16 +93,23 @@ return lag
 """
 
 
-def publish(redis: Redis, experiment_id: int, stream: str, partition: int, job: int, run: str) -> None:
+def publish(
+    redis: Redis, experiment_id: int, stream: str, partition: int, job: int, run: str, *, scheduled: bool = False
+) -> bool:
+    """Publish message `job`; scheduled: move it off the delivery schedule in the same step (False when
+    another mover already did)."""
     k = lambda name: live.key(experiment_id, name)  # noqa: E731
-    keys = (stream, k("prod"), k("done"), k("maxlag"), k("ts"))
-    redis.eval(_PUBLISH, 5, *keys, partition, job, run, live.TTL_SECONDS, int(time.time()))
+    member = f"{experiment_id}:{job}" if scheduled else ""
+    keys = (stream, k("prod"), k("done"), k("maxlag"), k("ts"), DELAYED)
+    return bool(redis.eval(_PUBLISH, 6, *keys, partition, job, run, live.TTL_SECONDS, int(time.time()), member))
 
 
-def commit(redis: Redis, experiment_id: int, partition: int, entry_id: str) -> None:
+def commit(redis: Redis, experiment_id: int, partition: int, entry_id: str, *, ack_stream: str = "") -> None:
+    """Commit `entry_id` on `partition`; ack_stream: acknowledge it in that stream's group in the same step
+    (only the first acknowledgement moves the lag)."""
     k = lambda name: live.key(experiment_id, name)  # noqa: E731
-    keys = (k("off"), k("done"), k("prod"), k("ts"))
-    redis.eval(_COMMIT, 4, *keys, partition, entry_id, live.TTL_SECONDS, int(time.time()))
+    keys = (k("off"), k("done"), k("prod"), k("ts"), *((ack_stream,) if ack_stream else ()))
+    redis.eval(_COMMIT, len(keys), *keys, partition, entry_id, live.TTL_SECONDS, int(time.time()), GROUP)
 
 
 def context_of(redis: Redis, experiment_id: int) -> tuple[dict, str] | None:
@@ -156,18 +172,52 @@ def partition_table(experiment_id: int, partitions: int, redis: Redis | None = N
     ]
 
 
-def request_kill(name: str, experiment_id: int, redis: Redis | None = None) -> bool:
-    """Ask a live consumer to SIGKILL itself for run `experiment_id`. It dies at once if it is idle or
-    working on that run's message; busy with another run's message, it finishes that one first, so a
-    visitor's kill never fails someone else's delivery. Its pool restarts it a few seconds later."""
-    redis = redis or get_redis()
-    if name not in members(redis):
-        return False
+# ---------------------------------------------------------------- fair share of the consumers
+
+
+def share_consumers(redis: Redis, visitors: set[str]) -> dict[str, int]:
+    """Share the live consumers between `visitors` (the limit keys of everyone with a running stream/log run),
+    max-min fair as RQ's workers are (sandbox.engine.fairshare.shares): with three or more consumers nobody
+    holds all of them, so a newcomer's message never waits behind a hog's ten-second messages. Returns the
+    shares by visitor rate key."""
+    alive = len(members(redis))
+    wanted = {fairshare.rate_key(limit_key): alive for limit_key in visitors}
+    granted = fairshare.shares(wanted, alive) if wanted else {}
     pipe = redis.pipeline()
-    pipe.sadd(kill_key(name), experiment_id)  # a set: two runs' visitors may ask for the same consumer
-    pipe.expire(kill_key(name), 30)
+    pipe.delete(keys.CONSUMER_SHARES)
+    if granted:
+        pipe.hset(keys.CONSUMER_SHARES, mapping=granted)
     pipe.execute()
-    return True
+    return granted
+
+
+# A consumer takes one of its visitor's slots before it takes a message of theirs, and gives it back after.
+# Slots of consumers that left the group (killed mid-message) are freed here, not leaked.
+# KEYS: the visitor's busy set, members, shares; ARGV: visitor rate key, consumer, now, session_s
+TAKE_SLOT = """
+for _, holder in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local beat = redis.call('ZSCORE', KEYS[2], holder)
+  if not beat or tonumber(beat) < tonumber(ARGV[3]) - tonumber(ARGV[4]) then redis.call('SREM', KEYS[1], holder) end
+end
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then return 1 end
+local share = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '1')
+if redis.call('SCARD', KEYS[1]) >= share then return 0 end
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 600)
+return 1
+"""
+
+
+def take_slot(redis: Redis, visitor: str, consumer: str) -> bool:
+    """May `consumer` work a message of `visitor` (a rate key) now, within the visitor's share?"""
+    busy = keys.consumers_busy(visitor)
+    return bool(
+        redis.eval(TAKE_SLOT, 3, busy, MEMBERS, keys.CONSUMER_SHARES, visitor, consumer, time.time(), SESSION_S)
+    )
+
+
+def give_slot(redis: Redis, visitor: str, consumer: str) -> None:
+    redis.srem(keys.consumers_busy(visitor), consumer)
 
 
 # Delete a lease only while the dead consumer still holds it (it may have run out and been taken).
@@ -215,14 +265,25 @@ class ConsumedModel:
         self.prepare(redis, experiment.pk)
         pipe = redis.pipeline()
         pipe.hset(ACTIVE, str(experiment.pk), self.name)
-        pipe.hset(live.key(experiment.pk, "meta"), "model", self.name)
+        pipe.hset(live.key(experiment.pk, "meta"), mapping={"model": self.name, "visitor": experiment.limit_key})
         if arrivals:
             pipe.zadd(DELAYED, {f"{experiment.pk}:{job}": at for job, at in arrivals.items()})
         pipe.execute()
 
-    def publish(self, redis: Redis, experiment_id: int, params: dict, job: int, run: str) -> None:
+    def at_rest(self, redis: Redis, experiment_id: int, params: dict) -> bool:
+        """Nothing of the run can move any more: no arrival still to come, nothing unread, unacknowledged or
+        parked on a retry topic (the janitor ends such a run if its outcomes still do not add up)."""
+        if any(row["lag"] > 0 for row in partition_table(experiment_id, self.partitions(params), redis)):
+            return False
+        if self.redis_view(experiment_id, params, redis)["pending"]:
+            return False
+        return not any(True for _ in redis.zscan_iter(DELAYED, match=f"{experiment_id}:*", count=500))
+
+    def publish(
+        self, redis: Redis, experiment_id: int, params: dict, job: int, run: str, *, scheduled: bool = False
+    ) -> bool:
         stream, partition = self.stream_of(experiment_id, params, job)
-        publish(redis, experiment_id, stream, partition, job, run)
+        return publish(redis, experiment_id, stream, partition, job, run, scheduled=scheduled)
 
     def stop(self, experiment, jobs: range) -> list[int]:
         return unschedule(experiment.pk, jobs)

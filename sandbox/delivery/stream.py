@@ -91,9 +91,8 @@ class StreamModel(ConsumedModel):
         """Nothing to do: the stream redelivers by itself, after the visibility timeout."""
 
     def done(self, consumer, d: Delivery) -> None:
-        """Acknowledge; only the first ack moves the lag."""
-        if consumer.redis.xack(d.stream, GROUP, d.entry_id):
-            commit(consumer.redis, d.experiment_id, 0, d.entry_id)
+        """Acknowledge and move the lag in one step; only the first ack moves the lag."""
+        commit(consumer.redis, d.experiment_id, 0, d.entry_id, ack_stream=d.stream)
 
     # --- what Redis holds, and what the run teaches
     def redis_view(self, experiment_id: int, params: dict, redis: Redis | None = None) -> dict:

@@ -17,7 +17,7 @@ from sandbox import delivery
 from sandbox.engine import fairshare, limits, live, rq_storage
 from sandbox.engine import outcome as run_outcome
 from sandbox.engine.budget import admitted_jobs, worst_case_worker_seconds
-from sandbox.engine.limits import CLI_KEY, LimitExceeded  # noqa: F401  (callers catch the service's own error)
+from sandbox.engine.limits import CLI_KEY, LimitExceeded  # callers catch the service's own error
 from sandbox.engine.retry_policy import retry_intervals
 from sandbox.models import Experiment
 from sandbox.workflows import run as workflows
@@ -37,6 +37,7 @@ def experiment_start(
     *,
     owner: Visitor,
     limit_key: str = CLI_KEY,
+    address_key: str = "",
     preset: str,
     params: dict,
     seed: int | None = None,
@@ -48,34 +49,51 @@ def experiment_start(
 
     All or nothing: if anything fails part-way, every job and record it made is removed again.
     """
-    limits.check_start(limit_key, params)
-    if delivery.model_for(params).consumed and not delivery.members(get_redis()):
-        raise StartFailed(
-            "No stream/log consumer is running (make run starts them: `manage.py lab_consumers`), so this run's "
-            "messages would never be delivered. Nothing was started; try the rq model, or again in a minute."
-        )
-    seed = seed if seed is not None else new_seed()
-    experiment = Experiment.objects.create(
-        **owner.owner(),
-        limit_key=limit_key,
-        preset=preset,
-        params=params,
-        seed=seed,
-        prediction=prediction,
-        predicted=predicted or {},
-        rerun_of=rerun_of,
-    )
-    try:
-        _admit(experiment)
-    except Exception as exc:
-        _abort(experiment)
-        log.exception("starting experiment %s failed; removed what it had created", experiment.pk)
-        full = "full" if redis_is_full(exc) else "not answering"
-        raise StartFailed(
-            f"The lab could not start this experiment (Redis is {full}); nothing was left running. Try again later."
-        ) from exc
-    finish_if_done(experiment.pk)
-    return experiment
+    run = {"preset": preset, "params": params, "seed": seed, "prediction": prediction, "predicted": predicted,
+           "rerun_of": rerun_of}  # fmt: skip
+    return experiment_start_many(owner=owner, limit_key=limit_key, address_key=address_key, runs=[run])[0]
+
+
+def experiment_start_many(*, owner: Visitor, limit_key: str = CLI_KEY, address_key: str = "", runs: list[dict]):
+    """Start several runs together ("run it twice", "two models"): both or none.
+
+    Each run is a dict of preset, params and optionally seed, prediction, predicted, rerun_of. The caps are checked for
+    all of them and taken under one lock (limits.start_lock), so simultaneous starts cannot pass a cap."""
+    with limits.start_lock(get_redis()):
+        limits.check_start(limit_key, [run["params"] for run in runs], address_key)
+        if any(delivery.model_for(run["params"]).consumed for run in runs) and not delivery.members(get_redis()):
+            raise StartFailed(
+                "No stream/log consumer is running (make run starts them: `manage.py lab_consumers`), so this "
+                "run's messages would never be delivered. Nothing was started; try the rq model, or again in a minute."
+            )
+        started: list[Experiment] = []
+        for run in runs:
+            experiment = Experiment.objects.create(
+                **owner.owner(),
+                limit_key=limit_key,
+                address_key=address_key,
+                preset=run["preset"],
+                params=run["params"],
+                seed=run.get("seed") if run.get("seed") is not None else new_seed(),
+                prediction=run.get("prediction", ""),
+                predicted=run.get("predicted") or {},
+                rerun_of=run.get("rerun_of"),
+            )
+            started.append(experiment)
+            try:
+                _admit(experiment)
+            except Exception as exc:
+                for made in started:
+                    _abort(made)
+                log.exception("starting experiment %s failed; removed what it had created", experiment.pk)
+                full = "full" if redis_is_full(exc) else "not answering"
+                raise StartFailed(
+                    f"The lab could not start this experiment (Redis is {full}); nothing was left running. "
+                    "Try again later."
+                ) from exc
+    for experiment in started:
+        finish_if_done(experiment.pk)
+    return started
 
 
 def _admit(experiment: Experiment) -> None:
@@ -84,7 +102,7 @@ def _admit(experiment: Experiment) -> None:
     run = recorder.create(params=params, seed=seed, requested=params["jobs"])
     recorder.charge_budget(worst_case_worker_seconds(params))
     admitted = admitted_jobs(params)
-    fairshare.rebalance(get_redis())  # the visitor's share, with this run counted, before any job runs
+    rebalance(get_redis())  # the visitor's share, with this run counted, before any job runs
     now = time.time()
     spacing = 1 / params["arrival_per_s"] if params["arrival_per_s"] > 0 and admitted > 1 else 0
     jobs = range(1, admitted + 1)
@@ -121,7 +139,13 @@ def _abort(experiment: Experiment) -> None:
         live.Recorder(experiment.pk).discard_all()
     Experiment.objects.filter(pk=experiment.pk).delete()
     with contextlib.suppress(RedisError, DatabaseError):
-        fairshare.rebalance(connection)
+        rebalance(connection)
+
+
+def rebalance(connection: Redis) -> None:
+    """Every visitor's fair share of the shared workers and of the stream/log consumers, now."""
+    fairshare.rebalance(connection)
+    delivery.rebalance_consumers(connection)
 
 
 def finish_if_done(experiment_id: int, connection: Redis | None = None, *, prechecked: bool = False) -> bool:
@@ -159,7 +183,7 @@ def _finish_if_done(experiment_id: int, connection: Redis | None, prechecked: bo
     if not updated:
         Experiment.objects.filter(pk=experiment_id).update(summary=summary)
     else:
-        fairshare.rebalance(connection or get_redis())  # its share goes to the others at once
+        rebalance(connection or get_redis())  # its share goes to the others at once
     return True
 
 
@@ -228,7 +252,8 @@ def reap(connection: Redis | None = None) -> list[int]:
         if not exists and experiment.created_at > now - timedelta(seconds=START_GRACE_S):
             continue  # a start between its row and its Redis record, not a run whose record expired
         if exists and experiment.created_at > cutoff:
-            finish_if_done(experiment.pk, connection)
+            if not finish_if_done(experiment.pk, connection) and _end_if_at_rest(experiment, connection):
+                reaped.append(experiment.pk)
             continue
         if exists:
             experiment_stop(experiment)
@@ -240,6 +265,41 @@ def reap(connection: Redis | None = None) -> list[int]:
         )
         reaped.append(experiment.pk)
     return reaped
+
+
+AT_REST_S = 20  # a run with nothing left to deliver whose outcomes do not add up is ended after this long
+
+
+def _end_if_at_rest(experiment: Experiment, connection: Redis) -> bool:
+    """End a stream/log run that can make no more progress although its outcomes do not add up: every arrival
+    published, every message acknowledged or committed, yet some message has no recorded outcome. That is a
+    write Redis lost (a restart within its one-second fsync window, a refused write while it was full);
+    waiting cannot fix it, and the run would hold one of its visitor's three slots for ever. Its messages
+    without an outcome end as 'stopped', with the reason in the run's events; True if it was ended."""
+    model = delivery.model_for(experiment.params)
+    marker = live.key(experiment.pk, "at_rest")
+    if not model.consumed or not model.at_rest(connection, experiment.pk, experiment.params):
+        connection.delete(marker)
+        return False
+    connection.set(marker, time.time(), nx=True, ex=live.TTL_SECONDS)
+    if time.time() - float(connection.get(marker) or time.time()) < AT_REST_S:
+        return False  # seen at rest once: a message may be between its acknowledgement and its outcome
+    reason = "ended by the janitor: every message was delivered, but Redis lost the outcome of these (a restart?)"
+    recorder = live.Recorder(experiment.pk, connection)
+    settled = {int(job) for job in connection.hkeys(live.key(experiment.pk, "term"))}
+    lost = [job for job in range(1, admitted_jobs(experiment.params) + 1) if job not in settled]
+    recorder.stopped_before_start(lost, reason)
+    connection.delete(live.key(experiment.pk, "run"))  # no consumer is working on any of them: they are at rest
+    recorder.note("run_ended", detail=f"{reason}: {len(lost)} without an outcome")
+    connection.hdel(delivery.ACTIVE, str(experiment.pk))
+    if finish_if_done(experiment.pk, connection):
+        return True
+    summary = {**run_outcome.outcome(experiment), "ended_reason": reason}
+    Experiment.objects.filter(pk=experiment.pk, status=Experiment.Status.RUNNING).update(
+        status=Experiment.Status.STOPPED, finished_at=timezone.now(), summary=summary
+    )
+    rebalance(connection)
+    return True
 
 
 class KillRefused(Exception):
@@ -256,16 +316,14 @@ def experiment_kill_consumer(experiment: Experiment, name: str, *, limit_key: st
         raise KillRefused(
             f"Experiment #{experiment.pk} has ended; kill a consumer while a stream or log run is running."
         )
-    limits.check_kill(limit_key)  # before the name is checked: guessing at names spends the budget too
-    names = delivery.members(get_redis())
-    if name not in names:
-        raise KillRefused(f"No live consumer is called {name}; it may have just died. Pick one from the list.")
-    if len(names) < 2:
-        raise KillRefused(
-            "Only one consumer is alive: killing it would stall every stream and log run. Try again soon."
-        )
-    if not delivery.request_kill(name, experiment.pk):
-        raise KillRefused(f"No live consumer is called {name}; it may have just died. Pick one from the list.")
+    refused = limits.take_consumer_kill(
+        get_redis(), name=name, limit_key=limit_key, experiment_id=experiment.pk, request=True,
+        session_s=delivery.SESSION_S,
+    )  # fmt: skip
+    if refused in ("gone", "last"):
+        raise KillRefused(limits.kill_refused(refused, name))
+    if refused:
+        raise LimitExceeded(limits.kill_refused(refused, name))
     live.Recorder(experiment.pk).note("consumer_kill_requested", detail=f"you asked {name} to die (SIGKILL)")
     return (
         f"Consumer {name} will be killed (SIGKILL) within a second, or as soon as it finishes another run's "

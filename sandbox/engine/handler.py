@@ -32,6 +32,11 @@ class PoisonMessage(Exception):
     """A message that can never succeed (its payload is malformed)."""
 
 
+class CrashContained(Exception):
+    """A crash the shared lab would not allow now (sandbox.engine.limits.take_consumer_kill): the delivery
+    fails as a crash, but the consumer serving every visitor's runs lives on."""
+
+
 class AttemptTimeout(Exception):
     """The consumer gave up on an attempt that outran its timeout (RQ raises its own JobTimeoutException)."""
 
@@ -49,10 +54,13 @@ def _work(
     job: int,
     on_beat=None,
     beat_s: float = BEAT_EVERY_SECONDS,
+    may_crash=None,
 ) -> str | None:
     """Sleep through the job's work in slices, honouring crash/stop requests; return 'stop' if asked.
 
-    on_beat: called every beat_s while working (a stream consumer extends its lease there)."""
+    on_beat: called every beat_s while working (a stream consumer extends its lease there).
+    may_crash: asked before this process SIGKILLs itself (a shared consumer asks the lab's kill budget);
+    when it says no, the attempt fails as a contained crash instead."""
     redis = recorder.redis
     pid = os.getpid()
     start = time.monotonic()
@@ -64,8 +72,7 @@ def _work(
     while True:
         elapsed = time.monotonic() - start
         if crash_at is not None and elapsed >= crash_at:
-            recorder.note("crash_injected", job, detail="SIGKILL to own work-horse")
-            os.kill(pid, signal.SIGKILL)
+            _crash(recorder, job, may_crash, "crash_injected", "SIGKILL to own work-horse")
         if elapsed >= seconds:
             return None
         if time.monotonic() - last_beat >= beat_s:
@@ -78,11 +85,18 @@ def _work(
         pipe.getdel(stop_flag)
         crash, stop = pipe.execute()
         if crash:
-            recorder.note("crash_requested", job, detail="visitor pressed 'crash its worker': SIGKILL")
-            os.kill(pid, signal.SIGKILL)
+            _crash(recorder, job, may_crash, "crash_requested", "visitor pressed 'crash its worker': SIGKILL")
         if stop:
             return "stop"
         time.sleep(min(SLICE_SECONDS, max(0.0, seconds - elapsed)))
+
+
+def _crash(recorder: Recorder, job: int, may_crash, event: str, detail: str) -> None:
+    if may_crash is not None and (refused := may_crash()):
+        recorder.note("crash_contained", job, detail=f"the consumer lives on: {refused}")
+        raise CrashContained(f"order #{job}: crashed (contained: {refused})")
+    recorder.note(event, job, detail=detail)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def charge(experiment_id: int, job: int, *, job_id: str, idempotent: bool) -> str:
@@ -115,9 +129,11 @@ def process(
     on_beat=None,
     beat_s: float = BEAT_EVERY_SECONDS,
     redeliver=None,
+    may_crash=None,
 ) -> str:
     """One delivery of one message. RQ enforces the timeout itself; the stream and log consumers pass
-    timeout_s, a lease-extending on_beat and their own redeliver (the lost ack's second delivery)."""
+    timeout_s, a lease-extending on_beat, their own redeliver (the lost ack's second delivery) and may_crash,
+    which returns why a crash must not kill the process now (or None to let it)."""
     experiment_id = recorder.experiment_id
     attempt = recorder.begin_attempt(job=job, job_id=job_id, pid=os.getpid(), worker=worker, run=run)
     if attempt is None:
@@ -131,10 +147,11 @@ def process(
     seconds = plan.duration_s(job, n)
     timed_out = timeout_s is not None and seconds > timeout_s
     seconds = min(seconds, timeout_s) if timed_out else seconds
-    if (
-        _work(recorder, job_id=job_id, seconds=seconds, crash_at=crash_at, job=job, on_beat=on_beat, beat_s=beat_s)
-        == "stop"
-    ):
+    worked = _work(
+        recorder, job_id=job_id, seconds=seconds, crash_at=crash_at, job=job, on_beat=on_beat, beat_s=beat_s,
+        may_crash=may_crash,
+    )  # fmt: skip
+    if worked == "stop":
         recorder.stopped(job=job, job_id=job_id, attempt=n, reason="visitor stopped the job")
         return "stopped"
     if timed_out:

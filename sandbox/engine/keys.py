@@ -14,6 +14,16 @@ ACTIVE = "lab:delivery:active"  # experiment id -> model, while its messages may
 DELAYED = "lab:delivery:delayed"  # "E:job" -> when it arrives (arrivals spread over time)
 MEMBERS = "lab:consumers"  # consumer name -> last heartbeat
 MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing", "run", "killed_for"}
+DYING = "lab:consumers:dying"  # consumer name -> until when it counts as dying (a kill was granted)
+CONSUMER_SHARES = "lab:consumers:shares"  # visitor's rate key -> how many consumers may work their messages at once
+
+
+def consumers_busy(visitor_rate_key: str) -> str:
+    """The consumers working one visitor's messages right now (the consumers' fair share)."""
+    return f"lab:consumers:busy:{visitor_rate_key}"
+
+
+START_LOCK = "lab:start-lock"  # held while a start checks the caps and admits its runs
 JANITOR_BEAT = "lab:janitor:beat"  # when some janitor last finished a pass
 WATCHED = "lab:watched"  # experiment id -> when a page last polled it (the renderer draws these)
 
@@ -33,6 +43,7 @@ def job_beat(job_id: str) -> str:
 RECORD = (
     "params", "c", "meta", "ev", "ts", "enq", "plan", "attempt_no", "run", "sched", "retry_hist", "term", "lat",
     "dlq", "redelivered", "flag:stop", "flag:fixed", "redrive_lock", "render_lock", "render:latest", "order",
+    "at_rest",
 )  # fmt: skip
 # The stream and log delivery models (sandbox.delivery): stream, DLQ stream, retry topic, offsets, lag.
 DELIVERY = (

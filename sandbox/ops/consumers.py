@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from prepsite.redis_conn import get_redis
 from sandbox import delivery
 from sandbox.delivery import Delivery
-from sandbox.engine import experiments, handler, live
+from sandbox.engine import experiments, fairshare, handler, limits, live
 
 log = logging.getLogger("sandbox.lab")
 IDLE_MAX_S = 0.2
@@ -33,11 +33,12 @@ class Consumer:
         self.stopping = False
         self.turn = 0
         self.last_beat = 0.0
+        self.visitors: dict[int, str | None] = {}  # run -> its visitor's rate key (fixed for the run's life)
         self.held: set[str] = set()  # lease keys this consumer took (the log model's partitions)
 
     # --- group membership
     def heartbeat(self, doing: str = "", run: int | None = None) -> None:
-        """Renew membership; die here if a live view asked (see delivery.request_kill). `run`: the
+        """Renew membership; die here if a live view asked (limits.take_consumer_kill granted it). `run`: the
         experiment whose message this consumer is working on, if any."""
         now = time.time()
         info = {"pid": os.getpid(), "slot": self.slot, "doing": doing, "run": run}
@@ -81,6 +82,7 @@ class Consumer:
         self.turn += 1
         ids = ids[self.turn % len(ids) :] + ids[: self.turn % len(ids)]
         names = delivery.members(self.redis)
+        working = self.working_on(names)
         worked = False
         for experiment_id in ids:
             if self.stopping:
@@ -90,8 +92,38 @@ class Consumer:
                 self.redis.hdel(delivery.ACTIVE, str(experiment_id))
                 continue
             params, run = context
-            worked |= active[experiment_id].turn(self, experiment_id, params, run, names)
+            visitor = self.share_of(experiment_id)
+            if visitor is not None and not delivery.take_slot(self.redis, visitor, self.name):
+                continue  # its visitor's consumers are all busy: their fair share (sandbox.delivery.share_consumers)
+            # A consumer busy with another visitor's message is no owner for this run's partitions now: they go to
+            # the consumers this visitor can have (its fair share), or a hog's ten-second messages stall them.
+            free = [name for name in names if name not in working or self.share_of(working[name]) == visitor]
+            try:
+                worked |= active[experiment_id].turn(self, experiment_id, params, run, free or names)
+            finally:
+                if visitor is not None:
+                    delivery.give_slot(self.redis, visitor, self.name)
         return worked
+
+    def working_on(self, names: list[str]) -> dict[str, int]:
+        """The run each other live consumer is working a message of right now."""
+        others = [name for name in names if name != self.name]
+        infos = self.redis.hmget(delivery.MEMBER_INFO, others) if others else []
+        working = {}
+        for name, raw in zip(others, infos, strict=True):
+            with contextlib.suppress(ValueError, TypeError):
+                info = json.loads(raw or "{}")
+                if info.get("doing") and info.get("run") is not None:
+                    working[name] = int(info["run"])
+        return working
+
+    def share_of(self, experiment_id: int) -> str | None:
+        """The rate key whose share of the consumers a run's messages use (its visitor's); None for the command
+        line, which is free of per-visitor limits (the operator's own terminal) and of this one."""
+        if experiment_id not in self.visitors:
+            owner = self.owner_of(experiment_id)
+            self.visitors[experiment_id] = None if owner == limits.CLI_KEY else fairshare.rate_key(owner)
+        return self.visitors[experiment_id]
 
     def serve(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
@@ -134,14 +166,23 @@ class Consumer:
             self.heartbeat(doing, d.experiment_id)
             model.extend(self, d)
 
+        def may_crash() -> str | None:
+            """A crash fault or "crash its worker" kills this shared process only within the lab's budgets."""
+            refused = limits.take_consumer_kill(
+                self.redis, name=self.name, limit_key=self.owner_of(d.experiment_id), experiment_id=d.experiment_id,
+                request=False, session_s=delivery.SESSION_S,
+            )  # fmt: skip
+            return limits.kill_refused(refused, self.name) if refused else None
+
         try:
             outcome = handler.process(
                 recorder, d.job, job_id=job_id, worker=self.name, run=d.run,
                 timeout_s=float(d.params["timeout_s"]), on_beat=on_beat, beat_s=model.beat_s(d.params),
-                redeliver=lambda: ack.update(lost=True),
+                redeliver=lambda: ack.update(lost=True), may_crash=may_crash,
             )  # fmt: skip
-        except (handler.TransientError, handler.PoisonMessage, handler.AttemptTimeout) as exc:
-            kind = "timeout" if isinstance(exc, handler.AttemptTimeout) else "error"
+        except (handler.TransientError, handler.PoisonMessage, handler.AttemptTimeout, handler.CrashContained) as exc:
+            kinds = {handler.AttemptTimeout: "timeout", handler.CrashContained: "crash"}
+            kind = kinds.get(type(exc), "error")
             self._failed(recorder, d, kind, f"{type(exc).__name__}: {exc}", final=d.deliveries >= limit)
             log.info("lab exp %s job %s delivery %s/%s: %s (injected)", d.experiment_id, d.job, d.deliveries, limit,
                      type(exc).__name__)  # fmt: skip
@@ -152,6 +193,11 @@ class Consumer:
         if recorder.may_be_finished and experiments.finish_if_done(d.experiment_id, self.redis):
             self.redis.hdel(delivery.ACTIVE, str(d.experiment_id))
         self.heartbeat()  # between messages: where a kill deferred by another run's message lands
+
+    def owner_of(self, experiment_id: int) -> str:
+        """The visitor whose budgets a crash of this run's message spends (written at admission)."""
+        owner = self.redis.hget(live.key(experiment_id, "meta"), "visitor")
+        return owner.decode() if owner else f"run:{experiment_id}"
 
     def _kill_if_due(self, recorder: live.Recorder, d: Delivery) -> None:
         """The rebalance preset: once, `kill_consumer_at_s` into the run, this consumer dies mid-message."""

@@ -15,7 +15,7 @@ from django.db import close_old_connections
 from redis import Redis
 from rq import Queue
 
-from sandbox.engine import experiments, fairshare, keys, rq_storage
+from sandbox.engine import experiments, keys, rq_storage
 from sandbox.engine.live import Recorder, beat_key, parse_job_id
 from sandbox.engine.rq_storage import SCHEDULER_STALE_SECONDS
 from sandbox.ops.workers import HEARTBEAT_SECONDS
@@ -142,7 +142,7 @@ def run_forever(queue: Queue, interval: float = HEARTBEAT_SECONDS) -> None:
             recover_lost_promotions(queue)
             release_dead_scheduler_lock(queue)
             experiments.reap(queue.connection)
-            fairshare.rebalance(queue.connection)
+            experiments.rebalance(queue.connection)  # workers and consumers alike
             beat(queue.connection)
         except Exception:
             log.exception("janitor pass failed; retrying")

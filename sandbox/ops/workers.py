@@ -7,6 +7,7 @@ from django.db import DatabaseError, connections
 from rq import Worker
 from rq.job_lifecycle import call_exception_handlers
 
+from prepsite.supervise import die_with_parent
 from sandbox.engine.live import parse_job_id
 from sandbox.models import Experiment, LedgerEntry
 from sandbox.ops.jobs import INJECTED, on_horse_killed
@@ -28,6 +29,9 @@ class LabWorker(Worker):
         # RQ then names every job by its id, which is what prepsite.logs.QuietLabJobs recognises.
         kwargs.setdefault("log_job_description", False)
         super().__init__(*args, **kwargs)
+        # rqworker-pool forks each worker and builds it in the child: a SIGKILLed pool takes its workers
+        # with it, so a restarted pool never runs beside the old one's (healthz counted 9 of 4).
+        die_with_parent()
         self.log.addFilter(quiet_maintenance)
         warm_up()
 

@@ -15,9 +15,9 @@ from django_htmx.http import push_url
 
 from prepsite.charts import day_bars
 from prepsite.links import lab_link
-from prepsite.ratelimit import allow
+from prepsite.ratelimit import allow_request
 from prepsite.shared_pages import shared_page
-from prepsite.visitor import limit_key, visitor_for
+from prepsite.visitor import visitor_for
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
@@ -229,9 +229,10 @@ DATABASE_BUSY_RETRY_S = 5
 
 
 def answer_allowed(request: HttpRequest) -> bool:
-    """Bound answer submissions per account, else per client address: a fresh cookie costs nothing, an
-    address does. Fails open: drills must keep working while Redis is down."""
-    return allow("drill-answer", limit_key(request), limit=ANSWERS_PER_MINUTE, window_s=60, fail_open=True)
+    """Bound answer submissions per visitor (account or anonymous id), with a per-address ceiling several times
+    larger for anonymous visitors (people behind one NAT each answer). Fails open: drills must keep working
+    while Redis is down."""
+    return allow_request("drill-answer", request, limit=ANSWERS_PER_MINUTE, window_s=60, fail_open=True)
 
 
 def busy(response: HttpResponse) -> HttpResponse:
@@ -353,9 +354,9 @@ def export(request: HttpRequest) -> HttpResponse:
 
 
 def import_allowed(request: HttpRequest) -> bool:
-    """Bound the imports that write (a file refused as invalid writes nothing): a few per account or
-    address is plenty. Fails open like drill answers: importing needs only the database."""
-    return allow("drill-import", limit_key(request), limit=IMPORTS_PER_WINDOW, window_s=IMPORT_WINDOW_S, fail_open=True)
+    """Bound the imports that write (a file refused as invalid writes nothing): a few per visitor is plenty,
+    with the same per-address ceiling. Fails open like drill answers: importing needs only the database."""
+    return allow_request("drill-import", request, limit=IMPORTS_PER_WINDOW, window_s=IMPORT_WINDOW_S, fail_open=True)
 
 
 def import_file(request: HttpRequest, upload) -> tuple[int, str]:

@@ -1,6 +1,8 @@
 """python manage.py experiment run <preset> | list | redrive <id> — the Lab from a terminal."""
 
+import argparse
 import json
+import math
 import sys
 import time
 
@@ -18,6 +20,20 @@ from sandbox.params import ExperimentForm
 
 KNOWN = {*DEFAULTS, "seed"}
 BLIP_SECONDS = 30  # how long a run keeps following through a Redis outage before giving up
+
+
+MAX_FOLLOW_S = 24 * 60 * 60
+
+
+def follow_seconds(raw: str) -> float:
+    """--timeout: a finite number of seconds, more than 0 (nan, inf and negatives are usage errors)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {raw!r}") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_FOLLOW_S:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_FOLLOW_S} seconds, got {raw!r}")
+    return value
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -63,7 +79,9 @@ class Command(BaseCommand):
         run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
         run.add_argument("--seed", type=int)
         run.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-        run.add_argument("--timeout", type=float, default=300, help="give up following after this many seconds")
+        run.add_argument(
+            "--timeout", type=follow_seconds, default=300, help="give up following after this many seconds"
+        )
         sub.add_parser("list", help="recent experiments")
         redrive = sub.add_parser("redrive", help="redrive every dead-lettered job of an experiment")
         redrive.add_argument("id", type=int)

@@ -9,6 +9,7 @@ from django.db import connections
 from redis.exceptions import RedisError
 
 from prepsite.redis_conn import get_redis
+from prepsite.supervise import die_with_parent
 from sandbox import delivery
 from sandbox.ops.consumers import Consumer
 
@@ -63,8 +64,10 @@ class Command(BaseCommand):
                 continue
             del self.due[slot]
             connections.close_all()
+            parent = os.getpid()
             pid = os.fork()
             if pid == 0:
+                die_with_parent(parent)  # a SIGKILLed pool takes its consumers with it (no doubled pool)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the pool, which stops us cleanly
                 code = 0
                 try:

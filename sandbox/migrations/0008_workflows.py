@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sandbox', '0006_experiment_first_pass'),
+        ('sandbox', '0007_experiment_address_key'),
     ]
 
     operations = [
