@@ -37,21 +37,21 @@ def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker
         expect(panel.locator("#workflow-figure svg.saga-lanes")).to_be_visible()
         expect(panel.locator('[data-counter="final_runs"] .n')).to_have_text(str(summary["final_runs"]))
         assert summary["early_finals"] > 0  # the preset closes batches naively
-        expect(outcome.locator('[data-prediction="early_finals"]')).to_be_visible()
+        expect(page.locator('#panel-lesson [data-prediction="early_finals"]')).to_be_visible()
         expect(outcome.locator("dl.explain")).to_contain_text("The final step")
         drill = "/topics/queueing/drill/workflow-orchestration/"
     elif preset == "saga":
         expect(panel.locator("#workflow-figure svg.saga-lanes")).to_be_visible()
         expect(panel.locator('[data-counter="half_done"] .n')).to_have_text("0")
         expect(panel.locator('[data-counter="compensated"] .n')).to_have_text(str(summary["compensated"]))
-        expect(outcome.locator('[data-prediction="compensated"]')).to_be_visible()
+        expect(page.locator('#panel-lesson [data-prediction="compensated"]')).to_be_visible()
         expect(outcome.locator("dl.explain")).to_contain_text("Never half-done")
         drill = "/topics/queueing/drill/workflow-orchestration/"
     else:
         expect(panel.locator("#workflow-figure svg")).to_be_visible()
         expect(panel.locator('[data-counter="lost"] .n')).to_have_text(str(summary["lost"]))
         expect(panel.locator('[data-counter="ghosts"] .n')).to_have_text(str(summary["ghosts"]))
-        expect(outcome.locator('[data-prediction="lost"]')).to_be_visible()
+        expect(page.locator('#panel-lesson [data-prediction="lost"]')).to_be_visible()
         expect(outcome.locator("dl.explain")).to_contain_text("The fault plan")
         drill = "/topics/queueing/drill/transactional-outbox/"
     if preset == "dual-write":
