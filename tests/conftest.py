@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from redis import Redis
@@ -90,6 +91,17 @@ def clear_rate_limits() -> None:
     redis = Redis.from_url(STATE["redis_url"])
     for key in redis.scan_iter("rl:*"):
         redis.delete(key)
+
+
+@pytest.fixture
+def one_window(monkeypatch):
+    """All requests of the test fall in one fixed rate-limit window: a test that spends a limit and expects
+    the next call refused would see the count restart at a real window boundary (a slow machine makes
+    that likely). Only the limiter's clock is pinned; the counting is the real Redis."""
+    import prepsite.ratelimit
+
+    moment = time.time()
+    monkeypatch.setattr(prepsite.ratelimit, "time", SimpleNamespace(time=lambda: moment))
 
 
 _EXPERIMENT_ID_BLOCKS = itertools.count(100_000, 100_000)

@@ -2,9 +2,7 @@
 
 import json
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta, timezone
-from types import SimpleNamespace
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -13,7 +11,6 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-import prepsite.ratelimit
 from prepsite.accounts import SIGNUPS_PER_HOUR, login_failure_ceiling
 from prepsite.visitor import ADDRESS_CEILING_TIMES
 from tests.drills.conftest import make_question
@@ -33,14 +30,6 @@ def _fresh_rate_limits(redis_conn):
     """Every test starts with no counts: the limits now key on the client address, shared by all tests."""
     for key in redis_conn.scan_iter("rl:*"):
         redis_conn.delete(key)
-
-
-@pytest.fixture
-def one_window(monkeypatch):
-    """All requests of the test fall in one fixed rate-limit window; a real window boundary mid-test would
-    split the count. Only the clock is pinned: the counting is the real Redis."""
-    moment = time.time()
-    monkeypatch.setattr(prepsite.ratelimit, "time", SimpleNamespace(time=lambda: moment))
 
 
 def visitor(address: str = ADDRESS) -> Client:

@@ -267,7 +267,7 @@ def test_next_question_link_is_right_in_the_htmx_fragment_too(client, question):
     assert next_question_href(html.decode()) == question_url(following)
 
 
-def test_answer_submissions_are_rate_limited_with_a_message(client, content):
+def test_answer_submissions_are_rate_limited_with_a_message(client, content, one_window):
     from topics.drills.views import ANSWERS_PER_MINUTE
 
     question = content.get(slug="traffic-spikes")

@@ -303,7 +303,7 @@ def test_killing_a_consumer_of_an_ended_or_rq_run_is_refused_with_a_message(clie
 
 
 @pytest.mark.django_db
-def test_consumer_kills_are_rate_limited_with_429(client, monkeypatch):
+def test_consumer_kills_are_rate_limited_with_429(client, monkeypatch, one_window):
     monkeypatch.setattr(limits, "KILLS_PER_MINUTE", 2)
     experiment = own_run(client)
     for _ in range(2):  # no consumers run here: the name is refused, but the attempt counts
@@ -518,7 +518,7 @@ def test_lab_pages_answer_503_with_the_banner_while_redis_is_down(client, redis_
 
 
 @pytest.mark.django_db
-def test_too_many_redrives_answer_429_with_the_message(client):
+def test_too_many_redrives_answer_429_with_the_message(client, one_window):
     owner = visitor(client)
     experiment = Experiment.objects.create(
         anon_id=owner.anon_id, preset="poison", params=PRESETS["poison"].parameters(), seed=1
