@@ -167,10 +167,11 @@ def test_focus_stays_on_stop_experiment_across_ten_updates_and_the_outcome_is_an
     assert page.evaluate("window.__swaps") >= 10
     assert page.evaluate("document.activeElement.id") == "stop-experiment"
     page.keyboard.press("Enter")  # still the same button: the keyboard acts on it
-    expect(page.locator("#lab-flash")).to_contain_text("Stopping")
     finished(page)
     page.wait_for_timeout(2500)  # later polls must not announce it again
     said = page.evaluate("window.__said")
+    # The action's confirmation was said (a fast stop's outcome may replace it before a locator looks).
+    assert any("Stopping:" in text for text in said), said
     assert sum(1 for text in said if "Stopped early (not scored):" in text) == 1, said  # it was stopped
     assert Experiment.objects.get(pk=pk).summary["stopped"] >= 1
 
