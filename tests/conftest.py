@@ -50,6 +50,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.workers)
         if fixtures & {"rq_workers", "redis_control"} or item.get_closest_marker("process"):
             item.add_marker(pytest.mark.process)
+    # Longest first, so that under xdist a 30 s journey does not start last and hold the run open alone
+    # (a stable sort: within a kind, file order stays).
+    items.sort(key=_expected_length)
+
+
+def _expected_length(item) -> int:
+    """0 for the longest kind of test: a browser on the real pool, then the pool, a browser, the rest."""
+    browser, process = item.get_closest_marker("browser"), item.get_closest_marker("process")
+    return 0 if browser and process else 1 if process else 2 if browser else 3
 
 
 # Modules whose tests must run in one process, in file order: they share one module-scoped run stack
@@ -89,8 +98,11 @@ def queueing(db):
 def clear_rate_limits() -> None:
     """Forget every rate limit's counts (a fuzz test calls it per example, so each reaches the code)."""
     redis = Redis.from_url(STATE["redis_url"])
-    for key in redis.scan_iter("rl:*"):
-        redis.delete(key)
+    # SCAN's default of 10 keys a call costs a round trip per 10 keys: late in a run this process's Redis holds
+    # tens of thousands (jobs, streams, events), and 40 examples spent ~20 s here.
+    keys = list(redis.scan_iter("rl:*", count=10_000))
+    if keys:
+        redis.delete(*keys)
 
 
 @pytest.fixture

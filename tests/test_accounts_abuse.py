@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from prepsite.accounts import SIGNUPS_PER_HOUR, login_failure_ceiling
 from prepsite.visitor import ADDRESS_CEILING_TIMES
+from tests.conftest import clear_rate_limits
 from tests.drills.conftest import make_question
 from topics.drills import services
 from topics.drills.models import Attempt, Card, Review
@@ -28,8 +29,7 @@ LOCKOUT = "Too many failed log-in attempts for this account or from your network
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(redis_conn):
     """Every test starts with no counts: the limits now key on the client address, shared by all tests."""
-    for key in redis_conn.scan_iter("rl:*"):
-        redis_conn.delete(key)
+    clear_rate_limits()
 
 
 def visitor(address: str = ADDRESS) -> Client:

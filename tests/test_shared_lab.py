@@ -52,7 +52,7 @@ def started_id(response) -> int:
 
 
 def lab_jobs_of(experiment_id: int) -> list[str]:
-    return [key.decode() for key in get_redis().scan_iter(f"rq:job:lab-{experiment_id}-*")]
+    return [key.decode() for key in get_redis().scan_iter(f"rq:job:lab-{experiment_id}-*", count=10_000)]
 
 
 # ---------------------------------------------------------------- 1. schedules are bounded

@@ -44,7 +44,7 @@ def queue(redis_conn):
     queue = Queue(name, connection=redis_conn)
     yield queue
     queue.empty()
-    for key in redis_conn.scan_iter(f"*{name}*"):
+    for key in redis_conn.scan_iter(f"*{name}*", count=10_000):
         redis_conn.delete(key)
 
 
@@ -97,7 +97,7 @@ def test_a_rate_limit_config_hash_is_rq_rl_key_with_a_concurrency_field(queue):
         rq_storage.set_rate_limit_concurrency(queue.connection, key, 3, [(prefix, 0)])
         assert rq_storage.rate_limit_concurrency(queue.connection, key) == 3
     finally:
-        for stale in queue.connection.scan_iter(f"{rq_storage.RATE_LIMIT_PREFIX}{key}*"):
+        for stale in queue.connection.scan_iter(f"{rq_storage.RATE_LIMIT_PREFIX}{key}*", count=10_000):
             queue.connection.delete(stale)
 
 
@@ -109,7 +109,7 @@ def test_a_job_holding_a_rate_limit_slot_is_listed_with_when_it_took_it(queue):
         assert job.id in slots
         assert slots[job.id] > 0
     finally:
-        for stale in queue.connection.scan_iter(f"{rq_storage.RATE_LIMIT_PREFIX}{key}*"):
+        for stale in queue.connection.scan_iter(f"{rq_storage.RATE_LIMIT_PREFIX}{key}*", count=10_000):
             queue.connection.delete(stale)
 
 
