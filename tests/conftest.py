@@ -50,15 +50,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.workers)
         if fixtures & {"rq_workers", "redis_control"} or item.get_closest_marker("process"):
             item.add_marker(pytest.mark.process)
-    # Longest first, so that under xdist a 30 s journey does not start last and hold the run open alone
-    # (a stable sort: within a kind, file order stays).
-    items.sort(key=_expected_length)
-
-
-def _expected_length(item) -> int:
-    """0 for the longest kind of test: a browser on the real pool, then the pool, a browser, the rest."""
-    browser, process = item.get_closest_marker("browser"), item.get_closest_marker("process")
-    return 0 if browser and process else 1 if process else 2 if browser else 3
 
 
 # Modules whose tests must run in one process, in file order: they share one module-scoped run stack
