@@ -56,9 +56,9 @@ def allow_visitor(
     return None
 
 
-def allow_request(name: str, request, *, limit: int, window_s: int, fail_open: bool) -> bool:
-    """allow_visitor for a web request's visitor and address: True while both allow one more call."""
-    refused = allow_visitor(
+def refused_request(name: str, request, *, limit: int, window_s: int, fail_open: bool) -> str | None:
+    """allow_visitor for a web request's visitor and address: None while both allow one more call, else
+    which one refused ("visitor" or "address"), so the message can say whose budget ran out."""
+    return allow_visitor(
         name, limit_key(request), address_key(request), limit=limit, window_s=window_s, fail_open=fail_open
     )
-    return refused is None

@@ -89,6 +89,7 @@ def client_address(request: HttpRequest) -> str:
 # An address may do this many times what one visitor may: people behind one NAT (a classroom, an office)
 # each get their own budget, while a script minting cookies from one address still meets a wall.
 ADDRESS_CEILING_TIMES = 4
+SIGN_UP_INVITE = "Sign up (it is free) and your account gets a budget of its own."
 
 
 def limit_key(request: HttpRequest) -> str:

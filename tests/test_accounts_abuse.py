@@ -72,8 +72,13 @@ def test_one_visitors_answers_are_limited_with_429_and_message(one_window):
 def test_fresh_cookies_at_one_address_meet_the_address_ceiling(one_window):
     question = make_question()
     ceiling = ANSWERS_PER_MINUTE * ADDRESS_CEILING_TIMES
-    statuses = [answer(visitor(), question, f"attempt {n}").status_code for n in range(ceiling + 3)]
-    assert statuses == [302] * ceiling + [429] * 3
+    statuses = [answer(visitor(), question, f"attempt {n}").status_code for n in range(ceiling + 2)]
+    assert statuses == [302] * ceiling + [429] * 2
+    refused = answer(visitor(), question).content.decode()
+    # The message names the address's budget, not one visitor's, and says how to get a budget of one's own.
+    assert f"Your network sent {ceiling} answers this minute" in refused
+    assert "Sign up (it is free)" in refused
+    assert f"That is {ANSWERS_PER_MINUTE} answers" not in refused
     assert Attempt.objects.count() == ceiling
     assert answer(visitor("192.0.2.77"), question).status_code == 302  # another address is untouched
 
@@ -151,6 +156,9 @@ def test_imports_are_limited_per_visitor_and_per_address_with_429_and_message(on
     # The address's ceiling, which the first importer's six tries (the refused one too) already spent from.
     assert others.count(302) == IMPORTS_PER_WINDOW * ADDRESS_CEILING_TIMES - (IMPORTS_PER_WINDOW + 1)
     assert others[-1] == 429
+    at_ceiling = upload(visitor(), content).content.decode()
+    assert f"Your network imported {IMPORTS_PER_WINDOW * ADDRESS_CEILING_TIMES} files in 10 minutes" in at_ceiling
+    assert "Sign up (it is free)" in at_ceiling
 
 
 @pytest.mark.django_db(transaction=True)

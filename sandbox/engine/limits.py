@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import LockError
 
 from prepsite.ratelimit import allow, allow_visitor, window_key
-from prepsite.visitor import ADDRESS_CEILING_TIMES, CLI_ANON_ID
+from prepsite.visitor import ADDRESS_CEILING_TIMES, CLI_ANON_ID, SIGN_UP_INVITE
 from sandbox.engine import live
 from sandbox.engine.budget import MAX_WORKER_SECONDS, admitted_jobs, children_per_message, worst_case_worker_seconds
 from sandbox.engine.keys import DYING, MEMBERS, START_LOCK, consumer_kill
@@ -65,9 +65,6 @@ def check_start(limit_key: str, runs: list[dict], address_key: str = "") -> None
             f"The shared lab has {open_jobs} jobs still to run (the limit is {GLOBAL_OPEN_JOBS}); "
             "try a smaller run or again in a minute."
         )
-
-
-SIGN_UP_INVITE = "Sign up (it is free) and your account gets a budget of its own."
 
 
 def _check_running(limit_key: str, address_key: str, n: int) -> None:

@@ -15,9 +15,9 @@ from django_htmx.http import push_url
 
 from prepsite.charts import day_bars
 from prepsite.links import lab_link
-from prepsite.ratelimit import allow_request
+from prepsite.ratelimit import refused_request
 from prepsite.shared_pages import shared_page
-from prepsite.visitor import visitor_for
+from prepsite.visitor import ADDRESS_CEILING_TIMES, SIGN_UP_INVITE, visitor_for
 from topics.drills import scheduling, services
 from topics.drills.forms import (
     AttemptForm,
@@ -228,11 +228,19 @@ DATABASE_BUSY = "The site is busy right now, so this was not saved. Please try a
 DATABASE_BUSY_RETRY_S = 5
 
 
-def answer_allowed(request: HttpRequest) -> bool:
+def answer_refusal(request: HttpRequest) -> str:
     """Bound answer submissions per visitor (account or anonymous id), with a per-address ceiling several times
-    larger for anonymous visitors (people behind one NAT each answer). Fails open: drills must keep working
-    while Redis is down."""
-    return allow_request("drill-answer", request, limit=ANSWERS_PER_MINUTE, window_s=60, fail_open=True)
+    larger for anonymous visitors (people behind one NAT each answer): "" while allowed, else the message.
+    Fails open: drills must keep working while Redis is down."""
+    refused = refused_request("drill-answer", request, limit=ANSWERS_PER_MINUTE, window_s=60, fail_open=True)
+    if refused == "address":
+        return (
+            f"Your network sent {ANSWERS_PER_MINUTE * ADDRESS_CEILING_TIMES} answers this minute, the most anonymous "
+            f"visitors at one address may; try again shortly. {SIGN_UP_INVITE}"
+        )
+    if refused:
+        return f"That is {ANSWERS_PER_MINUTE} answers in a minute; take a breath and try again shortly."
+    return ""
 
 
 def busy(response: HttpResponse) -> HttpResponse:
@@ -245,10 +253,9 @@ def question(request: HttpRequest, topic: str, slug: str) -> HttpResponse:
     question = get_question(topic, slug)
     if request.method == "POST":
         form = AttemptForm(request.POST)
-        if form.is_valid() and not answer_allowed(request):
-            form.add_error(
-                None, f"That is {ANSWERS_PER_MINUTE} answers in a minute; take a breath and try again shortly."
-            )
+        refusal = answer_refusal(request) if form.is_valid() else ""
+        if refusal:
+            form.add_error(None, refusal)
             return page(request, "drills/question.html", "drill", question_context(question, form=form), 429)
         if form.is_valid():
             try:
@@ -353,10 +360,10 @@ def export(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def import_allowed(request: HttpRequest) -> bool:
+def import_refused(request: HttpRequest) -> str | None:
     """Bound the imports that write (a file refused as invalid writes nothing): a few per visitor is plenty,
     with the same per-address ceiling. Fails open like drill answers: importing needs only the database."""
-    return allow_request("drill-import", request, limit=IMPORTS_PER_WINDOW, window_s=IMPORT_WINDOW_S, fail_open=True)
+    return refused_request("drill-import", request, limit=IMPORTS_PER_WINDOW, window_s=IMPORT_WINDOW_S, fail_open=True)
 
 
 def import_file(request: HttpRequest, upload) -> tuple[int, str]:
@@ -366,7 +373,13 @@ def import_file(request: HttpRequest, upload) -> tuple[int, str]:
     except ValueError as exc:  # ImportRejected, or a parser limit we did not foresee: the file's fault
         message = str(exc) if isinstance(exc, services.ImportRejected) else ""
         return 400, message or "That file could not be read as a drills export."
-    if not import_allowed(request):
+    refused = import_refused(request)
+    if refused == "address":
+        return 429, (
+            f"Your network imported {IMPORTS_PER_WINDOW * ADDRESS_CEILING_TIMES} files in {IMPORT_WINDOW_S // 60} "
+            f"minutes, the most anonymous visitors at one address may. {SIGN_UP_INVITE}"
+        )
+    if refused:
         return 429, (
             f"That is {IMPORTS_PER_WINDOW} imports in {IMPORT_WINDOW_S // 60} minutes; "
             "please wait a few minutes before importing again."
