@@ -47,7 +47,7 @@ def get_question(topic: str, slug: str) -> Question:
 
 def section_url(question: Question) -> str:
     try:
-        return question.section.get_absolute_url()
+        return question.study_url()
     except NoReverseMatch:  # the Study pages are optional for drilling
         return reverse("topics:topic_list")
 
