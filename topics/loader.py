@@ -378,9 +378,7 @@ def _check_heading(source: SourceFile, fields: dict, plan: _TopicPlan, problems:
     if heading not in anchors:
         close = difflib.get_close_matches(heading, sorted(anchors), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f" (its headings: {', '.join(sorted(anchors))})"
-        problems.add(
-            source.path, source.key_line("heading"), f"section {section!r} has no heading {heading!r}{hint}"
-        )
+        problems.add(source.path, source.key_line("heading"), f"section {section!r} has no heading {heading!r}{hint}")
 
 
 def _page_id(element_id: str) -> bool:
