@@ -141,7 +141,9 @@
   }
 
   function bindSketches(root) {
-    root.querySelectorAll("[data-sketch]").forEach(function (sketch) {
+    var sketches = Array.prototype.slice.call(root.querySelectorAll("[data-sketch]"));
+    if (root.matches && root.matches("[data-sketch]")) sketches.push(root);  // htmx swapped this one in
+    sketches.forEach(function (sketch) {
       if (sketch.dataset.bound) return;
       sketch.dataset.bound = "1";
       var svg = sketch.querySelector("svg[data-sketch-svg]");

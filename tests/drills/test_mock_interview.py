@@ -13,8 +13,8 @@ from topics.models import Question
 
 pytestmark = pytest.mark.django_db
 
-# The fixture's question has 1 follow-up and the topic 3 curveballs: they interrupt 2, 4, 6 and 8 minutes into
-# the 10-minute Failure modes phase of a 45-minute mock, at 37:00, 39:00, 41:00 and 43:00.
+# Three curveballs interrupt (the fixture's one follow-up, then the topic's first two): 2, 5 and 8 minutes
+# into the 10-minute Failure modes phase of a 45-minute mock, at 37:00, 40:00 and 43:00.
 FIRST_CURVEBALL_S = CURVEBALLS_AT_S + 2 * 60
 ALL_CURVEBALLS_IN_S = CURVEBALLS_AT_S + 8 * 60
 
@@ -47,10 +47,10 @@ def test_mock_page_shows_phases_budgets_and_curveballs(client, mock):
         assert f"{minutes} min" in html
     assert "A deploy just put 10,000 jobs in the DLQ" in html
     assert "SIGKILLed mid-charge" in html
-    assert "Traffic tripled in 5 minutes" in html
+    assert "Traffic tripled in 5 minutes" not in html  # a third topic curveball waits for another mock
     # Each asks for an answer first; its Lab preset is linked once answered (issue #23).
     assert "/sandbox/?preset=" not in html
-    assert html.count("Answer first: the Lab preset") == 3
+    assert html.count("Answer first: the Lab preset") == 2
     # Paste, autofill and dictation fire input events, never keyup.
     assert 'hx-trigger="input changed delay:800ms, change"' in html
 
@@ -94,7 +94,7 @@ def test_mock_finish_records_self_assessment_and_exports_markdown(client, mock):
     assert "## 4. Deep dive (15 min)\n\n### Your notes\n\nDLQ + redrive" in text
     assert f"## Model answer\n\n{MODEL_ANSWER}" in text  # a concept answer, whole
     assert "2. A deploy just put 10,000 jobs in the DLQ — what now? (Lab preset: `poison`)" in text
-    assert "Not reached before you finished (due at 39:00)." in text  # finished at 36:00
+    assert "Not reached before you finished (due at 40:00)." in text  # finished at 36:00
     assert "- [x] Bulkheads isolate each dependency" in text
     assert "- [ ] Circuit breaker" in text
 
@@ -159,7 +159,7 @@ def test_curveballs_are_not_shown_before_their_phase_starts(client, mock):
     for ball in CURVEBALLS:
         assert ball["text"].replace("'", "&#x27;") not in html
     assert "The payment provider fails 30% of calls" not in html
-    assert "4 curveballs, the first at <strong>37:00</strong>" in html
+    assert "3 curveballs, the first at <strong>37:00</strong>" in html
     assert f'data-curveball-next="{FIRST_CURVEBALL_S}" hx-get="{mock.get_absolute_url()}"' in html
     html = client.get(started_ago(mock, FIRST_CURVEBALL_S - 5).get_absolute_url()).content.decode()
     assert "The payment provider fails 30% of calls" not in html
@@ -178,8 +178,8 @@ def test_curveballs_interrupt_spread_through_their_phase_in_every_format():
 def test_each_curveball_interrupts_at_its_own_time_and_a_reload_shows_it_inline(client, mock):
     html = client.get(started_ago(mock, FIRST_CURVEBALL_S + 1).get_absolute_url()).content.decode()
     assert "The payment provider fails 30% of calls. Retry or pause?" in html  # the prompt's own follow-up
-    assert "A deploy just put 10,000 jobs in the DLQ" not in html  # the next one comes at 39:00
-    assert "3 more curveballs to come: the next interrupts at <strong>39:00</strong>" in html
+    assert "A deploy just put 10,000 jobs in the DLQ" not in html  # the next one comes at 40:00
+    assert "2 more curveballs to come: the next interrupts at <strong>40:00</strong>" in html
     # The reload after its time shows it inline and as the interruption, which it records as arrived now.
     assert re.search(r'role="alertdialog"[^>]*aria-labelledby="popup-title"', html)
     assert "Interrupted at 37:01, not acknowledged yet" in html
@@ -226,10 +226,9 @@ def test_acknowledging_a_curveball_is_recorded_and_ends_the_interruption(client,
     assert "acknowledged_s" not in mock.curveball_log["curveball-2"]
     # Answering one acknowledges it too.
     client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "curveball-2", "notes": "Roll back first."})
-    client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "curveball-3", "notes": "Shed load."})
     html = client.get(mock.get_absolute_url()).content.decode()
     assert 'role="alertdialog"' not in html
-    assert html.count(", acknowledged at ") == 4
+    assert html.count(", acknowledged at ") == 3
     assert client.post(url, {"key": "bogus"}).status_code == 400
     assert Client().post(url, {"key": "curveball-0"}).status_code == 404  # only its own visitor
 
@@ -246,7 +245,18 @@ def test_the_export_says_when_each_curveball_arrived_and_was_acknowledged(client
         in text
     )
     assert "acknowledged at 37:25 (" in text
-    assert "Not reached before you finished (due at 39:00)." in text
+    assert "Not reached before you finished (due at 40:00)." in text
+
+
+def test_the_interruptions_are_the_prompts_first_push_then_the_curveballs_that_show_its_preset(db):
+    question = make_question("crash-prone", preset="crash", followups=["First push?", "Second push?"])
+    texts = [ball["text"] for ball in services.mock_interruptions(question)]
+    assert texts == ["First push?", CURVEBALLS[1]["text"], CURVEBALLS[0]["text"]]  # SIGKILL shows `crash`
+    assert [ball["key"] for ball in services.mock_interruptions(question)] == [
+        "curveball-0",
+        "curveball-3",
+        "curveball-2",
+    ]
 
 
 def test_finishing_early_reveals_the_curveballs(client, mock):

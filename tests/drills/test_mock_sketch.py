@@ -126,7 +126,7 @@ def test_the_sketch_is_in_the_review_and_the_export_after_finishing(client, mock
     html = client.get(mock.get_absolute_url()).content.decode()
     review = html[html.index('id="mock-review"') :]
     assert '<h4 id="review-sketch-title-high_level">Your sketch</h4>' in review
-    assert 'aria-labelledby="review-sketch-high_level-name review-sketch-high_level-desc"' in review
+    assert 'aria-describedby="review-sketch-high_level-desc"' in review
     text = client.get(reverse("drills:mock_export", args=[mock.pk])).content.decode()
     assert '### Your sketch\n\nBoxes: Orders "v2" API, Queue. Arrows: Orders "v2" API → Queue.' in text
     assert '```mermaid\nflowchart LR\n  b1["Orders #quot;v2#quot; API"]\n  b2["Queue"]\n  b1 --> b2\n```' in text

@@ -112,6 +112,7 @@ class SketchView:
     boxes: list[dict]
     arrows: list[dict]
     summary: str
+    height: int  # the drawing's height: its lowest box plus a free row to drag into, up to HEIGHT
 
     @property
     def empty(self) -> bool:
@@ -147,7 +148,9 @@ def sketch_view(sketch: dict | None) -> SketchView:
         x2, y2 = _edge_point(end, (start["x"] + BOX_W / 2, start["y"] + BOX_H / 2))
         arrows.append({**arrow, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "from_label": start["label"],
                        "to_label": end["label"]})  # fmt: skip
-    return SketchView(boxes=boxes, arrows=arrows, summary=sketch_text(sketch))
+    lowest = max((box["y"] + BOX_H for box in sketch["boxes"]), default=0)
+    height = min(HEIGHT, max(lowest + BOX_H + GAP_Y + MARGIN, 2 * (BOX_H + GAP_Y)))
+    return SketchView(boxes=boxes, arrows=arrows, summary=sketch_text(sketch), height=height)
 
 
 def sketch_text(sketch: dict | None) -> str:

@@ -22,13 +22,10 @@ from topics.drills.views import page
 
 SKETCH_SIZE = {
     "w": canvas.WIDTH,
-    "h": canvas.HEIGHT,
     "box_w": canvas.BOX_W,
     "box_h": canvas.BOX_H,
     "box_cx": canvas.BOX_W // 2,
     "box_cy": canvas.BOX_H // 2,
-    "mid_x": canvas.WIDTH // 2,
-    "mid_y": canvas.HEIGHT // 2,
 }
 
 

@@ -60,17 +60,16 @@ def _moment(entry: dict, prefix: str) -> dict | None:
 
 
 def mock_curveball_state(*, mock: MockInterview, now=None) -> CurveballState:
-    balls = mock_curveballs(mock.question)
+    balls = mock_interruptions(mock.question)
     schedule = mock.curveball_schedule_s(len(balls))
     elapsed = mock.elapsed_s(now)
     log = mock.curveball_log or {}
     arrived, pending = [], []
     for n, (ball, at_s) in enumerate(zip(balls, schedule, strict=True)):
-        key = f"curveball-{n}"
+        key = ball["key"]
         entry = log.get(key, {})
         item = {
             **ball,
-            "key": key,
             "number": n + 1,
             "at_s": at_s,
             "at": scheduling.clock(at_s * 1000),
@@ -90,8 +89,8 @@ def mock_curveball_state(*, mock: MockInterview, now=None) -> CurveballState:
 
 def mock_curveballs_arrive(*, mock: MockInterview, now=None) -> list[str]:
     """Record the curveballs whose time has come as arrived now; returns the texts of those that just did."""
-    balls = mock_curveballs(mock.question)
-    keys = [f"curveball-{n}" for n in range(len(balls))]
+    balls = mock_interruptions(mock.question)
+    keys = [ball["key"] for ball in balls]
     arrived = mock.curveballs_arrive(keys, now)
     return [balls[keys.index(key)]["text"] for key in arrived]
 
@@ -102,6 +101,22 @@ def mock_sketch_edit(*, mock: MockInterview, phase: str, **edit) -> dict:
     sketch = canvas.sketch_apply((mock.sketches or {}).get(phase), **edit)
     mock.save_sketch(phase, sketch)
     return sketch
+
+
+# An interviewer interrupts a few times, not with the whole bank: the prompt's own first push, then the topic's
+# curveballs that show its Lab preset, then the others in order (the rest wait for another mock).
+INTERRUPTIONS = 3
+
+
+def mock_interruptions(question: Question) -> list[dict]:
+    """The curveballs that will interrupt a mock of `question`, each with its stable key ("curveball-N", N its
+    place in mock_curveballs, which the notes of its answer are saved under)."""
+    balls = [{**ball, "key": f"curveball-{n}"} for n, ball in enumerate(mock_curveballs(question))]
+    own = [ball for ball in balls if "preset" not in ball and "label" not in ball]
+    topic = [ball for ball in balls if ball not in own]
+    related = [ball for ball in topic if question.preset and question.preset in (ball.get("preset"), ball.get("also"))]
+    ordered = own[:1] + related + [ball for ball in topic if ball not in related] + own[1:]
+    return ordered[:INTERRUPTIONS]
 
 
 _H2 = re.compile(r"<h2\b[^>]*>(.*?)</h2\s*>", re.IGNORECASE | re.DOTALL)
