@@ -77,7 +77,7 @@ def test_a_curveball_interrupts_on_time_without_taking_the_answer_being_typed(li
     popup = page.get_by_role("alertdialog", name="The interviewer interrupts")
     expect(popup).to_be_visible(timeout=wait_ms(5_000))
     expect(popup).to_contain_text(mock.question.followups[0])
-    expect(page.locator("#mock-announcer")).to_contain_text(
+    expect(page.locator("#curveball-announcer")).to_contain_text(
         f"The interviewer interrupts: “{mock.question.followups[0]}”"
     )
     expect(notes).to_be_focused()  # typing goes on where it was

@@ -197,18 +197,18 @@ def test_the_timer_fetches_a_due_curveball_as_a_fragment_announced_once(client, 
     assert 'id="curveballs"' in early
     assert "data-curveball-next" in early
     assert "The payment provider fails" not in early
-    assert "mock-announcer" not in early
+    assert "curveball-announcer" not in early
     due = client.get(started_ago(mock, FIRST_CURVEBALL_S).get_absolute_url(), **hx).content.decode()
     assert "<html" not in due
     assert "The payment provider fails 30% of calls" in due
     assert re.search(
-        r'<p id="mock-announcer"[^>]*hx-swap-oob="innerHTML">The interviewer interrupts: “The payment', due
+        r'<p id="curveball-announcer"[^>]*hx-swap-oob="innerHTML">The interviewer interrupts: “The payment', due
     )
     assert re.search(
         r'<div id="curveball-popup"[^>]*hx-swap-oob="true">\s*<div class="curveball-popup" role="alertdialog"', due
     )
     again = client.get(mock.get_absolute_url(), **hx).content.decode()
-    assert "mock-announcer" not in again  # already arrived: not said twice
+    assert "curveball-announcer" not in again  # already arrived: not said twice
 
 
 def test_acknowledging_a_curveball_is_recorded_and_ends_the_interruption(client, mock):
