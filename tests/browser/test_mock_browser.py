@@ -84,7 +84,7 @@ def test_a_curveball_interrupts_on_time_without_taking_the_answer_being_typed(li
     page.keyboard.type(" cost and latency")
     expect(notes).to_have_value("Wrap-up: the trade-offs are cost and latency")
     expect(page.locator("#curveball-0")).to_contain_text("not acknowledged yet")
-    shoot(page, "mock-curveball-popup", popup)
+    shoot(page, "mock-curveball-popup", notes)  # the answer being typed stays in view beside the pop-up
 
     page.keyboard.press("Escape")  # "Later": acknowledged, and back to the answer in progress
     expect(popup).to_have_count(0)
