@@ -5,6 +5,7 @@ transaction, so a malformed file leaves the database as it was. Rows are upserte
 rows whose file is gone are deleted, so loading twice changes nothing.
 """
 
+import difflib
 import hashlib
 import json
 import re
@@ -224,6 +225,7 @@ def _question_fields(source: SourceFile, index: int, plan: _TopicPlan, problems:
         "level": level,
         "kind": kind,
         "section_slug": section,
+        "heading": _text(source, "heading", problems, required=False).removeprefix("#"),
         "preset": preset,
         "key_points": cleaned_points,
         "followups": [item["ask"] for item in tree],
@@ -355,6 +357,7 @@ def _render_topic(plan: _TopicPlan, problems: _Problems) -> dict[str, Rendered]:
         if result is not None:
             rendered[f"section:{slug}"] = result
     for slug, (source, fields) in plan.questions.items():
+        _check_heading(source, fields, plan, problems)
         result = _render(source, source.body, resolve, problems)
         if result is not None:
             rendered[f"question:{slug}"] = result
@@ -364,6 +367,18 @@ def _render_topic(plan: _TopicPlan, problems: _Problems) -> dict[str, Rendered]:
         fields["staff_html"] = staff.html if staff else ""
     rendered["diagram"] = _render_diagram(plan.directory / DIAGRAM_FILE, resolve, problems)
     return rendered
+
+
+def _check_heading(source: SourceFile, fields: dict, plan: _TopicPlan, problems: _Problems) -> None:
+    """A question's `heading:` is where its Study link lands: the anchor of a heading in its own section."""
+    heading, section = fields["heading"], fields["section_slug"]
+    if not heading or section not in plan.anchors:
+        return
+    anchors = plan.anchors[section]
+    if heading not in anchors:
+        close = difflib.get_close_matches(heading, sorted(anchors), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (its headings: {', '.join(sorted(anchors))})"
+        problems.add(source.path, source.key_line("heading"), f"section {section!r} has no heading {heading!r}{hint}")
 
 
 def _page_id(element_id: str) -> bool:

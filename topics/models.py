@@ -122,6 +122,9 @@ class Question(models.Model):
         help_text="design: a full system-design prompt whose model answer is phased like the mock interview",
     )
     section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="questions")
+    heading = models.CharField(
+        max_length=100, blank=True, help_text="anchor of the heading in its section that the Study link lands on"
+    )
     preset = models.CharField(max_length=50, blank=True)
     key_points = models.JSONField(default=list, help_text='[{"label": str, "phrases": [str]}]')
     followups = models.JSONField(default=list, help_text="[str]: the interviewer's first pushes (mock curveballs)")
@@ -144,6 +147,11 @@ class Question(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("drills:question", args=[self.topic.slug, self.slug])
+
+    def study_url(self) -> str:
+        """The heading of its chapter that explains it (the chapter's top when the question names none)."""
+        url = self.section.get_absolute_url()
+        return f"{url}#{self.heading}" if self.heading else url
 
 
 class SectionUnderstoodQuerySet(VisitorOwnedQuerySet):

@@ -1,6 +1,5 @@
 import re
 import time
-from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -239,39 +238,6 @@ def start_mock_in_browser(page, live_server, question: Question):
     page.click("main button[type=submit]")
     page.wait_for_selector("[data-mock-clock]:not([hidden])")
     return MockInterview.objects.get()
-
-
-def test_curveballs_appear_when_their_phase_starts(live_server, page, content):
-    from django.utils import timezone
-
-    from topics.drills.models import CURVEBALLS_AT_S
-
-    design = content.filter(kind="design").order_by("slug").first()
-    page.set_viewport_size({"width": 1280, "height": 900})
-    mock = start_mock_in_browser(page, live_server, design)
-    mock.started_at = timezone.now() - timedelta(seconds=CURVEBALLS_AT_S - 5)
-    mock.save(update_fields=["started_at"])
-    page.reload()
-    curveballs = page.locator("#curveballs")
-    expect(curveballs).to_contain_text("come at 35:00")
-    assert curveballs.locator("li").count() == 0
-    assert design.followups[0] not in page.content()
-    curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
-    page.screenshot(path=str(screenshot_path("drills-mock-curveballs-pending")))
-    page.set_viewport_size({"width": 390, "height": 844})
-    curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
-    page.screenshot(path=str(screenshot_path("drills-mock-curveballs-pending-mobile")))
-
-    expect(curveballs.locator("li").first).to_be_visible(timeout=wait_ms(15_000))
-    expect(curveballs).to_contain_text(design.followups[0])
-    expect(page.locator("#mock-announcer")).to_contain_text("curveballs are in")
-    expect(page.locator("#phase-failure_modes")).to_have_class(re.compile(r"\bcurrent\b"))
-    curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
-    page.screenshot(path=str(screenshot_path("drills-mock-curveballs-mobile")))
-    page.set_viewport_size({"width": 1280, "height": 900})
-    curveballs.evaluate("el => el.scrollIntoView({block: 'center'})")
-    page.screenshot(path=str(screenshot_path("drills-mock-curveballs")))
-    assert "data-pending" not in curveballs.evaluate("el => el.outerHTML")
 
 
 def test_finished_mock_lays_notes_beside_the_model_answer(live_server, page, screenshot, content):

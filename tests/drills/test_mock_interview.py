@@ -8,10 +8,15 @@ from django.utils import timezone
 
 from tests.drills.conftest import CURVEBALLS, KEY_POINTS, MODEL_ANSWER, make_design_question, make_question
 from topics.drills import services
-from topics.drills.models import CURVEBALLS_AT_S, PHASES, Card, MockInterview
+from topics.drills.models import CURVEBALLS_AT_S, PHASES, Card, MockInterview, curveball_offsets_s
 from topics.models import Question
 
 pytestmark = pytest.mark.django_db
+
+# Three curveballs interrupt (the fixture's one follow-up, then the topic's first two): 2, 5 and 8 minutes
+# into the 10-minute Failure modes phase of a 45-minute mock, at 37:00, 40:00 and 43:00.
+FIRST_CURVEBALL_S = CURVEBALLS_AT_S + 2 * 60
+ALL_CURVEBALLS_IN_S = CURVEBALLS_AT_S + 8 * 60
 
 
 @pytest.fixture
@@ -29,7 +34,7 @@ def started_ago(mock: MockInterview, seconds: float) -> MockInterview:
 
 
 def test_mock_page_shows_phases_budgets_and_curveballs(client, mock):
-    started_ago(mock, CURVEBALLS_AT_S)
+    started_ago(mock, ALL_CURVEBALLS_IN_S)
     html = client.get(mock.get_absolute_url()).content.decode()
     for title, minutes in [
         ("Requirements", 5),
@@ -42,10 +47,10 @@ def test_mock_page_shows_phases_budgets_and_curveballs(client, mock):
         assert f"{minutes} min" in html
     assert "A deploy just put 10,000 jobs in the DLQ" in html
     assert "SIGKILLed mid-charge" in html
-    assert "Traffic tripled in 5 minutes" in html
+    assert "Traffic tripled in 5 minutes" not in html  # a third topic curveball waits for another mock
     # Each asks for an answer first; its Lab preset is linked once answered (issue #23).
     assert "/sandbox/?preset=" not in html
-    assert html.count("Answer first: the Lab preset") == 3
+    assert html.count("Answer first: the Lab preset") == 2
     # Paste, autofill and dictation fire input events, never keyup.
     assert 'hx-trigger="input changed delay:800ms, change"' in html
 
@@ -88,7 +93,8 @@ def test_mock_finish_records_self_assessment_and_exports_markdown(client, mock):
     assert text.startswith("# Mock interview: ")
     assert "## 4. Deep dive (15 min)\n\n### Your notes\n\nDLQ + redrive" in text
     assert f"## Model answer\n\n{MODEL_ANSWER}" in text  # a concept answer, whole
-    assert "- A deploy just put 10,000 jobs in the DLQ — what now? (Lab preset: `poison`)" in text
+    assert "2. A deploy just put 10,000 jobs in the DLQ — what now? (Lab preset: `poison`)" in text
+    assert "Not reached before you finished (due at 40:00)." in text  # finished at 36:00
     assert "- [x] Bulkheads isolate each dependency" in text
     assert "- [ ] Circuit breaker" in text
 
@@ -153,33 +159,104 @@ def test_curveballs_are_not_shown_before_their_phase_starts(client, mock):
     for ball in CURVEBALLS:
         assert ball["text"].replace("'", "&#x27;") not in html
     assert "The payment provider fails 30% of calls" not in html
-    assert "curveballs come at <strong>35:00</strong>" in html
-    assert f'data-pending hx-get="{mock.get_absolute_url()}"' in html
-    html = client.get(started_ago(mock, CURVEBALLS_AT_S - 5).get_absolute_url()).content.decode()
-    assert "A deploy just put 10,000 jobs in the DLQ" not in html
+    assert "3 curveballs, the first at <strong>37:00</strong>" in html
+    assert f'data-curveball-next="{FIRST_CURVEBALL_S}" hx-get="{mock.get_absolute_url()}"' in html
+    html = client.get(started_ago(mock, FIRST_CURVEBALL_S - 5).get_absolute_url()).content.decode()
+    assert "The payment provider fails 30% of calls" not in html
+    assert 'role="alertdialog"' not in html
 
 
-def test_curveballs_are_shown_once_their_phase_has_started(client, mock):
-    html = client.get(started_ago(mock, CURVEBALLS_AT_S + 1).get_absolute_url()).content.decode()
-    assert "A deploy just put 10,000 jobs in the DLQ" in html
+def test_curveballs_interrupt_spread_through_their_phase_in_every_format():
+    assert curveball_offsets_s(600, 4) == [120, 240, 360, 480]
+    assert curveball_offsets_s(300, 4) == [60, 120, 180, 240]
+    assert curveball_offsets_s(480, 4) == [120, 180, 300, 360]
+    assert curveball_offsets_s(600, 1) == [300]
+    assert curveball_offsets_s(40, 3) == [10, 20, 30]
+    assert curveball_offsets_s(600, 0) == []
+
+
+def test_each_curveball_interrupts_at_its_own_time_and_a_reload_shows_it_inline(client, mock):
+    html = client.get(started_ago(mock, FIRST_CURVEBALL_S + 1).get_absolute_url()).content.decode()
     assert "The payment provider fails 30% of calls. Retry or pause?" in html  # the prompt's own follow-up
-    assert "curveballs come at" not in html
-    assert "data-pending" not in html
-    assert "curveballs are in" not in html  # a reload is not announced
+    assert "A deploy just put 10,000 jobs in the DLQ" not in html  # the next one comes at 40:00
+    assert "2 more curveballs to come: the next interrupts at <strong>40:00</strong>" in html
+    # The reload after its time shows it inline and as the interruption, which it records as arrived now.
+    assert re.search(r'role="alertdialog"[^>]*aria-labelledby="popup-title"', html)
+    assert "Interrupted at 37:01, not acknowledged yet" in html
+    assert "curveballs are in" not in html
+    assert "interviewer interrupts: “" not in html
+    mock.refresh_from_db()
+    assert mock.curveball_log["curveball-0"]["arrived_s"] == FIRST_CURVEBALL_S + 1
+    assert list(mock.curveball_log) == ["curveball-0"]
 
 
-def test_the_timer_fetches_curveballs_as_a_fragment_announced_once(client, mock):
+def test_the_timer_fetches_a_due_curveball_as_a_fragment_announced_once(client, mock):
     hx = {"HTTP_HX_REQUEST": "true"}
-    early = client.get(mock.get_absolute_url(), **hx).content.decode()
+    early = client.get(started_ago(mock, FIRST_CURVEBALL_S - 30).get_absolute_url(), **hx).content.decode()
     assert "<html" not in early
     assert 'id="curveballs"' in early
-    assert "data-pending" in early
-    assert "A deploy just put" not in early
-    assert "mock-announcer" not in early
-    due = client.get(started_ago(mock, CURVEBALLS_AT_S).get_absolute_url(), **hx).content.decode()
+    assert "data-curveball-next" in early
+    assert "The payment provider fails" not in early
+    assert "curveball-announcer" not in early
+    due = client.get(started_ago(mock, FIRST_CURVEBALL_S).get_absolute_url(), **hx).content.decode()
     assert "<html" not in due
-    assert "A deploy just put 10,000 jobs in the DLQ" in due
-    assert re.search(r'<p id="mock-announcer"[^>]*hx-swap-oob="innerHTML">The interviewer.s curveballs are in: 4', due)
+    assert "The payment provider fails 30% of calls" in due
+    assert re.search(
+        r'<p id="curveball-announcer"[^>]*hx-swap-oob="innerHTML">The interviewer interrupts: “The payment', due
+    )
+    assert re.search(
+        r'<div id="curveball-popup"[^>]*hx-swap-oob="true">\s*<div class="curveball-popup" role="alertdialog"', due
+    )
+    again = client.get(mock.get_absolute_url(), **hx).content.decode()
+    assert "curveball-announcer" not in again  # already arrived: not said twice
+
+
+def test_acknowledging_a_curveball_is_recorded_and_ends_the_interruption(client, mock):
+    started_ago(mock, ALL_CURVEBALLS_IN_S)
+    client.get(mock.get_absolute_url())  # all four arrive
+    url = reverse("drills:mock_curveball", args=[mock.pk])
+    response = client.post(url, {"key": "curveball-0", "then": "answer"})  # no JavaScript: POST and redirect
+    assert response["Location"] == f"{mock.get_absolute_url()}#notes-curveball-0"
+    fragment = client.post(url, {"key": "curveball-1", "then": "later"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in fragment
+    assert 'data-curveball-popup="curveball-2"' in fragment  # the next unacknowledged one interrupts in turn
+    mock.refresh_from_db()
+    assert mock.curveball_log["curveball-0"]["acknowledged_s"] >= ALL_CURVEBALLS_IN_S
+    assert "acknowledged_at" in mock.curveball_log["curveball-1"]
+    assert "acknowledged_s" not in mock.curveball_log["curveball-2"]
+    # Answering one acknowledges it too.
+    client.post(reverse("drills:mock_save", args=[mock.pk]), {"phase": "curveball-2", "notes": "Roll back first."})
+    html = client.get(mock.get_absolute_url()).content.decode()
+    assert 'role="alertdialog"' not in html
+    assert html.count(", acknowledged at ") == 3
+    assert client.post(url, {"key": "bogus"}).status_code == 400
+    assert Client().post(url, {"key": "curveball-0"}).status_code == 404  # only its own visitor
+
+
+def test_the_export_says_when_each_curveball_arrived_and_was_acknowledged(client, mock):
+    started_ago(mock, FIRST_CURVEBALL_S + 10)
+    client.get(mock.get_absolute_url())
+    started_ago(mock, FIRST_CURVEBALL_S + 25)
+    client.post(reverse("drills:mock_curveball", args=[mock.pk]), {"key": "curveball-0", "then": "later"})
+    client.post(reverse("drills:mock_finish", args=[mock.pk]), {"covered": []})
+    text = client.get(reverse("drills:mock_export", args=[mock.pk])).content.decode()
+    assert (
+        "1. The payment provider fails 30% of calls. Retry or pause?\n   - Interrupted at 37:10 into the interview ("
+        in text
+    )
+    assert "acknowledged at 37:25 (" in text
+    assert "Not reached before you finished (due at 40:00)." in text
+
+
+def test_the_interruptions_are_the_prompts_first_push_then_the_curveballs_that_show_its_preset(db):
+    question = make_question("crash-prone", preset="crash", followups=["First push?", "Second push?"])
+    texts = [ball["text"] for ball in services.mock_interruptions(question)]
+    assert texts == ["First push?", CURVEBALLS[1]["text"], CURVEBALLS[0]["text"]]  # SIGKILL shows `crash`
+    assert [ball["key"] for ball in services.mock_interruptions(question)] == [
+        "curveball-0",
+        "curveball-3",
+        "curveball-2",
+    ]
 
 
 def test_finishing_early_reveals_the_curveballs(client, mock):
@@ -383,7 +460,7 @@ def test_export_of_a_finished_design_mock_has_the_model_answer_per_phase(client)
     assert "- [x] Circuit breaker pauses consumption" in text
 
 
-@pytest.mark.parametrize(("minutes", "curveballs_at"), [(45, "35:00"), (35, "27:00"), (20, "15:00")])
+@pytest.mark.parametrize(("minutes", "curveballs_at"), [(45, "37:00"), (35, "29:00"), (20, "16:00")])
 def test_a_mock_comes_in_20_35_and_45_minute_formats_with_five_phases_each(client, question, minutes, curveballs_at):
     response = client.post(reverse("drills:mock_start"), {"question": question.pk, "minutes": str(minutes)})
     mock = MockInterview.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
@@ -392,7 +469,7 @@ def test_a_mock_comes_in_20_35_and_45_minute_formats_with_five_phases_each(clien
     assert len(mock.phases()) == len(PHASES)
     html = client.get(mock.get_absolute_url()).content.decode()
     assert f'data-length="{minutes * 60}"' in html
-    assert f"come at <strong>{curveballs_at}</strong>" in html
+    assert f"the first at <strong>{curveballs_at}</strong>" in html
 
 
 def test_an_unknown_mock_length_is_refused(client, question):
@@ -422,7 +499,7 @@ def test_pause_stops_the_clock_resume_restarts_it_and_next_phase_jumps_ahead(cli
 
 
 def test_a_curveball_asks_for_an_answer_before_it_links_the_lab_preset_that_shows_it(client, mock):
-    mock.started_at = timezone.now() - timedelta(seconds=CURVEBALLS_AT_S + 5)
+    mock.started_at = timezone.now() - timedelta(seconds=ALL_CURVEBALLS_IN_S + 5)
     mock.save(update_fields=["started_at"])
     topic_ball = len(mock.question.followups)  # the topic's first curveball: the poison preset
     html = client.get(mock.get_absolute_url()).content.decode()

@@ -394,3 +394,12 @@ def test_design_prompt_answer_keeps_the_heading_outline_and_full_width_when_give
     assert all(later - earlier <= 1 for earlier, later in itertools.pairwise(levels))
     assert ('class="card your-answer"' in html) == bool(answer)
     assert ("You asked to see the answer without attempting it" in html) == (not answer)
+
+
+def test_the_study_link_lands_on_the_heading_that_explains_the_question(client, content):
+    question = content.get(slug="poison-messages")
+    submit(client, question, answer="It always fails.")
+    html = client.get(Attempt.objects.get().get_absolute_url()).content.decode()
+    link = re.search(r'<a class="btn secondary" href="([^"]+)">Study: Core concepts</a>', html)
+    assert link is not None
+    assert link[1] == "/topics/queueing/core-concepts/#dead-letter-queues"

@@ -252,3 +252,30 @@ def test_curveballs_are_topic_content_and_name_real_presets(tmp_path):
     topic_md.write_text(topic_md.read_text().replace("preset: spike", "preset: nonsense"))
     with pytest.raises(CommandError, match="curveball names unknown Lab preset 'nonsense'"):
         load(root)
+
+
+@pytest.mark.django_db
+def test_a_question_heading_is_checked_against_its_section(tmp_path):
+    text = question_file("why-queues", "Why queues?", "basics", "Because.", extra="heading: retry-budget\n")
+    message = problem(tmp_path, questions={"why-queues.md": text})
+    # The front matter's `heading:` is line 17 (after the rubric's 12 lines and the follow-up).
+    assert "why-queues.md:17: section 'basics' has no heading 'retry-budget' (did you mean 'retry-budgets'?)" in message
+    assert not Question.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_question_heading_in_another_section_is_an_error(tmp_path):
+    text = question_file("why-queues", "Why queues?", "basics", "Because.", extra="heading: fan-out\n")
+    assert "section 'basics' has no heading 'fan-out'" in problem(tmp_path, questions={"why-queues.md": text})
+
+
+@pytest.mark.django_db
+def test_every_shipped_question_names_a_heading_of_its_own_section():
+    load()
+    missing = []
+    for question in Question.objects.select_related("section"):
+        anchors = {entry["id"] for entry in question.section.toc}
+        if question.heading not in anchors:
+            missing.append(f"{question.slug}: {question.heading!r} not in {question.section.slug}")
+    assert missing == []
+    assert Question.objects.count() == len(list((DEFAULT_CONTENT_DIR / "queueing").glob("questions/*.md")))

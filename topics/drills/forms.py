@@ -2,6 +2,7 @@ import zoneinfo
 
 from django import forms
 
+from topics.drills import canvas
 from topics.drills.models import ANSWER_MAX, FORMATS, MOCK_MINUTES, NOTES_MAX, PHASE_KEYS
 from topics.models import Question
 
@@ -189,3 +190,32 @@ class DrillFilterForm(forms.Form):
 
 class MockClockForm(forms.Form):
     action = forms.ChoiceField(choices=[("pause", "Pause"), ("resume", "Resume"), ("next", "Next phase")])
+
+
+class MockCurveballForm(forms.Form):
+    """Acknowledging an interruption: which curveball, and whether to answer it now or carry on first."""
+
+    key = forms.RegexField(regex=r"^curveball-\d{1,2}$", error_messages={"invalid": "Unknown curveball."})
+    then = forms.ChoiceField(required=False, choices=[("answer", "Answer it now"), ("later", "Later")])
+
+
+class MockSketchForm(forms.Form):
+    """One edit of a phase's sketch; the sketch itself (topics.drills.canvas) checks what the edit means."""
+
+    phase = forms.ChoiceField(choices=[(key, key) for key in PHASE_KEYS])
+    action = forms.ChoiceField(choices=[(action, action) for action in canvas.ACTIONS])
+    label = forms.CharField(required=False, max_length=canvas.LABEL_MAX, label="Box name")
+    box = forms.IntegerField(required=False, min_value=1, max_value=10_000)
+    source = forms.IntegerField(required=False, min_value=1, max_value=10_000, label="From")
+    target = forms.IntegerField(required=False, min_value=1, max_value=10_000, label="To")
+    x = forms.IntegerField(required=False, min_value=-10_000, max_value=10_000)  # the sketch clamps it
+    y = forms.IntegerField(required=False, min_value=-10_000, max_value=10_000)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["label"].error_messages["max_length"] = (
+            f"A box's name is at most {canvas.LABEL_MAX} characters (this one has %(show_value)d)."
+        )
+
+    def errors_text(self) -> str:
+        return " ".join(str(error) for errors in self.errors.values() for error in errors)

@@ -196,6 +196,16 @@ def phase_offset_s(key: str) -> int:
 
 
 CURVEBALLS_AT_S = phase_offset_s(CURVEBALL_PHASE)
+
+
+def curveball_offsets_s(budget_s: int, count: int) -> list[int]:
+    """When each of `count` curveballs interrupts, in seconds into their phase: spread evenly through it
+    (a 10-minute phase with four: 2, 4, 6 and 8 minutes in), so each one cuts into an answer in progress
+    and the last still leaves time to answer it. Whole minutes where the phase allows, as an interviewer would."""
+    step = budget_s / (count + 1)
+    return [int(round((n + 1) * step / 60) * 60 if step >= 60 else round((n + 1) * step)) for n in range(count)]
+
+
 # Shorter rounds keep the five phases, each shorter (minutes per phase, in PHASES order).
 FORMATS = {45: [5, 5, 10, 15, 10], 35: [4, 4, 8, 11, 8], 20: [2, 2, 5, 6, 5]}
 assert all(sum(minutes) == length for length, minutes in FORMATS.items())
@@ -209,6 +219,12 @@ class MockInterview(VisitorOwned):
     self_assessment = models.JSONField(default=list, help_text="indexes of key points the learner covered")
     minutes = models.PositiveSmallIntegerField(default=MOCK_MINUTES, choices=[(m, f"{m} minutes") for m in FORMATS])
     paused_at = models.DateTimeField(null=True, blank=True, help_text="the clock stands still while set")
+    curveball_log = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="{curveball key: {arrived_s, arrived_at, acknowledged_s?, acknowledged_at?}}: when each interrupted",
+    )
+    sketches = models.JSONField(default=dict, blank=True, help_text="{phase key: canvas sketch (topics.drills.canvas)}")
 
     objects = VisitorOwnedQuerySet.as_manager()
 
@@ -254,9 +270,48 @@ class MockInterview(VisitorOwned):
                 self.started_at = (self.paused_at or now) - timedelta(seconds=later[0])
         self.save(update_fields=["started_at", "paused_at"])
 
-    def curveballs_due(self, now: datetime | None = None) -> bool:
-        """Whether the curveballs may be shown: their phase has started, or the interview is over."""
-        return self.finished_at is not None or self.elapsed_s(now) >= self.curveballs_at_s()
+    def curveball_schedule_s(self, count: int) -> list[int]:
+        """Seconds from the start at which each of `count` curveballs interrupts (see curveball_offsets_s)."""
+        phase = next(phase for phase in self.phases() if phase["key"] == CURVEBALL_PHASE)
+        return [phase["offset_s"] + offset for offset in curveball_offsets_s(phase["budget_s"], count)]
+
+    def curveballs_arrive(self, keys: list[str], now: datetime | None = None) -> list[str]:
+        """Record the first time each due curveball was shown; returns the keys that arrived just now."""
+        now = now or timezone.now()
+        if self.finished_at is not None:
+            return []
+        elapsed = self.elapsed_s(now)
+        due = [key for key, at_s in zip(keys, self.curveball_schedule_s(len(keys)), strict=True) if elapsed >= at_s]
+        if all(key in (self.curveball_log or {}) for key in due):
+            return []
+        with transaction.atomic():
+            log = MockInterview.objects.select_for_update().get(pk=self.pk).curveball_log or {}
+            arrived = [key for key in due if key not in log]
+            for key in arrived:
+                log[key] = {"arrived_s": elapsed, "arrived_at": now.isoformat()}
+            self.curveball_log = log
+            self.save(update_fields=["curveball_log"])
+        return arrived
+
+    def curveball_acknowledge(self, key: str, now: datetime | None = None) -> bool:
+        """The learner answered the interruption ("Got it" or their first words): recorded once, when it has arrived."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            log = MockInterview.objects.select_for_update().get(pk=self.pk).curveball_log or {}
+            entry = log.get(key)
+            if entry is None or "acknowledged_s" in entry:
+                self.curveball_log = log
+                return False
+            entry.update(acknowledged_s=self.elapsed_s(now), acknowledged_at=now.isoformat())
+            self.curveball_log = log
+            self.save(update_fields=["curveball_log"])
+        return True
+
+    def save_sketch(self, phase: str, sketch: dict) -> None:
+        with transaction.atomic():
+            current = MockInterview.objects.select_for_update().get(pk=self.pk).sketches or {}
+            self.sketches = {**current, phase: sketch}
+            self.save(update_fields=["sketches"])
 
     def save_notes(self, phase: str, text: str) -> None:
         # Update one phase without clobbering another phase's autosave that landed in between.

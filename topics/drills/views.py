@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.cache import caches
 from django.db import OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -23,14 +23,10 @@ from topics.drills.forms import (
     AttemptForm,
     DrillFilterForm,
     ImportForm,
-    MockClockForm,
-    MockFinishForm,
-    MockNotesForm,
-    MockStartForm,
     RatingForm,
 )
 from topics.drills.matching import RULE as MATCH_RULE
-from topics.drills.models import CURVEBALL_PHASE, MOCK_MINUTES, PHASES, Attempt, Card, MockInterview
+from topics.drills.models import MOCK_MINUTES, Attempt, Card
 from topics.drills.path_views import path_context
 from topics.models import Question, Section, Topic
 
@@ -47,7 +43,7 @@ def get_question(topic: str, slug: str) -> Question:
 
 def section_url(question: Question) -> str:
     try:
-        return question.section.get_absolute_url()
+        return question.study_url()
     except NoReverseMatch:  # the Study pages are optional for drilling
         return reverse("topics:topic_list")
 
@@ -410,136 +406,3 @@ def import_view(request: HttpRequest) -> HttpResponse:
             error = message
     response = render(request, "drills/import.html", {"nav": "drills", "form": form, "error": error}, status=status)
     return busy(response) if status == 503 else response
-
-
-# Mock interviews --------------------------------------------------------------------------------
-
-
-def get_mock(request: HttpRequest, pk: int) -> MockInterview:
-    learner = visitor_for(request)
-    return get_object_or_404(MockInterview.objects.owned_by(learner).select_related("question__topic"), pk=pk)
-
-
-def mock_context(mock: MockInterview, *, now=None, **extra) -> dict:
-    question = mock.question
-    covered = set(mock.self_assessment)
-    now = now or timezone.now()
-    review = services.mock_review(mock=mock) if mock.finished_at else None
-    return {
-        "nav": "drills",
-        "mock": mock,
-        "question": question,
-        "phases": review.phases if review else mock.phases(),
-        "curveball_phase": CURVEBALL_PHASE,
-        "curveballs": [
-            {**ball, "key": f"curveball-{n}", "answer": (mock.notes or {}).get(f"curveball-{n}", "")}
-            for n, ball in enumerate(services.mock_curveballs(question))
-        ],
-        "curveballs_due": mock.curveballs_due(now),
-        "curveballs_at_s": mock.curveballs_at_s(),
-        "curveballs_at": scheduling.clock(mock.curveballs_at_s() * 1000),
-        "review": review,
-        "points": [
-            {"index": i, "label": point.get("label", ""), "covered": i in covered}
-            for i, point in enumerate(question.key_points)
-        ],
-        "elapsed_s": mock.elapsed_s(now),
-        "length_s": mock.minutes * 60,
-        "length": f"{mock.minutes}:00",
-        "length_minutes": mock.minutes,
-        "covered_count": len(covered),
-        **extra,
-    }
-
-
-@require_http_methods(["GET", "HEAD", "POST"])
-def mock_start(request: HttpRequest) -> HttpResponse:
-    form = MockStartForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        question, note = form.cleaned_data["question"], ""
-        if question is None:
-            question, note = services.mock_prompt_surprise()
-        if question is None:
-            raise Http404("No design prompts or staff-level questions are loaded yet.")
-        mock = MockInterview.objects.create(
-            **visitor_for(request, create=True).owner(), question=question, minutes=form.cleaned_data["minutes"]
-        )
-        if note:
-            messages.info(request, note)
-        return redirect(mock)
-    learner = visitor_for(request)
-    past = MockInterview.objects.owned_by(learner).select_related("question")[:20]
-    context = {"nav": "drills", "form": form, "past": past, "phases": PHASES, "mock_minutes": MOCK_MINUTES}
-    return render(request, "drills/mock_start.html", context, status=400 if request.method == "POST" else 200)
-
-
-@require_safe
-def mock_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """The interview page; htmx asks for its curveballs when the timer reaches their phase."""
-    context = mock_context(get_mock(request, pk))
-    if request.htmx:
-        # Announced once: only the live reveal says it aloud, never a reload.
-        context["announce"] = context["curveballs_due"]
-    return page(request, "drills/mock_detail.html", "curveballs", context)
-
-
-@require_POST
-def mock_save(request: HttpRequest, pk: int) -> HttpResponse:
-    mock = get_mock(request, pk)
-    form = MockNotesForm(request.POST)
-    if not form.is_valid():
-        errors = [error for field_errors in form.errors.values() for error in field_errors]
-        if request.htmx:
-            context = {"errors": errors, "saved": False, "announce": "Notes not saved: " + " ".join(errors)}
-            return render(request, "drills/mock_detail.html#save_status", context)
-        phase = request.POST.get("phase", "")
-        context = mock_context(mock, errors=errors, error_phase=phase)
-        for item in context["phases"]:
-            if item["key"] == phase:
-                item["notes"] = request.POST.get("notes", "")
-        return render(request, "drills/mock_detail.html", context, status=400)
-    first = not (mock.notes or {}).get(form.cleaned_data["phase"])
-    mock.save_notes(form.cleaned_data["phase"], form.cleaned_data["notes"])
-    if request.htmx:
-        announce = "Notes save as you type." if first and form.cleaned_data["notes"] else ""
-        context = {"saved": True, "saved_at": timezone.now(), "announce": announce}
-        return render(request, "drills/mock_detail.html#save_status", context)
-    messages.success(request, "Notes saved.")
-    return redirect(f"{mock.get_absolute_url()}#phase-{form.cleaned_data['phase']}")
-
-
-@require_POST
-def mock_clock(request: HttpRequest, pk: int) -> HttpResponse:
-    """Pause, resume or skip to the next phase; the page reloads with the server's clock."""
-    mock = get_mock(request, pk)
-    form = MockClockForm(request.POST)
-    if not form.is_valid():
-        return HttpResponse("Unknown clock action: pause, resume or next.", status=400, content_type="text/plain")
-    mock.clock(form.cleaned_data["action"])
-    return redirect(mock)
-
-
-@require_POST
-def mock_finish(request: HttpRequest, pk: int) -> HttpResponse:
-    mock = get_mock(request, pk)
-    form = MockFinishForm(request.POST, points=len(mock.question.key_points))
-    if not form.is_valid():
-        return render(request, "drills/mock_detail.html", mock_context(mock, finish_error=True), status=400)
-    drilled = services.mock_finish(mock=mock, covered=form.cleaned_data["covered"])
-    if request.htmx:
-        context = mock_context(mock, focus_finish=True, oob=True, drilled=drilled)
-        return render(request, "drills/mock_detail.html#finish", context)
-    return redirect(f"{mock.get_absolute_url()}#finish")
-
-
-@require_safe
-def mock_export(request: HttpRequest, pk: int) -> HttpResponse:
-    mock = get_mock(request, pk)
-    if mock.finished_at is None:  # the write-up holds the rubric: it comes after the interview, as the rubric does
-        return HttpResponse(
-            "Finish the interview first: the write-up holds the rubric.", status=409, content_type="text/plain"
-        )
-    text = render(request, "drills/mock_export.md", mock_context(mock)).content
-    response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="mock-interview-{mock.pk}.md"'
-    return response

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from prepsite.links import lab_link
 from prepsite.visitor import Visitor
-from topics.drills import scheduling
+from topics.drills import canvas, scheduling
 from topics.drills.grading import assess
 from topics.drills.models import PHASES, Card, MockInterview
 from topics.models import Question
@@ -37,6 +37,86 @@ def mock_curveballs(question: Question) -> list[dict]:
             extra["also_url"] = lab_link(ball["also"])
         balls.append({**ball, **extra})
     return balls
+
+
+@dataclass
+class CurveballState:
+    """The mock's curveballs as the learner meets them: arrived (with when), still to come, the one to pop up."""
+
+    arrived: list[dict]  # shown in the list; each with "arrived" and "acknowledged" ({s, at, clock} or None)
+    pending: list[dict]  # still to come: only their times are on the page, never their text
+    popup: dict | None  # the oldest arrived curveball not yet acknowledged: it interrupts until it is
+
+    @property
+    def next_at_s(self) -> int | None:
+        return self.pending[0]["at_s"] if self.pending else None
+
+
+def _moment(entry: dict, prefix: str) -> dict | None:
+    if f"{prefix}_s" not in entry:
+        return None
+    seconds = entry[f"{prefix}_s"]
+    return {"s": seconds, "clock": scheduling.clock(seconds * 1000), "at": entry.get(f"{prefix}_at", "")}
+
+
+def mock_curveball_state(*, mock: MockInterview, now=None) -> CurveballState:
+    balls = mock_interruptions(mock.question)
+    schedule = mock.curveball_schedule_s(len(balls))
+    elapsed = mock.elapsed_s(now)
+    log = mock.curveball_log or {}
+    arrived, pending = [], []
+    for n, (ball, at_s) in enumerate(zip(balls, schedule, strict=True)):
+        key = ball["key"]
+        entry = log.get(key, {})
+        item = {
+            **ball,
+            "number": n + 1,
+            "at_s": at_s,
+            "at": scheduling.clock(at_s * 1000),
+            "answer": (mock.notes or {}).get(key, ""),
+            "arrived": _moment(entry, "arrived"),
+            "acknowledged": _moment(entry, "acknowledged"),
+        }
+        if mock.finished_at is not None or entry or elapsed >= at_s:
+            arrived.append(item)
+        else:
+            pending.append(item)
+    popup = None
+    if mock.finished_at is None:
+        popup = next((item for item in arrived if item["arrived"] and not item["acknowledged"]), None)
+    return CurveballState(arrived=arrived, pending=pending, popup=popup)
+
+
+def mock_curveballs_arrive(*, mock: MockInterview, now=None) -> list[str]:
+    """Record the curveballs whose time has come as arrived now; returns the texts of those that just did."""
+    balls = mock_interruptions(mock.question)
+    keys = [ball["key"] for ball in balls]
+    arrived = mock.curveballs_arrive(keys, now)
+    return [balls[keys.index(key)]["text"] for key in arrived]
+
+
+def mock_sketch_edit(*, mock: MockInterview, phase: str, **edit) -> dict:
+    """Apply one edit to a phase's sketch and save it at once (the sketch autosaves, as the notes do).
+    Raises canvas.SketchError for an edit the sketch refuses."""
+    sketch = canvas.sketch_apply((mock.sketches or {}).get(phase), **edit)
+    mock.save_sketch(phase, sketch)
+    return sketch
+
+
+# An interviewer interrupts a few times, not with the whole bank: the prompt's own first push, then the topic's
+# curveballs that show its Lab preset, then the others in order (the rest wait for another mock).
+INTERRUPTIONS = 3
+
+
+def mock_interruptions(question: Question) -> list[dict]:
+    """The curveballs that will interrupt a mock of `question`, each with its stable key ("curveball-N", N its
+    place in mock_curveballs, which the notes of its answer are saved under)."""
+    balls = [{**ball, "key": f"curveball-{n}"} for n, ball in enumerate(mock_curveballs(question))]
+    own = [ball for ball in balls if "preset" not in ball and "label" not in ball]
+    topic = [ball for ball in balls if ball not in own]
+    related = [ball for ball in topic if question.preset and question.preset in (ball.get("preset"), ball.get("also"))]
+    ordered = own[:1] + related + [ball for ball in topic if ball not in related] + own[1:]
+    return ordered[:INTERRUPTIONS]
 
 
 _H2 = re.compile(r"<h2\b[^>]*>(.*?)</h2\s*>", re.IGNORECASE | re.DOTALL)
