@@ -31,24 +31,9 @@ from sandbox.engine.presets import PRESETS
 from sandbox.liveview import readmodel
 from sandbox.models import Experiment, LedgerEntry
 from tests.conftest import BASE_DIR, wait_for
-from tests.sandbox.helpers import start, wait_finished, wait_state
+from tests.sandbox.helpers import lab_form, start, started_id, visitor_from, wait_finished, wait_state
 
 HX = {"HTTP_HX_REQUEST": "true"}
-
-
-def form(name: str = "happy", **overrides) -> dict:
-    data = {**PRESETS[name].parameters(), "preset": name, "seed": "7", "prediction": ""}
-    return {key: str(value) for key, value in {**data, **overrides}.items()}
-
-
-def visitor_from(address: str) -> Client:
-    """A browser at `address` with no cookie yet: every request of a fresh session looks like this."""
-    return Client(REMOTE_ADDR=address)
-
-
-def started_id(response) -> int:
-    assert response.status_code == 302, response.content[:3000]
-    return int(response["Location"].rstrip("/").rsplit("/", 1)[1])
 
 
 def lab_jobs_of(experiment_id: int) -> list[str]:
@@ -62,12 +47,12 @@ def lab_jobs_of(experiment_id: int) -> list[str]:
 def test_a_run_scheduled_for_years_is_refused_with_the_horizon_named(client):
     response = client.post(
         reverse("sandbox:start"),
-        form(jobs=500, queue_cap=500, arrival_per_s="0.000001", duration_ms=0, duration_spread_ms=0, max_retries=0),
+        lab_form(jobs=500, queue_cap=500, arrival_per_s="0.000001", duration_ms=0, duration_spread_ms=0, max_retries=0),
     )
     assert response.status_code == 400
     assert f"every experiment must fit in {HORIZON_S // 60} minutes" in response.content.decode()
     assert not Experiment.objects.exists()
-    tiny = client.post(reverse("sandbox:start"), form(jobs=5, arrival_per_s="1e-300"))
+    tiny = client.post(reverse("sandbox:start"), lab_form(jobs=5, arrival_per_s="1e-300"))
     assert tiny.status_code == 400  # was a 500: 1 / 1e-300 overflowed timedelta
 
 
@@ -107,13 +92,13 @@ def test_a_small_run_beside_a_hog_gets_its_fair_share_of_workers(rq_workers):
         started_id(
             hog.post(
                 reverse("sandbox:start"),
-                form(jobs=90, queue_cap=90, duration_ms=10_000, duration_spread_ms=0, max_retries=0, concurrency=8),
+                lab_form(jobs=90, queue_cap=90, duration_ms=10_000, duration_spread_ms=0, max_retries=0, concurrency=8),
             )
         )
         for _ in range(3)
     ]
     wait_for(lambda: Worker.count(connection=get_redis()) and all_busy(), 20, message="the hog to fill every worker")
-    small = Experiment.objects.get(pk=started_id(newcomer.post(reverse("sandbox:start"), form(jobs=20))))
+    small = Experiment.objects.get(pk=started_id(newcomer.post(reverse("sandbox:start"), lab_form(jobs=20))))
     assert limits_granted() == {"hog": 1, "newcomer": 1}  # two workers, two visitors: one each, at once
     state = wait_finished(small, 60)
     assert state.counters["succeeded"] == 20
@@ -141,9 +126,9 @@ def limits_granted() -> dict:
 
 def test_the_global_job_cap_counts_jobs_held_back_by_a_concurrency_limit(lab_engine, monkeypatch):
     hog = visitor_from("198.51.100.3")
-    started_id(hog.post(reverse("sandbox:start"), form(jobs=200, queue_cap=200, duration_ms=2000, max_retries=0)))
+    started_id(hog.post(reverse("sandbox:start"), lab_form(jobs=200, queue_cap=200, duration_ms=2000, max_retries=0)))
     monkeypatch.setattr(limits, "GLOBAL_OPEN_JOBS", 250)
-    other = visitor_from("198.51.100.4").post(reverse("sandbox:start"), form(jobs=60))
+    other = visitor_from("198.51.100.4").post(reverse("sandbox:start"), lab_form(jobs=60))
     assert other.status_code == 429
     assert re.search(r"The shared lab has (19\d|200) jobs still to run", other.content.decode())
     for experiment in Experiment.objects.active():
@@ -155,7 +140,7 @@ def test_the_worker_seconds_cap_counts_duplicate_deliveries(client):
     # 300 jobs x 2 attempts x 1 s = 600 worker-seconds; with 60% delivered twice it is 960.
     response = client.post(
         reverse("sandbox:start"),
-        form(jobs=300, queue_cap=300, duration_ms=1000, duration_spread_ms=0, max_retries=1, duplicate_rate=0.6),
+        lab_form(jobs=300, queue_cap=300, duration_ms=1000, duration_spread_ms=0, max_retries=1, duplicate_rate=0.6),
     )
     assert response.status_code == 400
     assert "could use 960 worker-seconds" in response.content.decode()
@@ -177,7 +162,7 @@ def test_redrives_count_against_the_experiments_worker_time_budget(lab_engine):
 def test_fresh_sessions_from_one_address_meet_the_address_ceiling(lab_engine):
     """Each person behind an address has their own three running runs (issue #25); a script minting a cookie per
     request meets the address's ceiling, and the message invites signing up."""
-    slow = form(jobs=2, duration_ms=3000, duration_spread_ms=0)
+    slow = lab_form(jobs=2, duration_ms=3000, duration_spread_ms=0)
     ceiling = limits.ACTIVE_PER_VISITOR * ADDRESS_CEILING_TIMES
     responses = [visitor_from("203.0.113.9").post(reverse("sandbox:start"), slow) for _ in range(ceiling + 1)]
     assert [r.status_code for r in responses] == [302] * ceiling + [429]
@@ -197,7 +182,7 @@ def test_a_start_that_fails_half_way_leaves_nothing_running(lab_engine):
     redis.config_set("maxmemory", used + 200_000)  # room for a few jobs, not 500
     try:
         response = visitor_from("203.0.113.20").post(
-            reverse("sandbox:start"), form(jobs=500, queue_cap=500, duration_ms=1)
+            reverse("sandbox:start"), lab_form(jobs=500, queue_cap=500, duration_ms=1)
         )
     finally:
         redis.config_set("maxmemory", 0)

@@ -23,7 +23,7 @@ from sandbox.engine import experiments, limits, live
 from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
 from tests.conftest import BASE_DIR, STATE, free_port, wait_for, worker_env
-from tests.sandbox.helpers import wait_finished
+from tests.sandbox.helpers import lab_form, started_id, visitor_from, wait_finished
 
 # ---------------------------------------------------------------- 9. the development secret key
 
@@ -285,20 +285,6 @@ def test_a_stream_run_that_always_crashes_cannot_keep_the_consumers_dead(rq_work
     events = [e["kind"] for e in live.read(crashing.pk, events=500).events]
     assert 1 <= events.count("crash_injected") <= limits.KILLS_PER_MINUTE * 3  # a few real kills, within budget
     assert events.count("crash_contained") >= 1  # the rest were contained: the consumer lived on
-
-
-def lab_form(name: str, **overrides) -> dict:
-    data = {**PRESETS[name].parameters(), "preset": name, "seed": "7", "prediction": ""}
-    return {key: str(value) for key, value in {**data, **overrides}.items()}
-
-
-def visitor_from(address: str) -> Client:
-    return Client(REMOTE_ADDR=address)
-
-
-def started_id(response) -> int:
-    assert response.status_code == 302, response.content[:3000]
-    return int(response["Location"].rstrip("/").rsplit("/", 1)[1])
 
 
 # ---------------------------------------------------------------- 4. caps checked and taken atomically

@@ -2,6 +2,7 @@ import secrets
 import time
 
 import pytest
+from django.test import Client
 
 from prepsite.visitor import ANON_KEY, CLI, Visitor
 from sandbox.engine import experiments, live
@@ -10,6 +11,23 @@ from sandbox.models import Experiment
 from tests.conftest import wait_for
 
 FAST = {"duration_ms": 50, "duration_spread_ms": 20}
+
+
+def lab_form(name: str = "happy", **overrides) -> dict:
+    """The Lab's start form for preset `name`, as a browser posts it (every field a string)."""
+    data = {**PRESETS[name].parameters(), "preset": name, "seed": "7", "prediction": ""}
+    return {key: str(value) for key, value in {**data, **overrides}.items()}
+
+
+def visitor_from(address: str) -> Client:
+    """A browser at `address` with no cookie yet: every request of a fresh session looks like this."""
+    return Client(REMOTE_ADDR=address)
+
+
+def started_id(response) -> int:
+    """The experiment a start form's redirect points at."""
+    assert response.status_code == 302, response.content[:3000]
+    return int(response["Location"].rstrip("/").rsplit("/", 1)[1])
 
 
 def start(preset: str, owner: Visitor = CLI, seed: int = 7, **overrides) -> Experiment:
