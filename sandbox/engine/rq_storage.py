@@ -112,6 +112,28 @@ def requeue_failed(queue: Queue, job_id: str, *, retries: int, delay_s: int = 0)
     return True
 
 
+REFUSED_RETRY_S = 1  # the wait before re-running an attempt Redis refused, for a job that has no retry intervals
+
+
+def refund_retry(job: Job, *, most: int) -> int | None:
+    """Give back the retry RQ is about to spend on an attempt that failed because Redis refused a write (it was
+    full), not because of the job. Returns which refund this is, or None once `most` are used up.
+
+    RQ runs the failure callback on the very Job object its handle_job_failure then retries: job.retry()
+    decrements retries_left and saves the job with the retry, so one more here cancels that decrement. The refunds
+    are counted in job.meta, saved with it, so a Redis that stays full still ends the job. A job enqueued without
+    retries gets a one-second wait rather than an immediate re-run into a Redis still refusing.
+    """
+    refunds = int(job.meta.get("redis_refusals", 0)) + 1
+    if refunds > most:
+        return None
+    job.meta["redis_refusals"] = refunds
+    job.retries_left = (job.retries_left or 0) + 1
+    if not job.retry_intervals:
+        job.retry_intervals = [REFUSED_RETRY_S]
+    return refunds
+
+
 def discard_failed(queue: Queue, job_id: str) -> None:
     with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
         FailedJobRegistry(queue=queue).remove(job_id, delete_job=True)
