@@ -3,8 +3,11 @@
 Run in process (tests/sandbox/engine.py), so the window in which Redis refuses writes opens and closes at a chosen
 step of one attempt: maxmemory 1 on the session's own Redis refuses every write that could grow memory."""
 
-from sandbox.engine import live
+from rq.job import Job
+
+from sandbox.engine import handler, live
 from sandbox.engine.fault_plan import FaultPlan
+from sandbox.ops import jobs
 from tests.sandbox.helpers import run_story, start
 
 SEED = 13  # with failure_rate 0.5, order #1's attempts 1-3 fail and its 4th succeeds
@@ -54,3 +57,73 @@ def test_an_attempt_whose_first_write_redis_refused_spends_no_retry(lab_engine, 
     assert len(refused) == 1, story
     assert "without spending a retry" in refused[0]["detail"], story
     assert state.accounting_holds()
+
+
+def test_an_attempt_whose_rq_bookkeeping_redis_refused_spends_no_retry(lab_engine, monkeypatch):
+    """Redis refuses RQ's own first write of attempt 2 (marking the job started), so the job's body never runs."""
+    redis = lab_engine.queue.connection
+    experiment = start("happy", **FLAKY)
+    worker, prepared = lab_engine.worker, []
+    prepare = worker.prepare_job_execution
+
+    def second_prepared_while_full(job, *args, **kwargs):
+        prepared.append(job.id)
+        if len(prepared) == 2:
+            return full_during(redis, lambda: prepare(job, *args, **kwargs))
+        return prepare(job, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "prepare_job_execution", second_prepared_while_full)
+    state = lab_engine.finish(experiment)
+    story = run_story(experiment.pk)
+    assert len(prepared) == 5, story
+    assert state.counters["attempts"] == 4, story
+    assert state.counters["succeeded"] == 1, story
+    assert state.counters["failed_attempts"] == 3, story
+    assert [e["kind"] for e in live.read(experiment.pk, events=50).events].count("redis_refused") == 1, story
+
+
+def test_an_attempt_redis_cut_short_while_working_ends_failed_and_spends_no_retry(lab_engine, monkeypatch):
+    """Redis refuses a write in the middle of attempt 2 (the job's check for a stop request): the attempt had
+    begun, so it counts as a failed attempt, but RQ runs the job again without spending a retry."""
+    redis = lab_engine.queue.connection
+    experiment = start("happy", **FLAKY)
+    work, worked = handler._work, []
+
+    def second_works_while_full(*args, **kwargs):
+        worked.append(1)
+        if len(worked) == 2:
+            return full_during(redis, lambda: work(*args, **kwargs))
+        return work(*args, **kwargs)
+
+    monkeypatch.setattr(handler, "_work", second_works_while_full)
+    state = lab_engine.finish(experiment)
+    story = run_story(experiment.pk)
+    assert state.counters["attempts"] == 4, story  # 1 fails, 2 is cut short, 3 fails, 4 succeeds
+    assert state.counters["succeeded"] == 1, story
+    assert state.counters["failed_attempts"] == 3, story
+    assert state.running == {}, story
+    rq_job = Job.fetch(live.job_id_for(experiment.pk, 1), connection=redis)
+    assert rq_job.retries_left == 1, story  # attempts 1 and 3 spent a retry each; the cut-short one did not
+    assert state.accounting_holds()
+
+
+def test_a_redis_that_keeps_refusing_dead_letters_the_job_loudly_after_the_refunds(lab_engine, monkeypatch):
+    """Every attempt's first write is refused: after REDIS_REFUSALS_REFUNDED re-runs the refusals spend the retry
+    budget, and the job is dead-lettered with the reason in its events, not retried for ever."""
+    redis = lab_engine.queue.connection
+    experiment = start("happy", **FLAKY)
+    begin, begun = live.Recorder.begin_attempt, []
+
+    def every_begin_while_full(self, **kwargs):
+        begun.append(1)
+        return full_during(redis, lambda: begin(self, **kwargs))
+
+    monkeypatch.setattr(live.Recorder, "begin_attempt", every_begin_while_full)
+    state = lab_engine.finish(experiment)
+    story = run_story(experiment.pk)
+    assert len(begun) == jobs.REDIS_REFUSALS_REFUNDED + 4, story  # the refunded re-runs, then the whole budget
+    assert state.counters["attempts"] == 0, story
+    assert state.counters["dead_lettered"] == 1, story
+    events = live.read(experiment.pk, events=100).events
+    assert any("spends the retry budget" in e.get("detail", "") for e in events), story
+    assert next(e for e in events if e["kind"] == "dead_lettered")["error"].startswith("OutOfMemoryError"), story
