@@ -355,24 +355,19 @@ class Recorder:
         return first
 
     def attempt_refused(self, *, job: int, job_id: str, error: str, retry_at: float, refusal: str) -> None:
-        """An attempt Redis cut short by refusing a write (it was full), re-run at retry_at without spending the
-        retry budget. An attempt refused before it began (its first write is the attempt counter) is not counted;
-        one refused later ends as a failed attempt. refusal says which refusal of how many allowed this is."""
-        began = self.redis.hget(self.k("run"), str(job))
-        pipe = self.redis.pipeline()
+        """An attempt Redis cut short by refusing a write (full), run again at retry_at without spending a retry.
+        Refused as it began (its first write counts it) it is not counted; refused later it ends as failed."""
+        began, pipe = self.redis.hget(self.k("run"), str(job)), self.redis.pipeline()
         if began is not None:
-            attempt = int(self.redis.hget(self.k("attempt_no"), str(job)) or 0)
             self._end_attempt(pipe, job, job_id)
-            self._bucket(pipe, "fail")
             pipe.hincrby(self.k("c"), "failed_attempts", 1)
-            mark = {"n": attempt, "r": "error", "t": time.time(), "e": error[:300], "next": retry_at}
-            self._mark(pipe, job, {**mark, "s": json.loads(began)["since"]})
+            attempt, since = int(self.redis.hget(self.k("attempt_no"), str(job)) or 0), json.loads(began)["since"]
+            mark = {"n": attempt, "r": "error", "t": time.time(), "e": error[:300], "next": retry_at, "s": since}
+            self._mark(pipe, job, mark)
         pipe.zadd(self.k("sched"), {str(job): retry_at})
         self._expire(pipe, "sched")
-        self._event(
-            pipe, "redis_refused", job, at=f"{retry_at:.0f}", error=error[:200],
-            detail=f"Redis is full and refused a write: the attempt runs again without spending a retry ({refusal})",
-        )  # fmt: skip
+        detail = f"Redis is full and refused a write: the attempt runs again without spending a retry ({refusal})"
+        self._event(pipe, "redis_refused", job, at=f"{retry_at:.0f}", error=error[:200], detail=detail)
         pipe.execute()
 
     def redeliver_once(self, job: int) -> bool:

@@ -134,6 +134,16 @@ def refund_retry(job: Job, *, most: int) -> int | None:
     return refunds
 
 
+def failure_filed(queue: Queue, job_id: str, execution_id: str | None) -> bool:
+    """Whether RQ filed a failed attempt: its execution left the started registry (RQ retried, failed or stopped
+    the job in one transaction). When Redis refuses that transaction RQ logs it and moves on, and the job's status
+    alone cannot tell: Job.retry() sets it outside the transaction, so it may say 'scheduled' all the same."""
+    started = StartedJobRegistry(queue=queue).key
+    if execution_id is not None:
+        return queue.connection.zscore(started, f"{job_id}:{execution_id}") is None
+    return not any(entry_job == job_id for _, entry_job in started_entries(queue))
+
+
 def discard_failed(queue: Queue, job_id: str) -> None:
     with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
         FailedJobRegistry(queue=queue).remove(job_id, delete_job=True)

@@ -127,3 +127,36 @@ def test_a_redis_that_keeps_refusing_dead_letters_the_job_loudly_after_the_refun
     events = live.read(experiment.pk, events=100).events
     assert any("spends the retry budget" in e.get("detail", "") for e in events), story
     assert next(e for e in events if e["kind"] == "dead_lettered")["error"].startswith("OutOfMemoryError"), story
+
+
+def test_a_failure_rq_could_not_file_while_redis_was_full_is_filed_once_it_has_room(lab_engine, monkeypatch):
+    """Redis refuses everything from attempt 2's first write until after RQ first tried to file its failure
+    (RQ logs that and moves on, leaving the job 'started' until its abandoned-job cleanup spends a retry on it).
+    The worker files it again once Redis has room, with the retry refunded."""
+    redis = lab_engine.queue.connection
+    experiment = start("happy", **FLAKY)
+    begin, begun = live.Recorder.begin_attempt, []
+
+    def second_begins_while_full(self, **kwargs):
+        begun.append(1)
+        if len(begun) == 2:
+            redis.config_set("maxmemory", 1)  # until the worker waits for room
+        return begin(self, **kwargs)
+
+    waited = []
+
+    def room_again(seconds: float) -> None:
+        waited.append(seconds)
+        redis.config_set("maxmemory", 0)
+
+    monkeypatch.setattr(live.Recorder, "begin_attempt", second_begins_while_full)
+    monkeypatch.setattr(lab_engine.worker, "wait_for_room", room_again)
+    try:
+        state = lab_engine.finish(experiment)
+    finally:
+        redis.config_set("maxmemory", 0)
+    story = run_story(experiment.pk)
+    assert len(waited) == 1, story
+    assert state.counters["attempts"] == 4, story
+    assert state.counters["succeeded"] == 1, story
+    assert state.counters["dead_lettered"] == 0, story

@@ -183,6 +183,17 @@ def test_a_retry_refunded_in_the_failure_callback_is_not_spent(queue):
     assert Job.fetch(used_up.id, connection=queue.connection).retries_left == 0  # `most` used up: spent
 
 
+def test_a_filed_failure_has_left_the_started_registry_and_an_unfiled_one_has_not(queue):
+    job = queue.enqueue(boom, retry=Retry(max=1, interval=[30]))
+    work(queue)
+    assert rq_storage.failure_filed(queue, job.id, None)
+    registry = rq.registry.StartedJobRegistry(queue=queue)
+    queue.connection.zadd(registry.key, {f"{job.id}:contract": 9_999_999_999})  # as while its attempt runs
+    assert not rq_storage.failure_filed(queue, job.id, "contract")
+    assert not rq_storage.failure_filed(queue, job.id, None)
+    assert rq_storage.failure_filed(queue, job.id, "another-execution")
+
+
 def test_a_refund_to_a_job_without_retries_runs_it_again_through_the_scheduler(queue):
     job = queue.enqueue(boom, on_failure=Callback(f"{__name__}.refund_once"))
     work(queue)
