@@ -3,6 +3,7 @@
 Run in process (tests/sandbox/engine.py), so the window in which Redis refuses writes opens and closes at a chosen
 step of one attempt: maxmemory 1 on the session's own Redis refuses every write that could grow memory."""
 
+import pytest
 from rq.job import Job
 
 from sandbox.engine import handler, live
@@ -158,5 +159,47 @@ def test_a_failure_rq_could_not_file_while_redis_was_full_is_filed_once_it_has_r
     story = run_story(experiment.pk)
     assert len(waited) == 1, story
     assert state.counters["attempts"] == 4, story
+    assert state.counters["succeeded"] == 1, story
+    assert state.counters["dead_lettered"] == 0, story
+
+
+@pytest.mark.django_db(transaction=True)  # the forked work-horse charges the order on its own connection
+def test_a_forking_lab_worker_spends_no_retry_on_an_attempt_redis_refused(lab_engine, monkeypatch, tmp_path):
+    """The production worker class, forking a work-horse per attempt; Redis refuses everything from attempt 2's
+    first write until the horse waits for room to file its failure. Without RidesOutRedisFull the refused
+    heartbeat made the horse exit 1, and its parent filed a crash, spending a retry the Lab never counted."""
+    from django.db import connections
+
+    from sandbox.ops import workers
+
+    monkeypatch.setattr(workers, "die_with_parent", lambda: None)  # not the test process's business
+    monkeypatch.setattr(workers, "warm_up", lambda: None)
+    redis = lab_engine.queue.connection
+    lab_engine.worker = workers.LabWorker([lab_engine.queue], connection=redis)
+    experiment = start("happy", **FLAKY)
+    connections.close_all()  # a forked horse must not share the test's database connection
+    begin, refused, waited = live.Recorder.begin_attempt, tmp_path / "refused", tmp_path / "waited"
+
+    def second_begins_while_full(self, **kwargs):  # runs in a horse: the markers are files, not memory
+        if not refused.exists() and int(self.redis.hget(self.k("attempt_no"), "1") or 0) == 1:
+            refused.touch()
+            redis.config_set("maxmemory", 1)
+        return begin(self, **kwargs)
+
+    def room_again(worker, seconds: float) -> None:
+        waited.touch()
+        redis.config_set("maxmemory", 0)
+
+    monkeypatch.setattr(live.Recorder, "begin_attempt", second_begins_while_full)
+    monkeypatch.setattr(workers.LabWorker, "wait_for_room", room_again)
+    try:
+        state = lab_engine.finish(experiment)
+    finally:
+        redis.config_set("maxmemory", 0)
+    story = run_story(experiment.pk)
+    assert refused.exists(), story
+    assert waited.exists(), story
+    assert state.counters["attempts"] == 4, story
+    assert state.counters["crashes"] == 0, story
     assert state.counters["succeeded"] == 1, story
     assert state.counters["dead_lettered"] == 0, story
