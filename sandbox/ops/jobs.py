@@ -108,10 +108,8 @@ def redis_refused(job: Job, error: str) -> None:
     refund = rq_storage.refund_retry(job, most=REDIS_REFUSALS_REFUNDED)
     recorder = Recorder(experiment_id, job.connection)
     if refund is None:
-        recorder.note(
-            "redis_refused", job_index, error=error[:200],
-            detail=f"Redis refused a write again after {REDIS_REFUSALS_REFUNDED} re-runs: this attempt spends the retry budget",
-        )  # fmt: skip
+        detail = f"Redis refused a write after {REDIS_REFUSALS_REFUNDED} re-runs: this attempt spends the retry budget"
+        recorder.note("redis_refused", job_index, error=error[:200], detail=detail)
         record_failure(job, "error", error, "Redis full", logging.ERROR)
         return
     delay = job.get_retry_interval()

@@ -1,5 +1,6 @@
 """The worker class `make run` and the tests start (through django-rq's `rqworker-pool`)."""
 
+import contextlib
 import gc
 import logging
 import time
@@ -32,22 +33,32 @@ FILE_AGAIN_AFTER_S = (0.1, 0.2, 0.5, 1, 2, 4, 8)
 class RidesOutRedisFull:
     """What a Lab worker adds to RQ's for a Redis at maxmemory refusing writes for a while.
 
-    RQ 3.0 lets two refused writes escape its error handling when an attempt fails: the job's heartbeat as the
-    attempt ends (before the failure callback runs) and the status Job.retry() sets outside its transaction. Either
-    took a SimpleWorker down, and made a forking work-horse exit 1, which its parent filed as a crash, spending a
-    retry on an attempt the failure callback had refunded. And when Redis refuses the transaction that files the
-    failure, RQ logs it and moves on, leaving the job 'started' until its abandoned-job cleanup spends a retry on
-    it. Here the heartbeat is skipped, and a failure RQ could not file is filed again once Redis has room, with the
-    retry budget the failure callback left it.
+    RQ 3.0 lets refused writes escape its error handling. The job's heartbeat as an attempt ends (before the
+    failure callback runs) and the status Job.retry() sets outside its transaction took a SimpleWorker down, and
+    made a forking work-horse exit 1, which its parent filed as a crash, spending a retry on an attempt the failure
+    callback had refunded; the parent's own heartbeat while its horse works took the worker down. And when Redis
+    refuses the transaction that files a failure, RQ logs it and moves on, leaving the job 'started' until its
+    abandoned-job cleanup spends a retry on it. Here a refused heartbeat is skipped, and a failure RQ could not
+    file is filed again once Redis has room, with the retry budget the failure callback left it.
     """
 
     def handle_execution_ended(self, job, queue, heartbeat_ttl):
-        try:
+        with self._heartbeat_may_be_refused(job, "at the end of the attempt"):
             super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def maintain_heartbeats(self, job, execution):
+        # The parent's heartbeat while its horse works: refused, it escaped and took the worker down.
+        with self._heartbeat_may_be_refused(job, "while it runs"):
+            super().maintain_heartbeats(job, execution)
+
+    @contextlib.contextmanager
+    def _heartbeat_may_be_refused(self, job, when: str):
+        try:
+            yield
         except RedisError as exc:
             if not redis_is_full(exc):
                 raise
-            self.log.warning("job %s: Redis is full: its heartbeat at the end of the attempt was skipped", job.id)
+            self.log.warning("job %s: Redis is full: its heartbeat %s was skipped", job.id, when)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):
         retries_left = job.retries_left  # RQ's retry() spends one of them on the Job object, filed or not

@@ -3,6 +3,8 @@
 Run in process (tests/sandbox/engine.py), so the window in which Redis refuses writes opens and closes at a chosen
 step of one attempt: maxmemory 1 on the session's own Redis refuses every write that could grow memory."""
 
+import time
+
 import pytest
 from rq.job import Job
 
@@ -167,10 +169,11 @@ def test_a_failure_rq_could_not_file_while_redis_was_full_is_filed_once_it_has_r
 
 
 @pytest.mark.django_db(transaction=True)  # the forked work-horse charges the order on its own connection
-def test_a_forking_lab_worker_spends_no_retry_on_an_attempt_redis_refused(lab_engine, monkeypatch, tmp_path):
+def test_a_forking_lab_worker_spends_no_retry_on_an_attempt_redis_refused(lab_engine, monkeypatch, tmp_path, caplog):
     """The production worker class, forking a work-horse per attempt; Redis refuses everything from attempt 2's
     first write until the horse waits for room to file its failure. Without RidesOutRedisFull the refused
-    heartbeat made the horse exit 1, and its parent filed a crash, spending a retry the Lab never counted."""
+    heartbeat made the horse exit 1, and its parent filed a crash, spending a retry the Lab never counted; and the
+    parent's own refused heartbeat, while its horse waited for room, took the worker down."""
     from django.db import connections
 
     from sandbox.ops import workers
@@ -191,6 +194,7 @@ def test_a_forking_lab_worker_spends_no_retry_on_an_attempt_redis_refused(lab_en
 
     def room_again(worker, seconds: float) -> None:
         waited.touch()
+        time.sleep(workers.HEARTBEAT_SECONDS * 1.5)  # still full as the parent heartbeats while its horse waits
         redis.config_set("maxmemory", 0)
 
     monkeypatch.setattr(live.Recorder, "begin_attempt", second_begins_while_full)
@@ -206,3 +210,5 @@ def test_a_forking_lab_worker_spends_no_retry_on_an_attempt_redis_refused(lab_en
     assert state.counters["crashes"] == 0, story
     assert state.counters["succeeded"] == 1, story
     assert state.counters["dead_lettered"] == 0, story
+    assert not [r for r in caplog.records if "unhandled exception" in r.getMessage()], story  # the worker lived
+    assert any("heartbeat while it runs was skipped" in r.getMessage() for r in caplog.records), story
