@@ -354,6 +354,22 @@ class Recorder:
         pipe.execute()
         return first
 
+    def attempt_refused(self, *, job: int, job_id: str, error: str, retry_at: float, refusal: str) -> None:
+        """An attempt Redis cut short by refusing a write (full), run again at retry_at without spending a retry.
+        Refused as it began (its first write counts it) it is not counted; refused later it ends as failed."""
+        began, pipe = self.redis.hget(self.k("run"), str(job)), self.redis.pipeline()
+        if began is not None:
+            self._end_attempt(pipe, job, job_id)
+            pipe.hincrby(self.k("c"), "failed_attempts", 1)
+            attempt, since = int(self.redis.hget(self.k("attempt_no"), str(job)) or 0), json.loads(began)["since"]
+            mark = {"n": attempt, "r": "error", "t": time.time(), "e": error[:300], "next": retry_at, "s": since}
+            self._mark(pipe, job, mark)
+        pipe.zadd(self.k("sched"), {str(job): retry_at})
+        self._expire(pipe, "sched")
+        detail = f"Redis is full and refused a write: the attempt runs again without spending a retry ({refusal})"
+        self._event(pipe, "redis_refused", job, at=f"{retry_at:.0f}", error=error[:200], detail=detail)
+        pipe.execute()
+
     def redeliver_once(self, job: int) -> bool:
         """True the first time a message is picked for redelivery (so a redelivery is not redelivered)."""
         if not self.redis.hsetnx(self.k("redelivered"), str(job), 1):

@@ -112,6 +112,38 @@ def requeue_failed(queue: Queue, job_id: str, *, retries: int, delay_s: int = 0)
     return True
 
 
+REFUSED_RETRY_S = 1  # the wait before re-running an attempt Redis refused, for a job that has no retry intervals
+
+
+def refund_retry(job: Job, *, most: int) -> int | None:
+    """Give back the retry RQ is about to spend on an attempt that failed because Redis refused a write (it was
+    full), not because of the job. Returns which refund this is, or None once `most` are used up.
+
+    RQ runs the failure callback on the very Job object its handle_job_failure then retries: job.retry()
+    decrements retries_left and saves the job with the retry, so one more here cancels that decrement. The refunds
+    are counted in job.meta, saved with it, so a Redis that stays full still ends the job. A job enqueued without
+    retries gets a one-second wait rather than an immediate re-run into a Redis still refusing.
+    """
+    refunds = int(job.meta.get("redis_refusals", 0)) + 1
+    if refunds > most:
+        return None
+    job.meta["redis_refusals"] = refunds
+    job.retries_left = (job.retries_left or 0) + 1
+    if not job.retry_intervals:
+        job.retry_intervals = [REFUSED_RETRY_S]
+    return refunds
+
+
+def failure_filed(queue: Queue, job_id: str, execution_id: str | None) -> bool:
+    """Whether RQ filed a failed attempt: its execution left the started registry (RQ retried, failed or stopped
+    the job in one transaction). When Redis refuses that transaction RQ logs it and moves on, and the job's status
+    alone cannot tell: Job.retry() sets it outside the transaction, so it may say 'scheduled' all the same."""
+    started = StartedJobRegistry(queue=queue).key
+    if execution_id is not None:
+        return queue.connection.zscore(started, f"{job_id}:{execution_id}") is None
+    return not any(entry_job == job_id for _, entry_job in started_entries(queue))
+
+
 def discard_failed(queue: Queue, job_id: str) -> None:
     with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
         FailedJobRegistry(queue=queue).remove(job_id, delete_job=True)

@@ -34,6 +34,7 @@ EVENT_PILL = {
     "dead_lettered": "err",
     "double_charge": "err",
     "retry_scheduled": "warn",
+    "redis_refused": "warn",
     "rejected": "warn",
     "stopped": "warn",
     "redelivered": "warn",
@@ -43,7 +44,10 @@ EVENT_PILL = {
     "order_violation": "err",
 }
 # Event kinds in words where the identifier reads badly; the rest lose their underscores.
-EVENT_LABEL = {"rebalanced": "partition moved", "order_violation": "out of order", "redelivered": "delivered again"}
+EVENT_LABEL = {
+    "rebalanced": "partition moved", "order_violation": "out of order", "redelivered": "delivered again",
+    "redis_refused": "Redis full: run again",
+}  # fmt: skip
 # (key, label, css) of the counters panel, in reading order.
 STATS = [
     ("requested", "requested", ""),

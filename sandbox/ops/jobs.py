@@ -9,7 +9,8 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from sandbox.engine import experiments, handler
+from prepsite.redis_conn import redis_is_full
+from sandbox.engine import experiments, handler, rq_storage
 from sandbox.engine.live import Recorder, parse_job_id
 from sandbox.workflows.fanin import ChildFailed
 from sandbox.workflows.outbox import CommitFailed
@@ -17,6 +18,9 @@ from sandbox.workflows.saga import CompensationFailed
 
 # One line per attempt of a Lab job (RQ's own per-job lines are filtered out by prepsite.logs).
 log = logging.getLogger("sandbox.lab")
+# An attempt Redis cut short by refusing a write is run again without spending the retry budget, this many times
+# per job; after that a Redis that stays full spends the budget and dead-letters the job, saying so in its events.
+REDIS_REFUSALS_REFUNDED = 10
 # Faults the Lab injects on purpose: expected, so one line each and no traceback.
 INJECTED = (
     handler.TransientError,
@@ -64,6 +68,9 @@ def record_failure(job: Job, kind: str, error: str, fault: str, level: int = log
 
 
 def on_failure(job: Job, connection, exc_type, exc_value, traceback) -> None:
+    if redis_is_full(exc_value):
+        redis_refused(job, f"{exc_type.__name__}: {exc_value}")
+        return
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         kind = "timeout"
     elif exc_type is not None and issubclass(exc_type, AbandonedJobError):
@@ -87,3 +94,30 @@ def on_horse_killed(job: Job, retpid: int, ret_val: int, rusage) -> None:
     fault = "work-horse SIGKILLed (injected)" if injected else f"work-horse died (waitpid returned {ret_val})"
     error = f"work-horse terminated unexpectedly; waitpid returned {ret_val} (SIGKILL)"
     record_failure(job, "crash", error, fault, logging.INFO if injected else logging.ERROR)
+
+
+def redis_refused(job: Job, error: str) -> None:
+    """The attempt failed because Redis refused a write (full), not because of the job: RQ must not spend a retry
+    on it (it did: the Lab's attempt counter, the first write of an attempt, had not counted it, so the job was
+    dead-lettered an attempt early). The refund comes first, since the Lab's own record below may be refused too;
+    RQ then persists the job with its budget intact, or, if Redis still refuses, leaves it for the janitor."""
+    ids = parse_job_id(job.id)
+    if ids is None:
+        return
+    experiment_id, job_index = ids
+    refund = rq_storage.refund_retry(job, most=REDIS_REFUSALS_REFUNDED)
+    recorder = Recorder(experiment_id, job.connection)
+    if refund is None:
+        detail = f"Redis refused a write after {REDIS_REFUSALS_REFUNDED} re-runs: this attempt spends the retry budget"
+        recorder.note("redis_refused", job_index, error=error[:200], detail=detail)
+        record_failure(job, "error", error, "Redis full", logging.ERROR)
+        return
+    delay = job.get_retry_interval()
+    log.warning(
+        "lab exp %s job %s: Redis refused a write -> run again in %ss, no retry spent (refusal %s of %s)",
+        experiment_id, job_index, delay, refund, REDIS_REFUSALS_REFUNDED,
+    )  # fmt: skip
+    recorder.attempt_refused(
+        job=job_index, job_id=job.id, error=error, retry_at=time.time() + delay,
+        refusal=f"{refund} of {REDIS_REFUSALS_REFUNDED}",
+    )  # fmt: skip

@@ -21,9 +21,10 @@ from rq.scheduler import RQScheduler
 from sandbox.engine import live, rq_storage
 from sandbox.liveview.panels import render_pass
 from sandbox.models import Experiment
+from sandbox.ops.workers import RidesOutRedisFull
 
 
-class QuietWorker(SimpleWorker):
+class QuietWorker(RidesOutRedisFull, SimpleWorker):
     """A SimpleWorker without the pubsub thread it starts for every burst: the Lab sends its workers no RQ
     commands, and joining that thread at each burst's end waited about half a second (measured: 10 s of
     the jitter lesson's 33)."""

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 import rq
 from rq import Queue, Retry, SimpleWorker
-from rq.job import Job
+from rq.job import Callback, Job
 from rq.rate_limit import RateLimit
 from rq.scheduler import RQScheduler
 
@@ -25,6 +25,11 @@ def noop() -> str:
 
 def boom() -> None:
     raise RuntimeError("contract test failure")
+
+
+def refund_once(job, connection, exc_type, exc_value, traceback) -> None:
+    """A failure callback that gives back the retry, as sandbox.ops.jobs does when Redis refused a write."""
+    rq_storage.refund_retry(job, most=1)
 
 
 def started_entries_seen_by_the_job() -> list:
@@ -158,6 +163,43 @@ def test_rq_requeue_leaves_retries_left_at_zero_so_redrive_restores_the_budget(q
     assert rq_storage.requeue_failed(queue, job.id, retries=3)
     assert Job.fetch(job.id, connection=queue.connection).retries_left == 3
     assert rq_storage.on_queue(queue, job.id)
+
+
+def test_a_retry_refunded_in_the_failure_callback_is_not_spent(queue):
+    """RQ runs the failure callback on the Job object its handle_job_failure then retries (decrementing
+    retries_left) and saves, meta included: refund_retry's extra retry cancels the decrement, and its count of
+    refunds is saved with the job, so `most` bounds them."""
+    job = queue.enqueue(boom, retry=Retry(max=1, interval=[30]), on_failure=Callback(f"{__name__}.refund_once"))
+    work(queue)
+    job = Job.fetch(job.id, connection=queue.connection)
+    assert job.retries_left == 1  # refunded: the budget is intact
+    assert job.meta["redis_refusals"] == 1
+    assert job.id in rq.registry.ScheduledJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    used_up = queue.enqueue(
+        boom, retry=Retry(max=1, interval=[30]), on_failure=Callback(f"{__name__}.refund_once"),
+        meta={"redis_refusals": 1},
+    )  # fmt: skip
+    work(queue)
+    assert Job.fetch(used_up.id, connection=queue.connection).retries_left == 0  # `most` used up: spent
+
+
+def test_a_filed_failure_has_left_the_started_registry_and_an_unfiled_one_has_not(queue):
+    job = queue.enqueue(boom, retry=Retry(max=1, interval=[30]))
+    work(queue)
+    assert rq_storage.failure_filed(queue, job.id, None)
+    registry = rq.registry.StartedJobRegistry(queue=queue)
+    queue.connection.zadd(registry.key, {f"{job.id}:contract": 9_999_999_999})  # as while its attempt runs
+    assert not rq_storage.failure_filed(queue, job.id, "contract")
+    assert not rq_storage.failure_filed(queue, job.id, None)
+    assert rq_storage.failure_filed(queue, job.id, "another-execution")
+
+
+def test_a_refund_to_a_job_without_retries_runs_it_again_through_the_scheduler(queue):
+    job = queue.enqueue(boom, on_failure=Callback(f"{__name__}.refund_once"))
+    work(queue)
+    assert job.id not in rq_storage.failed_job_ids(queue)
+    assert job.id in rq.registry.ScheduledJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    assert Job.fetch(job.id, connection=queue.connection).retries_left == 0
 
 
 def test_a_requeue_with_a_delay_goes_through_the_scheduled_registry(queue):
