@@ -14,6 +14,7 @@ from redis import Redis
 
 from prepsite.redis_conn import get_redis
 from sandbox.engine import keys
+from sandbox.engine import live_scripts as scripts
 from sandbox.engine.budget import HORIZON_S
 
 # An experiment's record outlives anything that can still happen to it: its whole schedule fits in
@@ -39,99 +40,6 @@ WORKFLOW_COUNTERS = (
     "children_done", "children_dead", "child_deliveries", "final_runs", "finals_enqueued", "early_finals",
     "batches_finalized_twice", "batches_stuck",
 )  # fmt: skip
-
-# The one definition of "finished": every admitted job is terminal, nothing runs, and every duplicate
-# delivery has been seen through. Both scripts below and every read use it.
-_IS_FINISHED = """
-local function is_finished(counters_key, running_key)
-  local c = redis.call('HMGET', counters_key, 'enqueued', 'succeeded', 'dead_lettered', 'stopped',
-    'duplicates_delivered', 'late_outcomes')
-  if not c[1] then return false end
-  local n = {}
-  for i = 1, 6 do n[i] = tonumber(c[i]) or 0 end
-  -- a workflow run (sandbox.workflows) also waits for its relay and consumer: wf_open is 1 until they settle
-  local open = tonumber(redis.call('HGET', counters_key, 'wf_open') or '0')
-  return n[1] == n[2] + n[3] + n[4] and n[5] <= n[6] and redis.call('HLEN', running_key) == 0 and open == 0
-end
-"""
-_FINISHED = _IS_FINISHED + "return is_finished(KEYS[1], KEYS[2]) and 1 or 0"
-
-# Set the job's terminal state once; only the first outcome of a message counts.
-_SET_TERMINAL = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-  return 1
-end
-return 0
-"""
-
-# The hot path of every job is two scripts: one round trip when an attempt starts, one when it ends.
-_BEGIN_ATTEMPT = """
-local params = redis.call('GET', KEYS[1])
-if not params then return false end
--- A job of an earlier run under the same id (its database was reset, Redis was not) is not this run's.
-if ARGV[10] ~= '' and redis.call('HGET', KEYS[10], 'run') ~= ARGV[10] then return false end
-local attempt = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-redis.call('HINCRBY', KEYS[3], 'attempts', 1)
-if attempt > 1 then redis.call('HINCRBY', KEYS[3], 'redeliveries', 1) end
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('SET', KEYS[6], ARGV[3], 'EX', ARGV[4])
-redis.call('HINCRBY', KEYS[7], ARGV[5], 1)
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('EXPIRE', KEYS[4], ARGV[6])
-redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*',
-  't', ARGV[7], 'kind', 'started', 'job', ARGV[1], 'attempt', attempt, 'worker', ARGV[8], 'pid', ARGV[3])
-return {params, attempt, redis.call('EXISTS', KEYS[9]), redis.call('EXISTS', KEYS[11]),
-  redis.call('HGET', KEYS[10], 't0') or '0'}
-"""
-
-# Apply a message's order key and sequence: a sequence lower than one already applied for its key is
-# an order violation (event 2 of customer 7 charged before event 1).
-_APPLY_IN_ORDER = """
-local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-local seq = tonumber(ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if seq < last then
-  redis.call('HINCRBY', KEYS[2], 'order_violations', 1)
-  return 1
-end
-redis.call('HSET', KEYS[1], ARGV[1], seq)
-return 0
-"""
-
-# Ends an attempt that produced an outcome (succeeded or stopped); the first outcome of a message counts.
-_FINISH_ATTEMPT = (
-    _IS_FINISHED
-    + """
-local job, state, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[8]
-local first = redis.call('HSETNX', KEYS[1], job, state) == 1
-if first then
-  redis.call('HINCRBY', KEYS[2], state, 1)
-  local enq = redis.call('HGET', KEYS[7], job)
-  if enq then
-    redis.call('ZADD', KEYS[8], math.floor((tonumber(now) - tonumber(enq)) * 1000 + 0.5), job)
-    redis.call('EXPIRE', KEYS[8], ttl)
-  end
-else
-  redis.call('HINCRBY', KEYS[2], 'late_outcomes', 1)
-end
-local running = redis.call('HGET', KEYS[3], job)
-local mark = cjson.decode(ARGV[6])
-if running then mark['s'] = cjson.decode(running)['since'] end
-redis.call('HDEL', KEYS[3], job)
-redis.call('DEL', KEYS[4])
-redis.call('HINCRBY', KEYS[5], ARGV[4] .. ':end', 1)
-if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[4] .. ':' .. ARGV[5], 1) end
-redis.call('RPUSH', KEYS[6], cjson.encode(mark))
-redis.call('EXPIRE', KEYS[6], ttl)
-if ARGV[7] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[7], 1) end
-local event = {'t', now, 'kind', ARGV[9], 'job', job}
-for i = 11, #ARGV do event[#event + 1] = ARGV[i] end
-redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[10], '*', unpack(event))
-return {first and 1 or 0, is_finished(KEYS[2], KEYS[3]) and 1 or 0}
-"""
-)
 
 
 def key(experiment_id: int, name: str) -> str:
@@ -233,7 +141,7 @@ class Recorder:
         """Start an attempt in one round trip; None when the keys expired or belong to another run."""
         now = time.time()
         reply = self.redis.eval(
-            _BEGIN_ATTEMPT, 11,
+            scripts.BEGIN_ATTEMPT, 11,
             self.k("params"), self.k("attempt_no"), self.k("c"), self.k("run"), self.k("sched"),
             beat_key(job_id), self.k("ts"), self.k("ev"), flag_key(self.experiment_id, "stop"), self.k("meta"),
             flag_key(self.experiment_id, "fixed"),
@@ -263,7 +171,7 @@ class Recorder:
         self._bucket(pipe, "end")
 
     def _terminal(self, job: int, state: str) -> bool:
-        return bool(self.redis.eval(_SET_TERMINAL, 2, self.k("term"), self.k("c"), str(job), state))
+        return bool(self.redis.eval(scripts.SET_TERMINAL, 2, self.k("term"), self.k("c"), str(job), state))
 
     def _latency(self, pipe, job: int) -> None:
         enq = self.redis.hget(self.k("enq"), str(job))
@@ -281,7 +189,7 @@ class Recorder:
         now = time.time()
         fields = [str(part) for name, value in detail.items() if value is not None for part in (name, value)]
         reply = self.redis.eval(
-            _FINISH_ATTEMPT, 9,
+            scripts.FINISH_ATTEMPT, 9,
             self.k("term"), self.k("c"), self.k("run"), beat_key(job_id), self.k("ts"),
             self.k(f"marks:{job}"), self.k("enq"), self.k("lat"), self.k("ev"),
             str(job), state, f"{now:.3f}", str(int(now)), "ok" if state == "succeeded" else "",
@@ -302,7 +210,9 @@ class Recorder:
     def applied_in_order(self, job: int, params: dict) -> bool:
         """Record that message `job` took effect; True (and counted) if it overtook an earlier one of its key."""
         order_key, seq = order_of(job, params)
-        violated = bool(self.redis.eval(_APPLY_IN_ORDER, 2, self.k("order"), self.k("c"), order_key, seq, TTL_SECONDS))
+        violated = bool(
+            self.redis.eval(scripts.APPLY_IN_ORDER, 2, self.k("order"), self.k("c"), order_key, seq, TTL_SECONDS)
+        )
         if violated:
             self.note("order_violation", job, detail=f"customer {order_key}: event {seq + 1} applied after a later one")
         return violated
@@ -387,7 +297,7 @@ class Recorder:
         """Jobs taken off the schedule or queue before any worker ran them: terminal as 'stopped'."""
         pipe = self.redis.pipeline()
         for job in jobs:
-            pipe.eval(_SET_TERMINAL, 2, self.k("term"), self.k("c"), str(job), "stopped")
+            pipe.eval(scripts.SET_TERMINAL, 2, self.k("term"), self.k("c"), str(job), "stopped")
         firsts = pipe.execute() if jobs else []
         stopped = [job for job, first in zip(jobs, firsts, strict=True) if first]
         pipe = self.redis.pipeline()
@@ -460,7 +370,7 @@ class LiveState:
     buckets: dict[str, dict[int, int]] = field(default_factory=dict)
     retry_hist: dict[int, int] = field(default_factory=dict)
     latencies: dict[str, float | None] = field(default_factory=dict)
-    finished: bool = False  # decided by _IS_FINISHED, in Redis
+    finished: bool = False  # decided by scripts.IS_FINISHED, in Redis
     consumer_fixed: bool = False
     first_redrive: float | None = None  # when the first redrive of this run happened
     max_lag: dict[int, int] = field(default_factory=dict)  # stream/log: partition -> most messages behind
@@ -487,7 +397,7 @@ class LiveState:
 def looks_finished(experiment_id: int, connection: Redis | None = None) -> bool:
     """Whether the experiment is finished, in one round trip (checked after jobs before a full read)."""
     redis = connection or get_redis()
-    return bool(redis.eval(_FINISHED, 2, key(experiment_id, "c"), key(experiment_id, "run")))
+    return bool(redis.eval(scripts.FINISHED, 2, key(experiment_id, "c"), key(experiment_id, "run")))
 
 
 def _latencies(redis: Redis, name: str, slo_fraction: float | None) -> dict[str, float | None]:
@@ -527,7 +437,7 @@ def read(
     pipe.xrevrange(k("ev"), count=max(1, events))
     pipe.hgetall(k("ts"))
     pipe.hgetall(k("retry_hist"))
-    pipe.eval(_FINISHED, 2, k("c"), k("run"))
+    pipe.eval(scripts.FINISHED, 2, k("c"), k("run"))
     pipe.exists(flag_key(experiment_id, "fixed"))
     pipe.hgetall(k("maxlag"))
     counters, (t0, first_redrive), running, scheduled, dlq, stream, ts, hist, finished, fixed, lags = pipe.execute()
