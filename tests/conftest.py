@@ -374,11 +374,14 @@ def rq_workers(_stack) -> WorkerPool:
 
 
 @pytest.fixture
-def lab_engine(request, _stack, db):
+def lab_engine(request, _stack, db, monkeypatch):
     """The lab's RQ engine in this process (tests/sandbox/engine.py) on a clock the test moves.
 
     It runs on the session Redis's database 1: a worker pool this process may have started listens on
     database 0 and never sees these jobs, so the pool need not stop, and each test starts clean.
+
+    Jobs run in this process, so an injected crash (a fault plan's SIGKILL of "its own" process) would kill the
+    test process itself (xdist: "node down", and the tests queued behind it hang): it fails the test instead.
     """
     import time_machine
     from django.conf import settings
@@ -388,6 +391,15 @@ def lab_engine(request, _stack, db):
     marker = request.node.get_closest_marker("django_db")
     if marker and marker.kwargs.get("transaction"):
         _stack.stop()  # committed rows would be seen by a pool's janitor, which looks for them on database 0
+    test_process, real_kill, suicides = os.getpid(), os.kill, []
+
+    def kill(pid: int, sig: int) -> None:
+        if pid == test_process and sig == signal.SIGKILL:  # a forked work-horse has a pid of its own
+            suicides.append(pid)
+            raise RuntimeError("an injected SIGKILL would kill the test process")
+        real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", kill)
     url = re.sub(r"(/\d+)?$", "/1", STATE["redis_url"], count=1)
     saved = {name: queue["URL"] for name, queue in settings.RQ_QUEUES.items()}
     redis = Redis.from_url(url)
@@ -401,6 +413,7 @@ def lab_engine(request, _stack, db):
         for name, queue in settings.RQ_QUEUES.items():
             queue["URL"] = saved[name]
         redis.flushdb()
+    assert not suicides, "a job in the in-process engine tried to SIGKILL its process: set its crash rates to 0"
 
 
 # Browser: Playwright's own Chromium when installed, else Debian's /usr/bin/chromium.

@@ -149,7 +149,7 @@ def test_workflow_runs_count_against_the_visitors_running_limit_and_a_stop_ends_
 def test_the_relay_runs_inside_the_visitors_fair_share(lab_engine):
     experiment = experiments.experiment_start(
         owner=Visitor(anon_id="visitor-share"), limit_key="ip:192.0.2.27", preset="outbox",
-        params={**PRESETS["outbox"].parameters(), "jobs": 1},
+        params={**PRESETS["outbox"].parameters(), "jobs": 1, **QUIET},
     )  # fmt: skip
     tick = Job.fetch(workflow_run.tick_job_id(experiment.pk, 1), connection=rq_storage.lab_queue().connection)
     assert tick.rate_limit_key.endswith(fairshare.rate_key("ip:192.0.2.27"))
