@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from rq.job import Job
 
 from prepsite.visitor import Visitor
@@ -17,7 +18,7 @@ from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
 from sandbox.workflows import pipeline
 from tests.conftest import wait_for
-from tests.sandbox.helpers import start, wait_finished
+from tests.sandbox.helpers import anonymous_visitor, start, wait_finished
 
 FAULTS = {
     "jobs": 30,
@@ -108,6 +109,19 @@ def test_the_stages_run_in_the_visitors_fair_share_and_count_against_the_caps(la
     job = Job.fetch(stage_job, connection=rq_storage.lab_queue().connection)
     assert job.rate_limit_key == fairshare.rate_key("ip:192.0.2.7")
     lab_engine.finish_all(experiment, plain)
+
+
+def test_the_live_view_draws_each_queue_on_one_time_axis_and_explains_the_arithmetic(lab_engine, client):
+    owner = anonymous_visitor(client)
+    experiment = start("pipeline", owner=owner, seed=3, stage_bound=3, **FAULTS)
+    lab_engine.finish(experiment)
+    body = client.get(reverse("sandbox:detail", args=[experiment.pk])).content.decode()
+    assert "The queues between the stages" in body
+    assert 'id="chart-pipeline-depth-t"' in body
+    assert 'id="chart-pipeline-age-t"' in body
+    assert 'data-counter="max_depth_stage3"' in body
+    assert 'data-counter="shed"' in body
+    assert "Where the backlog builds" in body
 
 
 @pytest.mark.workers

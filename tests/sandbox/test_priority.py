@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from rq.job import Job
 
 from prepsite.visitor import Visitor
@@ -16,6 +17,7 @@ from sandbox.models import Experiment
 from sandbox.params import ExperimentForm
 from sandbox.workflows import priority
 from tests.conftest import wait_for
+from tests.sandbox.helpers import anonymous_visitor
 
 LIMIT_KEY = "ip:192.0.2.44"
 
@@ -108,6 +110,20 @@ def test_stopping_takes_held_low_priority_jobs_off_their_own_key(lab_engine):
     assert redis.zcard(f"rq:rl:{fairshare.low_rate_key(LIMIT_KEY)}:rate_limited") == 0
     state = lab_engine.finish(experiment)
     assert state.counters["stopped"] >= held
+
+
+def test_the_live_view_shows_urgent_latency_beside_low_throughput(lab_engine, client):
+    owner = anonymous_visitor(client)
+    experiment = experiments.experiment_start(
+        owner=owner, preset="priority-reserved", params={**PRESETS["priority-reserved"].parameters(),
+        "duration_ms": 20, "urgent_ms": 5}, seed=7,
+    )  # fmt: skip
+    lab_engine.finish(experiment)
+    body = client.get(reverse("sandbox:detail", args=[experiment.pk])).content.decode()
+    assert "Urgent and low-priority jobs side by side" in body
+    assert 'data-counter="urgent_p95_ms"' in body
+    assert 'data-counter="low_throughput"' in body
+    assert "Low-priority throughput" in body
 
 
 def test_a_reservation_must_leave_the_low_priority_jobs_a_slot():
