@@ -148,3 +148,17 @@ def test_on_the_real_pool_the_backlog_builds_before_the_slow_stage_and_a_bound_s
         assert summary["max_age_ms_stage3"] > 2000
     experiment = Experiment.objects.get(pk=summary["id"])
     assert wait_finished(experiment).finished
+
+
+def test_compare_shows_each_stages_peaks_and_the_shed_of_both_runs(lab_engine, client):
+    owner = anonymous_visitor(client)
+    unbounded = start("pipeline", owner=owner, seed=3, stage_bound=0, **{**FAULTS, "failure_rate": 0.0})
+    bounded = start("pipeline", owner=owner, seed=3, stage_bound=3, **{**FAULTS, "failure_rate": 0.0})
+    lab_engine.finish_all(unbounded, bounded)
+    response = client.get(reverse("sandbox:compare"), {"a": unbounded.pk, "b": bounded.pk})
+    assert response.status_code == 200
+    rows = {row["key"]: row for row in response.context["outcomes"]}
+    assert rows["shed"]["a"] == 0
+    assert rows["shed"]["b"] > 0
+    assert rows["max_depth_stage2"]["b"] <= 3
+    assert "deepest queue before stage 3" in response.content.decode()

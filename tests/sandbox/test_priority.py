@@ -153,3 +153,21 @@ def test_on_the_real_pool_a_reserved_slot_keeps_urgent_p95_low_at_the_cost_of_lo
     assert reserved["urgent_p95_ms"] * 3 < inversion["urgent_p95_ms"]
     # and the low-priority jobs pay for it: one slot instead of two
     assert reserved["low_throughput"] < inversion["low_throughput"]
+
+
+def test_compare_shows_urgent_latency_and_low_throughput_of_both_runs_side_by_side(lab_engine, client):
+    owner = anonymous_visitor(client)
+    runs = [
+        experiments.experiment_start(
+            owner=owner, preset=name, params={**PRESETS[name].parameters(), "duration_ms": 20, "urgent_ms": 5}, seed=7
+        )
+        for name in ("priority-inversion", "priority-reserved")
+    ]
+    lab_engine.finish_all(*runs)
+    response = client.get(reverse("sandbox:compare"), {"a": runs[0].pk, "b": runs[1].pk})
+    assert response.status_code == 200
+    rows = {row["key"]: row for row in response.context["outcomes"]}
+    for key in ("urgent_p95_ms", "urgent_done", "low_throughput", "low_p95_ms"):
+        assert key in rows, key
+    assert rows["urgent_done"]["a"] == rows["urgent_done"]["b"] == 6
+    assert "low-priority jobs a minute" in response.content.decode()
