@@ -37,7 +37,9 @@ STAGE_COUNTERS = ("done_stage1", "done_stage2", "done_stage3", "shed", "stage_re
 
 _MAX_UPDATE = """
 local function raise(hash, field, value)
-  if value > tonumber(redis.call('HGET', hash, field) or '0') then redis.call('HSET', hash, field, value) end
+  local current = redis.call('HGET', hash, field)
+  -- a first value is written even when 0: a queue that drained shows 0 that second, not its last depth
+  if not current or value > tonumber(current) then redis.call('HSET', hash, field, value) end
 end
 local function note(maxkey, series, second, field, value)
   raise(maxkey, field, value)
