@@ -342,7 +342,7 @@ class ExperimentForm(forms.Form):
             self.add_error("backoff_cap_s", "The cap must be at least the base delay.")
         if data["workflow"] != "none" and model_for(data).consumed:
             self.add_error("workflow", "The workflow families run on the rq model only.")
-        if data["workflow"] == "priority" and data["reserved"] and data["reserved"] >= data["concurrency"]:
+        if data.get("workflow") == "priority" and data["reserved"] and data["reserved"] >= data["concurrency"]:
             self.add_error("reserved", "Reserve fewer slots than you ask for: the low-priority jobs need one too.")
         if data["failure_rate"] + data["crash_rate"] > 1:
             self.add_error("crash_rate", "failure_rate + crash_rate must not exceed 1.")

@@ -28,6 +28,12 @@ def rate_keys(experiment: Experiment) -> list[str]:
     return [visitor]
 
 
+def job_rate_key(experiment: Experiment, job: int) -> str:
+    """The key job `job` carries: an urgent job the visitor's, a low-priority one the reserved pool's if any."""
+    keys = rate_keys(experiment)
+    return keys[0] if priority.is_urgent(experiment.params, job) else keys[-1]
+
+
 class RqModel:
     name = "rq"
     title = "RQ (one queue, retries)"
@@ -79,7 +85,7 @@ class RqModel:
                 on_failure=Callback("sandbox.ops.jobs.on_failure"),
                 # Urgent jobs go to the front of the queue, under the visitor's key; low-priority ones take the
                 # second key when the run reserves slots for urgent jobs.
-                rate_limit=limit_of[keys[0] if priority.is_urgent(params, job) else keys[-1]],
+                rate_limit=limit_of[job_rate_key(experiment, job)],
                 at_front=priority.is_urgent(params, job),
             )
             if spaced:
@@ -99,9 +105,9 @@ class RqModel:
 
     def redrive(self, experiment: Experiment, recorder: live.Recorder, jobs: list[int]) -> int:
         queue = rq_storage.lab_queue()
-        rate_key = fairshare.rate_key(experiment.limit_key)
         redriven = 0
         for job in jobs:
+            rate_key = job_rate_key(experiment, job)
             if not recorder.claim_from_dlq(job):
                 continue  # someone else's click got there first
             job_id = live.job_id_for(experiment.pk, job)
@@ -119,9 +125,9 @@ class RqModel:
 
     def discard(self, experiment: Experiment, recorder: live.Recorder, jobs: list[int]) -> int:
         queue = rq_storage.lab_queue()
-        rate_key = fairshare.rate_key(experiment.limit_key)
         discarded = 0
         for job in jobs:
+            rate_key = job_rate_key(experiment, job)
             if not recorder.claim_from_dlq(job):
                 continue
             job_id = live.job_id_for(experiment.pk, job)

@@ -171,3 +171,15 @@ def test_compare_shows_urgent_latency_and_low_throughput_of_both_runs_side_by_si
         assert key in rows, key
     assert rows["urgent_done"]["a"] == rows["urgent_done"]["b"] == 6
     assert "low-priority jobs a minute" in response.content.decode()
+
+
+def test_a_redriven_low_priority_job_goes_back_under_the_reserved_pools_key(lab_engine):
+    experiment = start("priority-reserved", arrival_per_s=0.0, duration_ms=5, urgent_ms=1, poison_rate=1.0)
+    state = lab_engine.finish(experiment)
+    assert state.counters["dead_lettered"] == 18
+    experiments.experiment_fix_consumer(experiment)
+    assert experiments.experiment_redrive(experiment) == 18
+    state = lab_engine.finish(experiment)
+    assert state.counters["succeeded"] == 18
+    assert job_fields(experiment, 1)[0] == fairshare.low_rate_key(LIMIT_KEY)
+    assert job_fields(experiment, 3)[0] == fairshare.rate_key(LIMIT_KEY)
