@@ -48,13 +48,13 @@ def test_the_split_adds_up_to_the_share_and_reserves_what_it_can():
 
 
 def test_urgent_jobs_go_to_the_front_and_only_low_ones_take_the_second_key(lab_engine):
-    inversion = start("priority-inversion", arrival_per_s=0.0)
+    inversion = start("priority-inversion", arrival_per_s=0.0, duration_ms=5, urgent_ms=1)
     for job in (1, 2, 3):
         key, _, at_front = job_fields(inversion, job)
         assert key == fairshare.rate_key(LIMIT_KEY)  # no reservation: one key for all
         assert at_front == (job == 3)
     lab_engine.finish(inversion)
-    reserved = start("priority-reserved", arrival_per_s=0.0)
+    reserved = start("priority-reserved", arrival_per_s=0.0, duration_ms=5, urgent_ms=1)
     assert job_fields(reserved, 1)[0] == fairshare.low_rate_key(LIMIT_KEY)
     assert job_fields(reserved, 3)[0] == fairshare.rate_key(LIMIT_KEY)
     lab_engine.finish(reserved)
@@ -64,7 +64,7 @@ def test_every_rebalance_keeps_the_reservation_inside_the_visitors_share(lab_eng
     """The rebalance rewrites each job's copy of its key's concurrency; a low-priority job given the visitor's
     share would take it back to RQ at its next enqueue and undo the reservation."""
     monkeypatch.setattr(fairshare, "live_workers", lambda connection: 4)
-    experiment = start("priority-reserved", arrival_per_s=0.0, concurrency=3)
+    experiment = start("priority-reserved", arrival_per_s=0.0, concurrency=3, duration_ms=5, urgent_ms=1)
     redis = rq_storage.lab_queue().connection
     visitor, low = fairshare.rate_key(LIMIT_KEY), fairshare.low_rate_key(LIMIT_KEY)
     for workers, (low_slots, urgent_slots) in ((4, (2, 1)), (2, (1, 1)), (4, (2, 1))):
@@ -102,7 +102,7 @@ def test_every_job_ends_once_under_random_faults(lab_engine, preset, seed):
 
 
 def test_stopping_takes_held_low_priority_jobs_off_their_own_key(lab_engine):
-    experiment = start("priority-reserved", arrival_per_s=0.0)
+    experiment = start("priority-reserved", arrival_per_s=0.0, duration_ms=5, urgent_ms=1)
     redis = rq_storage.lab_queue().connection
     held = redis.zcard(f"rq:rl:{fairshare.low_rate_key(LIMIT_KEY)}:rate_limited")
     assert held > 0  # 12 low-priority jobs, 1 slot: the rest wait on the second key
