@@ -185,7 +185,9 @@ WORKFLOW_PRESETS = [
         "other jobs hold the worker slots), and the front, which sees none of it, accepts every item: an unbounded queue turns overload into age. Bound the queues "
         "and the pressure travels back: the queue before stage 3 fills, stage 2 waits for room, its own queue "
         "fills, and the front sheds the rest, while no item waits much longer than the bound × 0.4 s at stage 3. "
-        "Each stage's consumer is a real RQ job in your fair share of the workers, beside the front's jobs.",
+        "Each stage's consumer is a real RQ job in your fair share of the workers, beside the front's jobs, and "
+        "RQ's scheduler lets the arrivals in once a second, 6 at a time, so a bound that small sheds a few "
+        "even before the slowdown.",
         section="core-concepts",
         anchor="backpressure",
         params={
