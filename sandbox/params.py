@@ -43,6 +43,14 @@ FIELD_GROUPS: list[tuple[str, list[str]]] = [
             "fan_in",
             "child_fail_rate",
             "child_duplicate_rate",
+            "stage_ms",
+            "slow_stage_ms",
+            "slow_at_s",
+            "stage_bound",
+            "stage_fail_rate",
+            "urgent_every",
+            "urgent_ms",
+            "reserved",
         ],
     ),
     ("Repeat a run", ["seed"]),
@@ -54,6 +62,7 @@ DEFAULTED = (
     "outage_s", "model", "visibility_timeout_s", "lease_extension", "partitions", "order_keys", "on_failure",
     "kill_consumer_at_s", "workflow", "publish_at", "commit_crash_rate", "rollback_rate", "relay_crash_rate",
     "step_fail_rate", "compensation_fail_rate", "fan_out", "fan_in", "child_fail_rate", "child_duplicate_rate",
+    "stage_ms", "slow_stage_ms", "slow_at_s", "stage_bound", "stage_fail_rate", "urgent_every", "urgent_ms", "reserved",
 )  # fmt: skip
 
 
@@ -184,6 +193,8 @@ class ExperimentForm(forms.Form):
             ("outbox", "outbox: save the order and its event row; a relay publishes"),
             ("saga", "saga: reserve, charge, ship; compensate on failure"),
             ("fan_in", "fan-in: a batch of child jobs, then one final step"),
+            ("pipeline", "pipeline: three stages with a queue before each later one"),
+            ("priority", "priority: long low-priority jobs beside short urgent ones"),
         ],
     )
     publish_at = forms.ChoiceField(
@@ -240,6 +251,54 @@ class ExperimentForm(forms.Form):
     child_duplicate_rate = forms.FloatField(
         label="Share of children delivered twice", required=False, min_value=0, max_value=1, help_text="0–1, a lost ack"
     )
+    stage_ms = forms.IntegerField(
+        label="Work per item at stages 2 and 3 (ms)",
+        required=False,
+        min_value=0,
+        max_value=5_000,
+        help_text="pipeline: one consumer per stage",
+    )
+    slow_stage_ms = forms.IntegerField(
+        label="Stage 3's work once it slows (ms)",
+        required=False,
+        min_value=0,
+        max_value=5_000,
+        help_text="pipeline: the last stage slows down mid-run",
+    )
+    slow_at_s = forms.FloatField(
+        label="Stage 3 slows after (s)", required=False, min_value=0, max_value=60, help_text="pipeline: from the start"
+    )
+    stage_bound = forms.IntegerField(
+        label="Most items in each stage's queue",
+        required=False,
+        min_value=0,
+        max_value=MAX_JOBS,
+        help_text="pipeline: 0 = unbounded; full, the stage before waits and the front sheds",
+    )
+    stage_fail_rate = forms.FloatField(
+        label="Chance a stage attempt fails",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="pipeline: 0–1, the stage retries the item in place",
+    )
+    urgent_every = forms.IntegerField(
+        label="Every k-th message is urgent",
+        required=False,
+        min_value=0,
+        max_value=MAX_JOBS,
+        help_text="priority: 0 = none; urgent jobs go to the front of the queue",
+    )
+    urgent_ms = forms.IntegerField(
+        label="Work per urgent job (ms)", required=False, min_value=0, max_value=10_000, help_text="priority"
+    )
+    reserved = forms.IntegerField(
+        label="Worker slots only urgent jobs may use",
+        required=False,
+        min_value=0,
+        max_value=4,
+        help_text="priority: a reserved pool inside your fair share; 0 = none",
+    )
     seed = forms.IntegerField(
         label="Seed",
         required=False,
@@ -283,6 +342,8 @@ class ExperimentForm(forms.Form):
             self.add_error("backoff_cap_s", "The cap must be at least the base delay.")
         if data["workflow"] != "none" and model_for(data).consumed:
             self.add_error("workflow", "The workflow families run on the rq model only.")
+        if data.get("workflow") == "priority" and data["reserved"] and data["reserved"] >= data["concurrency"]:
+            self.add_error("reserved", "Reserve fewer slots than you ask for: the low-priority jobs need one too.")
         if data["failure_rate"] + data["crash_rate"] > 1:
             self.add_error("crash_rate", "failure_rate + crash_rate must not exceed 1.")
         if self.errors:

@@ -14,9 +14,24 @@ from prepsite.redis_conn import get_redis
 from sandbox.delivery.base import order_lesson
 from sandbox.engine import fairshare, live, rq_storage
 from sandbox.models import Experiment
+from sandbox.workflows import priority
 
 REDRIVE_PER_SECOND = 20  # a redrive is itself a spike: release the DLQ in paced batches
 RESULT_TTL = 600
+
+
+def rate_keys(experiment: Experiment) -> list[str]:
+    """The RQ rate-limit keys the run's jobs carry: the visitor's, and a reserved pool's low-priority key last."""
+    visitor = fairshare.rate_key(experiment.limit_key)
+    if fairshare.reserved_slots(experiment.params):
+        return [visitor, fairshare.low_rate_key(experiment.limit_key)]
+    return [visitor]
+
+
+def job_rate_key(experiment: Experiment, job: int) -> str:
+    """The key job `job` carries: an urgent job the visitor's, a low-priority one the reserved pool's if any."""
+    keys = rate_keys(experiment)
+    return keys[0] if priority.is_urgent(experiment.params, job) else keys[-1]
 
 
 class RqModel:
@@ -52,8 +67,9 @@ class RqModel:
     def admit(self, experiment: Experiment, *, run: str, arrivals: dict[int, float], schedule: dict) -> None:
         """Enqueue every job on the lab queue, each arrival through RQ's scheduler when they are spaced."""
         params = experiment.params
-        slots = fairshare.granted(experiment.limit_key, get_redis()) or 1
-        rate_limit = RateLimit(key=fairshare.rate_key(experiment.limit_key), concurrency=slots)
+        keys = rate_keys(experiment)  # the visitor's key, and a reserved pool's low-priority key
+        limit_of = {key: RateLimit(key=key, concurrency=rq_storage.rate_limit_concurrency(get_redis(), key) or 1)
+                    for key in keys}  # fmt: skip
         first = min(arrivals.values(), default=0)
         spaced = any(at > first for at in arrivals.values())
         queue = rq_storage.lab_queue()
@@ -67,7 +83,10 @@ class RqModel:
                 ttl=live.JOB_TTL_SECONDS,
                 retry=Retry(max=params["max_retries"], interval=schedule[job]) if params["max_retries"] else None,
                 on_failure=Callback("sandbox.ops.jobs.on_failure"),
-                rate_limit=rate_limit,
+                # Urgent jobs go to the front of the queue, under the visitor's key; low-priority ones take the
+                # second key when the run reserves slots for urgent jobs.
+                rate_limit=limit_of[job_rate_key(experiment, job)],
+                at_front=priority.is_urgent(params, job),
             )
             if spaced:
                 queue.enqueue_in(timedelta(seconds=at - first), "sandbox.ops.jobs.charge_order", **options)
@@ -78,9 +97,7 @@ class RqModel:
         """Off RQ's schedule, the rate limiter and the queue at once; the taken jobs are deleted."""
         connection = get_redis()
         job_ids = [live.job_id_for(experiment.pk, job) for job in jobs]
-        removed = rq_storage.take_off_queue(
-            rq_storage.lab_queue(connection), fairshare.rate_key(experiment.limit_key), job_ids
-        )
+        removed = rq_storage.take_off_queue(rq_storage.lab_queue(connection), rate_keys(experiment), job_ids)
         taken = [job for job, was in zip(jobs, removed, strict=True) if was]
         for job in taken:
             rq_storage.delete_job(connection, live.job_id_for(experiment.pk, job))
@@ -88,9 +105,9 @@ class RqModel:
 
     def redrive(self, experiment: Experiment, recorder: live.Recorder, jobs: list[int]) -> int:
         queue = rq_storage.lab_queue()
-        rate_key = fairshare.rate_key(experiment.limit_key)
         redriven = 0
         for job in jobs:
+            rate_key = job_rate_key(experiment, job)
             if not recorder.claim_from_dlq(job):
                 continue  # someone else's click got there first
             job_id = live.job_id_for(experiment.pk, job)
@@ -108,9 +125,9 @@ class RqModel:
 
     def discard(self, experiment: Experiment, recorder: live.Recorder, jobs: list[int]) -> int:
         queue = rq_storage.lab_queue()
-        rate_key = fairshare.rate_key(experiment.limit_key)
         discarded = 0
         for job in jobs:
+            rate_key = job_rate_key(experiment, job)
             if not recorder.claim_from_dlq(job):
                 continue
             job_id = live.job_id_for(experiment.pk, job)

@@ -15,11 +15,26 @@ WORKFLOW_TICK_S = 0.2  # worker time charged per tick
 MAX_FAN_OUT = 20  # a fan-in batch's children: real jobs, counted like messages
 
 
+PIPELINE_STAGES = 2  # a pipeline's stages after the front: each item is one RQ job at each
+
+
 def children_per_message(params: dict) -> float:
-    """Jobs each admitted message adds besides itself: a fan-in batch's children, their duplicates included."""
-    if params.get("workflow", "none") != "fan_in":
+    """Jobs each admitted message adds besides itself: a fan-in batch's children, their duplicates included;
+    a pipeline item's job at each later stage."""
+    workflow = params.get("workflow", "none")
+    if workflow == "pipeline":
+        return float(PIPELINE_STAGES)
+    if workflow != "fan_in":
         return 0.0
     return params.get("fan_out", 0) * (1 + params.get("child_duplicate_rate", 0.0))
+
+
+def stage_seconds(params: dict) -> float:
+    """Worker time one pipeline item may take at the later stages, every in-place retry at its slowest."""
+    if params.get("workflow", "none") != "pipeline":
+        return 0.0
+    slowest = max(params.get("stage_ms", 0), params.get("slow_stage_ms", 0))
+    return (params.get("stage_ms", 0) + slowest) / 1000 * (params["max_retries"] + 1)
 
 
 def attempt_seconds(params: dict) -> float:
@@ -41,12 +56,19 @@ def schedule_span_s(params: dict) -> float:
         )
         for n in range(1, params["max_retries"] + 1)
     )
-    return arrivals + waits + (params["max_retries"] + 1) * attempt_seconds(params)
+    # A pipeline's stages have one consumer each: its last item may wait for every item at each of them.
+    stages = admitted_jobs(params) * stage_seconds(params)
+    return arrivals + waits + (params["max_retries"] + 1) * attempt_seconds(params) + stages
 
 
 def worst_case_worker_seconds(params: dict, jobs: int | None = None) -> float:
     """Worker time the run (or `jobs` of its messages) may take: every attempt, every duplicate delivery."""
     messages = admitted_jobs(params) if jobs is None else jobs
+    stages = messages * stage_seconds(params)
+    if stages:  # a pipeline's later stages are timed by their own durations, not the front's
+        deliveries = messages * (1 + params["duplicate_rate"])
+        ticks = WORKFLOW_TICKS * WORKFLOW_TICK_S if jobs is None else 0
+        return deliveries * (params["max_retries"] + 1) * attempt_seconds(params) + stages + ticks
     deliveries = messages * (1 + params["duplicate_rate"] + children_per_message(params))
     ticks = WORKFLOW_TICKS * WORKFLOW_TICK_S if jobs is None and params.get("workflow", "none") != "none" else 0
     return deliveries * (params["max_retries"] + 1) * attempt_seconds(params) + ticks

@@ -56,23 +56,47 @@ def live_workers(connection: Redis) -> int:
     return max(1, sum(1 for age in ages if age < FRESH_WORKER_SECONDS))
 
 
+def low_rate_key(limit_key: str) -> str:
+    """The second key of a visitor running a reserved pool (sandbox.workflows.priority): their low-priority jobs'."""
+    return rate_key(limit_key) + "-low"
+
+
+def reserved_slots(params: dict) -> int:
+    return int(params.get("reserved", 0)) if params.get("workflow") == "priority" else 0
+
+
+def split(slots: int, reserved: int) -> tuple[int, int]:
+    """(low-priority slots, the visitor key's slots) of a visitor's share when `reserved` are kept for urgent
+    jobs. They add up to the share; RQ needs at least one slot a key, so a share of one cannot reserve
+    (both keys get one, as the fair share gives every visitor at least one)."""
+    if not reserved:
+        return 0, slots
+    low = max(1, slots - reserved)
+    return low, max(1, slots - low)
+
+
 def rebalance(connection: Redis) -> dict[str, int]:
-    """Give every visitor with a running experiment their fair share of slots now; returns them."""
+    """Give every visitor with a running experiment their fair share of slots now; returns them.
+
+    A visitor running a reserved pool has two keys: the low-priority jobs' key gets the share less the
+    reservation, the visitor's key (urgent jobs, and their other runs') the rest."""
     running = list(Experiment.objects.active().values_list("pk", "limit_key", "params"))
     demands: dict[str, int] = {}
+    reserve: dict[str, int] = {}
     experiments: dict[str, list[tuple[int, int]]] = {}
     for pk, limit_key, params in running:
         demands[limit_key] = demands.get(limit_key, 0) + int(params.get("concurrency", 1))
+        reserve[limit_key] = max(reserve.get(limit_key, 0), reserved_slots(params))
         experiments.setdefault(limit_key, []).append((pk, min(int(params.get("jobs", 0)), MAX_JOBS)))
     granted = shares(demands, live_workers(connection))
     for limit_key, slots in granted.items():
-        key = rate_key(limit_key)
-        if rq_storage.rate_limit_concurrency(connection, key) != slots:
-            jobs = [(live.job_id_for(pk, ""), jobs) for pk, jobs in experiments[limit_key]]
-            rq_storage.set_rate_limit_concurrency(connection, key, slots, jobs)
-        rq_storage.release_held_jobs(
-            connection, key, slots
-        )  # a raised share lets held-back jobs onto the queue at once
+        jobs = [(live.job_id_for(pk, ""), n) for pk, n in experiments[limit_key]]
+        low, visitor = split(slots, reserve[limit_key])
+        keyed = [(rate_key(limit_key), visitor)] + ([(low_rate_key(limit_key), low)] if low else [])
+        for key, n in keyed:
+            if rq_storage.rate_limit_concurrency(connection, key) != n:
+                rq_storage.set_rate_limit_concurrency(connection, key, n, jobs)  # each job of this key only
+            rq_storage.release_held_jobs(connection, key, n)  # a raised share lets held-back jobs on at once
     return granted
 
 

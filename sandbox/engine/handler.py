@@ -13,6 +13,7 @@ from sandbox.engine.fault_plan import FaultPlan
 from sandbox.engine.live import Recorder, flag_key
 from sandbox.models import LedgerEntry
 from sandbox.workflows import handlers as workflow_handlers
+from sandbox.workflows import priority
 
 SLICE_SECONDS = 0.05
 BEAT_EVERY_SECONDS = 1.0
@@ -144,7 +145,7 @@ def process(
     n = attempt.number
     plan = FaultPlan.from_params(attempt.seed, attempt.params)
     crash_at = plan.crash_point_s(job, n) if plan.crashes(job, n) else None
-    seconds = plan.duration_s(job, n)
+    seconds = priority.work_seconds(attempt.params, job, plan.duration_s(job, n))
     timed_out = timeout_s is not None and seconds > timeout_s
     seconds = min(seconds, timeout_s) if timed_out else seconds
     worked = _work(

@@ -60,8 +60,12 @@ DELIVERY = (
     "lease:retry",
     "flag:killed",
 )
-# The workflow families (sandbox.workflows): the broker stream, the consumer's position, the relay's passes.
-WORKFLOW = ("wf:bus", "wf:consumed", "wf:pass", "wf:relay_crashes", "wf:dup", "wf:limit")
+# The workflow families (sandbox.workflows): the broker stream, the consumer's position, the relay's passes; a
+# pipeline's stage queues, their consumers' flags and the queues' peaks (sandbox.workflows.pipeline.KEYS).
+WORKFLOW = (
+    "wf:bus", "wf:consumed", "wf:pass", "wf:relay_crashes", "wf:dup", "wf:limit",
+    "pl:q2", "pl:q3", "pl:busy", "pl:parked", "pl:seen", "pl:max", "pl:ts", "pl:seq",
+)  # fmt: skip
 PER_PARTITION = ("log:{}", "lease:{}")  # one of each per log partition
 PER_JOB = ("marks:{}",)  # one per job: its attempt marks
 

@@ -385,4 +385,66 @@ LESSONS: dict[str, Lesson] = {
             0,
         ),
     ),
+    "pipeline": Lesson(
+        answers={"max_depth_stage2": 5, "max_depth_stage3": 21, "max_age_ms_stage3": 8000},
+        headline="The backlog built before stage {backlog_stage}: {max_depth_stage3} items deep, the oldest waiting "
+        "{max_age_ms_stage3} ms, while stage 2's queue peaked at {max_depth_stage2} and the front shed {shed}.",
+        counters=("max_depth_stage2", "max_depth_stage3", "max_age_ms_stage3", "shed"),
+        try_next=TryNext(
+            "bounded queues (5 each)",
+            {"stage_bound": 5},
+            "stage 3's queue stopping at 5, stage 2's filling behind it, and the front shedding: pressure "
+            "travelling back, with the oldest item's age capped",
+        ),
+        why=Why(
+            "Why did the backlog build where it did, and not at the front?",
+            (
+                "Only the queue right before the slow stage receives more than its consumer takes; an unbounded "
+                "queue says nothing to the stages before it",
+                "Stage 2 slowed down too",
+                "RQ's scheduler holds items between stages",
+            ),
+            0,
+        ),
+    ),
+    "priority-inversion": Lesson(
+        answers={"urgent_p95_ms": 3000, "low_throughput": 120},
+        headline="Urgent jobs waited up to {urgent_max_ms} ms (p95 {urgent_p95_ms} ms) for 50 ms of work; "
+        "low-priority jobs ran at {low_throughput} a minute.",
+        counters=("urgent_p95_ms", "urgent_max_ms", "low_throughput"),
+        try_next=TryNext(
+            "one reserved slot",
+            {"reserved": 1},
+            "urgent p95 falling to about its own work, and the low-priority throughput halving",
+        ),
+        why=Why(
+            "Why did urgent jobs wait although they went to the front of the queue?",
+            (
+                "Every slot was held by a long job, and RQ's rate limiter lets held-back jobs in oldest first",
+                "RQ ignores at_front",
+                "Urgent jobs were retried",
+            ),
+            0,
+        ),
+    ),
+    "priority-reserved": Lesson(
+        answers={"urgent_p95_ms": 300, "low_throughput": 60},
+        headline="With a slot reserved, urgent p95 was {urgent_p95_ms} ms; low-priority jobs ran at "
+        "{low_throughput} a minute on what was left.",
+        counters=("urgent_p95_ms", "urgent_max_ms", "low_throughput"),
+        try_next=TryNext(
+            "no reservation",
+            {"reserved": 0},
+            "urgent jobs queueing behind the long ones again, and the low-priority jobs finishing sooner",
+        ),
+        why=Why(
+            "Why did the low-priority jobs finish more slowly than without the reservation?",
+            (
+                "They may use only the share less the reserved slot, which idles when no urgent job is waiting",
+                "Urgent jobs preempted them",
+                "The reservation added a worker",
+            ),
+            0,
+        ),
+    ),
 }

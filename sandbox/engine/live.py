@@ -39,6 +39,9 @@ WORKFLOW_COUNTERS = (
     "compensations_done", "compensations_failed", "out_of_order_compensations", "batches", "children",
     "children_done", "children_dead", "child_deliveries", "final_runs", "finals_enqueued", "early_finals",
     "batches_finalized_twice", "batches_stuck",
+    "done_stage1", "done_stage2", "done_stage3", "shed", "stage_retries", "stage_dead", "pl_stopped",
+    "max_depth_stage2", "max_depth_stage3", "max_age_ms_stage2", "max_age_ms_stage3", "backlog_stage",
+    "urgent_done", "urgent_p95_ms", "urgent_max_ms", "low_done", "low_p95_ms", "low_throughput",
 )  # fmt: skip
 
 

@@ -49,6 +49,16 @@ DEFAULTS: dict = {
     "fan_in": "atomic",
     "child_fail_rate": 0.0,
     "child_duplicate_rate": 0.0,
+    # pipeline: stages 2 and 3 after the front (the run's messages), a queue before each
+    "stage_ms": 50,
+    "slow_stage_ms": 50,
+    "slow_at_s": 0.0,
+    "stage_bound": 0,
+    "stage_fail_rate": 0.0,
+    # priority-inversion: every k-th message is urgent and short; slots only urgent jobs may use
+    "urgent_every": 0,
+    "urgent_ms": 50,
+    "reserved": 0,
 }
 
 
@@ -162,6 +172,96 @@ WORKFLOW_PRESETS = [
             "backoff_cap_s": 1,
         },
         drill="workflow-orchestration",
+    ),
+    Preset(
+        name="pipeline",
+        title="Pipeline: the last stage slows down",
+        setup="48 items at 6 a second pass three stages, a single consumer each, with a queue before stages 2 "
+        "and 3: 20, 50 and 50 ms an item, until stage 3 slows to 400 ms 2 s in. Unbounded queues.",
+        explanation="Before the slowdown every stage keeps up: 6 items a second need 0.3 s of work a second at "
+        "each later stage. After it, stage 3 serves 1000 ÷ 400 = 2.5 items a second while 6 still arrive, so the "
+        "queue before it grows by 6 − 2.5 = 3.5 a second for the 6 s of arrivals left: about 21 deep at the "
+        "peak, and its oldest item waits about 21 × 0.4 ≈ 8 s. Stage 2's queue stays short (it waits only while "
+        "other jobs hold the worker slots), and the front, which sees none of it, accepts every item: an unbounded queue turns overload into age. Bound the queues "
+        "and the pressure travels back: the queue before stage 3 fills, stage 2 waits for room, its own queue "
+        "fills, and the front sheds the rest, while no item waits much longer than the bound × 0.4 s at stage 3. "
+        "Each stage's consumer is a real RQ job in your fair share of the workers, beside the front's jobs, and "
+        "RQ's scheduler lets the arrivals in once a second, 6 at a time, so a bound that small sheds a few "
+        "even before the slowdown.",
+        section="core-concepts",
+        anchor="backpressure",
+        params={
+            "workflow": "pipeline",
+            "jobs": 48,
+            "arrival_per_s": 6.0,
+            "duration_ms": 20,
+            "duration_spread_ms": 0,
+            "stage_ms": 50,
+            "slow_stage_ms": 400,
+            "slow_at_s": 2.0,
+            "stage_bound": 0,
+            "concurrency": 3,
+            "max_retries": 1,
+            "backoff": "fixed",
+        },
+        drill="backpressure-load-shedding",
+    ),
+    Preset(
+        name="priority-inversion",
+        title="Priority inversion: urgent jobs behind long ones",
+        setup="18 jobs arrive at 6 a second on 2 worker slots; every third is urgent, takes 50 ms and goes to the "
+        "front of the queue; the others are low priority and take 1 s. No slot is reserved.",
+        explanation="The 12 low-priority jobs bring 12 s of work in 3 s to 2 slots, so both slots are nearly always "
+        "held by a job with up to a second left, and low-priority jobs pile up held back by the rate limiter. An "
+        "urgent job at the front of the queue still needs a free slot, and RQ lets held-back jobs in oldest "
+        "first, so it waits behind every low-priority job that arrived before it: the last urgent job waits "
+        "for about 12 ÷ 2 = 6 s of low work less the 3 s it arrived after, roughly 3 s, for 50 ms of its own. "
+        "Priority in a queue orders the waiting, not the workers. Reserve a slot and the urgent jobs never wait "
+        "for a long one; the low-priority jobs get 1 slot instead of 2, so they finish at half the rate.",
+        section="internal-architecture",
+        anchor="priority-queues-and-starvation",
+        params={
+            "workflow": "priority",
+            "jobs": 18,
+            "arrival_per_s": 6.0,
+            "duration_ms": 1000,
+            "duration_spread_ms": 0,
+            "urgent_every": 3,
+            "urgent_ms": 50,
+            "concurrency": 2,
+            "reserved": 0,
+            "max_retries": 0,
+            "slo_seconds": 1.0,
+        },
+        drill="priority-and-tenant-fairness",
+    ),
+    Preset(
+        name="priority-reserved",
+        title="Priority with a reserved slot",
+        setup="The same 18 jobs at 6 a second on 2 worker slots, every third urgent (50 ms), the rest low priority "
+        "(1 s); 1 slot is reserved for urgent jobs.",
+        explanation="Low-priority jobs carry a second rate-limit key with 2 − 1 = 1 slot, so they queue behind each "
+        "other and never take the reserved one; urgent jobs keep the visitor's key, whose 1 slot is then theirs. "
+        "An urgent job waits only for another urgent job (50 ms each, one arriving every half second): its p95 "
+        "is its own work plus RQ's pickup. The price is paid by the low-priority jobs: 12 s of work on one slot "
+        "takes about 12 s, where two slots took about 6, so their throughput halves, and the reserved slot idles "
+        "most of the time. Both keys together still hold only the visitor's fair share.",
+        section="internal-architecture",
+        anchor="priority-queues-and-starvation",
+        params={
+            "workflow": "priority",
+            "jobs": 18,
+            "arrival_per_s": 6.0,
+            "duration_ms": 1000,
+            "duration_spread_ms": 0,
+            "urgent_every": 3,
+            "urgent_ms": 50,
+            "concurrency": 2,
+            "reserved": 1,
+            "max_retries": 0,
+            "slo_seconds": 1.0,
+        },
+        drill="priority-and-tenant-fairness",
     ),
 ]
 

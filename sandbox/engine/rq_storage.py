@@ -60,19 +60,21 @@ def redeliver(job_id: str, connection: Redis) -> None:
     lab_queue(connection).push_job_id(job_id)
 
 
-def take_off_queue(queue: Queue, rate_key: str, job_ids: list[str]) -> list[bool]:
-    """Take jobs that have not started off the scheduled registry, the rate limiter's held-back set and
-    the queue's list at once; True for each job that was on any of them."""
+def take_off_queue(queue: Queue, rate_keys: list[str], job_ids: list[str]) -> list[bool]:
+    """Take jobs that have not started off the scheduled registry, the held-back sets of their rate limits
+    and the queue's list at once; True for each job that was on any of them."""
     connection = queue.connection
-    held = RateLimitRegistry(rate_key, connection=connection)
+    held = [RateLimitRegistry(rate_key, connection=connection).rate_limited_key for rate_key in rate_keys]
     scheduled = ScheduledJobRegistry(queue=queue)
     pipe = connection.pipeline(transaction=False)
     for job_id in job_ids:
         pipe.zrem(scheduled.key, job_id)
-        pipe.zrem(held.rate_limited_key, job_id)
+        for key in held:
+            pipe.zrem(key, job_id)
         pipe.lrem(queue.key, 0, job_id)
     removed = pipe.execute()
-    return [any(removed[n : n + 3]) for n in range(0, len(removed), 3)]
+    step = len(held) + 2
+    return [any(removed[n : n + step]) for n in range(0, len(removed), step)]
 
 
 def failure_settled(queue: Queue, rate_key: str, job_id: str, wait_s: float = 5.0) -> bool:
@@ -288,10 +290,14 @@ def rate_limit_concurrency(connection: Redis, rate_key: str) -> int | None:
     return int(value) if value else None
 
 
-# Every job of one experiment keeps its own copy of its rate limit's concurrency: update them with it.
+# Every job of one experiment keeps its own copy of its rate limit's concurrency: update them with it. Only the
+# jobs of this rate limit: a priority run's jobs carry one of two keys (sandbox.engine.fairshare), and writing the
+# visitor's share into a low-priority job's copy would undo the reservation at its next enqueue.
 _SET_JOBS_CONCURRENCY = """
 for job = 1, tonumber(ARGV[2]) do
-  if redis.call('EXISTS', KEYS[1] .. job) == 1 then redis.call('HSET', KEYS[1] .. job, 'rate_limit_concurrency', ARGV[1]) end
+  if redis.call('HGET', KEYS[1] .. job, 'rate_limit_key') == ARGV[3] then
+    redis.call('HSET', KEYS[1] .. job, 'rate_limit_concurrency', ARGV[1])
+  end
 end
 """
 
@@ -303,7 +309,7 @@ def set_rate_limit_concurrency(
     registry = RateLimitRegistry(rate_key, connection=connection)
     connection.hset(registry.config_key, "concurrency", slots)
     for prefix, jobs in jobs_by_prefix:
-        connection.eval(_SET_JOBS_CONCURRENCY, 1, job_key(prefix), slots, jobs)
+        connection.eval(_SET_JOBS_CONCURRENCY, 1, job_key(prefix), slots, jobs, rate_key)
 
 
 def release_held_jobs(connection: Redis, rate_key: str, slots: int) -> None:

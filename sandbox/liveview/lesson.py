@@ -46,6 +46,13 @@ FIGURE_LABELS = {
     "batches": "batches",
     "final_runs": "final steps run",
     "early_finals": "early finals",
+    "max_depth_stage2": "deepest queue before stage 2",
+    "max_depth_stage3": "deepest queue before stage 3",
+    "max_age_ms_stage3": "oldest item before stage 3 (ms)",
+    "shed": "shed at the front",
+    "urgent_p95_ms": "urgent p95 (ms)",
+    "urgent_max_ms": "urgent max (ms)",
+    "low_throughput": "low-priority jobs a minute",
 }
 BAD_WHEN_POSITIVE = {
     "dead_lettered", "double_charges", "order_violations", "rejected", "crashes", "timeouts",

@@ -59,6 +59,11 @@ NEEDS_HUMAN = Prediction("needs_human", "Sagas left in the DLQ for a human", "sa
 FINAL_RUNS = Prediction("final_runs", "Times a batch's final step ran, all batches", "runs", 0, MAX_JOBS * 10)
 EARLY_FINALS = Prediction("early_finals", "Final steps that ran before every child was done", "runs", 0, MAX_JOBS * 10)
 DOUBLE_EFFECTS = Prediction("double_effects", "Events the consumer acted on twice", "effects", 0, MAX_JOBS * 10)
+DEPTH_STAGE2 = Prediction("max_depth_stage2", "Most items waiting before stage 2 at once", "items", 0, MAX_JOBS)
+DEPTH_STAGE3 = Prediction("max_depth_stage3", "Most items waiting before stage 3 at once", "items", 0, MAX_JOBS)
+AGE_STAGE3 = Prediction("max_age_ms_stage3", "Longest an item waited before stage 3", "ms", 0, HORIZON_S * 1000)
+URGENT_P95 = Prediction("urgent_p95_ms", "Urgent jobs' p95 latency, arrival to done", "ms", 0, HORIZON_S * 1000)
+LOW_THROUGHPUT = Prediction("low_throughput", "Low-priority jobs done per minute", "jobs a minute", 0, 60 * MAX_JOBS)
 
 FIELDS: dict[str, list[Prediction]] = {
     "happy": [DRAIN_S],
@@ -78,6 +83,9 @@ FIELDS: dict[str, list[Prediction]] = {
     "outbox": [LOST, DUPLICATE_EVENTS, DOUBLE_EFFECTS],
     "saga": [COMPENSATED, NEEDS_HUMAN],
     "fan-in": [FINAL_RUNS, EARLY_FINALS],
+    "pipeline": [DEPTH_STAGE2, DEPTH_STAGE3, AGE_STAGE3],
+    "priority-inversion": [URGENT_P95, LOW_THROUGHPUT],
+    "priority-reserved": [URGENT_P95, LOW_THROUGHPUT],
 }
 EXTRAS = ("peak_depth", "drain_s", "retry_peak")  # measured from the live state, not counted
 

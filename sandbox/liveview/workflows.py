@@ -11,6 +11,14 @@ from django.utils.safestring import SafeString
 from prepsite import charts
 from prepsite.redis_conn import get_redis
 from sandbox.engine import live
+from sandbox.liveview.stages import (
+    PIPELINE_STATS,
+    PRIORITY_STATS,
+    pipeline_lessons,
+    pipeline_panel,
+    priority_lessons,
+    priority_panel,
+)
 from sandbox.models import Experiment
 from sandbox.workflows import outbox, saga
 from sandbox.workflows.models import FanInChild, FanInFinal, OutboxMessage, Saga, WorkflowEffect, WorkflowOrder
@@ -171,6 +179,10 @@ def workflow_panel(experiment: Experiment, state: live.LiveState | None, now: fl
         return saga_panel(experiment, state, now, summary)
     if experiment.params["workflow"] == "fan_in":
         return fan_in_panel(experiment, state, now, summary)
+    if experiment.params["workflow"] == "pipeline":
+        return pipeline_panel(experiment, state, now, summary)
+    if experiment.params["workflow"] == "priority":
+        return priority_panel(experiment, summary)
     redis = get_redis()
     orders = dict(WorkflowOrder.objects.filter(experiment=experiment).values_list("order_number", "created_at"))
     entries = [(float(f[b"t"]), int(f[b"order"])) for _, f in redis.xrange(live.key(experiment.pk, outbox.BUS))]
@@ -231,9 +243,15 @@ def workflow_panel(experiment: Experiment, state: live.LiveState | None, now: fl
 
 def workflow_lessons(params: dict, summary: dict, seed: int) -> list[dict]:
     """The explanation's workflow items: the fault plan's own counts beside what the run showed."""
-    needs = {"saga": "sagas", "fan_in": "batches"}.get(params["workflow"], "lost")
+    needs = {"saga": "sagas", "fan_in": "batches", "pipeline": "done_stage1", "priority": "urgent_done"}.get(
+        params["workflow"], "lost"
+    )
     if not is_workflow(params) or needs not in summary:
         return []
+    if params["workflow"] == "pipeline":
+        return pipeline_lessons(params, summary)
+    if params["workflow"] == "priority":
+        return priority_lessons(params, summary)
     jobs = summary.get("enqueued", 0)
     planned = [outbox.faults(params, seed, job, 1) for job in range(1, jobs + 1)]
     crashes = sum(1 for crash, _ in planned if crash)
@@ -336,7 +354,7 @@ def saga_lessons(params: dict, summary: dict, seed: int, jobs: int) -> list[dict
 
 def compare_rows(*outcomes: dict) -> list[tuple[str, str]]:
     """(key, label) of the workflow counters either run reports, for the compare page."""
-    rows = STATS + SAGA_STATS + FAN_IN_STATS
+    rows = STATS + SAGA_STATS + FAN_IN_STATS + PIPELINE_STATS + PRIORITY_STATS
     return [(key, label) for key, label in rows if any(key in outcome for outcome in outcomes)]
 
 

@@ -1,5 +1,5 @@
-"""The faults between the queue and everything else: dual write vs outbox (and, later, sagas, fan-in,
-pipelines, priority inversion) on real jobs and the site's own database.
+"""The faults between the queue and everything else: dual write vs outbox, sagas, fan-in, pipelines and priority
+inversion on real jobs and the site's own database.
 
 A workflow is chosen by the `workflow` parameter. Its request handler runs inside the message handler
 (sandbox.engine.handler) as the run's side effect, so admission, retries, the DLQ, limits and the

@@ -4,7 +4,7 @@ from rq import get_current_job
 
 from sandbox.engine import experiments
 from sandbox.engine.live import Recorder
-from sandbox.workflows import fanin
+from sandbox.workflows import fanin, pipeline
 from sandbox.workflows import run as workflow_run
 
 
@@ -40,3 +40,12 @@ def fan_in_child_failed(job, connection, exc_type, exc_value, traceback) -> None
 def fan_in_final(experiment_id: int, batch: int) -> str:
     fanin.run_final(experiment_id, batch)
     return "final"
+
+
+def pipeline_stage(experiment_id: int, stage: int) -> str:
+    job = get_current_job()
+    found = workflow_run.context(job.connection, experiment_id)
+    if found is None:
+        return "expired"
+    params, seed = found
+    return pipeline.run_stage(job.connection, experiment_id, stage, params=params, seed=seed)

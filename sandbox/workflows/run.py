@@ -1,4 +1,5 @@
-"""A workflow run's background half: the tick (relay pass, consumer pass, counters) and when the run may end.
+"""A workflow run's background half: the tick (relay pass, consumer pass, a pipeline's queue sample, counters) and
+when the run may end.
 
 The run's record stays open (live counter `wf_open` = 1, which sandbox.engine.live's "finished" checks)
 until every request has ended and the relay and the consumer have nothing left, or the run was stopped,
@@ -15,7 +16,7 @@ from rq.rate_limit import RateLimit
 from prepsite.redis_conn import get_redis
 from sandbox.engine import fairshare, live, rq_storage
 from sandbox.engine.budget import WORKFLOW_TICK_S, WORKFLOW_TICKS
-from sandbox.workflows import fanin, is_workflow, outbox, saga
+from sandbox.workflows import fanin, is_workflow, outbox, pipeline, priority, saga
 
 __all__ = ["admit", "enqueue_tick", "is_workflow", "tick", "tick_job_id"]
 
@@ -32,6 +33,9 @@ def admit(experiment_id: int, limit_key: str, run: str) -> None:
     """Open the run's workflow and schedule its first tick."""
     redis = get_redis()
     redis.hset(live.key(experiment_id, "c"), outbox.OPEN, 1)
+    params, _ = context(redis, experiment_id) or ({}, 0)
+    if params.get("workflow") == "pipeline":  # the stages count with HINCRBY; a run that never sheds shows 0
+        redis.hset(live.key(experiment_id, "c"), mapping=dict.fromkeys(pipeline.STAGE_COUNTERS, 0))
     redis.set(live.key(experiment_id, fanin.RATE_KEY), fairshare.rate_key(limit_key), ex=live.TTL_SECONDS)
     enqueue_tick(redis, experiment_id, limit_key, run, 1)
 
@@ -86,6 +90,13 @@ def tick(recorder: live.Recorder, *, limit_key: str, run: str, n: int) -> bool:
     if params["workflow"] == "fan_in":
         drained = fanin.drained(experiment_id, redis)
         counts = fanin.counters(experiment_id, redis)
+    elif params["workflow"] == "pipeline":
+        pipeline.sample(redis, experiment_id)
+        drained = pipeline.drained(experiment_id, redis)
+        counts = pipeline.counters(experiment_id, redis)
+    elif params["workflow"] == "priority":  # nothing of its own to drain: the engine's jobs are the whole run
+        drained = True
+        counts = priority.counters(experiment_id, redis, params)
     elif params["workflow"] == "saga":  # the orchestrator is the message job itself: only count here
         drained = True
         counts = saga.counters(experiment_id, redis, set(live.read(experiment_id, events=1, connection=redis).dlq))

@@ -73,3 +73,48 @@ def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker
         panel.screenshot(path=str(shots / f"lab-{preset}-{name}-panel.png"))
     failures = audit(page, f"lab-{preset}")
     assert not failures, "axe found serious or critical violations:\n" + "\n".join(failures)
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("preset", ["pipeline", "priority-inversion", "priority-reserved"])
+def test_a_finished_pipeline_or_priority_run_shows_its_queues_and_latencies(
+    live_server,
+    axe_page,
+    rq_workers,
+    content,
+    preset,
+):
+    """The pipeline's queues on one time axis; urgent latency beside low-priority throughput (issue #26, 4 and 5)."""
+    page = axe_page
+    pk = start_run(page, live_server.url, preset, {"seed": 7})
+    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(120_000))
+    summary = Experiment.objects.get(pk=pk).summary
+    panel = page.locator("#panel-workflow")
+    outcome = page.locator("#panel-outcome")
+    expect(outcome.locator("dl.explain")).to_be_visible()
+    if preset == "pipeline":
+        expect(panel.locator("#workflow-figure svg")).to_have_count(2)  # depth and age, one time axis
+        expect(panel.locator('[data-counter="max_depth_stage3"] .n')).to_have_text(str(summary["max_depth_stage3"]))
+        expect(panel.locator('[data-counter="shed"] .n')).to_have_text("0")
+        expect(page.locator('#panel-lesson [data-prediction="max_depth_stage3"]')).to_be_visible()
+        expect(outcome.locator("dl.explain")).to_contain_text("Where the backlog builds")
+        assert summary["backlog_stage"] == 3
+        drill = "/topics/queueing/drill/backpressure-load-shedding/"
+    else:
+        expect(panel.locator('[data-counter="urgent_p95_ms"] .n')).to_have_text(str(summary["urgent_p95_ms"]))
+        expect(panel.locator('[data-counter="low_throughput"] .n')).to_have_text(str(summary["low_throughput"]))
+        expect(page.locator('#panel-lesson [data-prediction="urgent_p95_ms"]')).to_be_visible()
+        expect(outcome.locator("dl.explain")).to_contain_text("Low-priority throughput")
+        drill = "/topics/queueing/drill/priority-and-tenant-fairness/"
+    expect(page.get_by_role("link", name="Practise the interview question")).to_have_attribute("href", drill)
+    expect(page.get_by_role("link", name="Read why")).to_be_visible()
+    shots = ARTIFACTS / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    for name, size in SIZES.items():
+        page.set_viewport_size(size)
+        page.wait_for_timeout(150)
+        page.locator("#panel-outcome").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / f"lab-{preset}-{name}.png"))
+        panel.screenshot(path=str(shots / f"lab-{preset}-{name}-panel.png"))
+    failures = audit(page, f"lab-{preset}")
+    assert not failures, "axe found serious or critical violations:\n" + "\n".join(failures)

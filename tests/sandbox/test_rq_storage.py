@@ -78,14 +78,14 @@ def test_a_job_hash_holds_its_status_and_origin_queue(queue):
 def test_a_queue_is_a_list_of_job_ids_that_lrem_and_lpos_reach(queue):
     job = queue.enqueue(noop)
     assert rq_storage.on_queue(queue, job.id)
-    assert rq_storage.take_off_queue(queue, "contract-rate", [job.id, "not-a-job"]) == [True, False]
+    assert rq_storage.take_off_queue(queue, ["contract-rate"], [job.id, "not-a-job"]) == [True, False]
     assert not rq_storage.on_queue(queue, job.id)
 
 
 def test_scheduled_jobs_sit_in_a_sorted_set_the_adapter_can_take_them_off(queue):
     job = queue.enqueue_in(timedelta(seconds=60), noop)
     assert not rq_storage.on_queue(queue, job.id)
-    assert rq_storage.take_off_queue(queue, "contract-rate", [job.id]) == [True]
+    assert rq_storage.take_off_queue(queue, ["contract-rate"], [job.id]) == [True]
     assert rq_storage.delete_job(queue.connection, job.id)
     assert not rq_storage.job_exists(queue.connection, job.id)
 
@@ -101,6 +101,14 @@ def test_a_rate_limit_config_hash_is_rq_rl_key_with_a_concurrency_field(queue):
         prefix = job.id[:-1]
         rq_storage.set_rate_limit_concurrency(queue.connection, key, 3, [(prefix, 0)])
         assert rq_storage.rate_limit_concurrency(queue.connection, key) == 3
+        # the copy is written only into jobs whose hash names this key (field rate_limit_key): a priority run's
+        # jobs carry one of two keys
+        numbered = queue.enqueue(noop, job_id=f"{key}-1", rate_limit=RateLimit(key=key, concurrency=3))
+        assert queue.connection.hget(rq_storage.job_key(numbered.id), "rate_limit_key") == key.encode()
+        rq_storage.set_rate_limit_concurrency(queue.connection, f"{key}-other", 5, [(f"{key}-", 1)])
+        assert queue.connection.hget(rq_storage.job_key(numbered.id), "rate_limit_concurrency") == b"3"
+        rq_storage.set_rate_limit_concurrency(queue.connection, key, 4, [(f"{key}-", 1)])
+        assert queue.connection.hget(rq_storage.job_key(numbered.id), "rate_limit_concurrency") == b"4"
     finally:
         for stale in queue.connection.scan_iter(f"{rq_storage.RATE_LIMIT_PREFIX}{key}*", count=10_000):
             queue.connection.delete(stale)
