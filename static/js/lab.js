@@ -18,6 +18,13 @@
     if (slot && event.detail.xhr && event.detail.xhr.status < 300) slot.innerHTML = "";
   });
 
+  // A poll answered after its page was replaced (the poller is no longer in the document) is dropped: its
+  // out-of-band panels have no targets there, and htmx would report each as an error.
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var source = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (source && source.id === "poller" && !document.getElementById("poller")) event.detail.shouldSwap = false;
+  });
+
   // A panel's morph must not close what the learner opened (the job list under the time axis).
   if (window.Idiomorph) {
     Idiomorph.defaults.callbacks.beforeAttributeUpdated = function (name, element) {

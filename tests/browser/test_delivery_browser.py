@@ -64,6 +64,7 @@ def test_a_log_runs_live_view_shows_partitions_moving_when_a_consumer_is_killed(
     )
 
     kill = page.get_by_role("button", name=re.compile(r"^Kill this consumer c\d+-\d+$")).first
+    expect(kill).to_be_visible(timeout=wait_ms(30_000))  # once a consumer owns a partition (slow under load)
     victim = kill.inner_text().split()[-1]
     kill.focus()
     page.keyboard.press("Enter")  # the keyboard reaches it like any button
