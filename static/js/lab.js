@@ -18,12 +18,18 @@
     if (slot && event.detail.xhr && event.detail.xhr.status < 300) slot.innerHTML = "";
   });
 
-  // A poll answered after its page was replaced (the poller is no longer in the document) is dropped: its
-  // out-of-band panels have no targets there, and htmx would report each as an error.
-  document.body.addEventListener("htmx:beforeSwap", function (event) {
-    var source = event.detail.requestConfig && event.detail.requestConfig.elt;
-    if (source && source.id === "poller" && !document.getElementById("poller")) event.detail.shouldSwap = false;
-  });
+  // A poll answered after a newer response (an action's, which carries the poller too) replaced its poller is
+  // stale: htmx looks for its panels inside the detached poller, finds none and reports each as an error. It is
+  // dropped by an extension on the poller (hx-ext="lab-poller"): events on a detached element never bubble up.
+  if (window.htmx) {
+    htmx.defineExtension("lab-poller", {
+      onEvent: function (name, event) {
+        if (name === "htmx:beforeSwap" && event.detail.elt && !event.detail.elt.isConnected) {
+          event.detail.shouldSwap = false;
+        }
+      },
+    });
+  }
 
   // A panel's morph must not close what the learner opened (the job list under the time axis).
   if (window.Idiomorph) {

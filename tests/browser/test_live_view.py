@@ -190,3 +190,31 @@ def test_run_it_again_reproduces_the_parameters_and_the_seed(live_server, page, 
     a, b = Experiment.objects.get(pk=first), Experiment.objects.get(pk=second)
     assert second != first
     assert (b.params, b.seed) == (a.params, a.seed)
+
+
+def test_a_poll_answered_after_an_action_replaced_its_poller_is_dropped_without_errors(live_server, page, lab_engine):
+    """An action's answer carries a new poller; a poll still in flight from the old one used to look for its
+    panels inside the detached poller and log htmx:oobErrorNoTarget for each (seen under load)."""
+    errors: list[str] = []
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    start(page, live_server.url, "poison")
+    held = []
+
+    def hold_the_first_poll(route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r"/sandbox/experiments/\d+/live/"), hold_the_first_poll)
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "no poll was made"
+    page.locator("#fix-consumer").click()  # its answer replaces the poller while the held poll is in flight
+    expect(page.locator("#lab-flash")).to_contain_text("Fixed: the consumer", timeout=wait_ms(10_000))
+    held[0].continue_()
+    page.wait_for_timeout(1500)  # the held poll's answer, and the next poll's
+    assert not [text for text in errors if "oobErrorNoTarget" in text], errors
+    assert page.locator("#poller").count() == 1
