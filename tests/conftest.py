@@ -200,6 +200,11 @@ def _stretch_browser_waits() -> None:
     expect.set_options(timeout=wait_ms(5000))  # Playwright's own default is 5 s
 
 
+# What the status region says once Stop is pressed: its confirmation, or, when the stop ends the run at once and
+# a poll answers first, the outcome (which is said only of a stopped run).
+STOP_SAID = re.compile(r"Stopping|Stopped early")
+
+
 def wait_ms(milliseconds: int) -> int:
     """A browser wait (Playwright's timeout=, in ms), stretched by the same factor."""
     return int(milliseconds * SLOW)

@@ -24,7 +24,7 @@ from prepsite.redis_conn import get_redis
 from sandbox import delivery
 from sandbox.engine import experiments, live
 from sandbox.models import Experiment
-from tests.conftest import ARTIFACTS, CONSUMERS, wait_for, wait_ms
+from tests.conftest import ARTIFACTS, CONSUMERS, STOP_SAID, wait_for, wait_ms
 from topics.drills.models import Card, MockInterview
 from topics.models import Question
 
@@ -436,7 +436,7 @@ def lab_lesson_stopped(page: Page, base: str, engine) -> None:
     """A run stopped early: not scored, no Try next."""
     run = start_run(page, base, "poison", POISON)
     page.locator("#stop-experiment").click()
-    expect(page.locator("#lab-flash")).to_contain_text("Stopping", timeout=wait_ms(5_000))
+    expect(page.locator("#lab-flash")).to_contain_text(STOP_SAID, timeout=wait_ms(5_000))
     engine.finish(Experiment.objects.get(pk=run))
     expect(page.locator("#run-status")).to_contain_text("not scored", timeout=wait_ms(10_000))
 
@@ -693,7 +693,7 @@ def test_keyboard_only_lab_run_from_start_to_stop(live_server, page, rq_workers)
     try:
         step("Stop experiment", tab_to(page, "#stop-experiment"))
         page.keyboard.press("Enter")
-        expect(page.locator("#lab-flash")).to_contain_text("Stopping")
+        expect(page.locator("#lab-flash")).to_contain_text(STOP_SAID)
         step("after Enter on Stop", focused(page))
         expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(30_000))
         expect(page.locator('[data-counter="stopped"] .n')).not_to_have_text("0")

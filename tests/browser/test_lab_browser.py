@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 from sandbox.engine import experiments, live
 from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
-from tests.conftest import ARTIFACTS, wait_ms
+from tests.conftest import ARTIFACTS, STOP_SAID, wait_ms
 from tests.sandbox.helpers import anonymous_visitor, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
@@ -98,7 +98,7 @@ def test_crash_its_worker_kills_the_running_job_and_it_is_retried(live_server, p
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
     screenshot("lab-crash-crashed")
     page.get_by_role("button", name="Stop experiment").click()
-    expect(page.locator("#lab-flash")).to_contain_text("Stopping")
+    expect(page.locator("#lab-flash")).to_contain_text(STOP_SAID)
     # Leave the shared workers idle for the tests after this one.
     experiment = Experiment.objects.get(pk=int(page.url.rstrip("/").split("/")[-1]))
     for job in live.read(experiment.pk).running:

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from sandbox.models import Experiment
-from tests.conftest import ARTIFACTS, wait_ms
+from tests.conftest import ARTIFACTS, STOP_SAID, wait_ms
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -142,7 +142,7 @@ def test_predict_run_read_the_lesson_try_next_redrive_and_stop(live_server, page
     page.wait_for_url(re.compile(r"/sandbox/experiments/\d+/$"))
     stopped = Experiment.objects.get(pk=run_id(page))
     page.locator("#stop-experiment").click()
-    expect(page.locator("#lab-flash")).to_contain_text("Stopping", timeout=wait_ms(5_000))
+    expect(page.locator("#lab-flash")).to_contain_text(STOP_SAID, timeout=wait_ms(5_000))
     lab_engine.finish(stopped)
     expect(page.locator("#run-status")).to_contain_text("stopped early: not scored", timeout=wait_ms(10_000))
     expect(verdict(page, "dead_lettered")).to_have_text("not scored")

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from sandbox.models import Experiment
-from tests.conftest import wait_ms
+from tests.conftest import STOP_SAID, wait_ms
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -41,7 +41,7 @@ def history_shows(page: Page, base: str, *ids: int) -> None:
 def stop_and_see_it_end(page: Page, base: str, pk: int) -> None:
     page.goto(f"{base}/sandbox/experiments/{pk}/")
     page.get_by_role("button", name="Stop experiment").click()
-    expect(page.locator("#lab-flash")).to_contain_text("Stopping")
+    expect(page.locator("#lab-flash")).to_contain_text(STOP_SAID)
     expect(page.locator("#h-counters")).to_contain_text("finished", timeout=wait_ms(30_000))
     expect(page.locator('[data-counter="stopped"] .n')).not_to_have_text("0")
 
