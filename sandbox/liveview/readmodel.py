@@ -375,7 +375,10 @@ def announcements(experiment: Experiment, state: live.LiveState, summary: dict) 
         said.append({"key": "first-dead-letter", "text": f"Job {state.dlq[0]} is in the dead-letter queue."})
     if state.finished:
         slo = "met" if summary.get("slo_met") else "missed"
-        ended = "Stopped early (not scored)" if not experiment.scored else "Finished"
+        # A stopped job says so even before the row does (the worker that ended the last job may not have
+        # written the row yet when a Stop's answer is drawn).
+        stopped = not experiment.scored or summary.get("stopped", 0) > 0
+        ended = "Stopped early (not scored)" if stopped else "Finished"
         said.append(
             {
                 "key": f"finished-{summary.get('redriven', 0)}",

@@ -9,6 +9,7 @@ from prepsite import charts
 from sandbox.engine import experiments, limits, live
 from sandbox.engine.presets import PRESETS
 from sandbox.engine.series import MAX_POINTS, depth_samples, lag_series, retry_histogram, series_from_buckets
+from sandbox.liveview import readmodel
 from sandbox.liveview.explain import explain
 from sandbox.models import Experiment
 from tests.conftest import wait_for
@@ -175,6 +176,26 @@ def test_running_experiment_polls_every_second_and_shows_running_jobs_with_crash
     assert response.status_code == 302
     state = wait_finished(experiment, 30)
     assert state.counters["stopped"] + state.counters["succeeded"] == 2
+
+
+@pytest.mark.django_db
+def test_a_stop_that_ends_the_run_at_once_announces_it_stopped_early(client, lab_engine):
+    """Nothing has started, so Stop takes every job off and the run ends inside the request."""
+    experiment = start_via_form(client, "happy", jobs=3)
+    fragment = client.post(reverse("sandbox:stop", args=[experiment.pk]), **HX).content.decode()
+    assert "Stopping: 3 jobs taken off" in fragment
+    assert "Stopped early (not scored): 0 succeeded" in fragment
+    assert "Finished:" not in fragment
+
+
+def test_a_run_with_stopped_jobs_is_announced_as_stopped_before_its_row_says_so():
+    """Under load a Stop's answer was drawn after the last job ended in Redis but before the worker wrote the
+    row: the row still looked scoreable and the run was announced as "Finished: 23 succeeded"."""
+    row = Experiment(pk=1, status=Experiment.Status.RUNNING, first_pass=None)
+    finished = live.LiveState(experiment_id=1, exists=True, finished=True)
+    said = readmodel.announcements(row, finished, {"succeeded": 23, "stopped": 17, "slo_met": True})
+    assert said[-1]["text"].startswith("Stopped early (not scored): 23 succeeded")
+    assert readmodel.announcements(row, finished, {"succeeded": 40})[-1]["text"].startswith("Finished: 40")
 
 
 @pytest.mark.django_db
