@@ -373,9 +373,23 @@ def _stack(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def rq_workers(_stack) -> WorkerPool:
-    """Real RQ worker processes (and the janitor, renderer and consumers) sharing the test database."""
-    return _stack.start()
+def rq_workers(_stack, request) -> WorkerPool:
+    """Real RQ worker processes (and the janitor, renderer and consumers) sharing the test database.
+
+    A test's runs still going at its end are stopped before its rows are flushed: left running, their jobs kept
+    the shared pool busy failing on rows that no longer exist, and under load a later stream run never finished.
+    """
+    yield _stack.start()
+    if not request.node.get_closest_marker("django_db") and "live_server" not in request.fixturenames:
+        return  # no database: it started no run
+    from redis.exceptions import RedisError
+
+    from sandbox.engine import experiments
+    from sandbox.models import Experiment
+
+    with contextlib.suppress(RedisError):  # a test that stopped Redis has its own clean-up
+        for experiment in Experiment.objects.active():
+            experiments.experiment_stop(experiment)
 
 
 @pytest.fixture
