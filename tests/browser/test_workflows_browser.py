@@ -61,18 +61,7 @@ def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker
     elif preset == "outbox":
         assert summary["lost"] == summary["ghosts"] == 0
         expect(panel.locator('[data-counter="relay_lag_p95_ms"]')).to_be_visible()
-    expect(page.get_by_role("link", name="Practise the interview question")).to_have_attribute("href", drill)
-    expect(page.get_by_role("link", name="Read why")).to_be_visible()
-    shots = ARTIFACTS / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    for name, size in SIZES.items():
-        page.set_viewport_size(size)
-        page.wait_for_timeout(150)
-        page.locator("#panel-outcome").scroll_into_view_if_needed()
-        page.screenshot(path=str(shots / f"lab-{preset}-{name}.png"))
-        panel.screenshot(path=str(shots / f"lab-{preset}-{name}-panel.png"))
-    failures = audit(page, f"lab-{preset}")
-    assert not failures, "axe found serious or critical violations:\n" + "\n".join(failures)
+    links_screenshots_and_axe(page, panel, preset, drill)
 
 
 @pytest.mark.workers
@@ -106,6 +95,12 @@ def test_a_finished_pipeline_or_priority_run_shows_its_queues_and_latencies(
         expect(page.locator('#panel-lesson [data-prediction="urgent_p95_ms"]')).to_be_visible()
         expect(outcome.locator("dl.explain")).to_contain_text("Low-priority throughput")
         drill = "/topics/queueing/drill/priority-and-tenant-fairness/"
+    links_screenshots_and_axe(page, panel, preset, drill)
+
+
+def links_screenshots_and_axe(page, panel, preset: str, drill: str) -> None:
+    """What every family's finished page shares: its drill and Study links, desktop and phone screenshots of the
+    page and of its panel, and no serious or critical axe violation."""
     expect(page.get_by_role("link", name="Practise the interview question")).to_have_attribute("href", drill)
     expect(page.get_by_role("link", name="Read why")).to_be_visible()
     shots = ARTIFACTS / "screenshots"
