@@ -7,6 +7,7 @@ shows exactly what broke. Public API (Queue.enqueue, Retry, RateLimit, Worker) i
 """
 
 import contextlib
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,8 @@ from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.utils import utcparse
 
 from prepsite.redis_conn import LAB_QUEUE, get_redis
+
+log = logging.getLogger(__name__)
 
 JOB_KEY_PREFIX = "rq:job:"  # rq keeps each job in a hash under this prefix
 RATE_LIMIT_PREFIX = "rq:rl:"  # rq.rate_limit: a rate limit's config hash is this prefix + its key
@@ -247,13 +250,38 @@ def release_scheduler_lock(connection: Redis, holder: bytes, queue: str = LAB_QU
 # ---------------------------------------------------------------- the started registry (janitor)
 
 
+# RQ's worker takes the maintenance lock for 899 s and deletes it when its clean-up ends, within a second. A worker
+# SIGKILLed mid-clean, or cut off by a Redis restart (AOF brings the lock back), leaves it for the rest of those 15
+# minutes, and the janitor would recover no abandoned job meanwhile: seen under load, a dead worker's job stayed
+# "running" for the whole soak. A lock RQ took longer ago than this is abandoned, and the janitor takes it over.
+RQ_CLEANING_LOCK_SECONDS = 899
+CLEANING_LOCK_ABANDONED_AFTER_SECONDS = 60
+JANITOR_LOCK_VALUE = "janitor"
+_TAKE_CLEANING_LOCK = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end  -- another janitor's: it ends on its own
+local ttl = redis.call('TTL', KEYS[1])
+if ttl == -1 or (ttl >= 0 and tonumber(ARGV[3]) - ttl > tonumber(ARGV[4])) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 2
+end
+return 0
+"""
+
+
 def take_cleaning_lock(queue: Queue, seconds: int) -> bool:
     """RQ's own registry-maintenance lock: two concurrent cleanups would requeue the same job twice."""
-    return bool(queue.connection.set(queue.registry_cleaning_key, 1, nx=True, ex=seconds))
+    taken = queue.connection.eval(
+        _TAKE_CLEANING_LOCK, 1, queue.registry_cleaning_key, JANITOR_LOCK_VALUE, seconds,
+        RQ_CLEANING_LOCK_SECONDS, CLEANING_LOCK_ABANDONED_AFTER_SECONDS,
+    )  # fmt: skip
+    if taken == 2:
+        log.warning("janitor: took over the maintenance lock of %s, abandoned by a worker mid-clean", queue.name)
+    return bool(taken)
 
 
 def release_cleaning_lock(queue: Queue) -> None:
-    queue.connection.delete(queue.registry_cleaning_key)
+    queue.connection.eval(_RELEASE_IF_HELD_BY, 1, queue.registry_cleaning_key, JANITOR_LOCK_VALUE)
 
 
 def started_entries(queue: Queue) -> list[tuple[str, str]]:

@@ -47,8 +47,10 @@ local function note(maxkey, series, second, field, value)
 end
 """
 
-# KEYS: next queue, busy, max, series, counters, seen ('' when a stage hands on); ARGV: next stage, item, now, bound,
-# from the front (1/0), ttl. Returns shed, duplicate, queued, or wake (the next stage needs a consumer job).
+# KEYS: next queue, busy, max, series, counters, seen ('' when a stage hands on), parked; ARGV: next stage, item, now,
+# bound, from the front (1/0), ttl. Returns shed, duplicate, queued, or wake (the next stage needs a consumer job).
+# A parked stage is not woken here: stage 3 wakes it when it makes room, and waking it twice would run two consumers
+# of one stage at once, both passing the bound check (seen under load: a queue bounded at 5 held 6).
 _PUSH = (
     _MAX_UPDATE
     + """
@@ -66,6 +68,7 @@ redis.call('RPUSH', KEYS[1], ARGV[2] .. ':' .. ARGV[3])
 note(KEYS[3], KEYS[4], math.floor(now), 'd' .. ARGV[1], redis.call('LLEN', KEYS[1]))
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[6]) end
 if redis.call('HGET', KEYS[2], ARGV[1]) == '1' then return 'queued' end
+if redis.call('HGET', KEYS[7], ARGV[1]) == '1' then return 'queued' end
 redis.call('HSET', KEYS[2], ARGV[1], '1')
 return 'wake'
 """
@@ -141,7 +144,7 @@ def enqueue_stage(redis: Redis, experiment_id: int, stage: int, params: dict) ->
 
 def _push(redis: Redis, experiment_id: int, *, to: int, item: int, params: dict, front: bool) -> str:
     keys = (k(experiment_id, QUEUE[to]), k(experiment_id, BUSY), k(experiment_id, MAX), k(experiment_id, SERIES),
-            k(experiment_id, "c"), k(experiment_id, SEEN))  # fmt: skip
+            k(experiment_id, "c"), k(experiment_id, SEEN), k(experiment_id, PARKED))  # fmt: skip
     reply = redis.eval(
         _PUSH, len(keys), *keys, to, item, f"{time.time():.3f}", params["stage_bound"], int(front), live.TTL_SECONDS
     )

@@ -2,6 +2,7 @@
 side by side, and a log run's live view (partitions, lag, consumers you can kill)."""
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -64,8 +65,14 @@ def test_a_log_runs_live_view_shows_partitions_moving_when_a_consumer_is_killed(
         "its lag climbs until another consumer takes it over"
     )
 
+    polls: list[str] = []  # what each poll answered, said if the button never shows
+    page.on("response", lambda r: "/live/" in r.url and polls.append(f"{r.status}@{time.monotonic() - began:.1f}s"))
+    began = time.monotonic()
     kill = page.get_by_role("button", name=re.compile(r"^Kill this consumer c\d+-\d+$")).first
-    expect(kill).to_be_visible(timeout=wait_ms(30_000))  # once a consumer owns a partition (slow under load)
+    try:
+        expect(kill).to_be_visible(timeout=wait_ms(30_000))  # once a consumer owns a partition (slow under load)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\npolls answered (status@since): {polls}") from None
     victim = kill.inner_text().split()[-1]
     kill.focus()
     page.keyboard.press("Enter")  # the keyboard reaches it like any button

@@ -12,7 +12,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(tr
 
 PASSWORD = "a-long-enough-passphrase-42"
 FAST = {"jobs": 3, "duration_ms": 50, "duration_spread_ms": 0}
-SLOW = {"jobs": 3, "concurrency": 1, "duration_ms": 4000, "duration_spread_ms": 0}  # keeps running ~12 s
+# Keeps running ~40 s: Stop must find jobs still queued however slowly the journey before it went (under load a
+# 12 s run had started its last job by the time Stop was pressed, and nothing was left to stop).
+SLOW = {"jobs": 10, "concurrency": 1, "duration_ms": 4000, "duration_spread_ms": 0}
 
 
 def start(page: Page, base: str, **params) -> int:

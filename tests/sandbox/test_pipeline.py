@@ -69,6 +69,25 @@ def test_every_item_ends_once_under_random_faults(lab_engine, seed, bound):
         assert summary["shed"] == 0
 
 
+def test_an_arrival_never_wakes_a_parked_stage_so_one_stage_never_runs_two_consumers(lab_engine):
+    """Stage 2 parked on a full queue 3; an item arrives from the front, then stage 3 makes room. Only the room may
+    wake stage 2: woken by both, two stage-2 consumers passed the bound check at once (a queue bounded at 5 held 6)."""
+    experiment = start("pipeline", seed=5, jobs=1, arrival_per_s=0.0, stage_bound=2)
+    redis, pk = live.Recorder(experiment.pk).redis, experiment.pk
+    params = {**experiment.params, "stage_bound": 2}
+    for item in (101, 102):  # queue 3 full
+        redis.rpush(live.key(pk, pipeline.QUEUE[3]), f"{item}:0")
+    redis.rpush(live.key(pk, pipeline.QUEUE[2]), "103:0")
+    redis.hset(live.key(pk, pipeline.BUSY), mapping={"2": "1", "3": "1"})
+    assert pipeline._take_one(redis, pk, 2, params=params, seed=5) == "parked"
+    assert pipeline._push(redis, pk, to=2, item=104, params=params, front=True) == "queued"  # no second consumer
+    assert redis.hget(live.key(pk, pipeline.BUSY), "2") == b"0"
+    assert pipeline._take_one(redis, pk, 3, params={**params, "stage_ms": 1, "slow_stage_ms": 1}, seed=5) == "done"
+    assert redis.hget(live.key(pk, pipeline.BUSY), "2") == b"1"  # the room woke it, once
+    assert redis.hget(live.key(pk, pipeline.PARKED), "2") is None
+    assert redis.hget(live.key(pk, pipeline.SEQ), "2") == b"1"  # one stage-2 consumer job enqueued in all
+
+
 def test_a_stopped_pipeline_counts_what_was_still_queued(lab_engine):
     experiment = start("pipeline", seed=5, jobs=12, arrival_per_s=0.0, duration_ms=1, stage_ms=1, slow_stage_ms=1)
     lab_engine.worker.work(burst=True, max_jobs=12, with_scheduler=False)  # the front only: 12 items wait

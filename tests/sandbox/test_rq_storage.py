@@ -153,6 +153,26 @@ def test_the_registry_cleaning_lock_is_a_key_two_cleanups_cannot_both_take(queue
     rq_storage.release_cleaning_lock(queue)
 
 
+def test_a_maintenance_lock_left_by_a_worker_that_died_mid_clean_is_taken_over_after_a_minute(queue):
+    """RQ's worker holds the lock for 899 s and deletes it when its clean-up ends: killed mid-clean, it would keep the
+    janitor from recovering any job for 15 minutes. A fresh RQ lock is respected; one a minute old is taken over."""
+    key = queue.registry_cleaning_key
+    assert queue.acquire_maintenance_lock()  # as a worker's clean_registries() takes it
+    assert not rq_storage.take_cleaning_lock(queue, 5)  # a worker cleaning now
+    assert queue.connection.get(key) == b"1"
+    queue.connection.expire(key, rq_storage.RQ_CLEANING_LOCK_SECONDS - 61)  # taken 61 s ago: nobody cleans that long
+    assert rq_storage.take_cleaning_lock(queue, 5)
+    assert 0 < queue.connection.ttl(key) <= 5
+    queue.connection.persist(key)  # the janitor's own lock is never taken over by another janitor
+    assert not rq_storage.take_cleaning_lock(queue, 5)
+    rq_storage.release_cleaning_lock(queue)
+    assert queue.connection.get(key) is None
+    assert queue.acquire_maintenance_lock()
+    rq_storage.release_cleaning_lock(queue)  # the janitor never releases a lock a worker holds
+    assert queue.connection.get(key) == b"1"
+    queue.release_maintenance_lock()
+
+
 def test_a_failed_job_is_filed_in_the_failed_registry(queue):
     job = queue.enqueue(boom)
     work(queue)
