@@ -1,0 +1,58 @@
+"""What `make test` costs in CPU, against this machine's speed measured in the same run.
+
+Wall time alone says little on a shared machine whose speed moves 2x between sessions: the suite's CPU-seconds
+(every process it started and waited for: pytest, its worker pools and work-horses, Chromium, Redis) divided by
+the time of a fixed CPU-bound loop is a cost that travels between machines. On N cores no scheduling can finish
+faster than CPU-seconds / N, so that floor says whether a wall-time target is reachable here at all.
+
+Prints the calibration, then `make test`'s result, then `cost=<CPU-s / calibration-s> cpu_s=… wall_s=…
+floor_s=…` last. Usage: python3 bench/suite_cost.py [make arguments, e.g. PYTEST_ARGS=tests/topics]
+"""
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOOP = 10_000_000
+
+
+def calibration_s(rounds: int = 5) -> float:
+    """The best of a few runs of one fixed pure-Python loop: this machine's single-core speed, now."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        total = 0
+        for i in range(LOOP):
+            total += i
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    cores = os.cpu_count() or 1
+    before = calibration_s()
+    print(f"calibration: {LOOP:,} additions in {before:.3f} s (best of 5)", flush=True)
+    cpu0, wall0 = children_cpu_s(), time.monotonic()
+    result = subprocess.run(["make", "test", *sys.argv[1:]], cwd=BASE_DIR, check=False)
+    cpu, wall = children_cpu_s() - cpu0, time.monotonic() - wall0
+    after = calibration_s()
+    calibration = min(before, after)
+    print(f"calibration after the suite: {after:.3f} s; make test exited {result.returncode}")
+    print(
+        f"cost={cpu / calibration:.0f} cpu_s={cpu:.0f} wall_s={wall:.0f} floor_s={cpu / cores:.0f} "
+        f"(on {cores} cores; a 300 s wall needs cost <= {300 * cores / calibration:.0f} at this speed)"
+    )
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
