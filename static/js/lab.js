@@ -18,16 +18,29 @@
     if (slot && event.detail.xhr && event.detail.xhr.status < 300) slot.innerHTML = "";
   });
 
-  // A poll answered after a newer response (an action's, which carries the poller too) replaced its poller is
-  // stale: htmx looks for its panels inside the detached poller, finds none and reports each as an error. It is
-  // dropped by an extension on the poller (hx-ext="lab-poller"): events on a detached element never bubble up.
+  // An answer whose element left the page while it was on the way would be swapped inside that detached element:
+  // htmx finds none of its panels there and reports each as an error. Two cases, one extension (hx-ext="lab-live"):
+  // a poll whose poller a newer answer replaced is stale, and dropped; an action whose button a poll's morph removed
+  // (a Stop as the run ends) carries news (its confirmation, its result), and is swapped into the page itself.
   if (window.htmx) {
-    htmx.defineExtension("lab-poller", {
+    htmx.defineExtension("lab-live", {
       onEvent: function (name, event) {
-        if (name === "htmx:beforeSwap" && event.detail.elt && !event.detail.elt.isConnected) {
-          event.detail.shouldSwap = false;
+        var elt = event.detail.elt;
+        if (name !== "htmx:beforeSwap" || !elt || elt.isConnected || !event.detail.shouldSwap) return;
+        event.detail.shouldSwap = false;
+        if (elt.id !== "poller" && event.detail.serverResponse) {
+          htmx.swap(document.body, event.detail.serverResponse, { swapStyle: "none" });
         }
       },
+    });
+    // htmx reads an element's extensions from it and its ancestors when its answer arrives, and a detached element
+    // has none: each live-view request carries the extension on its own element (the poller has it in the page).
+    document.body.addEventListener("htmx:beforeRequest", function (event) {
+      var elt = event.detail.elt;
+      var ext = (elt && elt.getAttribute && elt.getAttribute("hx-ext")) || "";
+      if (elt && elt.closest && elt.closest(".live-view") && ext.indexOf("lab-live") < 0) {
+        elt.setAttribute("hx-ext", ext ? ext + ",lab-live" : "lab-live");
+      }
     });
   }
 

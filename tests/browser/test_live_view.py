@@ -218,3 +218,26 @@ def test_a_poll_answered_after_an_action_replaced_its_poller_is_dropped_without_
     page.wait_for_timeout(1500)  # the held poll's answer, and the next poll's
     assert not [text for text in errors if "oobErrorNoTarget" in text], errors
     assert page.locator("#poller").count() == 1
+
+
+def test_an_actions_answer_arriving_after_a_morph_removed_its_button_still_reaches_the_page(
+    live_server, page, lab_engine
+):
+    """A Stop clicked as the run ends: a poll's morph can remove the button while its request is on the way. htmx would
+    look for the answer's panels inside the detached button (an error each) and the confirmation would be lost; the
+    live view swaps such an answer into the page itself."""
+    errors: list[str] = []
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    start(page, live_server.url, "poison")
+    held = []
+    page.route(re.compile(r"/sandbox/experiments/\d+/fix/"), lambda route: held.append(route))
+    page.locator("#fix-consumer").click()
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the fix was not requested"
+    page.evaluate("document.getElementById('fix-consumer').remove()")  # as a morph removes a button gone from the run
+    held[0].continue_()
+    expect(page.locator("#lab-flash")).to_contain_text("Fixed: the consumer", timeout=wait_ms(10_000))
+    assert not [text for text in errors if "oobErrorNoTarget" in text], errors
