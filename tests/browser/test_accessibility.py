@@ -324,8 +324,9 @@ SPOTLESS = {"mock-curveball-popup", "mock-sketch"}
 
 
 # The Lab against the real workers: each state is reached through the UI, so the runs belong to the browser's
-# visitor. SLOW keeps a run going for ~12 s; POISON dead-letters its 4 jobs after 2 attempts in ~3 s.
-SLOW = {"jobs": 3, "concurrency": 1, "duration_ms": 4000, "duration_spread_ms": 0}
+# visitor. SLOW keeps a run going for ~40 s, so a Stop always finds jobs still queued (under load a 12 s run had
+# started its last job before the keyboard reached Stop); POISON dead-letters its 4 jobs after 2 attempts in ~3 s.
+SLOW = {"jobs": 10, "concurrency": 1, "duration_ms": 4000, "duration_spread_ms": 0}
 FAST = {"jobs": 3, "duration_ms": 50, "duration_spread_ms": 0}
 POISON = {**FAST, "jobs": 4, "max_retries": 1, "backoff_base_s": 1, "backoff_cap_s": 1}
 

@@ -80,9 +80,10 @@ def test_poison_run_fills_the_dlq_live_and_redrive_all_runs_the_jobs_again(live_
 
 
 def test_crash_its_worker_kills_the_running_job_and_it_is_retried(live_server, page, screenshot, rq_workers):
-    # The jobs outlast the click by far but not RQ's job timeout: only the crash may cause a retry.
+    # The jobs outlast the click by far (at 6 s, under load, a job had ended before its click arrived) but not RQ's job
+    # timeout: only the crash may cause a retry.
     start_from_form(
-        page, live_server.url, "crash", jobs=2, crash_rate=0, duration_ms=6000, duration_spread_ms=0, timeout_s=30
+        page, live_server.url, "crash", jobs=2, crash_rate=0, duration_ms=10_000, duration_spread_ms=0, timeout_s=30
     )
     page.evaluate("window.__marker = 1")
     crash = page.get_by_role("button", name="Crash its worker").first
