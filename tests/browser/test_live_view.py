@@ -148,8 +148,9 @@ def test_the_jitter_pair_shows_a_synchronised_wave_and_its_spread(live_server, p
 def test_focus_stays_on_stop_experiment_across_ten_updates_and_the_outcome_is_announced_once(
     live_server, page, rq_workers
 ):
+    # Arrivals over 20 s: ten updates take 10 s or more, and the Stop after them must still find jobs to stop.
     pk = start(
-        page, live_server.url, "happy", jobs=40, arrival_per_s=4, concurrency=1, duration_ms=150, duration_spread_ms=0
+        page, live_server.url, "happy", jobs=40, arrival_per_s=2, concurrency=1, duration_ms=150, duration_spread_ms=0
     )
     page.evaluate("""() => {
         window.__swaps = 0;
