@@ -28,6 +28,18 @@ def outcome(page: Page, key: str) -> list[int]:
     return [int(re.sub(r"\D", "", text)) for text in cells.all_inner_texts()]
 
 
+def describe_poll(at: float, response) -> str:
+    """A poll's answer in a few words: its status, and what its delivery panel offered."""
+    try:
+        body = response.text() if response.status == 200 else ""
+    except Exception as exc:  # a body Chromium no longer holds
+        return f"{response.status}@{at:.1f}s (body gone: {exc.__class__.__name__})"
+    found = [
+        word for word in ("Kill this consumer", "no-consumers", "The run has ended", "panel-delivery") if word in body
+    ]
+    return f"{response.status}@{at:.1f}s {found}"
+
+
 def test_ordering_on_rq_and_log_side_by_side_from_the_lab_home(live_server, page, rq_workers):
     consumers_running(rq_workers)
     errors = watch_errors(page)
@@ -68,14 +80,14 @@ def test_a_log_runs_live_view_shows_partitions_moving_when_a_consumer_is_killed(
         "its lag climbs until another consumer takes it over"
     )
 
-    polls: list[str] = []  # what each poll answered, said if the button never shows
-    page.on("response", lambda r: "/live/" in r.url and polls.append(f"{r.status}@{time.monotonic() - began:.1f}s"))
+    polls: list = []  # each poll's answer, described if the button never shows
+    page.on("response", lambda r: "/live/" in r.url and polls.append((time.monotonic() - began, r)))
     began = time.monotonic()
     kill = page.get_by_role("button", name=re.compile(r"^Kill this consumer c\d+-\d+$")).first
     try:
         expect(kill).to_be_visible(timeout=wait_ms(30_000))  # once a consumer owns a partition (slow under load)
     except AssertionError as failure:
-        raise AssertionError(f"{failure}\npolls answered (status@since): {polls}") from None
+        raise AssertionError(f"{failure}\npolls answered: {[describe_poll(at, r) for at, r in polls]}") from None
     for _ in range(3):  # a consumer silent for 3 s has left the group: under load, between a poll and the click
         victim = kill.inner_text().split()[-1]
         kill.focus()
