@@ -6,13 +6,15 @@ the time of a fixed CPU-bound loop is a cost that travels between machines. On N
 faster than CPU-seconds / N, so that floor says whether a wall-time target is reachable here at all.
 
 Prints the calibration, then `make test`'s result, then `cost=<CPU-s / calibration-s> cpu_s=… wall_s=…
-floor_s=…` last. Usage: python3 bench/suite_cost.py [make arguments, e.g. PYTEST_ARGS=tests/topics]
+floor_s=…` last. Usage: python3 bench/suite_cost.py [--per-test] [make arguments, e.g. PYTEST_ARGS=tests/topics]
+--per-test also prints the 30 tests that cost the most CPU (bench/cpu_per_test.py), before the last line.
 """
 
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,15 +52,27 @@ def machine_busy_s() -> float | None:
 
 def main() -> int:
     cores = os.cpu_count() or 1
+    args, env = sys.argv[1:], dict(os.environ)
+    per_test = "--per-test" in args
+    if per_test:
+        args.remove("--per-test")
+        log = Path(tempfile.mkdtemp()) / "cpu_per_test.jsonl"
+        env["CPU_PER_TEST_LOG"] = str(log)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BASE_DIR), env.get("PYTHONPATH")]))
+        env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} -p bench.cpu_per_test".strip()
     before = calibration_s()
     print(f"calibration: {LOOP:,} additions in {before:.3f} s (best of 5)", flush=True)
     cpu0, busy0, wall0 = children_cpu_s(), machine_busy_s(), time.monotonic()
-    result = subprocess.run(["make", "test", *sys.argv[1:]], cwd=BASE_DIR, check=False)
+    result = subprocess.run(["make", "test", *args], cwd=BASE_DIR, env=env, check=False)
     cpu, busy1, wall = children_cpu_s() - cpu0, machine_busy_s(), time.monotonic() - wall0
     if busy0 is not None and busy1 is not None:
         print(f"the whole machine was busy {busy1 - busy0:.0f} CPU-s meanwhile (the suite's own: {cpu:.0f})")
     after = calibration_s()
     calibration = min(before, after)
+    if per_test and log.exists():
+        from cpu_per_test import top
+
+        print(top(log))
     print(f"calibration after the suite: {after:.3f} s; make test exited {result.returncode}")
     print(
         f"cost={cpu / calibration:.0f} cpu_s={cpu:.0f} wall_s={wall:.0f} floor_s={cpu / cores:.0f} "
