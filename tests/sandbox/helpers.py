@@ -39,8 +39,23 @@ def run_story(experiment_id: int) -> str:
     """What a run's record says, for a failure message: counters, the DLQ, what is in flight, the events."""
     state = live.read(experiment_id, events=60)
     lines = [f"run {experiment_id}: counters={state.counters} dlq={state.dlq} running={state.running}"]
-    lines += [f"scheduled={state.scheduled}", *(f"  {event}" for event in reversed(state.events))]
+    lines += [f"scheduled={state.scheduled}", consumers_story(experiment_id)]
+    lines += [f"  {event}" for event in reversed(state.events)]
     return "\n".join(lines)
+
+
+def consumers_story(experiment_id: int) -> str:
+    """The stream/log consumers as the fair share sees them: each one's heartbeat age, the shares, who is busy."""
+    from prepsite.redis_conn import get_redis
+    from sandbox.engine import fairshare, keys
+
+    redis, now = get_redis(), time.time()
+    beats = {name.decode(): round(now - score, 1) for name, score in redis.zrange(keys.MEMBERS, 0, -1, withscores=True)}
+    shares = {key.decode(): int(value) for key, value in redis.hgetall(keys.CONSUMER_SHARES).items()}
+    run = Experiment.objects.filter(pk=experiment_id).first()
+    visitor = fairshare.rate_key(run.limit_key) if run else "?"
+    busy = sorted(name.decode() for name in redis.smembers(keys.consumers_busy(visitor)))
+    return f"consumers: beat ages {beats}, shares {shares}, this visitor {visitor} busy {busy}"
 
 
 def wait_finished(experiment: Experiment, timeout: float = 60) -> live.LiveState:
