@@ -51,7 +51,8 @@ def pytest_runtest_protocol(item, nextitem):
         return
     before = tree_cpu_s(os.getpid())
     yield
-    spent = tree_cpu_s(os.getpid()) - before
+    # A process that leaves the tree unreaped by it (a killed pool's orphans) takes its CPU along: never below 0.
+    spent = max(0.0, tree_cpu_s(os.getpid()) - before)
     log = os.environ.get("CPU_PER_TEST_LOG")
     if log:
         with open(log, "a") as out:
