@@ -298,24 +298,64 @@ class WorkerPool:
         self.env = env
         self.num_workers = num_workers
         self.processes: list[subprocess.Popen] = []
+        self.janitor: subprocess.Popen | None = None
         self.log = open(STATE["workdir"] / "workers.log", "ab")  # noqa: SIM115
 
     def start(self) -> None:
         from sandbox import delivery
 
-        manage = [sys.executable, str(BASE_DIR / "manage.py")]
-        pool = [*manage, "rqworker-pool", "lab", "default", "--num-workers", str(self.num_workers)]
+        pool = [*self.manage, "rqworker-pool", "lab", "default", "--num-workers", str(self.num_workers)]
         pool += ["--worker-class", "sandbox.ops.workers.LabWorker"]
-        # Each in a process group of its own, so stopping one takes its forked children (RQ workers and
-        # their work-horses, stream/log consumers) with it: SIGKILL of a parent alone would orphan them.
-        group = {"env": self.env, "cwd": BASE_DIR, "stdout": self.log, "stderr": self.log, "start_new_session": True}
-        self.processes.append(subprocess.Popen(pool, **group))
+        self.processes.append(self._spawn(pool))
         # as make run's Procfile starts them
-        for command in (["lab_janitor"], ["lab_renderer"], ["lab_consumers", "--num", str(CONSUMERS)]):
-            self.processes.append(subprocess.Popen([*manage, *command], **group))
+        for command in (["lab_renderer"], ["lab_consumers", "--num", str(CONSUMERS)]):
+            self.processes.append(self._spawn([*self.manage, *command]))
+        self.start_janitor()
         connection = Redis.from_url(STATE["redis_url"])
         wait_for(lambda: Worker.count(connection=connection) >= self.num_workers, 30, message="RQ workers to register")
         wait_for(lambda: len(delivery.members(connection)) >= CONSUMERS, 30, message="stream/log consumers to join")
+
+    manage = [sys.executable, str(BASE_DIR / "manage.py")]
+
+    def _spawn(self, command: list[str]) -> subprocess.Popen:
+        # Each in a process group of its own, so stopping one takes its forked children (RQ workers and
+        # their work-horses, stream/log consumers) with it: SIGKILL of a parent alone would orphan them.
+        return subprocess.Popen(
+            command, env=self.env, cwd=BASE_DIR, stdout=self.log, stderr=self.log, start_new_session=True
+        )
+
+    def start_janitor(self) -> None:
+        """Start the janitor unless it runs; a restarted one is waited for until its first pass."""
+        if self.janitor is not None and self.janitor.poll() is None:
+            return
+        from sandbox.ops import janitor
+
+        first = self.janitor is None  # start() waits for the workers and consumers meanwhile
+        started = time.monotonic()
+        self.janitor = self._spawn([*self.manage, "lab_janitor"])
+        self.processes.append(self.janitor)
+        if not first:
+            connection = Redis.from_url(STATE["redis_url"])
+
+            def passed() -> bool:
+                age = janitor.heartbeat_age(connection)
+                return age is not None and age < time.monotonic() - started
+
+            wait_for(passed, 30, 0.1, "the restarted janitor's first pass")
+
+    def stop_janitor(self) -> None:
+        """Stop the janitor alone: it is the one process of the pool that acts on database rows (it ends runs
+        whose Redis record it cannot find), so an in-process engine test's committed runs are safe from it."""
+        from rq import Queue
+
+        from sandbox.engine import rq_storage
+
+        if self.janitor is not None and self.janitor.poll() is None:
+            self.janitor.send_signal(signal.SIGTERM)
+            self.janitor.wait(timeout=15)
+        connection = Redis.from_url(STATE["redis_url"])
+        for name in ("lab", "default"):  # the maintenance lock it may have held would hold the next one back
+            rq_storage.release_cleaning_lock(Queue(name, connection=connection))
 
     def stop(self) -> None:
         for process in self.processes:
@@ -336,8 +376,8 @@ class WorkerPool:
 
 
 class Stack:
-    """The session's worker pool, started when a test first needs it and stopped when an in-process
-    engine test needs the lab queue to itself (no pool may compete for its jobs)."""
+    """The session's worker pool, started when a test first needs it; an in-process engine test that commits
+    its rows stops the pool's janitor until the next test that needs the pool."""
 
     def __init__(self, env: dict):
         self.env = env
@@ -349,6 +389,7 @@ class Stack:
             pool.start()
             self.pool = pool
             STATE["workers_running"] = True
+        self.pool.start_janitor()  # an in-process engine test may have stopped it
         return self.pool
 
     def stop(self) -> None:
@@ -410,8 +451,8 @@ def lab_engine(request, _stack, db, monkeypatch):
     from tests.sandbox.engine import InProcessLab, frozen_start
 
     marker = request.node.get_closest_marker("django_db")
-    if marker and marker.kwargs.get("transaction"):
-        _stack.stop()  # committed rows would be seen by a pool's janitor, which looks for them on database 0
+    if marker and marker.kwargs.get("transaction") and _stack.pool is not None:
+        _stack.pool.stop_janitor()  # it would end committed runs whose record it looks for on database 0
     test_process, real_kill, suicides = os.getpid(), os.kill, []
 
     def kill(pid: int, sig: int) -> None:

@@ -407,12 +407,26 @@ def healthz(client: Client) -> dict:
     return client.get(reverse("healthz")).json()
 
 
+def wait_healthy(client: Client, timeout: float, message: str, workers: int = 0, consumers: int = 0) -> dict:
+    """Wait for /healthz to say ok (with at least these many workers and consumers); a timeout shows its last body."""
+    seen: list[dict] = []
+
+    def healthy():
+        body = healthz(client)
+        seen[:] = [body]
+        return body["status"] == "ok" and body["workers"] >= workers and body["consumers"] >= consumers and body
+
+    try:
+        return wait_for(healthy, timeout, message=message)
+    except pytest.fail.Exception as exc:
+        pytest.fail(f"{exc}; /healthz said last: {seen}")
+
+
 def leave_a_healthy_lab() -> None:
     """A test that starved the pool (Redis refusing writes, consumers stopped) leaves the next test every RQ
     worker and consumer heart-beating, a live scheduler and a fresh janitor pass, as /healthz sees them."""
     browser = Client()
-    wait_for(lambda: (b := healthz(browser))["status"] == "ok" and b["workers"] >= 2 and b["consumers"] >= 3, 60,
-             message="a healthy lab for the next test")  # fmt: skip
+    wait_healthy(browser, 60, "a healthy lab for the next test", workers=2, consumers=3)
 
 
 @pytest.mark.workers
@@ -420,7 +434,7 @@ def leave_a_healthy_lab() -> None:
 def test_healthz_is_degraded_while_no_consumer_is_alive(rq_workers, client):
     from sandbox import delivery
 
-    wait_for(lambda: healthz(client)["status"] == "ok", 30, message="a healthy lab")
+    wait_healthy(client, 30, "a healthy lab")
     pids = [int(c["pid"]) for c in delivery.consumers(get_redis())]
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)  # alive as processes, but serving nothing: they stop heart-beating
@@ -431,7 +445,7 @@ def test_healthz_is_degraded_while_no_consumer_is_alive(rq_workers, client):
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
-    wait_for(lambda: healthz(client)["status"] == "ok", 30, message="healthy again once they serve")
+    wait_healthy(client, 30, "healthy again once they serve")
     leave_a_healthy_lab()
 
 
@@ -439,7 +453,7 @@ def test_healthz_is_degraded_while_no_consumer_is_alive(rq_workers, client):
 @pytest.mark.django_db(transaction=True)
 def test_healthz_reports_redis_memory_pressure(rq_workers, client):
     redis = get_redis()
-    wait_for(lambda: healthz(client)["status"] == "ok", 30, message="a healthy lab")
+    wait_healthy(client, 30, "a healthy lab")
     used = int(redis.info("memory")["used_memory"])
     redis.config_set("maxmemory", int(used / 0.95))
     try:

@@ -1,6 +1,10 @@
 """The workflow families in a browser (issue #26): a finished dual-write and outbox run on the real worker
 pool (their deaths are real SIGKILLs), the "between the database and the broker" panel, the explanation,
-the axe audit at both sizes, and screenshots."""
+the axe audit at both sizes, and screenshots.
+
+The subject is the finished page: the browser starts the run, leaves while the pool works it (the live view
+is tested in test_live_view.py), and comes back once it has finished; watching every second of a 30-60 s run
+cost the browser and the live server more CPU than the rest of the test."""
 
 import pytest
 from playwright.sync_api import expect
@@ -8,7 +12,8 @@ from playwright.sync_api import expect
 from sandbox.models import Experiment
 from tests.browser import test_accessibility as a11y
 from tests.browser.test_accessibility import audit, start_run
-from tests.conftest import ARTIFACTS, wait_ms
+from tests.conftest import ARTIFACTS, wait_for
+from tests.sandbox.helpers import wait_finished
 
 axe_page, content = a11y.axe_page, a11y.content  # fixtures shared with the axe audit
 
@@ -29,7 +34,7 @@ def test_a_finished_workflow_run_shows_what_happened_between_database_and_broker
     page = axe_page
     jobs = 6 if preset == "fan-in" else 20  # fan-in's jobs are batches of 5 children each
     pk = start_run(page, live_server.url, preset, {"jobs": jobs, "arrival_per_s": 20, "seed": 99})
-    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(90_000))
+    come_back_finished(page, pk, 90)
     summary = Experiment.objects.get(pk=pk).summary
     panel = page.locator("#panel-workflow")
     outcome = page.locator("#panel-outcome")
@@ -76,7 +81,7 @@ def test_a_finished_pipeline_or_priority_run_shows_its_queues_and_latencies(
     """The pipeline's queues on one time axis; urgent latency beside low-priority throughput (issue #26, 4 and 5)."""
     page = axe_page
     pk = start_run(page, live_server.url, preset, {"seed": 7})
-    expect(page.locator("#panel-counters")).to_contain_text("finished", timeout=wait_ms(120_000))
+    come_back_finished(page, pk, 120)
     summary = Experiment.objects.get(pk=pk).summary
     panel = page.locator("#panel-workflow")
     outcome = page.locator("#panel-outcome")
@@ -96,6 +101,16 @@ def test_a_finished_pipeline_or_priority_run_shows_its_queues_and_latencies(
         expect(outcome.locator("dl.explain")).to_contain_text("Low-priority throughput")
         drill = "/topics/queueing/drill/priority-and-tenant-fairness/"
     links_screenshots_and_axe(page, panel, preset, drill)
+
+
+def come_back_finished(page, pk: int, timeout: float) -> None:
+    """Leave the run's page, wait for the pool to finish the run, open the page again."""
+    url = page.url
+    page.goto("about:blank")
+    wait_finished(Experiment.objects.get(pk=pk), timeout)
+    wait_for(lambda: Experiment.objects.get(pk=pk).status != Experiment.Status.RUNNING, 30, message="its row")
+    page.goto(url)
+    expect(page.locator("#panel-counters")).to_contain_text("finished")
 
 
 def links_screenshots_and_axe(page, panel, preset: str, drill: str) -> None:
