@@ -52,17 +52,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.workers)
         if fixtures & {"rq_workers", "redis_control"} or item.get_closest_marker("process"):
             item.add_marker(pytest.mark.process)
-    items.sort(key=dispatch_rank)  # stable: file order within a rank
-
-
-def dispatch_rank(item) -> int:
-    """Longest first, so that under xdist the run ends on short tests, not on one process still busy with a
-    30 s journey while the others idle: browser tests on real processes, then either, then the rest."""
-    if item.nodeid.split("::", 1)[0] in ONE_PROCESS_MODULES:
-        return 0  # a whole run stack, booted and stopped in one process
-    browser = item.get_closest_marker("browser") is not None
-    process = item.get_closest_marker("process") is not None
-    return 3 - browser - process - (browser and process)
 
 
 # Modules whose tests must run in one process, in file order: they share one module-scoped run stack
