@@ -118,7 +118,10 @@ class Recorder:
         run = secrets.token_hex(6)
         pipe = self.redis.pipeline()
         pipe.set(self.k("params"), json.dumps({"params": params, "seed": seed}), ex=TTL_SECONDS)
-        pipe.hset(self.k("c"), mapping={name: 0 for name in COUNTERS} | {"requested": requested})
+        # No "enqueued" until admitted(): with it at 0, every counter added up (0 admitted, 0 ended, nothing
+        # running), so a janitor pass between the two writes marked the run finished before its first job.
+        counters = {name: 0 for name in COUNTERS if name != "enqueued"} | {"requested": requested}
+        pipe.hset(self.k("c"), mapping=counters)
         pipe.hset(self.k("meta"), mapping={"t0": f"{time.time():.3f}", "run": run})
         self._expire(pipe, "c", "meta")
         pipe.execute()

@@ -1,9 +1,13 @@
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from rq import Queue
 from rq.rate_limit import RateLimit, RateLimitRegistry
 
+from sandbox.engine import experiments, live
+from sandbox.engine.presets import PRESETS
+from sandbox.models import Experiment
 from sandbox.ops.janitor import recover_lost_promotions
 
 
@@ -71,3 +75,24 @@ def test_a_job_of_a_dead_worker_is_recovered_only_after_two_passes(redis_conn, m
     assert janitor.recover_abandoned(queue, suspects) == [job.id]
     assert job.id in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)
     assert suspects == {}
+
+
+@pytest.mark.django_db
+def test_a_run_between_its_record_and_its_admission_is_not_finished_by_a_janitor_pass(redis_conn):
+    """experiment_start writes the run's record, then shares the workers (database reads), then admits its jobs.
+    A janitor pass in between saw every counter at 0 (0 admitted = 0 ended, nothing running) and marked the run
+    finished: its jobs then ran on a run the database called over (no fair share, no kill button)."""
+    experiment = Experiment.objects.create(
+        anon_id="between", preset="happy", params=PRESETS["happy"].parameters(), seed=1
+    )
+    recorder = live.Recorder(experiment.pk)
+    recorder.create(params=experiment.params, seed=1, requested=3)
+
+    assert not live.looks_finished(experiment.pk)
+    assert experiments.reap(redis_conn) == []
+    experiment.refresh_from_db()
+    assert experiment.is_running
+
+    recorder.admitted(arrivals={1: time.time(), 2: time.time()}, rejected=1, schedule={1: [], 2: []})
+    assert not live.looks_finished(experiment.pk)  # 2 admitted, none ended
+    assert live.read(experiment.pk).counters["enqueued"] == 2
