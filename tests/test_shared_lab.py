@@ -97,7 +97,11 @@ def test_a_small_run_beside_a_hog_gets_its_fair_share_of_workers(rq_workers):
         )
         for _ in range(3)
     ]
-    wait_for(lambda: Worker.count(connection=get_redis()) and all_busy(), 20, message="the hog to fill every worker")
+    try:
+        wait_for(all_busy, 20, message="the hog to fill every live worker")
+    except pytest.fail.Exception as exc:
+        everyone = {w.name: (w.get_state(), w.last_heartbeat) for w in Worker.all(connection=get_redis())}
+        pytest.fail(f"{exc}: live {live_workers()}, registered {everyone}, granted {limits_granted_hog()}")
     small = Experiment.objects.get(pk=started_id(newcomer.post(reverse("sandbox:start"), lab_form(jobs=20))))
     assert limits_granted() == {"hog": 1, "newcomer": 1}  # two workers, two visitors: one each, at once
     state = wait_finished(small, 60)
@@ -111,7 +115,32 @@ def test_a_small_run_beside_a_hog_gets_its_fair_share_of_workers(rq_workers):
 
 
 def all_busy() -> bool:
-    return all(w.get_state() == "busy" for w in Worker.all(connection=get_redis()))
+    """Every live worker busy. A killed worker stays registered, silent, until its key expires: the fair share
+    does not count it (sandbox.engine.fairshare.live_workers), and nor does this."""
+    live = live_workers()
+    return bool(live) and all(state == "busy" for state, _ in live.values())
+
+
+def live_workers() -> dict[str, tuple[str, float]]:
+    """name -> (state, seconds since its heartbeat) of the workers the fair share counts."""
+    from datetime import UTC, datetime
+
+    from sandbox.engine.fairshare import FRESH_WORKER_SECONDS
+
+    now, found = datetime.now(UTC), {}
+    for worker in Worker.all(connection=get_redis()):
+        age = (now - worker.last_heartbeat).total_seconds() if worker.last_heartbeat else float("inf")
+        if age < FRESH_WORKER_SECONDS:
+            found[worker.name] = (worker.get_state(), round(age, 1))
+    return found
+
+
+def limits_granted_hog() -> dict:
+    """The concurrency RQ enforces for the hog's visitor key (before the newcomer starts)."""
+    from sandbox.engine.fairshare import rate_key
+
+    keys = Experiment.objects.filter(address_key="ip:198.51.100.1").values_list("limit_key", flat=True)
+    return {key: get_redis().hget(f"rq:rl:{rate_key(key)}", "concurrency") for key in set(keys)}
 
 
 def limits_granted() -> dict:
