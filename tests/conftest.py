@@ -294,6 +294,8 @@ CONSUMERS = 3  # stream/log consumer processes (sandbox.delivery), as make run s
 class WorkerPool:
     """A real `rqworker-pool` process (as `make run` starts it) plus the lab janitor and renderer."""
 
+    manage = [sys.executable, str(BASE_DIR / "manage.py")]
+
     def __init__(self, env: dict, num_workers: int = 2):
         self.env = env
         self.num_workers = num_workers
@@ -314,8 +316,6 @@ class WorkerPool:
         connection = Redis.from_url(STATE["redis_url"])
         wait_for(lambda: Worker.count(connection=connection) >= self.num_workers, 30, message="RQ workers to register")
         wait_for(lambda: len(delivery.members(connection)) >= CONSUMERS, 30, message="stream/log consumers to join")
-
-    manage = [sys.executable, str(BASE_DIR / "manage.py")]
 
     def _spawn(self, command: list[str]) -> subprocess.Popen:
         # Each in a process group of its own, so stopping one takes its forked children (RQ workers and

@@ -101,7 +101,7 @@ def test_a_small_run_beside_a_hog_gets_its_fair_share_of_workers(rq_workers):
         wait_for(all_busy, 20, message="the hog to fill every live worker")
     except pytest.fail.Exception as exc:
         everyone = {w.name: (w.get_state(), w.last_heartbeat) for w in Worker.all(connection=get_redis())}
-        pytest.fail(f"{exc}: live {live_workers()}, registered {everyone}, granted {limits_granted_hog()}")
+        pytest.fail(f"{exc}: live {live_workers()}, registered {everyone}, granted {limits_granted()}")
     small = Experiment.objects.get(pk=started_id(newcomer.post(reverse("sandbox:start"), lab_form(jobs=20))))
     assert limits_granted() == {"hog": 1, "newcomer": 1}  # two workers, two visitors: one each, at once
     state = wait_finished(small, 60)
@@ -135,22 +135,15 @@ def live_workers() -> dict[str, tuple[str, float]]:
     return found
 
 
-def limits_granted_hog() -> dict:
-    """The concurrency RQ enforces for the hog's visitor key (before the newcomer starts)."""
-    from sandbox.engine.fairshare import rate_key
-
-    keys = Experiment.objects.filter(address_key="ip:198.51.100.1").values_list("limit_key", flat=True)
-    return {key: get_redis().hget(f"rq:rl:{rate_key(key)}", "concurrency") for key in set(keys)}
-
-
 def limits_granted() -> dict:
-    """The concurrency RQ enforces for each visitor right now."""
+    """The concurrency RQ enforces for each visitor right now (0 for one with no run yet)."""
     from sandbox.engine.fairshare import rate_key
 
-    redis = get_redis()
-    keys = {name: Experiment.objects.filter(address_key=f"ip:{address}").values_list("limit_key", flat=True)[0]
-            for name, address in (("hog", "198.51.100.1"), ("newcomer", "198.51.100.2"))}  # fmt: skip
-    return {name: int(redis.hget(f"rq:rl:{rate_key(key)}", "concurrency") or 0) for name, key in keys.items()}
+    redis, granted = get_redis(), {}
+    for name, address in (("hog", "198.51.100.1"), ("newcomer", "198.51.100.2")):
+        key = Experiment.objects.filter(address_key=f"ip:{address}").values_list("limit_key", flat=True).first()
+        granted[name] = int(redis.hget(f"rq:rl:{rate_key(key)}", "concurrency") or 0) if key else 0
+    return granted
 
 
 def test_the_global_job_cap_counts_jobs_held_back_by_a_concurrency_limit(lab_engine, monkeypatch):
