@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -22,7 +23,7 @@ from prepsite.visitor import CLI
 from sandbox.engine import experiments, limits, live
 from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
-from tests.conftest import BASE_DIR, STATE, free_port, wait_for, worker_env
+from tests.conftest import BASE_DIR, CONSUMERS, STATE, free_port, wait_for, worker_env
 from tests.sandbox.helpers import lab_form, started_id, visitor_from, wait_finished
 
 # ---------------------------------------------------------------- 9. the development secret key
@@ -434,8 +435,11 @@ def leave_a_healthy_lab() -> None:
 def test_healthz_is_degraded_while_no_consumer_is_alive(rq_workers, client):
     from sandbox import delivery
 
-    wait_healthy(client, 30, "a healthy lab")
-    pids = [int(c["pid"]) for c in delivery.consumers(get_redis())]
+    wait_healthy(client, 30, "a healthy lab", consumers=CONSUMERS)  # none of them is being restarted
+    consumers = [int(c["pid"]) for c in delivery.consumers(get_redis())]
+    # Their supervisor first: it restarts a consumer another test killed, and that one would beat on.
+    supervisors = sorted({int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in consumers})
+    pids = supervisors + consumers
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)  # alive as processes, but serving nothing: they stop heart-beating
     try:
@@ -443,7 +447,7 @@ def test_healthz_is_degraded_while_no_consumer_is_alive(rq_workers, client):
         assert body["consumers"] == 0
         assert "no stream/log consumer alive: stream and log runs cannot start" in body["problems"]
     finally:
-        for pid in pids:
+        for pid in reversed(pids):
             os.kill(pid, signal.SIGCONT)
     wait_healthy(client, 30, "healthy again once they serve")
     leave_a_healthy_lab()
