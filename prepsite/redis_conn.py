@@ -27,6 +27,22 @@ def redis_ok() -> bool:
         return False
 
 
+WAKE_TTL_S = 10  # a wake token nobody took (its sleeper died, or looked anyway) goes
+
+
+def add_wake(pipe, key: str) -> None:
+    """Queue a wake token on `key` in a pipeline: whoever idles in `wait_for_wake(key)` returns at once."""
+    pipe.lpush(key, 1)
+    pipe.ltrim(key, 0, 0)  # one token is enough, however many wakes came
+    pipe.expire(key, WAKE_TTL_S)
+
+
+def wait_for_wake(redis: Redis, key: str, timeout: float) -> bool:
+    """Block until `key` holds a wake token (`add_wake`) or `timeout` seconds pass; True if woken. An idle
+    process waits here instead of polling: it costs nothing, and what wakes it waits for no poll."""
+    return redis.blpop([key], timeout=timeout) is not None
+
+
 def redis_is_full(exc: BaseException | None) -> bool:
     """Whether an error (or what caused it) is Redis refusing writes at maxmemory (noeviction)."""
     while exc is not None:

@@ -34,6 +34,7 @@ from sandbox.delivery.consumed import (
     share_consumers,
     take_slot,
     unschedule,
+    wake,
 )
 from sandbox.delivery.log import LogModel
 from sandbox.delivery.rq import RqModel
@@ -70,6 +71,8 @@ __all__ = [
     "release_leases",
     "take_slot",
     "unschedule",
+    "until_next_arrival",
+    "wake",
 ]  # fmt: skip
 
 MODELS: dict[str, DeliveryModel] = {model.name: model for model in (RqModel(), StreamModel(), LogModel())}
@@ -112,6 +115,12 @@ def release_due(redis: Redis, now: float | None = None, limit: int = 200) -> int
         # One step: published and taken off the schedule, or (Redis full) neither, retried on the next tick.
         moved += model_for(params).publish(redis, experiment_id, params, job, run, scheduled=True)
     return moved
+
+
+def until_next_arrival(redis: Redis, now: float | None = None) -> float | None:
+    """Seconds until the earliest scheduled arrival (0 if one is overdue); None if none is scheduled."""
+    first = redis.zrange(DELAYED, 0, 0, withscores=True)
+    return max(0.0, first[0][1] - (now or time.time())) if first else None
 
 
 def release_leases(redis: Redis, name: str, keep: set[int]) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from prepsite.redis_conn import get_redis
+from prepsite.redis_conn import add_wake, get_redis
 from sandbox.engine import fairshare, keys, live
 
 GROUP = "lab"
@@ -138,6 +138,15 @@ def members(redis: Redis, now: float | None = None) -> list[str]:
     fresh = redis.zrangebyscore(MEMBERS, (now or time.time()) - SESSION_S, "+inf")
     names = [name.decode() for name in fresh]
     return sorted(names, key=lambda name: (consumer_slot(name), name))
+
+
+def wake(redis: Redis) -> None:
+    """A run became active: wake the arrivals' mover and every consumer from their idle waits. With nothing
+    active they block on these keys (a second at a time, to beat) instead of polling."""
+    pipe = redis.pipeline(transaction=False)
+    for key in [keys.WAKE_MOVER, *map(keys.consumer_wake, members(redis))]:
+        add_wake(pipe, key)
+    pipe.execute()
 
 
 def consumers(redis: Redis | None = None) -> list[dict]:
@@ -269,6 +278,7 @@ class ConsumedModel:
         if arrivals:
             pipe.zadd(DELAYED, {f"{experiment.pk}:{job}": at for job, at in arrivals.items()})
         pipe.execute()
+        wake(redis)
 
     def at_rest(self, redis: Redis, experiment_id: int, params: dict) -> bool:
         """Nothing of the run can move any more: no arrival still to come, nothing unread, unacknowledged or
@@ -302,6 +312,8 @@ class ConsumedModel:
                 redis.hset(ACTIVE, str(experiment.pk), self.name)
                 self.publish(redis, experiment.pk, experiment.params, job, context[1])
             redriven += 1
+        if redriven:
+            wake(redis)
         return redriven
 
     def discard(self, experiment, recorder: live.Recorder, jobs: list[int]) -> int:

@@ -12,6 +12,7 @@ PREFIX = "lab:"
 # ---------------------------------------------------------------- global keys
 ACTIVE = "lab:delivery:active"  # experiment id -> model, while its messages may still move
 DELAYED = "lab:delivery:delayed"  # "E:job" -> when it arrives (arrivals spread over time)
+WAKE_MOVER = "lab:delivery:wake"  # a token wakes the arrivals' mover: a run was admitted or redriven
 MEMBERS = "lab:consumers"  # consumer name -> last heartbeat
 MEMBER_INFO = "lab:consumers:info"  # consumer name -> {"pid", "slot", "doing", "run", "killed_for"}
 DYING = "lab:consumers:dying"  # consumer name -> until when it counts as dying (a kill was granted)
@@ -26,6 +27,12 @@ def consumers_busy(visitor_rate_key: str) -> str:
 START_LOCK = "lab:start-lock"  # held while a start checks the caps and admits its runs
 JANITOR_BEAT = "lab:janitor:beat"  # when some janitor last finished a pass
 WATCHED = "lab:watched"  # experiment id -> when a page last polled it (the renderer draws these)
+WAKE_RENDERER = "lab:renderer:wake"  # a token wakes the idle renderer: a page opened a run
+
+
+def consumer_wake(name: str) -> str:
+    """A token wakes this consumer from its idle wait: a run became active."""
+    return f"lab:consumers:wake:{name}"
 
 
 def consumer_kill(name: str) -> str:

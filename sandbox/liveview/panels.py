@@ -95,15 +95,14 @@ def first_drawing(experiment: Experiment) -> dict | None:
 
 
 def render_pass(connection: Redis | None = None) -> int:
-    """Draw every watched experiment whose current version nobody drew yet; returns how many."""
+    """Draw every watched experiment whose current version nobody drew yet; returns how many are watched."""
     connection = connection or get_redis()
-    drew = 0
-    for experiment_id in render_cache.watched(time.time() - WATCH_WINDOW_S, connection):
+    watched = render_cache.watched(time.time() - WATCH_WINDOW_S, connection)
+    for experiment_id in watched:
         version, _same, stored = render_cache.poll(experiment_id, "", watcher=False, connection=connection)
         if stored is not None and _loaded(stored)["version"] == version:
             continue
         experiment = Experiment.objects.filter(pk=experiment_id).first()
         if experiment is not None:
             drawn(experiment)
-            drew += 1
-    return drew
+    return len(watched)

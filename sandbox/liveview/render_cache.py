@@ -5,7 +5,7 @@ import time
 
 from redis import Redis
 
-from prepsite.redis_conn import get_redis
+from prepsite.redis_conn import add_wake, get_redis
 from sandbox.engine import keys, live
 
 # One round trip per poll: the version the page would show now, and that version's cached render if any.
@@ -47,8 +47,12 @@ def poll_version(experiment_id: int, connection: Redis | None = None) -> str:
 
 
 def watch(experiment_id: int, connection: Redis | None = None) -> None:
-    """A page of this experiment opened: the renderer draws it before the page's first poll."""
-    (connection or get_redis()).zadd(keys.WATCHED, {str(experiment_id): time.time()})
+    """A page of this experiment opened: the renderer draws it before the page's first poll (woken at once if
+    it idles)."""
+    pipe = (connection or get_redis()).pipeline(transaction=False)
+    pipe.zadd(keys.WATCHED, {str(experiment_id): time.time()})
+    add_wake(pipe, keys.WAKE_RENDERER)
+    pipe.execute()
 
 
 def watched(since: float, connection: Redis | None = None) -> list[int]:

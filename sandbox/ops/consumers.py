@@ -14,13 +14,14 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 
-from prepsite.redis_conn import get_redis
+from prepsite.redis_conn import get_redis, wait_for_wake
 from sandbox import delivery
 from sandbox.delivery import Delivery
-from sandbox.engine import experiments, fairshare, handler, limits, live
+from sandbox.engine import experiments, fairshare, handler, keys, limits, live
 
 log = logging.getLogger("sandbox.lab")
-IDLE_MAX_S = 0.2
+IDLE_MAX_S = 0.2  # while runs are active: a poll at most this far apart (leases and retries run on time)
+IDLE_WAIT_S = 1.0  # while none is: block this long for a wake (sandbox.delivery.wake), then beat
 
 
 class Consumer:
@@ -35,6 +36,7 @@ class Consumer:
         self.last_beat = 0.0
         self.visitors: dict[int, str | None] = {}  # run -> its visitor's rate key (fixed for the run's life)
         self.held: set[str] = set()  # lease keys this consumer took (the log model's partitions)
+        self.nothing_active = False  # the last turn found no active run
 
     # --- group membership
     def heartbeat(self, doing: str = "", run: int | None = None) -> None:
@@ -76,6 +78,7 @@ class Consumer:
         if time.time() - self.last_beat > 0.5:
             self.heartbeat()
         active = delivery.active(self.redis)
+        self.nothing_active = not active
         if not active:
             return False
         ids = sorted(active)
@@ -138,11 +141,14 @@ class Consumer:
                     log.warning("lab consumer %s: Redis unavailable (%s); retrying in 1 s", self.name, exc)
                     time.sleep(1)
                     continue
-                # Idle turns back off from 20 to 5 a second: a quiet run costs the shared CPU little,
-                # and a new message waits at most 0.2 s longer.
                 if worked:
                     idle = 0.05
                     continue
+                if self.nothing_active:  # nothing to poll for: a new run wakes us (sandbox.delivery.wake)
+                    wait_for_wake(self.redis, keys.consumer_wake(self.name), IDLE_WAIT_S)
+                    continue
+                # Idle turns of an active run back off from 20 to 5 a second: a quiet run costs the shared
+                # CPU little, and a new message waits at most 0.2 s longer.
                 time.sleep(idle)
                 idle = min(IDLE_MAX_S, idle * 2)
         finally:

@@ -8,12 +8,14 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 from redis.exceptions import RedisError
 
-from prepsite.redis_conn import get_redis
+from prepsite.redis_conn import get_redis, wait_for_wake
 from prepsite.supervise import die_with_parent
 from sandbox import delivery
+from sandbox.engine import keys
 from sandbox.ops.consumers import Consumer
 
 TICK_S = 0.05
+MOVER_WAIT_S = (0.01, 0.25)  # the mover sleeps until the next arrival, within these bounds, or until woken
 RESTART_AFTER_S = {"killed": 5.0, "exited": 1.0}  # a killed consumer stays dead long enough to see a rebalance
 SHUTDOWN_WAIT_S = 20
 
@@ -49,10 +51,23 @@ class Command(BaseCommand):
             self.start_due()
             try:
                 delivery.release_due(self.redis)
+                self.wait_for_arrivals()
             except Exception as exc:  # Redis blip: the arrivals wait a tick
                 self.stderr.write(f"lab consumers: moving arrivals failed ({exc!r}); retrying")
-            time.sleep(TICK_S)
+                time.sleep(TICK_S)
         self.shutdown()
+
+    def wait_for_arrivals(self) -> None:
+        """Sleep until the next arrival is due, a consumer is due a restart, or a new run wakes the mover
+        (sandbox.delivery.wake); at most MOVER_WAIT_S[1], so a dead consumer is reaped that soon."""
+        shortest, longest = MOVER_WAIT_S
+        wait = longest
+        next_arrival = delivery.until_next_arrival(self.redis)
+        if next_arrival is not None:  # an overdue one could not move (Redis full): try again in a tick
+            wait = min(wait, next_arrival or TICK_S)
+        if self.due:
+            wait = min(wait, min(self.due.values()) - time.monotonic())
+        wait_for_wake(self.redis, keys.WAKE_MOVER, max(shortest, wait))
 
     def stop(self, *_):
         self.stopping = True
