@@ -74,6 +74,8 @@ def requests_done(redis: Redis, experiment_id: int) -> bool:
     )  # fmt: skip
     pipe.hlen(live.key(experiment_id, "run"))
     raw, running = pipe.execute()
+    if raw[0] is None:
+        return False  # not admitted yet: Recorder.admitted writes "enqueued" (the finish check reads it so too)
     enqueued, succeeded, dead, stopped, duplicates, late = (int(v or 0) for v in raw)
     return enqueued == succeeded + dead + stopped and duplicates <= late and running == 0
 

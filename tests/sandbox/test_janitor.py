@@ -96,3 +96,16 @@ def test_a_run_between_its_record_and_its_admission_is_not_finished_by_a_janitor
     recorder.admitted(arrivals={1: time.time(), 2: time.time()}, rejected=1, schedule={1: [], 2: []})
     assert not live.looks_finished(experiment.pk)  # 2 admitted, none ended
     assert live.read(experiment.pk).counters["enqueued"] == 2
+
+
+@pytest.mark.django_db
+def test_a_workflow_tick_between_the_record_and_the_admission_does_not_call_the_requests_done(redis_conn):
+    """The workflow's own reading of "every request ended" agrees with the finish check: not before admission."""
+    from sandbox.workflows.run import requests_done
+
+    experiment = Experiment.objects.create(anon_id="between-workflow", preset="outbox", params={}, seed=1)
+    recorder = live.Recorder(experiment.pk)
+    recorder.create(params=PRESETS["outbox"].parameters(), seed=1, requested=0)
+    assert not requests_done(redis_conn, experiment.pk)
+    recorder.admitted(arrivals={}, rejected=0, schedule={})
+    assert requests_done(redis_conn, experiment.pk)  # admitted nothing: nothing left to end
