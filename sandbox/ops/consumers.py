@@ -137,15 +137,15 @@ class Consumer:
             while not self.stopping:
                 try:
                     worked = self.run_once()
+                    if not worked and self.nothing_active:  # nothing to poll for: a new run wakes us (delivery.wake)
+                        wait_for_wake(self.redis, keys.consumer_wake(self.name), IDLE_WAIT_S)
+                        continue
                 except RedisError as exc:  # Redis restarting: wait for it rather than die
                     log.warning("lab consumer %s: Redis unavailable (%s); retrying in 1 s", self.name, exc)
                     time.sleep(1)
                     continue
                 if worked:
                     idle = 0.05
-                    continue
-                if self.nothing_active:  # nothing to poll for: a new run wakes us (sandbox.delivery.wake)
-                    wait_for_wake(self.redis, keys.consumer_wake(self.name), IDLE_WAIT_S)
                     continue
                 # Idle turns of an active run back off from 20 to 5 a second: a quiet run costs the shared
                 # CPU little, and a new message waits at most 0.2 s longer.

@@ -106,3 +106,23 @@ def test_the_renderer_blocks_while_nothing_is_watched_and_a_page_wakes_it(idle_r
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.process
+def test_idle_consumers_wait_out_a_redis_restart_instead_of_dying(idle_redis, idle_env, redis_control):
+    log = STATE["workdir"] / "idle-wake.log"
+    seen = log.stat().st_size if log.exists() else 0
+    process = spawn(["lab_consumers", "--num", "2"], idle_env)
+    try:
+        wait_for(lambda: blocked(idle_redis) == 3, 30 * SLOW, message="consumers and mover blocked")
+        names = set(delivery.members(idle_redis))
+        redis_control.stop()
+        wait_for(lambda: log.read_bytes()[seen:].count(b"Redis unavailable") >= 2, 30 * SLOW, message="both to notice")
+        redis_control.start()
+        # The same two consumers (a restarted one would have a new pid in its name) back in their idle wait.
+        wait_for(lambda: set(delivery.members(idle_redis)) == names, 30 * SLOW, message="the same consumers to beat")
+        wait_for(lambda: blocked(idle_redis) == 3, 30 * SLOW, message="consumers and mover blocked again")
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
