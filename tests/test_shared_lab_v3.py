@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from redis import Redis
@@ -298,7 +299,10 @@ def start_together(clients: list[Client], data: dict, url: str = "sandbox:start"
 
     def post(browser: Client) -> None:
         barrier.wait()
-        statuses.append(browser.post(reverse(url), data).status_code)
+        try:
+            statuses.append(browser.post(reverse(url), data).status_code)
+        finally:
+            connections.close_all()  # this thread's own: left open, PostgreSQL would refuse to drop the test database
 
     threads = [threading.Thread(target=post, args=(browser,)) for browser in clients]
     for thread in threads:

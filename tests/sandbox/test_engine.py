@@ -6,6 +6,7 @@ import itertools
 import threading
 
 import pytest
+from django.db import connections
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
@@ -64,9 +65,14 @@ def test_redrive_restores_the_retry_budget_and_a_double_redrive_runs_once(lab_en
     state = lab_engine.finish(experiment)
     assert state.counters["attempts"] == 2
     results: list[int] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(experiments.experiment_redrive(experiment))) for _ in range(2)
-    ]
+
+    def redrive() -> None:
+        try:
+            results.append(experiments.experiment_redrive(experiment))
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    threads = [threading.Thread(target=redrive) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
