@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from datetime import timedelta
 
 import pytest
@@ -31,7 +30,7 @@ from sandbox.engine.presets import PRESETS
 from sandbox.liveview import readmodel
 from sandbox.models import Experiment, LedgerEntry
 from tests.conftest import BASE_DIR, wait_for
-from tests.sandbox.helpers import lab_form, start, started_id, visitor_from, wait_finished, wait_state
+from tests.sandbox.helpers import lab_form, start, started_id, together, visitor_from, wait_finished, wait_state
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
@@ -263,21 +262,11 @@ def test_eight_simultaneous_redrive_all_clicks_redrive_each_job_once(lab_engine)
         params={**PRESETS["poison"].parameters(), "jobs": 6, "max_retries": 0, "duration_ms": 10, "duration_spread_ms": 0},
     )  # fmt: skip
     lab_engine.finish(experiment)
-    cookie = owner_client.cookies
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-
-    def click() -> None:
-        browser = Client(REMOTE_ADDR="203.0.113.30")
-        browser.cookies = cookie
-        barrier.wait()
-        statuses.append(browser.post(reverse("sandbox:redrive", args=[experiment.pk]), **HX).status_code)
-
-    threads = [threading.Thread(target=click) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    browsers = [Client(REMOTE_ADDR="203.0.113.30") for _ in range(8)]
+    for browser in browsers:
+        browser.cookies = owner_client.cookies
+    url = reverse("sandbox:redrive", args=[experiment.pk])
+    statuses = together([lambda browser=browser: browser.post(url, **HX).status_code for browser in browsers])
     assert statuses == [200] * 8
     state = lab_engine.finish(experiment)
     assert state.counters["redriven"] == 6  # each job once, however many clicks landed together

@@ -8,12 +8,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from redis import Redis
@@ -25,7 +23,7 @@ from sandbox.engine import experiments, limits, live
 from sandbox.engine.presets import PRESETS
 from sandbox.models import Experiment
 from tests.conftest import BASE_DIR, CONSUMERS, STATE, free_port, wait_for, worker_env
-from tests.sandbox.helpers import lab_form, started_id, visitor_from, wait_finished
+from tests.sandbox.helpers import lab_form, started_id, together, visitor_from, wait_finished
 
 # ---------------------------------------------------------------- 9. the development secret key
 
@@ -219,22 +217,15 @@ def test_six_simultaneous_kills_leave_a_consumer_alive(rq_workers):
     wait_for(lambda: len(live_consumers()) >= 3, 30, message="three live consumers")
     run = a_long_stream_run()
     names = live_consumers()
-    barrier = threading.Barrier(6)
-    outcomes: list[str] = []
 
-    def kill(n: int) -> None:
-        barrier.wait()
+    def kill(n: int) -> str:
         try:
             experiments.experiment_kill_consumer(run, names[n % len(names)], limit_key=f"anon:killer-{n}")
-            outcomes.append("killed")
+            return "killed"
         except (experiments.KillRefused, experiments.LimitExceeded) as exc:
-            outcomes.append(str(exc))
+            return str(exc)
 
-    threads = [threading.Thread(target=kill, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = together([lambda n=n: kill(n) for n in range(6)])
     assert outcomes.count("killed") == len(names) - 1, outcomes  # never the last one, however they race
     assert min(watch_consumers(6)) >= 1
     experiments.experiment_stop(run)
@@ -294,22 +285,7 @@ def test_a_stream_run_that_always_crashes_cannot_keep_the_consumers_dead(rq_work
 
 def start_together(clients: list[Client], data: dict, url: str = "sandbox:start") -> list[int]:
     """Every client posts the start form at the same moment (threads behind a barrier); their statuses."""
-    barrier = threading.Barrier(len(clients))
-    statuses: list[int] = []
-
-    def post(browser: Client) -> None:
-        barrier.wait()
-        try:
-            statuses.append(browser.post(reverse(url), data).status_code)
-        finally:
-            connections.close_all()  # this thread's own: left open, PostgreSQL would refuse to drop the test database
-
-    threads = [threading.Thread(target=post, args=(browser,)) for browser in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
+    return together([lambda browser=browser: browser.post(reverse(url), data).status_code for browser in clients])
 
 
 def stop_all() -> None:

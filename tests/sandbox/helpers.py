@@ -1,7 +1,10 @@
 import secrets
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
+from django.db import connections
 from django.test import Client
 
 from prepsite.visitor import ANON_KEY, CLI, Visitor
@@ -96,3 +99,25 @@ def anonymous_visitor(client) -> Visitor:
     session[ANON_KEY] = secrets.token_urlsafe(8)
     session.save()
     return Visitor(anon_id=session[ANON_KEY])
+
+
+def together(calls: list[Callable[[], object]]) -> list[object]:
+    """Run each call in a thread of its own, all released at the same moment (a barrier); their results, in
+    the order they finished. Each thread closes its own database connections: one left open would keep
+    PostgreSQL from dropping the test database at the end of the session."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = []
+
+    def run(call: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            results.append(call())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

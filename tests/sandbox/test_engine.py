@@ -6,7 +6,6 @@ import itertools
 import threading
 
 import pytest
-from django.db import connections
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
@@ -15,7 +14,7 @@ from sandbox.delivery.rq import REDRIVE_PER_SECOND
 from sandbox.engine import experiments, live, rq_storage
 from sandbox.engine.presets import PRESETS
 from sandbox.models import LedgerEntry
-from tests.sandbox.helpers import FAST, attempt_failure_times, start
+from tests.sandbox.helpers import FAST, attempt_failure_times, start, together
 
 
 def ledger_rows(experiment) -> int:
@@ -64,19 +63,7 @@ def test_redrive_restores_the_retry_budget_and_a_double_redrive_runs_once(lab_en
     )
     state = lab_engine.finish(experiment)
     assert state.counters["attempts"] == 2
-    results: list[int] = []
-
-    def redrive() -> None:
-        try:
-            results.append(experiments.experiment_redrive(experiment))
-        finally:
-            connections.close_all()  # this thread's own connection
-
-    threads = [threading.Thread(target=redrive) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = together([lambda: experiments.experiment_redrive(experiment)] * 2)
     assert sorted(results) == [0, 1]
     lab_engine.run_until(
         lambda: live.read(experiment.pk).counters["attempts"] == 4 and live.read(experiment.pk).finished
