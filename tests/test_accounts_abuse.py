@@ -347,7 +347,7 @@ def test_another_account_from_another_address_still_logs_in(django_user_model):
     assert bob.session["_auth_user_id"] == str(django_user_model.objects.get(username="bob").pk)
 
 
-def test_one_address_guessing_many_accounts_meets_the_address_ceiling(django_user_model):
+def test_one_address_guessing_many_accounts_meets_the_address_ceiling(django_user_model, one_window):
     django_user_model.objects.create_user("carol", password=PASSWORD)
     for n in range(login_failure_ceiling() - 1):  # a few typos each by a classroom behind one address
         log_in(visitor("198.51.100.3"), f"someone{n}", "guess")
@@ -391,7 +391,7 @@ def test_system_checks_stay_clean_at_warning_level():
     call_command("check", fail_level="WARNING")
 
 
-def test_a_whole_ipv6_64_counts_as_one_address_for_log_in_failures(django_user_model):
+def test_a_whole_ipv6_64_counts_as_one_address_for_log_in_failures(django_user_model, one_window):
     django_user_model.objects.create_user("dave", password=PASSWORD)
     for n in range(1, login_failure_ceiling() + 1):
         log_in(visitor(f"2001:db8:1:2::{n}"), f"someone{n}", "guess")

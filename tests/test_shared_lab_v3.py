@@ -234,7 +234,7 @@ def test_six_simultaneous_kills_leave_a_consumer_alive(rq_workers):
 
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
-def test_kills_of_a_consumer_that_does_not_exist_spend_nothing_of_the_lab_wide_budget(rq_workers):
+def test_kills_of_a_consumer_that_does_not_exist_spend_nothing_of_the_lab_wide_budget(rq_workers, one_window):
     wait_for(lambda: len(live_consumers()) >= 3, 30, message="three live consumers")
     run = a_long_stream_run()
     for n in range(limits.GLOBAL_KILLS_PER_MINUTE):
@@ -370,7 +370,7 @@ def test_failed_log_ins_from_five_addresses_do_not_lock_the_owner_out(django_use
 
 
 @pytest.mark.django_db
-def test_sign_up_cannot_probe_usernames_past_a_throttle(django_user_model):
+def test_sign_up_cannot_probe_usernames_past_a_throttle(django_user_model, one_window):
     from prepsite.accounts import SIGNUP_ATTEMPTS_PER_HOUR
 
     django_user_model.objects.create_user("taken", password=PASSWORD)
