@@ -36,7 +36,6 @@ class Consumer:
         self.last_beat = 0.0
         self.visitors: dict[int, str | None] = {}  # run -> its visitor's rate key (fixed for the run's life)
         self.held: set[str] = set()  # lease keys this consumer took (the log model's partitions)
-        self.nothing_active = False  # the last turn found no active run
 
     # --- group membership
     def heartbeat(self, doing: str = "", run: int | None = None) -> None:
@@ -73,14 +72,8 @@ class Consumer:
         return score is not None and score > time.time() - delivery.SESSION_S
 
     # --- the loop
-    def run_once(self) -> bool:
-        """One turn over every active experiment; True if any message was handled."""
-        if time.time() - self.last_beat > 0.5:
-            self.heartbeat()
-        active = delivery.active(self.redis)
-        self.nothing_active = not active
-        if not active:
-            return False
+    def run_once(self, active: dict[int, delivery.ConsumedDeliveryModel]) -> bool:
+        """One turn over every active experiment (`delivery.active`); True if any message was handled."""
         ids = sorted(active)
         self.turn += 1
         ids = ids[self.turn % len(ids) :] + ids[: self.turn % len(ids)]
@@ -136,10 +129,13 @@ class Consumer:
         try:
             while not self.stopping:
                 try:
-                    worked = self.run_once()
-                    if not worked and self.nothing_active:  # nothing to poll for: a new run wakes us (delivery.wake)
+                    if time.time() - self.last_beat > 0.5:
+                        self.heartbeat()
+                    active = delivery.active(self.redis)
+                    if not active:  # nothing to poll for: a new run wakes us (delivery.wake)
                         wait_for_wake(self.redis, keys.consumer_wake(self.name), IDLE_WAIT_S)
                         continue
+                    worked = self.run_once(active)
                 except RedisError as exc:  # Redis restarting: wait for it rather than die
                     log.warning("lab consumer %s: Redis unavailable (%s); retrying in 1 s", self.name, exc)
                     time.sleep(1)

@@ -17,9 +17,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         self.stdout.write("lab renderer: drawing watched experiments")
         while True:
-            watched = 1
+            watched = True  # after a failed pass, wait a pass's interval, not for a wake
             try:
-                watched = render_pass()
+                watched = render_pass() > 0
                 if not watched:
                     wait_for_wake(get_redis(), keys.WAKE_RENDERER, IDLE_WAIT_S)
             except Exception as exc:  # a pass that fails is retried; polls render themselves meanwhile
